@@ -1,0 +1,28 @@
+//! The manager's JSON endpoints, one module per resource; handlers stay thin.
+
+pub mod status;
+
+use crate::error::AppError;
+use actix_web::web;
+
+/// Registers every JSON endpoint and the extractor configuration that envelopes their errors.
+pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(body_limit)
+            .error_handler(move |err, _req| AppError::from_json(&err, body_limit).into()),
+    )
+    .app_data(web::PayloadConfig::default().limit(body_limit))
+    .app_data(
+        web::QueryConfig::default().error_handler(|err, _req| AppError::from_query(&err).into()),
+    )
+    .app_data(
+        web::PathConfig::default().error_handler(|err, _req| AppError::from_path(&err).into()),
+    )
+    .service(web::resource("/status/health").route(web::get().to(status::health)));
+}
+
+/// Answer for any path no route matches.
+pub async fn not_found() -> Result<actix_web::HttpResponse, AppError> {
+    Err(AppError::NotFound("no such resource".into()))
+}

@@ -1,0 +1,123 @@
+//! The audit log writer: the one actor that appends to the hash chain.
+//!
+//! Order matters for a hash chain, so every record goes through a single [`AuditWriter`] running on
+//! a `SyncArbiter` thread of its own (its diesel calls block that thread, never an event loop).
+//! Features record through the cloneable [`AuditLog`] handle. A timer re-verifies the whole chain
+//! periodically; the latest verdict is kept for the overview page and logged loudly when broken.
+
+use crate::db::audit::{self as store, AuditRow, NewAuditEntry};
+use crate::db::{Database, DbError};
+use actix::prelude::*;
+use shared::status::AuditChainState;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// Failure to write or verify the audit log.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// The database refused.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// The writer actor is gone (shutting down).
+    #[error("audit writer unavailable: {0}")]
+    Mailbox(#[from] MailboxError),
+}
+
+/// Appends one entry; answers the stored record.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<AuditRow, AuditError>")]
+pub struct Append(pub NewAuditEntry);
+
+/// Verifies the whole chain.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<AuditChainState, AuditError>")]
+pub struct Verify;
+
+/// The single writer. Runs on its own thread; blocking is expected here.
+pub struct AuditWriter {
+    db: Database,
+}
+
+impl Actor for AuditWriter {
+    type Context = SyncContext<Self>;
+}
+
+impl Handler<Append> for AuditWriter {
+    type Result = Result<AuditRow, AuditError>;
+
+    fn handle(&mut self, msg: Append, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.db.conn()?;
+        let row = store::append(&mut conn, msg.0, chrono::Utc::now().naive_utc())?;
+        tracing::debug!(audit_id = row.id, action = %row.action, "audit record appended");
+        Ok(row)
+    }
+}
+
+impl Handler<Verify> for AuditWriter {
+    type Result = Result<AuditChainState, AuditError>;
+
+    fn handle(&mut self, _: Verify, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.db.conn()?;
+        Ok(store::verify(&mut conn)?)
+    }
+}
+
+/// Cloneable handle used by the rest of the manager.
+#[derive(Clone)]
+pub struct AuditLog {
+    writer: Addr<AuditWriter>,
+    last_verdict: Arc<RwLock<Option<AuditChainState>>>,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog").finish_non_exhaustive()
+    }
+}
+
+impl AuditLog {
+    /// Starts the writer thread. Must be called inside an actix system.
+    pub fn start(db: Database) -> Self {
+        let writer = SyncArbiter::start(1, move || AuditWriter { db: db.clone() });
+        Self {
+            writer,
+            last_verdict: Arc::new(RwLock::new(None)),
+        }
+    }
+
+    /// Appends an entry and waits until it is stored.
+    pub async fn record(&self, entry: NewAuditEntry) -> Result<AuditRow, AuditError> {
+        self.writer.send(Append(entry)).await?
+    }
+
+    /// Verifies the chain now, remembers and returns the verdict.
+    pub async fn verify(&self) -> Result<AuditChainState, AuditError> {
+        let verdict = self.writer.send(Verify).await??;
+        if let AuditChainState::Broken { id, reason } = &verdict {
+            tracing::error!(audit_id = id, %reason, "AUDIT CHAIN BROKEN: the audit log was tampered with");
+        }
+        if let Ok(mut last) = self.last_verdict.write() {
+            *last = Some(verdict.clone());
+        }
+        Ok(verdict)
+    }
+
+    /// Verdict of the latest verification, if one ran.
+    pub fn last_verdict(&self) -> Option<AuditChainState> {
+        self.last_verdict.read().ok().and_then(|v| v.clone())
+    }
+
+    /// Spawns the periodic verification on the current actix runtime.
+    pub fn spawn_periodic_verification(&self, every: Duration) {
+        let log = self.clone();
+        actix::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                if let Err(e) = log.verify().await {
+                    tracing::warn!(error = %e, "periodic audit verification failed to run");
+                }
+            }
+        });
+    }
+}

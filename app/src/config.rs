@@ -1,0 +1,403 @@
+//! The manager's configuration: one typed struct, layered defaults → TOML file →
+//! `PATCH_MANAGER__SECTION__KEY` environment variables → command-line flags, then validated.
+//!
+//! Every layer is merged as a TOML tree before a single strict deserialisation
+//! (`deny_unknown_fields`), so a misspelt key is an error naming that key whichever layer it came
+//! from. Environment and `--set` values are strings; they are converted to the type the key has in
+//! the defaults, so `PATCH_MANAGER__DATABASE__POOL_SIZE=4` is a number and a password of digits stays
+//! a string. `config/manager.example.toml` is checked against [`Config::default`] by a test.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+pub use shared::config::{ConfigError, Override};
+
+/// Prefix of environment variables that override configuration keys.
+pub const ENV_PREFIX: &str = "PATCH_MANAGER__";
+
+/// Complete manager configuration.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// HTTP listener and web UI files.
+    pub server: ServerConfig,
+    /// Database connection.
+    pub database: DatabaseConfig,
+    /// Where the manager keeps its state.
+    pub data: DataConfig,
+    /// Logging.
+    pub log: LogConfig,
+    /// Audit log integrity checking.
+    pub audit: AuditConfig,
+}
+
+/// HTTP listener and web UI files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address and port the web UI and API listen on.
+    pub listen: SocketAddr,
+    /// Directory holding the built web bundle (`pkg/` with the WebAssembly and its loader).
+    pub site_root: PathBuf,
+    /// Directory of static assets served under `/assets` (stylesheet, fonts).
+    pub assets_dir: PathBuf,
+    /// Largest request body accepted, in bytes; larger ones get 413.
+    pub body_limit_bytes: usize,
+    /// Number of HTTP worker threads; 0 means one per CPU core.
+    pub workers: usize,
+}
+
+/// Database connection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://PATH` or `postgres://user@host:port/db`; empty means the embedded SQLite file
+    /// `patch-manager.db` in the data directory.
+    pub url: String,
+    /// Maximum number of pooled connections.
+    pub pool_size: u32,
+    /// Seconds to wait for a free pooled connection before failing the request.
+    pub pool_timeout_secs: u64,
+}
+
+/// Where the manager keeps its state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// Data directory: SQLite database, CA keys, setup token. Created with mode 0700 if missing.
+    pub dir: PathBuf,
+}
+
+/// Log output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Filter in `tracing` env-filter syntax, e.g. `info` or `info,patch_manager=debug`.
+    pub level: String,
+    /// `auto` (readable text on a terminal, JSON otherwise), `text` or `json`.
+    pub format: LogFormat,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Text on a terminal, JSON otherwise.
+    Auto,
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Audit log integrity checking.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Seconds between automatic verifications of the whole hash chain (minimum 60).
+    pub verify_interval_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            site_root: PathBuf::from("/usr/share/patch-manager/site"),
+            assets_dir: PathBuf::from("/usr/share/patch-manager/assets"),
+            body_limit_bytes: 1024 * 1024,
+            workers: 0,
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            pool_size: 8,
+            pool_timeout_secs: 10,
+        }
+    }
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("/var/lib/patch-manager"),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Auto,
+        }
+    }
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            verify_interval_secs: 3600,
+        }
+    }
+}
+
+/// The database a configuration points at, resolved from `database.url` and `data.dir`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseTarget {
+    /// SQLite file.
+    Sqlite(PathBuf),
+    /// PostgreSQL connection URL.
+    Postgres(String),
+}
+
+impl Config {
+    /// Resolves which database to open.
+    pub fn database_target(&self) -> Result<DatabaseTarget, ConfigError> {
+        parse_database_url(&self.database.url, &self.data.dir)
+    }
+
+    /// Checks cross-field rules and value ranges that types alone cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            key: key.into(),
+            message,
+        };
+        if !(1..=128).contains(&self.database.pool_size) {
+            return Err(invalid(
+                "database.pool_size",
+                "must be between 1 and 128".into(),
+            ));
+        }
+        if !(1..=300).contains(&self.database.pool_timeout_secs) {
+            return Err(invalid(
+                "database.pool_timeout_secs",
+                "must be between 1 and 300".into(),
+            ));
+        }
+        if !(1024..=64 * 1024 * 1024).contains(&self.server.body_limit_bytes) {
+            return Err(invalid(
+                "server.body_limit_bytes",
+                "must be between 1024 and 67108864 (64 MiB)".into(),
+            ));
+        }
+        if self.server.workers > 256 {
+            return Err(invalid("server.workers", "must be at most 256".into()));
+        }
+        if self.data.dir.as_os_str().is_empty() {
+            return Err(invalid("data.dir", "must not be empty".into()));
+        }
+        if self.audit.verify_interval_secs < 60 {
+            return Err(invalid(
+                "audit.verify_interval_secs",
+                "must be at least 60".into(),
+            ));
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .map_err(|e| invalid("log.level", format!("not a valid filter: {e}")))?;
+        self.database_target()?;
+        Ok(())
+    }
+}
+
+fn parse_database_url(url: &str, data_dir: &Path) -> Result<DatabaseTarget, ConfigError> {
+    let url = url.trim();
+    if url.is_empty() {
+        return Ok(DatabaseTarget::Sqlite(data_dir.join("patch-manager.db")));
+    }
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        if path.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "database.url".into(),
+                message: "sqlite:// needs a file path, e.g. sqlite:///var/lib/patch-manager/pm.db"
+                    .into(),
+            });
+        }
+        return Ok(DatabaseTarget::Sqlite(PathBuf::from(path)));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(DatabaseTarget::Postgres(url.to_owned()));
+    }
+    Err(ConfigError::Invalid {
+        key: "database.url".into(),
+        message: "must start with sqlite:// or postgres:// (or be empty for the embedded database)"
+            .into(),
+    })
+}
+
+/// Builds the configuration from its layers and validates it.
+///
+/// `file` is read if given; `overrides` are applied in order (environment first, then CLI flags).
+pub fn load(file: Option<&Path>, overrides: &[Override]) -> Result<Config, ConfigError> {
+    let config: Config = shared::config::load_layers(file, overrides)?;
+    config.validate()?;
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn write(text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+        f
+    }
+
+    #[test]
+    fn defaults_validate() {
+        Config::default().validate().unwrap();
+        assert_eq!(load(None, &[]).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        let f = write("[server]\nlisten = \"127.0.0.1:9000\"\n[database]\npool_size = 3\n");
+        let env = Override::from_env(
+            ENV_PREFIX,
+            vec![
+                ("PATCH_MANAGER__DATABASE__POOL_SIZE".into(), "5".into()),
+                ("PATCH_MANAGER__LOG__FORMAT".into(), "json".into()),
+                ("UNRELATED".into(), "x".into()),
+            ],
+        );
+        let mut ov = env;
+        ov.push(Override::from_cli("server.listen=127.0.0.1:9100").unwrap());
+        let c = load(Some(f.path()), &ov).unwrap();
+        assert_eq!(c.server.listen.port(), 9100, "CLI beats file");
+        assert_eq!(c.database.pool_size, 5, "env beats file");
+        assert_eq!(c.log.format, LogFormat::Json);
+        assert_eq!(
+            c.audit,
+            AuditConfig::default(),
+            "untouched section keeps defaults"
+        );
+    }
+
+    #[test]
+    fn unknown_key_in_file_is_named() {
+        let f = write("[server]\nlisten = \"127.0.0.1:9000\"\nlisten_port = 3\n");
+        let e = load(Some(f.path()), &[]).unwrap_err();
+        assert!(
+            matches!(&e, ConfigError::Invalid { key, .. } if key == "server.listen_port"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("server.listen_port"), "{e}");
+    }
+
+    #[test]
+    fn unknown_section_is_named() {
+        let f = write("[servre]\nlisten = 1\n");
+        let e = load(Some(f.path()), &[]).unwrap_err();
+        assert!(e.to_string().contains("servre"), "{e}");
+    }
+
+    #[test]
+    fn bad_value_is_named() {
+        let f = write("[server]\nlisten = \"not an address\"\n");
+        let e = load(Some(f.path()), &[]).unwrap_err();
+        assert!(
+            matches!(&e, ConfigError::Invalid { key, .. } if key == "server.listen"),
+            "{e}"
+        );
+
+        let f = write("[database]\npool_size = \"many\"\n");
+        let e = load(Some(f.path()), &[]).unwrap_err();
+        assert!(e.to_string().contains("database.pool_size"), "{e}");
+    }
+
+    #[test]
+    fn range_checks_name_the_key() {
+        let e = load(None, &[Override::from_cli("database.pool_size=0").unwrap()]).unwrap_err();
+        assert!(e.to_string().contains("database.pool_size"), "{e}");
+        let e = load(
+            None,
+            &[Override::from_cli("database.url=mysql://x").unwrap()],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("database.url"), "{e}");
+        let e = load(
+            None,
+            &[Override::from_cli("log.level=info,,=bad[").unwrap()],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("log.level"), "{e}");
+    }
+
+    #[test]
+    fn env_override_of_unknown_key_is_named() {
+        let ov = Override::from_env(
+            ENV_PREFIX,
+            vec![("PATCH_MANAGER__SERVER__LISTN".into(), "x".into())],
+        );
+        let e = load(None, &ov).unwrap_err();
+        assert!(e.to_string().contains("server.listn"), "{e}");
+        let ov = Override::from_env(
+            ENV_PREFIX,
+            vec![("PATCH_MANAGER__DATABASE__POOL_SIZE".into(), "ten".into())],
+        );
+        let e = load(None, &ov).unwrap_err();
+        assert!(
+            e.to_string().contains("PATCH_MANAGER__DATABASE__POOL_SIZE"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn syntax_error_names_file_and_line() {
+        let f = write("[server\n");
+        let e = load(Some(f.path()), &[]).unwrap_err();
+        assert!(matches!(e, ConfigError::Syntax { .. }), "{e}");
+        assert!(e.to_string().contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn database_url_forms() {
+        let dir = Path::new("/data");
+        assert_eq!(
+            parse_database_url("", dir).unwrap(),
+            DatabaseTarget::Sqlite(PathBuf::from("/data/patch-manager.db"))
+        );
+        assert_eq!(
+            parse_database_url("sqlite:///tmp/x.db", dir).unwrap(),
+            DatabaseTarget::Sqlite(PathBuf::from("/tmp/x.db"))
+        );
+        assert!(matches!(
+            parse_database_url("postgres://u@127.0.0.1/pm", dir).unwrap(),
+            DatabaseTarget::Postgres(_)
+        ));
+        assert!(parse_database_url("sqlite://", dir).is_err());
+    }
+
+    #[test]
+    fn example_file_matches_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/manager.example.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let parsed: Config = toml::from_str(&text).expect("example config must parse strictly");
+        assert_eq!(
+            parsed,
+            Config::default(),
+            "config/manager.example.toml drifted from the defaults"
+        );
+        // Every key of the struct appears in the example, uncommented, so operators see them all.
+        let example: toml::Table = text.parse().unwrap();
+        let defaults = toml::Table::try_from(Config::default()).unwrap();
+        for (section, keys) in &defaults {
+            let ex = example
+                .get(section)
+                .and_then(|v| v.as_table())
+                .unwrap_or_else(|| panic!("section [{section}] missing from the example config"));
+            for key in keys.as_table().unwrap().keys() {
+                assert!(
+                    ex.contains_key(key),
+                    "{section}.{key} missing from the example config"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! The hash-chained audit log table.
+//!
+//! Each record carries `prev_hash` (the previous record's `row_hash`, or [`GENESIS_HASH`] for the
+//! first) and `row_hash`, the SHA-256 of the record's canonical form: a JSON array of every column
+//! in a fixed order, `prev_hash` included. Ids are assigned here, contiguous from 1, so a deleted
+//! record shows as a gap, an edited one as a hash mismatch, and a re-ordered one as a broken link.
+//!
+//! Appending reads the tail and inserts in one transaction; the single audit writer actor
+//! ([`crate::audit`]) is the only caller, which keeps the chain linear. The primary key makes a
+//! second, accidental writer fail loudly instead of forking the chain.
+
+use super::schema::audit_log;
+use super::{DbConnection, DbError};
+use chrono::{NaiveDateTime, Timelike};
+use diesel::prelude::*;
+use sha2::{Digest, Sha256};
+use shared::status::AuditChainState;
+
+/// `prev_hash` of the first record.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Records read per query while verifying.
+const VERIFY_BATCH: i64 = 1000;
+
+/// A stored audit record.
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = audit_log)]
+pub struct AuditRow {
+    /// Position in the chain, from 1.
+    pub id: i64,
+    /// When it happened (UTC, microsecond precision).
+    pub ts: NaiveDateTime,
+    /// Who: a user name, `system`, or a host/agent identity.
+    pub actor: String,
+    /// What, as a dotted verb (`config.changed`, `user.login`).
+    pub action: String,
+    /// On what, if anything (`host:12`).
+    pub target: Option<String>,
+    /// `success`, `failure` or `denied`.
+    pub outcome: String,
+    /// Structured details as canonical JSON.
+    pub details_json: String,
+    /// Client address, when a request caused it.
+    pub source_ip: Option<String>,
+    /// Request id, when a request caused it.
+    pub request_id: Option<String>,
+    /// `row_hash` of the previous record.
+    pub prev_hash: String,
+    /// SHA-256 (hex) of this record's canonical form.
+    pub row_hash: String,
+}
+
+/// What a caller records; the chain fields are filled in by [`append`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewAuditEntry {
+    /// Who.
+    pub actor: String,
+    /// What.
+    pub action: String,
+    /// On what.
+    pub target: Option<String>,
+    /// Outcome.
+    pub outcome: Outcome,
+    /// Structured details.
+    pub details: serde_json::Value,
+    /// Client address.
+    pub source_ip: Option<String>,
+    /// Request id.
+    pub request_id: Option<String>,
+}
+
+/// How the audited action ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// It happened.
+    Success,
+    /// It was attempted and failed.
+    Failure,
+    /// It was refused by a security rule.
+    Denied,
+}
+
+impl Outcome {
+    /// Stored form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Failure => "failure",
+            Self::Denied => "denied",
+        }
+    }
+}
+
+/// Truncates to microseconds, the precision both engines store, so hashes survive a round trip.
+pub fn audit_timestamp(t: NaiveDateTime) -> NaiveDateTime {
+    let micros = t.nanosecond() / 1_000 * 1_000;
+    t.with_nanosecond(micros).unwrap_or(t)
+}
+
+/// SHA-256 (hex) of a record's canonical form; `row_hash` itself is not part of it.
+pub fn compute_row_hash(row: &AuditRow) -> String {
+    let canonical = serde_json::json!([
+        row.id,
+        row.ts.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+        row.actor,
+        row.action,
+        row.target,
+        row.outcome,
+        row.details_json,
+        row.source_ip,
+        row.request_id,
+        row.prev_hash,
+    ]);
+    hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
+}
+
+/// Appends one record at `now`, linked to the current tail, and returns it.
+pub fn append(
+    conn: &mut DbConnection,
+    entry: NewAuditEntry,
+    now: NaiveDateTime,
+) -> Result<AuditRow, DbError> {
+    conn.transaction(|conn| {
+        let tail: Option<(i64, String)> = audit_log::table
+            .select((audit_log::id, audit_log::row_hash))
+            .order(audit_log::id.desc())
+            .first(conn)
+            .optional()?;
+        let (id, prev_hash) = match tail {
+            Some((id, hash)) => (id + 1, hash),
+            None => (1, GENESIS_HASH.to_owned()),
+        };
+        let mut row = AuditRow {
+            id,
+            ts: audit_timestamp(now),
+            actor: entry.actor,
+            action: entry.action,
+            target: entry.target,
+            outcome: entry.outcome.as_str().to_owned(),
+            // serde_json's default map is ordered by key, so this text is canonical.
+            details_json: entry.details.to_string(),
+            source_ip: entry.source_ip,
+            request_id: entry.request_id,
+            prev_hash,
+            row_hash: String::new(),
+        };
+        row.row_hash = compute_row_hash(&row);
+        diesel::insert_into(audit_log::table)
+            .values(&row)
+            .execute(conn)?;
+        Ok(row)
+    })
+}
+
+/// Walks the whole chain in id order and reports the first record that does not verify.
+pub fn verify(conn: &mut DbConnection) -> Result<AuditChainState, DbError> {
+    let mut expected_id = 1_i64;
+    let mut expected_prev = GENESIS_HASH.to_owned();
+    loop {
+        let batch: Vec<AuditRow> = audit_log::table
+            .filter(audit_log::id.ge(expected_id))
+            .order(audit_log::id.asc())
+            .limit(VERIFY_BATCH)
+            .select(AuditRow::as_select())
+            .load(conn)?;
+        if batch.is_empty() {
+            return Ok(AuditChainState::Intact {
+                records: u64::try_from(expected_id - 1).unwrap_or(0),
+            });
+        }
+        for row in batch {
+            if row.id != expected_id {
+                return Ok(AuditChainState::Broken {
+                    id: expected_id,
+                    reason: format!(
+                        "record {expected_id} is missing (next present is {})",
+                        row.id
+                    ),
+                });
+            }
+            if row.prev_hash != expected_prev {
+                return Ok(AuditChainState::Broken {
+                    id: row.id,
+                    reason: "prev_hash does not match the previous record's hash".into(),
+                });
+            }
+            if compute_row_hash(&row) != row.row_hash {
+                return Ok(AuditChainState::Broken {
+                    id: row.id,
+                    reason: "content does not match its row_hash (record altered)".into(),
+                });
+            }
+            expected_prev = row.row_hash;
+            expected_id += 1;
+        }
+    }
+}
+
+/// Number of records.
+pub fn count(conn: &mut DbConnection) -> Result<i64, DbError> {
+    Ok(audit_log::table.count().get_result(conn)?)
+}
+
+/// The most recent records, newest first.
+pub fn recent(conn: &mut DbConnection, limit: i64) -> Result<Vec<AuditRow>, DbError> {
+    Ok(audit_log::table
+        .order(audit_log::id.desc())
+        .limit(limit)
+        .select(AuditRow::as_select())
+        .load(conn)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::NaiveDate;
+
+    fn row() -> AuditRow {
+        AuditRow {
+            id: 1,
+            ts: NaiveDate::from_ymd_opt(2026, 11, 23)
+                .unwrap()
+                .and_hms_micro_opt(10, 0, 0, 5)
+                .unwrap(),
+            actor: "system".into(),
+            action: "manager.started".into(),
+            target: None,
+            outcome: "success".into(),
+            details_json: "{}".into(),
+            source_ip: None,
+            request_id: None,
+            prev_hash: GENESIS_HASH.into(),
+            row_hash: String::new(),
+        }
+    }
+
+    #[test]
+    fn hash_covers_every_field() {
+        let base = compute_row_hash(&row());
+        assert_eq!(base.len(), 64);
+        type Change = Box<dyn Fn(&mut AuditRow)>;
+        let variants: Vec<Change> = vec![
+            Box::new(|r| r.id = 2),
+            Box::new(|r| r.ts += chrono::Duration::microseconds(1)),
+            Box::new(|r| r.actor = "eve".into()),
+            Box::new(|r| r.action = "x".into()),
+            Box::new(|r| r.target = Some("host:1".into())),
+            Box::new(|r| r.outcome = "failure".into()),
+            Box::new(|r| r.details_json = "{\"a\":1}".into()),
+            Box::new(|r| r.source_ip = Some("127.0.0.1".into())),
+            Box::new(|r| r.request_id = Some("01H".into())),
+            Box::new(|r| r.prev_hash = "1".repeat(64)),
+        ];
+        for (i, change) in variants.iter().enumerate() {
+            let mut r = row();
+            change(&mut r);
+            assert_ne!(
+                compute_row_hash(&r),
+                base,
+                "field change {i} not covered by the hash"
+            );
+        }
+        let mut r = row();
+        r.row_hash = "ignored".into();
+        assert_eq!(compute_row_hash(&r), base, "row_hash must not hash itself");
+    }
+
+    #[test]
+    fn timestamps_are_truncated_to_micros() {
+        let t = NaiveDate::from_ymd_opt(2026, 1, 1)
+            .unwrap()
+            .and_hms_nano_opt(0, 0, 0, 123_456_789)
+            .unwrap();
+        assert_eq!(audit_timestamp(t).nanosecond(), 123_456_000);
+    }
+}

@@ -1,0 +1,140 @@
+//! The manager's error type and its mapping to HTTP answers.
+//!
+//! Every failure a client sees is an [`shared::ErrorEnvelope`] with a stable `code`. Internal
+//! causes (database text, I/O errors) are logged with the request id and never sent.
+
+use crate::db::DbError;
+use crate::middleware::current_request_id;
+use actix_web::error::{JsonPayloadError, PathError, PayloadError, QueryPayloadError};
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use shared::ErrorEnvelope;
+
+/// Everything a request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The resource does not exist (or the caller may not know it exists).
+    #[error("{0}")]
+    NotFound(String),
+    /// The request is malformed: bad JSON, wrong types, invalid values.
+    #[error("{message}")]
+    BadRequest {
+        /// Stable code (`invalid_json`, `validation_failed`, …).
+        code: &'static str,
+        /// Human-readable explanation.
+        message: String,
+        /// Structured details (offending field…).
+        details: serde_json::Value,
+    },
+    /// The body is larger than the configured limit.
+    #[error("request body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge {
+        /// Configured limit.
+        limit: usize,
+    },
+    /// The body is not JSON.
+    #[error("expected Content-Type: application/json")]
+    UnsupportedMediaType,
+    /// The database failed; details are logged only.
+    #[error("database error")]
+    Database(#[from] DbError),
+    /// Something else failed on our side; details are logged only.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl AppError {
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NotFound(_) => "not_found",
+            Self::BadRequest { code, .. } => code,
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::Database(_) => "database_unavailable",
+            Self::Internal(_) => "internal_error",
+        }
+    }
+
+    /// Message safe to show to the client.
+    fn public_message(&self) -> String {
+        match self {
+            Self::Database(_) => "the database is unavailable; the request was not applied".into(),
+            Self::Internal(_) => "an internal error occurred".into(),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl ResponseError for AppError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let request_id = current_request_id();
+        match self {
+            Self::Database(e) => {
+                tracing::error!(error = %e, "request failed in the database layer")
+            }
+            Self::Internal(e) => tracing::error!(error = %e, "request failed"),
+            _ => {}
+        }
+        let details = match self {
+            Self::BadRequest { details, .. } => details.clone(),
+            Self::PayloadTooLarge { limit } => serde_json::json!({ "limit_bytes": limit }),
+            _ => serde_json::Value::Null,
+        };
+        let body = ErrorEnvelope::new(self.code(), self.public_message(), request_id)
+            .with_details(details);
+        HttpResponse::build(self.status_code()).json(body)
+    }
+}
+
+impl AppError {
+    /// Maps a JSON extractor failure; `limit` is the configured body limit.
+    pub fn from_json(err: &JsonPayloadError, limit: usize) -> Self {
+        match err {
+            JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
+                Self::PayloadTooLarge { limit }
+            }
+            JsonPayloadError::Payload(PayloadError::Overflow) => Self::PayloadTooLarge { limit },
+            JsonPayloadError::ContentType => Self::UnsupportedMediaType,
+            JsonPayloadError::Deserialize(e) => Self::BadRequest {
+                code: "invalid_json",
+                message: format!("request body is not valid for this endpoint: {e}"),
+                details: serde_json::json!({ "line": e.line(), "column": e.column() }),
+            },
+            other => Self::BadRequest {
+                code: "invalid_body",
+                message: format!("cannot read the request body: {other}"),
+                details: serde_json::Value::Null,
+            },
+        }
+    }
+
+    /// Maps a query-string extractor failure.
+    pub fn from_query(err: &QueryPayloadError) -> Self {
+        Self::BadRequest {
+            code: "invalid_query",
+            message: format!("invalid query string: {err}"),
+            details: serde_json::Value::Null,
+        }
+    }
+
+    /// Maps a path extractor failure.
+    pub fn from_path(err: &PathError) -> Self {
+        Self::BadRequest {
+            code: "invalid_path",
+            message: format!("invalid path parameter: {err}"),
+            details: serde_json::Value::Null,
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! `patch-manager` command line: parse flags, load the configuration, run.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use patch_manager::config::{self, Override};
+use patch_manager::db::audit as audit_store;
+use patch_manager::db::Database;
+use shared::status::AuditChainState;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Linux Patch Manager — central manager.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// TOML configuration file (see config/manager.example.toml).
+    #[arg(long, short = 'c', global = true, env = "PATCH_MANAGER_CONFIG")]
+    config: Option<PathBuf>,
+    /// Overrides server.listen.
+    #[arg(long, global = true)]
+    listen: Option<String>,
+    /// Overrides data.dir.
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// Overrides database.url.
+    #[arg(long, global = true)]
+    database_url: Option<String>,
+    /// Overrides any key: --set section.key=value (repeatable).
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the manager (the default).
+    Serve,
+    /// Validate the configuration and exit.
+    CheckConfig,
+    /// Print the effective configuration as TOML.
+    PrintConfig,
+    /// Verify the audit log's hash chain; exits 1 and names the first broken record if any.
+    VerifyAudit,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let mut overrides = Override::from_env(config::ENV_PREFIX, std::env::vars());
+    let mut flag = |key: &str, value: Option<String>| {
+        if let Some(value) = value {
+            overrides.push(Override {
+                key: key.into(),
+                value,
+                origin: format!("--{}", key.replace(['.', '_'], "-")),
+            });
+        }
+    };
+    flag("server.listen", cli.listen.clone());
+    flag(
+        "data.dir",
+        cli.data_dir
+            .as_ref()
+            .map(|p| p.to_string_lossy().into_owned()),
+    );
+    flag("database.url", cli.database_url.clone());
+    for s in &cli.set {
+        overrides.push(Override::from_cli(s)?);
+    }
+    let config = match config::load(cli.config.as_deref(), &overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("patch-manager: {e}");
+            std::process::exit(2);
+        }
+    };
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::CheckConfig => {
+            println!("configuration is valid");
+            Ok(())
+        }
+        Command::PrintConfig => {
+            print!("{}", toml::to_string_pretty(&config)?);
+            Ok(())
+        }
+        Command::VerifyAudit => verify_audit(&config),
+        Command::Serve => serve(config),
+    }
+}
+
+fn verify_audit(config: &config::Config) -> anyhow::Result<()> {
+    let target = config.database_target()?;
+    let db = Database::open(
+        &target,
+        1,
+        Duration::from_secs(config.database.pool_timeout_secs),
+    )
+    .context("opening the database")?;
+    let mut conn = db.conn()?;
+    match audit_store::verify(&mut conn)? {
+        AuditChainState::Intact { records } => {
+            println!("audit chain intact: {records} records verified");
+            Ok(())
+        }
+        AuditChainState::Broken { id, reason } => {
+            println!("audit chain BROKEN at record {id}: {reason}");
+            std::process::exit(1);
+        }
+    }
+}
+
+#[actix_web::main]
+async fn serve(config: config::Config) -> anyhow::Result<()> {
+    patch_manager::telemetry::init(&config.log);
+    let server = patch_manager::server::start(config)
+        .await
+        .context("starting patch-manager")?;
+    server.wait().await.context("serving")
+}

@@ -1,0 +1,224 @@
+//! Builds and starts the manager: database, audit writer, HTTP server with the JSON API and the
+//! server-rendered Leptos UI. `main` and the integration tests both start it through [`start`];
+//! tests bind port 0 and read the real address from [`RunningServer::addr`].
+
+use crate::api;
+use crate::audit::AuditLog;
+use crate::config::Config;
+use crate::db::audit::{NewAuditEntry, Outcome};
+use crate::db::{Database, DbError};
+use crate::middleware::request_context;
+use crate::state::AppState;
+use actix_files::Files;
+use actix_web::dev::ServerHandle;
+use actix_web::middleware::{from_fn, Compress};
+use actix_web::{web, App, HttpServer};
+use frontend_leptos::{OverviewFuture, ServerContext};
+use leptos::config::{Env, LeptosOptions};
+use leptos::prelude::provide_context;
+use leptos_actix::{generate_route_list, handle_server_fns_with_context, LeptosRoutes};
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Why the manager could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The data directory could not be prepared.
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        /// Directory.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The database could not be opened or migrated.
+    #[error(transparent)]
+    Database(#[from] DbError),
+    /// The listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// Address.
+        addr: SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The audit log could not record the start.
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
+}
+
+/// A started manager.
+pub struct RunningServer {
+    /// Address actually bound (useful with port 0).
+    pub addr: SocketAddr,
+    /// Shared state, for tests and embedding.
+    pub state: AppState,
+    handle: ServerHandle,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl std::fmt::Debug for RunningServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningServer")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RunningServer {
+    /// Stops accepting, lets running requests finish, and returns when the server is down.
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+        drop(self.task.await);
+    }
+
+    /// Runs until the server stops (signal or [`stop`](Self::stop) elsewhere).
+    pub async fn wait(self) -> std::io::Result<()> {
+        self.task.await.map_err(std::io::Error::other)?
+    }
+}
+
+/// Prepares the data directory, opens the database, starts the audit writer and the HTTP server.
+/// Must run inside an actix system (`#[actix_web::main]` or `#[actix_rt::test]`).
+pub async fn start(config: Config) -> Result<RunningServer, StartupError> {
+    config.validate()?;
+    prepare_data_dir(&config.data.dir)?;
+    let target = config.database_target()?;
+    let (pool_size, pool_timeout) = (
+        config.database.pool_size,
+        Duration::from_secs(config.database.pool_timeout_secs),
+    );
+    let db = tokio::task::spawn_blocking(move || Database::open(&target, pool_size, pool_timeout))
+        .await
+        .map_err(|e| DbError::Task(e.to_string()))??;
+
+    let audit = AuditLog::start(db.clone());
+    audit
+        .record(NewAuditEntry {
+            actor: "system".into(),
+            action: "manager.started".into(),
+            target: None,
+            outcome: Outcome::Success,
+            details: serde_json::json!({
+                "version": env!("CARGO_PKG_VERSION"),
+                "database": db.backend(),
+            }),
+            source_ip: None,
+            request_id: None,
+        })
+        .await?;
+    audit.verify().await?;
+    audit.spawn_periodic_verification(Duration::from_secs(config.audit.verify_interval_secs));
+
+    let listener =
+        TcpListener::bind(config.server.listen).map_err(|source| StartupError::Bind {
+            addr: config.server.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartupError::Bind {
+        addr: config.server.listen,
+        source,
+    })?;
+
+    let state = AppState {
+        db,
+        audit,
+        config: Arc::new(config),
+        started: Instant::now(),
+    };
+    let server = build_http_server(state.clone(), listener, addr)
+        .map_err(|source| StartupError::Bind { addr, source })?;
+    let handle = server.handle();
+    let task = actix_web::rt::spawn(server);
+    tracing::info!(%addr, database = ?state.db.backend(), "patch-manager listening");
+    Ok(RunningServer {
+        addr,
+        state,
+        handle,
+        task,
+    })
+}
+
+fn build_http_server(
+    state: AppState,
+    listener: TcpListener,
+    addr: SocketAddr,
+) -> std::io::Result<actix_web::dev::Server> {
+    let server_cfg = state.config.server.clone();
+    let leptos_options = LeptosOptions::builder()
+        .output_name(frontend_leptos::OUTPUT_NAME)
+        .site_root(server_cfg.site_root.to_string_lossy().into_owned())
+        .site_pkg_dir("pkg")
+        .env(Env::PROD)
+        .site_addr(addr)
+        .build();
+    let pkg_dir = server_cfg.site_root.join("pkg");
+    let assets_dir = server_cfg.assets_dir.clone();
+    let body_limit = server_cfg.body_limit_bytes;
+    let context = {
+        let state = state.clone();
+        ServerContext::new(move || -> OverviewFuture {
+            let state = state.clone();
+            Box::pin(async move { state.overview().await.map_err(|e| e.to_string()) })
+        })
+    };
+
+    let mut server = HttpServer::new(move || {
+        let routes = generate_route_list(frontend_leptos::App);
+        let opts = leptos_options.clone();
+        let route_ctx = context.clone();
+        let fn_ctx = context.clone();
+        App::new()
+            .app_data(web::Data::new(state.clone()))
+            .app_data(web::Data::new(leptos_options.clone()))
+            .wrap(Compress::default())
+            .wrap(from_fn(request_context))
+            .configure(|cfg| api::configure(cfg, body_limit))
+            .route(
+                &format!("{}/{{tail:.*}}", frontend_leptos::SERVER_FN_PREFIX),
+                handle_server_fns_with_context(move || provide_context(fn_ctx.clone())),
+            )
+            .service(Files::new("/pkg", &pkg_dir).use_etag(true))
+            .service(Files::new("/assets", &assets_dir).use_etag(true))
+            .leptos_routes_with_context(
+                routes,
+                move || provide_context(route_ctx.clone()),
+                move || frontend_leptos::shell(opts.clone()),
+            )
+            .default_service(web::to(api::not_found))
+    })
+    .listen(listener)?
+    .shutdown_timeout(10);
+    if server_cfg.workers > 0 {
+        server = server.workers(server_cfg.workers);
+    }
+    Ok(server.run())
+}
+
+/// Creates the data directory with mode 0700 if it is missing; warns if an existing one is open
+/// to other users (it will hold the CA key and the database).
+fn prepare_data_dir(dir: &Path) -> Result<(), StartupError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let err = |source| StartupError::DataDir {
+        path: dir.display().to_string(),
+        source,
+    };
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(err)?;
+    }
+    let mode = std::fs::metadata(dir).map_err(err)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        tracing::warn!(dir = %dir.display(), mode = format!("{:o}", mode & 0o777),
+            "data directory is accessible to other users; chmod 700 is recommended");
+    }
+    Ok(())
+}

@@ -1,0 +1,72 @@
+//! What every request handler and actor can reach: the database, the audit log and the
+//! configuration the manager started with.
+
+use crate::audit::AuditLog;
+use crate::config::Config;
+use crate::db::{stats, Database};
+use crate::error::AppError;
+use shared::status::{HealthReport, ServiceState, SystemOverview};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long the health check waits for the database.
+const HEALTH_DB_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Shared application state. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// Database pool.
+    pub db: Database,
+    /// Audit log writer handle.
+    pub audit: AuditLog,
+    /// Configuration in force.
+    pub config: Arc<Config>,
+    /// Process start, for uptime.
+    pub started: Instant,
+}
+
+impl AppState {
+    /// Health as reported by `/status/health`.
+    pub async fn health(&self) -> HealthReport {
+        let database_ok = matches!(
+            tokio::time::timeout(HEALTH_DB_TIMEOUT, self.db.ping()).await,
+            Ok(Ok(()))
+        );
+        HealthReport {
+            status: if database_ok {
+                ServiceState::Ok
+            } else {
+                ServiceState::Degraded
+            },
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            database: self.db.backend(),
+            database_ok,
+            uptime_seconds: self.started.elapsed().as_secs(),
+        }
+    }
+
+    /// What the front page shows.
+    pub async fn overview(&self) -> Result<SystemOverview, AppError> {
+        let health = self.health().await;
+        let (counts, audit_records) = self
+            .db
+            .run(|c| Ok((stats::inventory_counts(c)?, crate::db::audit::count(c)?)))
+            .await?;
+        let audit_chain = match self.audit.last_verdict() {
+            Some(v) => v,
+            None => self
+                .audit
+                .verify()
+                .await
+                .map_err(|e| AppError::Internal(e.to_string()))?,
+        };
+        Ok(SystemOverview {
+            health,
+            hosts: counts.hosts,
+            groups: counts.groups,
+            users: counts.users,
+            audit_records,
+            audit_chain,
+        })
+    }
+}

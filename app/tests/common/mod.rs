@@ -1,0 +1,128 @@
+//! Test harness: a fresh database per test on each engine, and a real manager on 127.0.0.1:0.
+//!
+//! PostgreSQL tests create their own database (`lpm_test_<ulid>`) on the server named by
+//! `LPM_TEST_PG_ADMIN_URL` (default: the local trust-auth server) and drop it afterwards, so tests
+//! run in parallel without sharing state. A PostgreSQL that cannot be reached fails the test: the
+//! README's test command starts it; nothing is skipped silently.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use diesel::connection::SimpleConnection;
+use diesel::{Connection, PgConnection};
+use patch_manager::config::{Config, DatabaseTarget};
+use patch_manager::db::Database;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tempfile::TempDir;
+
+/// Both engines, for tests that must hold on each.
+pub const BACKENDS: [Engine; 2] = [Engine::Sqlite, Engine::Postgres];
+
+/// A database engine under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+fn admin_url() -> String {
+    std::env::var("LPM_TEST_PG_ADMIN_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A throw-away database and data directory, removed on drop.
+pub struct TestDb {
+    pub engine: Engine,
+    pub target: DatabaseTarget,
+    pub dir: TempDir,
+    pg_name: Option<String>,
+}
+
+impl TestDb {
+    pub fn new(engine: Engine) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        match engine {
+            Engine::Sqlite => Self {
+                engine,
+                target: DatabaseTarget::Sqlite(dir.path().join("test.db")),
+                dir,
+                pg_name: None,
+            },
+            Engine::Postgres => {
+                let name = format!("lpm_test_{}", ulid::Ulid::new().to_string().to_lowercase());
+                let mut admin = PgConnection::establish(&admin_url()).unwrap_or_else(|e| {
+                    panic!(
+                        "PostgreSQL at {} is not reachable ({e}); start it (scripts/test.sh does)",
+                        admin_url()
+                    )
+                });
+                admin
+                    .batch_execute(&format!("CREATE DATABASE {name}"))
+                    .unwrap();
+                let base = admin_url();
+                let url = match base.rfind('/') {
+                    Some(i) => format!("{}/{name}", &base[..i]),
+                    None => panic!("bad admin url {base}"),
+                };
+                Self {
+                    engine,
+                    target: DatabaseTarget::Postgres(url),
+                    dir,
+                    pg_name: Some(name),
+                }
+            }
+        }
+    }
+
+    /// `database.url` value for this database.
+    pub fn url(&self) -> String {
+        match &self.target {
+            DatabaseTarget::Sqlite(p) => format!("sqlite://{}", p.display()),
+            DatabaseTarget::Postgres(u) => u.clone(),
+        }
+    }
+
+    /// Opens (and migrates) the database.
+    pub fn open(&self) -> Database {
+        Database::open(&self.target, 4, Duration::from_secs(10)).unwrap()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some(name) = &self.pg_name {
+            if let Ok(mut admin) = PgConnection::establish(&admin_url()) {
+                let _ =
+                    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+            }
+        }
+    }
+}
+
+/// Workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Directory holding the built web bundle: `LPM_SITE_ROOT`, set by scripts/test.sh.
+pub fn site_root() -> PathBuf {
+    std::env::var_os("LPM_SITE_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target/site"))
+}
+
+/// A configuration for a manager on 127.0.0.1:0 over `db`.
+pub fn test_config(db: &TestDb) -> Config {
+    let mut c = Config::default();
+    c.server.listen = "127.0.0.1:0".parse().unwrap();
+    c.server.workers = 1;
+    c.server.site_root = site_root();
+    c.server.assets_dir = workspace().join("assets");
+    c.data.dir = db.dir.path().join("data");
+    c.database.url = db.url();
+    c.database.pool_size = 4;
+    c.log.level = "warn".into();
+    c
+}

@@ -1,0 +1,232 @@
+//! The HTTP surface of a real manager on 127.0.0.1:0, on both engines: health, the server-rendered
+//! page, request ids, security headers, and the JSON envelope for every kind of failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use actix_web::{test, web, App, HttpResponse};
+use common::{test_config, Engine, TestDb, BACKENDS};
+use patch_manager::middleware::request_context;
+use serde::Deserialize;
+use shared::status::{DatabaseBackend, HealthReport, ServiceState};
+use shared::ErrorEnvelope;
+
+fn client() -> awc::Client {
+    awc::Client::builder()
+        .timeout(std::time::Duration::from_secs(20))
+        .finish()
+}
+
+fn is_ulid(s: &str) -> bool {
+    s.len() == 26 && ulid::Ulid::from_string(s).is_ok()
+}
+
+#[actix_rt::test]
+async fn health_page_and_errors_on_a_running_server() {
+    for engine in BACKENDS {
+        let db = TestDb::new(engine);
+        let server = patch_manager::server::start(test_config(&db))
+            .await
+            .unwrap();
+        let base = format!("http://{}", server.addr);
+        let c = client();
+
+        // Health.
+        let mut res = c.get(format!("{base}/status/health")).send().await.unwrap();
+        assert_eq!(res.status(), 200, "{engine:?}");
+        let rid = res
+            .headers()
+            .get("x-request-id")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(is_ulid(&rid), "request id {rid} is not a ULID");
+        let report: HealthReport = res.json().await.unwrap();
+        assert_eq!(report.status, ServiceState::Ok);
+        assert!(report.database_ok);
+        let expected = match engine {
+            Engine::Sqlite => DatabaseBackend::Sqlite,
+            Engine::Postgres => DatabaseBackend::Postgres,
+        };
+        assert_eq!(report.database, expected);
+
+        // Every request gets its own id.
+        let res2 = c.get(format!("{base}/status/health")).send().await.unwrap();
+        assert_ne!(
+            res2.headers()
+                .get("x-request-id")
+                .unwrap()
+                .to_str()
+                .unwrap(),
+            rid
+        );
+
+        // 404 with the envelope, request id in body and header agree.
+        let mut res = c.get(format!("{base}/no/such/thing")).send().await.unwrap();
+        assert_eq!(res.status(), 404);
+        let hdr = res
+            .headers()
+            .get("x-request-id")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let env: ErrorEnvelope = res.json().await.unwrap();
+        assert_eq!(env.error.code, "not_found");
+        assert_eq!(env.error.request_id.as_deref(), Some(hdr.as_str()));
+
+        // 405 on a known path with the wrong method, still the envelope.
+        let mut res = c
+            .post(format!("{base}/status/health"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 405, "{engine:?}");
+        let env: ErrorEnvelope = res.json().await.unwrap();
+        assert_eq!(env.error.code, "method_not_allowed");
+        assert!(env.error.request_id.is_some());
+
+        // The server-rendered page: complete HTML, real data, not yet hydrated, loader present.
+        let mut res = c.get(format!("{base}/")).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        for h in [
+            "content-security-policy",
+            "x-frame-options",
+            "x-content-type-options",
+        ] {
+            assert!(res.headers().contains_key(h), "missing security header {h}");
+        }
+        let body = String::from_utf8(res.body().limit(4 << 20).await.unwrap().to_vec()).unwrap();
+        assert!(body.contains("Overview"), "{body}");
+        assert!(
+            body.contains(expected.label()),
+            "page does not name the database engine"
+        );
+        assert!(
+            body.contains("data-hydrated=\"false\""),
+            "SSR must render the unhydrated state"
+        );
+        assert!(
+            body.contains(&format!("/pkg/{}.js", frontend_leptos::OUTPUT_NAME)),
+            "hydration loader missing from the page"
+        );
+
+        // Start-up was audited and the chain verifies.
+        let verdict = server.state.audit.verify().await.unwrap();
+        assert!(
+            matches!(verdict, shared::status::AuditChainState::Intact { records } if records >= 1),
+            "{verdict:?}"
+        );
+        server.stop().await;
+    }
+}
+
+#[actix_rt::test]
+async fn restart_keeps_data_and_chain() {
+    let db = TestDb::new(Engine::Sqlite);
+    let s = patch_manager::server::start(test_config(&db))
+        .await
+        .unwrap();
+    s.stop().await;
+    let s = patch_manager::server::start(test_config(&db))
+        .await
+        .unwrap();
+    let verdict = s.state.audit.verify().await.unwrap();
+    assert_eq!(
+        verdict,
+        shared::status::AuditChainState::Intact { records: 2 }
+    );
+    s.stop().await;
+}
+
+#[derive(Debug, Deserialize)]
+#[allow(dead_code)]
+struct Probe {
+    name: String,
+    count: u16,
+}
+
+async fn echo(body: web::Json<Probe>) -> HttpResponse {
+    HttpResponse::Ok().body(body.name.clone())
+}
+
+/// The extractor configuration the API uses turns bad bodies into precise envelopes.
+#[actix_rt::test]
+async fn bad_bodies_get_precise_envelopes() {
+    const LIMIT: usize = 2048;
+    let app = test::init_service(
+        App::new()
+            .wrap(actix_web::middleware::from_fn(request_context))
+            .configure(|cfg| patch_manager::api::configure(cfg, LIMIT))
+            .route("/probe", web::post().to(echo)),
+    )
+    .await;
+
+    let cases: Vec<(Vec<u8>, &str, u16, &str)> = vec![
+        (
+            b"{\"name\":\"a\",\"count\":1}".to_vec(),
+            "application/json",
+            200,
+            "",
+        ),
+        (
+            b"{\"name\":".to_vec(),
+            "application/json",
+            400,
+            "invalid_json",
+        ),
+        (
+            b"{\"name\":\"a\",\"count\":\"many\"}".to_vec(),
+            "application/json",
+            400,
+            "invalid_json",
+        ),
+        (
+            b"{\"name\":\"a\",\"count\":70000}".to_vec(),
+            "application/json",
+            400,
+            "invalid_json",
+        ),
+        (b"[1,2]".to_vec(), "application/json", 400, "invalid_json"),
+        (
+            b"{\"name\":\"a\",\"count\":1}".to_vec(),
+            "text/plain",
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            format!("{{\"name\":\"{}\",\"count\":1}}", "x".repeat(LIMIT * 4)).into_bytes(),
+            "application/json",
+            413,
+            "payload_too_large",
+        ),
+    ];
+    for (body, ctype, status, code) in cases {
+        let req = test::TestRequest::post()
+            .uri("/probe")
+            .insert_header(("content-type", ctype))
+            .set_payload(body.clone())
+            .to_request();
+        let res = test::call_service(&app, req).await;
+        assert_eq!(
+            res.status().as_u16(),
+            status,
+            "body {:?}",
+            String::from_utf8_lossy(&body[..body.len().min(60)])
+        );
+        let rid = res
+            .headers()
+            .get("x-request-id")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        if status != 200 {
+            let env: ErrorEnvelope = test::read_body_json(res).await;
+            assert_eq!(env.error.code, code);
+            assert_eq!(env.error.request_id.as_deref(), Some(rid.as_str()));
+            assert!(!env.error.message.is_empty());
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! Pages. The home page shows what the installation holds today and proves hydration with a
+//! counter that only counts once the WebAssembly bundle has attached.
+
+use leptos::prelude::*;
+use shared::status::{AuditChainState, ServiceState, SystemOverview};
+
+/// Reads the installation overview on the server.
+#[server(prefix = "/sfn", endpoint = "overview")]
+pub async fn get_overview() -> Result<SystemOverview, ServerFnError> {
+    let ctx = use_context::<crate::ServerContext>()
+        .ok_or_else(|| ServerFnError::new("server context missing"))?;
+    ctx.overview().await.map_err(ServerFnError::new)
+}
+
+/// Front page: installation status and an interactivity check.
+#[component]
+pub fn HomePage() -> impl IntoView {
+    let overview = Resource::new(|| (), |_| get_overview());
+    let (hydrated, set_hydrated) = signal(false);
+    // Effects run only in the browser, so this flips once the WASM bundle has hydrated the page.
+    Effect::new(move |_| set_hydrated.set(true));
+    let (clicks, set_clicks) = signal(0u32);
+
+    view! {
+        <section class="page" data-hydrated=move || hydrated.get().to_string()>
+            <h1>"Overview"</h1>
+            <Suspense fallback=|| view! { <p class="muted">"Loading status…"</p> }>
+                {move || Suspend::new(async move {
+                    match overview.await {
+                        Ok(o) => view! { <OverviewCards overview=o/> }.into_any(),
+                        Err(e) => view! {
+                            <p class="error" role="alert">"Status unavailable: " {e.to_string()}</p>
+                        }.into_any(),
+                    }
+                })}
+            </Suspense>
+            <section class="card" aria-labelledby="ui-check">
+                <h2 id="ui-check">"Browser check"</h2>
+                <p class="muted">
+                    {move || if hydrated.get() {
+                        "Interactive: the WebAssembly bundle is running."
+                    } else {
+                        "Server-rendered; waiting for the WebAssembly bundle."
+                    }}
+                </p>
+                <button id="click-check" type="button" on:click=move |_| set_clicks.update(|n| *n += 1)>
+                    "Clicked " <span id="click-count">{clicks}</span> " times"
+                </button>
+            </section>
+        </section>
+    }
+}
+
+#[component]
+fn OverviewCards(overview: SystemOverview) -> impl IntoView {
+    let h = overview.health;
+    let (state_class, state_text) = match h.status {
+        ServiceState::Ok => ("ok", "Healthy"),
+        ServiceState::Degraded => ("bad", "Degraded"),
+    };
+    let audit = match overview.audit_chain {
+        AuditChainState::Intact { records } => {
+            view! { <span class="ok">"Intact (" {records} " records verified)"</span> }.into_any()
+        }
+        AuditChainState::Broken { id, reason } => view! {
+            <span class="bad">"Broken at record " {id} ": " {reason}</span>
+        }
+        .into_any(),
+    };
+    view! {
+        <div class="grid">
+            <section class="card">
+                <h2>"Manager"</h2>
+                <dl>
+                    <dt>"State"</dt><dd id="service-state" class=state_class>{state_text}</dd>
+                    <dt>"Version"</dt><dd>{h.version}</dd>
+                    <dt>"Database"</dt><dd id="database-backend">{h.database.label()}</dd>
+                    <dt>"Up for"</dt><dd>{format_uptime(h.uptime_seconds)}</dd>
+                </dl>
+            </section>
+            <section class="card">
+                <h2>"Fleet"</h2>
+                <dl>
+                    <dt>"Hosts"</dt><dd id="host-count">{overview.hosts}</dd>
+                    <dt>"Groups"</dt><dd>{overview.groups}</dd>
+                    <dt>"Users"</dt><dd>{overview.users}</dd>
+                </dl>
+                {(overview.hosts == 0).then(|| view! {
+                    <p class="muted">"No hosts are enrolled yet."</p>
+                })}
+            </section>
+            <section class="card">
+                <h2>"Audit log"</h2>
+                <dl>
+                    <dt>"Records"</dt><dd>{overview.audit_records}</dd>
+                    <dt>"Chain"</dt><dd id="audit-chain">{audit}</dd>
+                </dl>
+            </section>
+        </div>
+    }
+}
+
+/// Shown for paths no route matches; on the server it also sets the 404 status.
+#[component]
+pub fn NotFound() -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    if let Some(resp) = use_context::<leptos_actix::ResponseOptions>() {
+        resp.set_status(actix_web::http::StatusCode::NOT_FOUND);
+    }
+    view! {
+        <section class="page">
+            <h1>"Page not found"</h1>
+            <p><a href="/">"Back to the overview"</a></p>
+        </section>
+    }
+}
+
+fn format_uptime(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86_400, secs / 3_600 % 24, secs / 60 % 60, secs % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s} s"),
+        (0, 0, _) => format!("{m} min {s} s"),
+        (0, _, _) => format!("{h} h {m} min"),
+        _ => format!("{d} d {h} h"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_uptime;
+
+    #[test]
+    fn uptime_is_readable() {
+        assert_eq!(format_uptime(5), "5 s");
+        assert_eq!(format_uptime(125), "2 min 5 s");
+        assert_eq!(format_uptime(3_700), "1 h 1 min");
+        assert_eq!(format_uptime(90_000), "1 d 1 h");
+    }
+}

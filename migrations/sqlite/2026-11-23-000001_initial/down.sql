@@ -1,0 +1,22 @@
+-- Reverts the initial schema; tables are dropped children first.
+DROP TABLE IF EXISTS discovery_results;
+DROP TABLE IF EXISTS discovery_runs;
+DROP TABLE IF EXISTS settings;
+DROP TABLE IF EXISTS audit_log;
+DROP TABLE IF EXISTS enrollment_tokens;
+DROP TABLE IF EXISTS certificates;
+DROP TABLE IF EXISTS host_health;
+DROP TABLE IF EXISTS host_patches;
+DROP TABLE IF EXISTS host_packages;
+DROP TABLE IF EXISTS patch_job_hosts;
+DROP TABLE IF EXISTS patch_jobs;
+DROP TABLE IF EXISTS maintenance_windows;
+DROP TABLE IF EXISTS refresh_tokens;
+DROP TABLE IF EXISTS signing_keys;
+DROP TABLE IF EXISTS auth_challenges;
+DROP TABLE IF EXISTS user_credentials;
+DROP TABLE IF EXISTS user_groups;
+DROP TABLE IF EXISTS users;
+DROP TABLE IF EXISTS host_group_members;
+DROP TABLE IF EXISTS host_groups;
+DROP TABLE IF EXISTS hosts;

@@ -1,0 +1,94 @@
+# Shared by scripts/*.sh: locations, prerequisite checks and installs. Source it, don't run it.
+# Everything it installs is printed before it happens.
+
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# Build artefacts and tools live outside the clone so a fresh clone (CI) reuses them.
+LPM_CACHE="${LPM_CACHE:-$HOME/.cache/linux-patch-manager}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$LPM_CACHE/target}"
+export PATH="$LPM_CACHE/tools/bin:$HOME/.cargo/bin:$PATH"
+SITE_ROOT="$CARGO_TARGET_DIR/site"
+WASM_TARGET=wasm32-unknown-unknown
+
+step() { printf '\n==> %s\n' "$*"; }
+info() { printf '    %s\n' "$*"; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+APT_UPDATED=0
+# ensure_apt PKG...: installs the Debian packages that are missing.
+ensure_apt() {
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  command -v apt-get >/dev/null || die "missing Debian packages ${missing[*]} and no apt-get"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  info "installing Debian packages: ${missing[*]}"
+  if [ "$APT_UPDATED" -eq 0 ]; then
+    $sudo apt-get update -qq
+    APT_UPDATED=1
+  fi
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+ensure_wasm_target() {
+  if ! rustup target list --installed 2>/dev/null | grep -qx "$WASM_TARGET"; then
+    info "installing Rust target $WASM_TARGET (rustup)"
+    rustup target add "$WASM_TARGET"
+  fi
+}
+
+# wasm-bindgen-cli must be exactly the version of the wasm-bindgen crate in Cargo.lock.
+wasm_bindgen_version() {
+  awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' "$ROOT/Cargo.lock"
+}
+
+ensure_wasm_bindgen() {
+  local want have=""
+  want="$(wasm_bindgen_version)"
+  [ -n "$want" ] || die "wasm-bindgen not found in Cargo.lock"
+  if command -v wasm-bindgen >/dev/null; then have="$(wasm-bindgen --version | awk '{print $2}')"; fi
+  if [ "$have" != "$want" ]; then
+    info "installing wasm-bindgen-cli $want into $LPM_CACHE/tools (cargo install, a few minutes once)"
+    # Not --locked: the CLI's lock file names a webpki-roots release the registry no longer serves.
+    cargo install wasm-bindgen-cli --version "$want" --root "$LPM_CACHE/tools" --quiet
+  fi
+}
+
+ensure_build_deps() {
+  # pq-sys builds a static libpq and needs OpenSSL headers and pkg-config.
+  ensure_apt pkg-config libssl-dev
+  ensure_wasm_target
+  ensure_wasm_bindgen
+}
+
+# build_wasm PROFILE: builds the hydrate bundle into $SITE_ROOT/pkg (dev or wasm-release).
+build_wasm() {
+  local profile="${1:-dev}" dir
+  step "Building the web UI to WebAssembly ($profile profile)"
+  cargo rustc -p frontend-leptos --lib --crate-type cdylib --target "$WASM_TARGET" \
+    --no-default-features --features hydrate --profile "$profile" --quiet
+  case "$profile" in dev) dir=debug ;; *) dir="$profile" ;; esac
+  mkdir -p "$SITE_ROOT/pkg"
+  wasm-bindgen --target web --no-typescript --out-dir "$SITE_ROOT/pkg" --out-name patch_manager_ui \
+    "$CARGO_TARGET_DIR/$WASM_TARGET/$dir/frontend_leptos.wasm"
+  info "bundle: $(du -h "$SITE_ROOT/pkg/patch_manager_ui_bg.wasm" | cut -f1) in $SITE_ROOT/pkg"
+}
+
+# ensure_postgres: the local server on 127.0.0.1:5432 the tests use; started if stopped.
+ensure_postgres() {
+  ensure_apt postgresql-client
+  if pg_isready -q -h 127.0.0.1 -p 5432; then return 0; fi
+  if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
+    ensure_apt postgresql
+  fi
+  info "starting PostgreSQL"
+  local v
+  v="$(ls /etc/postgresql | sort -V | tail -n1)"
+  pg_ctlcluster --skip-systemctl-redirect "$v" main start || true
+  for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && return 0; sleep 1; done
+  die "PostgreSQL is not answering on 127.0.0.1:5432"
+}

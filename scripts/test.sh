@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs every check and test of the project; installs what it needs first and says so.
+# Usage: scripts/test.sh        (CI runs this through .ci/run)
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$ROOT"
+started=$(date +%s)
+
+step "Prerequisites"
+ensure_build_deps
+ensure_apt chromium chromium-driver
+ensure_postgres
+command -v cargo-nextest >/dev/null || { info "installing cargo-nextest"; cargo install cargo-nextest --locked --quiet; }
+info "rustc $(rustc --version | awk '{print $2}'), wasm-bindgen $(wasm-bindgen --version | awk '{print $2}'), $(chromium --version 2>/dev/null | head -n1)"
+info "cargo target dir: $CARGO_TARGET_DIR"
+
+step "Formatting (cargo fmt --check)"
+cargo fmt --all --check
+
+step "Lints, native (cargo clippy --workspace --all-targets)"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+step "Lints, wasm32 hydrate build"
+cargo clippy -p frontend-leptos -p shared --target "$WASM_TARGET" --no-default-features \
+  --features frontend-leptos/hydrate --quiet -- -D warnings
+
+build_wasm dev
+
+step "Tests (SQLite and PostgreSQL, browser included)"
+export LPM_SITE_ROOT="$SITE_ROOT"
+cargo nextest run --workspace --run-ignored all --no-fail-fast --failure-output final
+
+step "All checks passed in $(( $(date +%s) - started )) s"

@@ -1,0 +1,13 @@
+//! Types that cross a process boundary in Linux Patch Manager.
+//!
+//! The manager's backend, its Leptos/WebAssembly frontend and the patch-agent all depend on this
+//! crate so that a field renamed on one side fails to compile on the other instead of failing at
+//! run time. It has no I/O and compiles to `wasm32-unknown-unknown` with default features.
+
+#[cfg(feature = "config")]
+pub mod config;
+pub mod error;
+pub mod ids;
+pub mod status;
+
+pub use error::{ErrorBody, ErrorEnvelope};
