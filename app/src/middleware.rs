@@ -34,7 +34,6 @@ pub async fn request_context(
 ) -> Result<ServiceResponse<BoxBody>, Error> {
     let id = ulid::Ulid::new().to_string();
     let started = Instant::now();
-    let http_req = req.request().clone();
     let span = tracing::info_span!(
         "http",
         request_id = %id,
@@ -44,10 +43,10 @@ pub async fn request_context(
     let outcome = REQUEST_ID
         .scope(id.clone(), next.call(req).instrument(span.clone()))
         .await;
-    let mut res = match outcome {
-        Ok(res) => res.map_into_boxed_body(),
-        Err(err) => ServiceResponse::new(http_req, err.error_response()),
-    };
+    // Services below answer errors as responses; an `Err` here is rare and actix renders it.
+    // (Holding a clone of the request to build a response ourselves is not allowed: routing
+    // needs the request uniquely.)
+    let mut res = outcome?.map_into_boxed_body();
     if res.status().is_client_error() || res.status().is_server_error() {
         res = envelope_bare_error(res, &id);
     }

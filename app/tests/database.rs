@@ -23,7 +23,7 @@ struct SqliteColumn {
     #[diesel(sql_type = Text)]
     type_: String,
     #[diesel(sql_type = Integer)]
-    notnull: i32,
+    not_null: i32,
     #[diesel(sql_type = Integer)]
     pk: i32,
 }
@@ -83,7 +83,7 @@ fn shape(conn: &mut DbConnection) -> (Shape, Vec<String>) {
             .unwrap();
             for t in tables {
                 let cols: Vec<SqliteColumn> = diesel::sql_query(
-                    "SELECT name, type AS type_, \"notnull\" AS notnull, pk FROM pragma_table_info(?) ORDER BY cid",
+                    "SELECT name, type AS type_, \"notnull\" AS not_null, pk FROM pragma_table_info(?) ORDER BY cid",
                 )
                 .bind::<Text, _>(&t.name)
                 .load(c)
@@ -95,7 +95,7 @@ fn shape(conn: &mut DbConnection) -> (Shape, Vec<String>) {
                         (
                             c.name,
                             sqlite_class(&c.type_, single_pk && c.type_ == "INTEGER"),
-                            c.notnull == 0,
+                            c.not_null == 0,
                         )
                     })
                     .collect();

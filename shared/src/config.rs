@@ -132,11 +132,14 @@ where
         } else {
             path
         };
-        // serde names an unknown field in its message while the path stops at its parent section.
+        // The path usually ends at the unknown field; when it stops at the parent section, the
+        // field is only named in the message, so append it.
         let key = match unknown_field_name(&inner) {
             Some(field) if key == "(top level)" => field,
-            Some(field) => format!("{key}.{field}"),
-            None => key,
+            Some(field) if !key.ends_with(&format!(".{field}")) && key != field => {
+                format!("{key}.{field}")
+            }
+            _ => key,
         };
         ConfigError::Invalid {
             key,
