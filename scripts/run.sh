@@ -16,7 +16,7 @@ step "Building patch-manager and patch-agent ($profile profile)"
 cargo build --workspace --bins --profile "$profile" --quiet
 case "$profile" in dev) bin="$CARGO_TARGET_DIR/debug" ;; *) bin="$CARGO_TARGET_DIR/$profile" ;; esac
 
-mkdir -p "$ROOT/data"
+mkdir -p -m 700 "$ROOT/data"
 step "Starting patch-manager"
 cat <<MSG
     URL:       http://$listen/

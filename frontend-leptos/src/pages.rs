@@ -60,7 +60,7 @@ fn OverviewCards(overview: SystemOverview) -> impl IntoView {
     };
     let audit = match overview.audit_chain {
         AuditChainState::Intact { records } => {
-            view! { <span class="ok">"Intact (" {records} " records verified)"</span> }.into_any()
+            view! { <span class="ok">"Intact (" {records} {if records == 1 { " record" } else { " records" }} " verified)"</span> }.into_any()
         }
         AuditChainState::Broken { id, reason } => view! {
             <span class="bad">"Broken at record " {id} ": " {reason}</span>
