@@ -1,7 +1,21 @@
 //! patch-agent: the per-host agent of Linux Patch Manager.
 //!
-//! This crate currently holds the agent's configuration ([`config`]), shared with the manager's
-//! layered loader; the HTTPS API, package backends, jobs and audit log are built on it (see
-//! `shared/spec/agent.md` in the project's specifications).
+//! One small binary per managed host, running as root under systemd, exposing the host's package
+//! manager over an HTTPS API that only holders of a client certificate from the fleet's CA, coming
+//! from an allowed address, can reach.
+//!
+//! - [`server`]: the listener pipeline (allow-list before TLS, TLS 1.3 with client certificates).
+//! - [`tls`]: certificate loading, validity rules, CRL, live reload.
+//! - [`api`]: the `/api/v1` handlers and the per-request audit record.
+//! - [`backend`]: the `PackageBackend` trait and its apt/dpkg implementation.
+//! - [`audit`]: the hash-chained JSON-lines audit log.
+//! - [`config`]: layered, validated configuration.
 
+pub mod api;
+pub mod audit;
+pub mod backend;
 pub mod config;
+pub mod ipfilter;
+pub mod server;
+pub mod sysinfo;
+pub mod tls;

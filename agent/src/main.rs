@@ -1,8 +1,12 @@
 //! `patch-agent` command line.
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
-use patch_agent::config::{self, Override};
+use patch_agent::audit::{self, AuditLog, Verdict};
+use patch_agent::backend::apt::AptBackend;
+use patch_agent::config::{self, AgentConfig, Override};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Linux Patch Manager — per-host agent.
 #[derive(Debug, Parser)]
@@ -25,10 +29,34 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Validate the configuration and exit (0 when valid, 2 with the reason otherwise).
+    /// Run the HTTPS API.
+    Serve,
+    /// Validate the configuration and the TLS material, then exit (0 valid, 2 invalid).
     CheckConfig,
+    /// Verify the audit log's hash chain; exits 1 and names the first broken line if any.
+    VerifyAudit,
     /// Print the version.
     Version,
+}
+
+fn load(cli: &Cli) -> AgentConfig {
+    let mut overrides = Override::from_env(config::ENV_PREFIX, std::env::vars());
+    for s in &cli.set {
+        match Override::from_cli(s) {
+            Ok(o) => overrides.push(o),
+            Err(e) => fail(&e.to_string()),
+        }
+    }
+    let file = cli.config.exists().then_some(cli.config.as_path());
+    match config::load(file, &overrides) {
+        Ok(c) => c,
+        Err(e) => fail(&e.to_string()),
+    }
+}
+
+fn fail(message: &str) -> ! {
+    eprintln!("patch-agent: {message}");
+    std::process::exit(2);
 }
 
 fn main() -> anyhow::Result<()> {
@@ -39,21 +67,56 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::CheckConfig => {
-            let mut overrides = Override::from_env(config::ENV_PREFIX, std::env::vars());
-            for s in &cli.set {
-                overrides.push(Override::from_cli(s)?);
+            let config = load(&cli);
+            if let Err(e) = patch_agent::tls::ReloadableTls::load(&config.tls) {
+                fail(&e.to_string());
             }
-            let file = cli.config.exists().then_some(cli.config.as_path());
-            match config::load(file, &overrides) {
-                Ok(_) => {
-                    println!("configuration is valid");
+            println!("configuration is valid");
+            Ok(())
+        }
+        Command::VerifyAudit => {
+            let config = load(&cli);
+            match audit::verify_file(&config.audit.path)
+                .with_context(|| format!("reading {}", config.audit.path.display()))?
+            {
+                Verdict::Intact { records, .. } => {
+                    println!("audit log intact: {records} records verified");
                     Ok(())
                 }
-                Err(e) => {
-                    eprintln!("patch-agent: {e}");
-                    std::process::exit(2);
+                Verdict::Broken { line, reason } => {
+                    println!("audit log BROKEN at line {line}: {reason}");
+                    std::process::exit(1);
                 }
             }
         }
+        Command::Serve => serve(load(&cli)),
     }
+}
+
+#[actix_web::main]
+async fn serve(config: AgentConfig) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&config.log.level).unwrap_or_default(),
+        )
+        .init();
+    // apt/dpkg is the backend built so far; the others are refused by name rather than guessed.
+    match config.backend.kind.as_str() {
+        "apt" => {}
+        "auto" if std::path::Path::new("/var/lib/dpkg/status").exists() => {}
+        "auto" => anyhow::bail!(
+            "backend.kind = auto: no dpkg database found; only apt/dpkg is supported so far"
+        ),
+        other => anyhow::bail!("backend.kind = {other}: not supported yet (apt/dpkg only so far)"),
+    }
+    let audit = AuditLog::open(&config.audit.path)?;
+    let apt_config = (!config.backend.apt_config.as_os_str().is_empty())
+        .then(|| config.backend.apt_config.clone());
+    let backend = Arc::new(AptBackend::new(apt_config)?);
+    audit.record(
+        "agent.started",
+        serde_json::json!({ "version": env!("CARGO_PKG_VERSION"), "backend": "apt" }),
+    );
+    let running = patch_agent::server::start(&config, backend, audit)?;
+    running.wait().await.context("serving")
 }

@@ -4,6 +4,7 @@
 //! crate so that a field renamed on one side fails to compile on the other instead of failing at
 //! run time. It has no I/O and compiles to `wasm32-unknown-unknown` with default features.
 
+pub mod agent;
 #[cfg(feature = "config")]
 pub mod config;
 pub mod error;

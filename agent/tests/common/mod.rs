@@ -1,0 +1,277 @@
+//! Test PKI and a real agent on 127.0.0.1:0.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use patch_agent::audit::AuditLog;
+use patch_agent::backend::apt::AptBackend;
+use patch_agent::config::AgentConfig;
+use patch_agent::server::RunningAgent;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason,
+    RevokedCertParams, SerialNumber,
+};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use time::{Duration, OffsetDateTime};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpSocket;
+
+/// A certificate and its key, in PEM.
+#[derive(Clone)]
+pub struct Pem {
+    pub cert: String,
+    pub key: String,
+}
+
+/// A test certificate authority.
+pub struct Ca {
+    pub pem: Pem,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl Ca {
+    pub fn new(name: &str) -> Self {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.distinguished_name.push(DnType::CommonName, name);
+        p.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        p.not_before = OffsetDateTime::now_utc() - Duration::days(1);
+        p.not_after = OffsetDateTime::now_utc() + Duration::days(3650);
+        let key = KeyPair::generate().unwrap();
+        let cert = p.self_signed(&key).unwrap();
+        let pem = Pem {
+            cert: cert.pem(),
+            key: key.serialize_pem(),
+        };
+        Self {
+            pem,
+            issuer: Issuer::new(p, key),
+        }
+    }
+
+    /// Issues a leaf certificate.
+    pub fn issue(
+        &self,
+        cn: &str,
+        serial: u64,
+        server: bool,
+        not_before: OffsetDateTime,
+        not_after: OffsetDateTime,
+    ) -> Pem {
+        let sans = if server {
+            vec!["localhost".to_string(), "127.0.0.1".to_string()]
+        } else {
+            vec![]
+        };
+        let mut p = CertificateParams::new(sans).unwrap();
+        p.distinguished_name.push(DnType::CommonName, cn);
+        p.serial_number = Some(SerialNumber::from(serial));
+        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        p.extended_key_usages = vec![if server {
+            ExtendedKeyUsagePurpose::ServerAuth
+        } else {
+            ExtendedKeyUsagePurpose::ClientAuth
+        }];
+        p.not_before = not_before;
+        p.not_after = not_after;
+        let key = KeyPair::generate().unwrap();
+        let cert = p.signed_by(&key, &self.issuer).unwrap();
+        Pem {
+            cert: cert.pem(),
+            key: key.serialize_pem(),
+        }
+    }
+
+    /// A leaf valid from yesterday for `days`.
+    pub fn leaf(&self, cn: &str, serial: u64, server: bool, days: i64) -> Pem {
+        let now = OffsetDateTime::now_utc();
+        self.issue(
+            cn,
+            serial,
+            server,
+            now - Duration::days(1),
+            now + Duration::days(days),
+        )
+    }
+
+    /// A CRL revoking `serials`.
+    pub fn crl(&self, serials: &[u64]) -> String {
+        let now = OffsetDateTime::now_utc();
+        CertificateRevocationListParams {
+            this_update: now - Duration::hours(1),
+            next_update: now + Duration::days(7),
+            crl_number: SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: serials
+                .iter()
+                .map(|s| RevokedCertParams {
+                    serial_number: SerialNumber::from(*s),
+                    revocation_time: now - Duration::minutes(5),
+                    reason_code: Some(RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        }
+        .signed_by(&self.issuer)
+        .unwrap()
+        .pem()
+        .unwrap()
+    }
+}
+
+/// Files of one agent under test.
+pub struct AgentFiles {
+    pub dir: tempfile::TempDir,
+    pub config: AgentConfig,
+}
+
+impl AgentFiles {
+    /// Writes the agent's certificate, key, CA and CRL, and a config allowing `allow`.
+    pub fn new(ca: &Ca, server: &Pem, crl: Option<&str>, allow: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let w = |name: &str, text: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            p
+        };
+        let mut config = AgentConfig::default();
+        config.server.listen = "127.0.0.1:0".parse().unwrap();
+        config.server.allow = allow.iter().map(|s| s.to_string()).collect();
+        config.tls.cert = w("agent.crt", &server.cert);
+        config.tls.key = w("agent.key", &server.key);
+        config.tls.client_ca = w("ca.crt", &ca.pem.cert);
+        config.tls.crl = crl.map(|c| w("ca.crl", c)).unwrap_or_default();
+        config.audit.path = dir.path().join("audit.jsonl");
+        config.jobs.state_dir = dir.path().join("state");
+        Self { dir, config }
+    }
+
+    pub fn audit_path(&self) -> PathBuf {
+        self.config.audit.path.clone()
+    }
+}
+
+/// Starts a real agent on the machine's own dpkg database (read-only).
+pub fn start_agent(files: &AgentFiles) -> (RunningAgent, AuditLog) {
+    let audit = AuditLog::open(&files.config.audit.path).unwrap();
+    let backend = Arc::new(AptBackend::new(None).unwrap());
+    let running = patch_agent::server::start(&files.config, backend, audit.clone()).unwrap();
+    (running, audit)
+}
+
+/// What a client saw.
+#[derive(Debug)]
+pub enum Outcome {
+    /// An HTTP answer: status and body.
+    Http(u16, String),
+    /// No HTTP answer: the connection failed or closed; the text says how.
+    NoAnswer(String),
+}
+
+/// A TLS client with the given identity, protocol versions and source address.
+pub struct Client {
+    pub ca_cert: String,
+    pub identity: Option<Pem>,
+    pub tls12_only: bool,
+    pub source: &'static str,
+}
+
+impl Client {
+    pub fn new(ca: &Ca, identity: Option<Pem>) -> Self {
+        Self {
+            ca_cert: ca.pem.cert.clone(),
+            identity,
+            tls12_only: false,
+            source: "127.0.0.1",
+        }
+    }
+
+    fn config(&self) -> rustls::ClientConfig {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(self.ca_cert.as_bytes()).unwrap())
+            .unwrap();
+        let versions: &[&rustls::SupportedProtocolVersion] = if self.tls12_only {
+            &[&rustls::version::TLS12]
+        } else {
+            &[&rustls::version::TLS13]
+        };
+        let b = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(versions)
+            .unwrap()
+            .with_root_certificates(roots);
+        match &self.identity {
+            Some(id) => b
+                .with_client_auth_cert(
+                    vec![CertificateDer::from_pem_slice(id.cert.as_bytes()).unwrap()],
+                    PrivateKeyDer::from_pem_slice(id.key.as_bytes()).unwrap(),
+                )
+                .unwrap(),
+            None => b.with_no_client_auth(),
+        }
+    }
+
+    /// Sends `GET path` and reports what came back.
+    pub async fn get(&self, addr: SocketAddr, path: &str) -> Outcome {
+        self.request(
+            addr,
+            &format!("GET {path} HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n\r\n"),
+        )
+        .await
+    }
+
+    /// Sends a raw HTTP/1.1 request.
+    pub async fn request(&self, addr: SocketAddr, raw: &str) -> Outcome {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket
+            .bind(format!("{}:0", self.source).parse().unwrap())
+            .unwrap();
+        let tcp = match socket.connect(addr).await {
+            Ok(t) => t,
+            Err(e) => return Outcome::NoAnswer(format!("connect: {e}")),
+        };
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(self.config()));
+        let mut tls = match connector
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+        {
+            Ok(t) => t,
+            Err(e) => return Outcome::NoAnswer(format!("handshake: {e}")),
+        };
+        if let Err(e) = tls.write_all(raw.as_bytes()).await {
+            return Outcome::NoAnswer(format!("write: {e}"));
+        }
+        let mut buf = Vec::new();
+        let read = tls.read_to_end(&mut buf).await;
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        match text.strip_prefix("HTTP/1.1 ") {
+            Some(rest) => {
+                let status = rest[..3].parse().unwrap();
+                let body = text
+                    .split_once("\r\n\r\n")
+                    .map(|(_, b)| b.to_owned())
+                    .unwrap_or_default();
+                Outcome::Http(status, body)
+            }
+            None => Outcome::NoAnswer(format!("read {} bytes, then {read:?}", buf.len())),
+        }
+    }
+}
+
+/// Reads the audit events of a file.
+pub fn audit_events(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
