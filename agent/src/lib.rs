@@ -5,7 +5,8 @@
 //! from an allowed address, can reach.
 //!
 //! - [`server`]: the listener pipeline (allow-list before TLS, TLS 1.3 with client certificates).
-//! - [`tls`]: certificate loading, validity rules, CRL, live reload.
+//! - [`tls`]: certificate loading, validity rules, CRL.
+//! - [`reload`]: live reload of the configuration and TLS files.
 //! - [`api`]: the `/api/v1` handlers and the per-request audit record.
 //! - [`backend`]: the `PackageBackend` trait and its apt/dpkg implementation.
 //! - [`audit`]: the hash-chained JSON-lines audit log.
@@ -16,6 +17,7 @@ pub mod audit;
 pub mod backend;
 pub mod config;
 pub mod ipfilter;
+pub mod reload;
 pub mod server;
 pub mod sysinfo;
 pub mod tls;

@@ -89,12 +89,34 @@ fn main() -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Serve => serve(load(&cli)),
+        Command::Serve => {
+            let config = load(&cli);
+            let file = cli.config.exists().then(|| cli.config.clone());
+            let set = cli.set.clone();
+            let loader_file = file.clone();
+            let loader: patch_agent::reload::ConfigLoader = std::sync::Arc::new(move || {
+                let mut overrides = Override::from_env(config::ENV_PREFIX, std::env::vars());
+                for s in &set {
+                    overrides.push(Override::from_cli(s).map_err(|e| e.to_string())?);
+                }
+                config::load(loader_file.as_deref(), &overrides).map_err(|e| e.to_string())
+            });
+            serve(
+                config,
+                patch_agent::server::ReloadSource {
+                    config_file: file,
+                    loader,
+                },
+            )
+        }
     }
 }
 
 #[actix_web::main]
-async fn serve(config: AgentConfig) -> anyhow::Result<()> {
+async fn serve(
+    config: AgentConfig,
+    reload: patch_agent::server::ReloadSource,
+) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(&config.log.level).unwrap_or_default(),
@@ -117,6 +139,6 @@ async fn serve(config: AgentConfig) -> anyhow::Result<()> {
         "agent.started",
         serde_json::json!({ "version": env!("CARGO_PKG_VERSION"), "backend": "apt" }),
     );
-    let running = patch_agent::server::start(&config, backend, audit)?;
+    let running = patch_agent::server::start(&config, backend, audit, Some(reload))?;
     running.wait().await.context("serving")
 }

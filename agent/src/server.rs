@@ -9,6 +9,7 @@ use crate::audit::AuditLog;
 use crate::backend::PackageBackend;
 use crate::config::AgentConfig;
 use crate::ipfilter::AllowList;
+use crate::reload::{ConfigLoader, Live};
 use crate::tls::{ClientIdentity, ReloadableTls, TlsError};
 use actix_http::{HttpService, Protocol};
 use actix_server::ServerHandle;
@@ -77,16 +78,38 @@ impl RunningAgent {
     }
 }
 
-/// Starts the HTTPS API. Must run inside an actix system.
+/// Where the configuration comes from, so that changes can be reloaded while running.
+pub struct ReloadSource {
+    /// The config file to watch (besides the TLS files), if any.
+    pub config_file: Option<std::path::PathBuf>,
+    /// Loads and validates the configuration again.
+    pub loader: ConfigLoader,
+}
+
+/// Starts the HTTPS API. Must run inside an actix system. With `reload`, changes of the config
+/// and TLS files are applied live.
 pub fn start(
     config: &AgentConfig,
     backend: Arc<dyn PackageBackend>,
     audit: AuditLog,
+    reload: Option<ReloadSource>,
 ) -> Result<RunningAgent, StartError> {
     let tls = ReloadableTls::load(&config.tls)?;
     let acceptor = TlsAcceptor::from(Arc::new(tls.server_config()?));
-    let allow =
-        Arc::new(AllowList::from_entries(&config.server.allow).map_err(StartError::AllowList)?);
+    let allow = AllowList::from_entries(&config.server.allow).map_err(StartError::AllowList)?;
+    let live = Live {
+        allow: Arc::new(std::sync::RwLock::new(Arc::new(allow))),
+        tls: tls.clone(),
+    };
+    if let Some(src) = reload {
+        crate::reload::spawn(
+            live.clone(),
+            config.clone(),
+            src.config_file,
+            src.loader,
+            audit.clone(),
+        );
+    }
     let listen = config.server.listen;
     let listener = TcpListener::bind(listen).map_err(|source| StartError::Bind {
         addr: listen,
@@ -106,12 +129,12 @@ pub fn start(
         .workers(2)
         .shutdown_timeout(5)
         .listen("patch-agent", listener, move || {
-            let allow = allow.clone();
+            let live = live.clone();
             let acceptor = acceptor.clone();
             let audit = audit.clone();
             let state = state.clone();
             let gate = fn_service(move |tcp: TcpStream| {
-                let allow = allow.clone();
+                let allow = live.allow_list();
                 let acceptor = acceptor.clone();
                 let audit = audit.clone();
                 async move { admit(tcp, &allow, &acceptor, &audit).await }

@@ -163,7 +163,18 @@ impl AgentFiles {
 pub fn start_agent(files: &AgentFiles) -> (RunningAgent, AuditLog) {
     let audit = AuditLog::open(&files.config.audit.path).unwrap();
     let backend = Arc::new(AptBackend::new(None).unwrap());
-    let running = patch_agent::server::start(&files.config, backend, audit.clone()).unwrap();
+    let config_file = files.dir.path().join("agent.toml");
+    std::fs::write(&config_file, toml::to_string(&files.config).unwrap()).unwrap();
+    let loader_file = config_file.clone();
+    let loader: patch_agent::reload::ConfigLoader = Arc::new(move || {
+        patch_agent::config::load(Some(&loader_file), &[]).map_err(|e| e.to_string())
+    });
+    let reload = patch_agent::server::ReloadSource {
+        config_file: Some(config_file),
+        loader,
+    };
+    let running =
+        patch_agent::server::start(&files.config, backend, audit.clone(), Some(reload)).unwrap();
     (running, audit)
 }
 
