@@ -7,7 +7,8 @@
 # this script built before). The result is two flat repositories:
 #   OUT_DIR/main      Origin "LPM Test", Suite stable: lpm-test-hello 1.0-1 1.1-1 2.0-1, lpm-test-lib,
 #                     lpm-test-app (Depends lpm-test-lib), lpm-test-secure 1.0-1, lpm-test-broken
-#                     (postinst exits 1), lpm-test-reboot
+#                     (postinst exits 1), lpm-test-reboot, lpm-test-slow (postinst sleeps 3 s),
+#                     lpm-test-hang (postinst sleeps 600 s)
 #   OUT_DIR/security  Origin Debian, Label Debian-Security, Suite stable-security: lpm-test-secure 1.0-2
 #                     (X-Cves field and a changelog.Debian.gz naming CVE-2026-0001 and CVE-2026-0002)
 # Use them with these sources.list lines (never on the real system, see scripts/test-apt-root.sh):
@@ -114,6 +115,17 @@ build_pkg "$d" main lpm-test-broken 1.0-1 "LPM test package whose postinst fails
 
 d="$(new_pkg lpm-test-reboot 1.0-1)"
 build_pkg "$d" main lpm-test-reboot 1.0-1 "LPM test package for reboot-required tests"
+
+# Slow maintainer scripts, for the agent's queue and timeout tests.
+d="$(new_pkg lpm-test-slow 1.0-1)"
+printf '#!/bin/sh\nsleep 3\nexit 0\n' >"$d/DEBIAN/postinst"
+chmod 0755 "$d/DEBIAN/postinst"
+build_pkg "$d" main lpm-test-slow 1.0-1 "LPM test package whose postinst takes 3 seconds"
+
+d="$(new_pkg lpm-test-hang 1.0-1)"
+printf '#!/bin/sh\nsleep 600\nexit 0\n' >"$d/DEBIAN/postinst"
+chmod 0755 "$d/DEBIAN/postinst"
+build_pkg "$d" main lpm-test-hang 1.0-1 "LPM test package whose postinst hangs (timeout tests)"
 
 # index_suite SUITE ORIGIN LABEL SUITE_NAME CODENAME: writes Packages, Packages.gz and Release in OUT/SUITE.
 index_suite() {

@@ -7,7 +7,7 @@ started=$(date +%s)
 
 step "Prerequisites"
 ensure_build_deps
-ensure_apt chromium chromium-driver systemd
+ensure_apt chromium chromium-driver systemd dpkg-dev
 ensure_postgres
 command -v cargo-nextest >/dev/null || { info "installing cargo-nextest"; cargo install cargo-nextest --locked --quiet; }
 info "rustc $(rustc --version | awk '{print $2}'), wasm-bindgen $(wasm-bindgen --version | awk '{print $2}'), $(chromium --version 2>/dev/null | head -n1)"

@@ -3,7 +3,8 @@
 //! which also assigns the request id and turns bare framework errors into the JSON envelope.
 
 use crate::audit::AuditLog;
-use crate::backend::{valid_debian_name, BackendError, PackageBackend};
+use crate::backend::{BackendError, PackageBackend};
+use crate::jobs::{Jobs, Plan, SubmitError};
 use crate::tls::{ClientIdentity, ReloadableTls};
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -12,7 +13,11 @@ use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse, ResponseError};
 use serde::Deserialize;
-use shared::agent::{AgentHealth, PackageList};
+use serde_json::json;
+use shared::agent::{
+    AgentHealth, ApplyRequest, InstallRequest, JobAccepted, JobList, JobStatus, PackageList,
+    PatchList, PatchSelection, UpdateRequest,
+};
 use shared::ErrorEnvelope;
 use std::sync::Arc;
 use std::time::Instant;
@@ -30,7 +35,14 @@ pub struct AgentState {
     pub tls: Arc<ReloadableTls>,
     /// Audit log.
     pub audit: AuditLog,
+    /// Package jobs.
+    pub jobs: Jobs,
 }
+
+/// Largest request body accepted.
+pub const BODY_LIMIT: usize = 64 * 1024;
+/// Most packages one request may name.
+pub const MAX_PACKAGES: usize = 200;
 
 /// A failed request.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +64,25 @@ pub enum ApiError {
     /// A blocking task failed.
     #[error("internal error: {0}")]
     Internal(String),
+    /// A rollback holds the agent in exclusive mode.
+    #[error("{0}")]
+    Exclusive(String),
+    /// The body is too large.
+    #[error("request body is larger than {BODY_LIMIT} bytes")]
+    TooLarge,
+}
+
+impl From<SubmitError> for ApiError {
+    fn from(e: SubmitError) -> Self {
+        match e {
+            SubmitError::Exclusive(_) => Self::Exclusive(e.to_string()),
+            SubmitError::UnknownJob(id) => Self::NotFound(format!("no job {id}")),
+            SubmitError::NotRollbackable(m) => Self::BadRequest {
+                code: "not_rollbackable",
+                message: m,
+            },
+        }
+    }
 }
 
 impl ResponseError for ApiError {
@@ -60,6 +91,8 @@ impl ResponseError for ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::Backend(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Exclusive(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         }
     }
 
@@ -69,6 +102,8 @@ impl ResponseError for ApiError {
             Self::BadRequest { code, .. } => code,
             Self::Backend(_) => "backend_error",
             Self::Internal(_) => "internal_error",
+            Self::Exclusive(_) => "exclusive_mode",
+            Self::TooLarge => "payload_too_large",
         };
         // Callers are authenticated by certificate, so backend messages are shown in full
         // (the spec asks for detailed messages to authenticated clients).
@@ -83,7 +118,13 @@ impl ResponseError for ApiError {
 
 /// Registers the routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.app_data(web::QueryConfig::default().error_handler(|e, _| {
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(BODY_LIMIT)
+            .error_handler(|e, _| json_error(&e).into()),
+    )
+    .app_data(web::PayloadConfig::default().limit(BODY_LIMIT))
+    .app_data(web::QueryConfig::default().error_handler(|e, _| {
         ApiError::BadRequest {
             code: "invalid_query",
             message: e.to_string(),
@@ -97,13 +138,406 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         }
         .into()
     }))
-    .service(
-        web::scope("/api/v1")
-            .route("/health", web::get().to(health))
-            .route("/system/info", web::get().to(system_info))
-            .route("/packages", web::get().to(list_packages))
-            .route("/packages/{name}", web::get().to(get_package)),
-    );
+    .service(ROUTES.iter().fold(web::scope("/api/v1"), |scope, r| {
+        scope.route(r.path, (r.route)())
+    }));
+}
+
+/// One endpoint: how it is routed and how it is documented. `configure` registers exactly these
+/// and the OpenAPI document is generated from them, so the two cannot drift apart.
+pub struct RouteDoc {
+    /// HTTP method, upper case.
+    pub method: &'static str,
+    /// Path below `/api/v1`, with `{param}` segments.
+    pub path: &'static str,
+    /// One line for the document.
+    pub summary: &'static str,
+    /// Request body schema name, if any.
+    pub body: Option<&'static str>,
+    /// Query parameters (name, description).
+    pub query: &'static [(&'static str, &'static str)],
+    /// Success status.
+    pub ok: u16,
+    /// Success body schema name.
+    pub response: &'static str,
+    route: fn() -> actix_web::Route,
+}
+
+/// Every endpoint of the agent.
+pub static ROUTES: &[RouteDoc] = &[
+    RouteDoc {
+        method: "GET",
+        path: "/health",
+        summary: "Service status, backend, job counts, exclusive mode, certificate expiry",
+        body: None,
+        query: &[],
+        ok: 200,
+        response: "AgentHealth",
+        route: || web::get().to(health),
+    },
+    RouteDoc {
+        method: "GET",
+        path: "/system/info",
+        summary: "Host name, OS, kernel, uptime, package manager, reboot-required flag",
+        body: None,
+        query: &[],
+        ok: 200,
+        response: "SystemInfo",
+        route: || web::get().to(system_info),
+    },
+    RouteDoc {
+        method: "GET",
+        path: "/packages",
+        summary: "Installed packages",
+        body: None,
+        query: &[
+            ("name", "substring of the name"),
+            ("version", "exact version"),
+            ("status", "exact package state"),
+        ],
+        ok: 200,
+        response: "PackageList",
+        route: || web::get().to(list_packages),
+    },
+    RouteDoc {
+        method: "POST",
+        path: "/packages",
+        summary: "Install packages, optionally pinned (async)",
+        body: Some("InstallRequest"),
+        query: &[],
+        ok: 202,
+        response: "JobAccepted",
+        route: || web::post().to(install),
+    },
+    RouteDoc {
+        method: "GET",
+        path: "/packages/{name}",
+        summary: "One package",
+        body: None,
+        query: &[],
+        ok: 200,
+        response: "PackageList",
+        route: || web::get().to(get_package),
+    },
+    RouteDoc {
+        method: "PUT",
+        path: "/packages/{name}",
+        summary: "Update a package to its candidate or a pinned version (async)",
+        body: Some("UpdateRequest"),
+        query: &[],
+        ok: 202,
+        response: "JobAccepted",
+        route: || web::put().to(update),
+    },
+    RouteDoc {
+        method: "DELETE",
+        path: "/packages/{name}",
+        summary: "Remove a package (async)",
+        body: None,
+        query: &[("purge", "also remove configuration files")],
+        ok: 202,
+        response: "JobAccepted",
+        route: || web::delete().to(remove),
+    },
+    RouteDoc {
+        method: "GET",
+        path: "/patches",
+        summary: "Available updates, security first",
+        body: None,
+        query: &[],
+        ok: 200,
+        response: "PatchList",
+        route: || web::get().to(list_patches),
+    },
+    RouteDoc {
+        method: "POST",
+        path: "/patches/apply",
+        summary: "Apply all, security-only or listed updates (async)",
+        body: Some("ApplyRequest"),
+        query: &[],
+        ok: 202,
+        response: "JobAccepted",
+        route: || web::post().to(apply_patches),
+    },
+    RouteDoc {
+        method: "GET",
+        path: "/jobs",
+        summary: "Jobs, newest first",
+        body: None,
+        query: &[("status", "only jobs with this status")],
+        ok: 200,
+        response: "JobList",
+        route: || web::get().to(list_jobs),
+    },
+    RouteDoc {
+        method: "GET",
+        path: "/jobs/{id}",
+        summary: "One job with per-package results and log tail",
+        body: None,
+        query: &[],
+        ok: 200,
+        response: "Job",
+        route: || web::get().to(get_job),
+    },
+    RouteDoc {
+        method: "POST",
+        path: "/jobs/{id}/rollback",
+        summary: "Undo what a finished job changed (async, exclusive)",
+        body: None,
+        query: &[],
+        ok: 202,
+        response: "JobAccepted",
+        route: || web::post().to(rollback),
+    },
+    RouteDoc {
+        method: "GET",
+        path: "/ws/jobs",
+        summary: "WebSocket of live job events",
+        body: None,
+        query: &[],
+        ok: 101,
+        response: "JobEvent",
+        route: || web::get().to(crate::ws::job_events),
+    },
+    RouteDoc {
+        method: "GET",
+        path: "/openapi.json",
+        summary: "This document",
+        body: None,
+        query: &[],
+        ok: 200,
+        response: "OpenApi",
+        route: || web::get().to(openapi),
+    },
+];
+
+fn json_error(e: &actix_web::error::JsonPayloadError) -> ApiError {
+    use actix_web::error::JsonPayloadError as J;
+    match e {
+        J::Overflow { .. } | J::OverflowKnownLength { .. } => ApiError::TooLarge,
+        J::ContentType => ApiError::BadRequest {
+            code: "unsupported_media_type",
+            message: "expected Content-Type: application/json".into(),
+        },
+        other => ApiError::BadRequest {
+            code: "invalid_json",
+            message: other.to_string(),
+        },
+    }
+}
+
+fn bad(code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::BadRequest {
+        code,
+        message: message.into(),
+    }
+}
+
+fn check_name(backend: &dyn PackageBackend, name: &str) -> Result<(), ApiError> {
+    if backend.valid_name(name) {
+        Ok(())
+    } else {
+        Err(bad(
+            "invalid_package_name",
+            format!(
+                "`{}` is not a valid package name: 2 to 128 characters of a-z, 0-9, '+', '-' and '.', \
+                 starting with a letter or digit",
+                name.chars().take(64).collect::<String>().escape_default()
+            ),
+        ))
+    }
+}
+
+fn check_version(backend: &dyn PackageBackend, version: &str) -> Result<(), ApiError> {
+    if backend.valid_version(version) {
+        Ok(())
+    } else {
+        Err(bad(
+            "invalid_version",
+            format!(
+                "`{}` is not a valid version: [epoch:]upstream[-revision], upstream starting with a digit",
+                version.chars().take(64).collect::<String>().escape_default()
+            ),
+        ))
+    }
+}
+
+fn accepted(job_id: String) -> HttpResponse {
+    HttpResponse::Accepted().json(JobAccepted {
+        job_id,
+        status: JobStatus::Queued,
+    })
+}
+
+async fn install(
+    state: web::Data<AgentState>,
+    body: web::Json<InstallRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let req = body.into_inner();
+    if req.packages.is_empty() || req.packages.len() > MAX_PACKAGES {
+        return Err(bad(
+            "validation_failed",
+            format!("name 1 to {MAX_PACKAGES} packages"),
+        ));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for p in &req.packages {
+        check_name(state.backend.as_ref(), &p.name)?;
+        if let Some(v) = &p.version {
+            check_version(state.backend.as_ref(), v)?;
+        }
+        if !seen.insert(p.name.as_str()) {
+            return Err(bad(
+                "validation_failed",
+                format!("{} is named twice", p.name),
+            ));
+        }
+    }
+    let request = serde_json::to_value(&req).unwrap_or_default();
+    Ok(accepted(
+        state.jobs.submit(Plan::Install(req.packages), request)?,
+    ))
+}
+
+async fn update(
+    state: web::Data<AgentState>,
+    name: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let name = name.into_inner();
+    check_name(state.backend.as_ref(), &name)?;
+    // The body is optional; when present it must be valid JSON of the right shape.
+    let req: UpdateRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        UpdateRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| bad("invalid_json", e.to_string()))?
+    };
+    if let Some(v) = &req.version {
+        check_version(state.backend.as_ref(), v)?;
+    }
+    let request = json!({ "name": name, "version": req.version });
+    Ok(accepted(state.jobs.submit(
+        Plan::Update {
+            name,
+            version: req.version,
+        },
+        request,
+    )?))
+}
+
+/// Query of `DELETE /packages/{name}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RemoveQuery {
+    #[serde(default)]
+    purge: bool,
+}
+
+async fn remove(
+    state: web::Data<AgentState>,
+    name: web::Path<String>,
+    query: web::Query<RemoveQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let name = name.into_inner();
+    check_name(state.backend.as_ref(), &name)?;
+    let purge = query.purge;
+    let request = json!({ "name": name, "purge": purge });
+    Ok(accepted(
+        state.jobs.submit(Plan::Remove { name, purge }, request)?,
+    ))
+}
+
+async fn list_patches(state: web::Data<AgentState>) -> Result<HttpResponse, ApiError> {
+    let backend = state.backend.clone();
+    let patches = blocking(move || Ok(backend.upgradable()?)).await?;
+    let security = patches.iter().filter(|p| p.security).count();
+    Ok(HttpResponse::Ok().json(PatchList {
+        total: patches.len(),
+        security,
+        patches: patches.to_vec(),
+    }))
+}
+
+async fn apply_patches(
+    state: web::Data<AgentState>,
+    body: web::Json<ApplyRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let req = body.into_inner();
+    match req.selection {
+        PatchSelection::List => {
+            if req.packages.is_empty() || req.packages.len() > MAX_PACKAGES {
+                return Err(bad(
+                    "validation_failed",
+                    format!("selection list needs 1 to {MAX_PACKAGES} packages"),
+                ));
+            }
+            for n in &req.packages {
+                check_name(state.backend.as_ref(), n)?;
+            }
+        }
+        PatchSelection::All | PatchSelection::Security if !req.packages.is_empty() => {
+            return Err(bad(
+                "validation_failed",
+                "packages may only be given with selection = list",
+            ));
+        }
+        _ => {}
+    }
+    let request = serde_json::to_value(&req).unwrap_or_default();
+    let plan = Plan::Apply {
+        selection: req.selection,
+        names: req.packages,
+    };
+    Ok(accepted(state.jobs.submit(plan, request)?))
+}
+
+/// Query of `GET /jobs`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JobQuery {
+    status: Option<JobStatus>,
+}
+
+async fn list_jobs(state: web::Data<AgentState>, q: web::Query<JobQuery>) -> HttpResponse {
+    let jobs = state.jobs.list(q.status);
+    HttpResponse::Ok().json(JobList {
+        total: jobs.len(),
+        jobs,
+    })
+}
+
+fn check_job_id(id: &str) -> Result<(), ApiError> {
+    if id.len() == 26 && id.bytes().all(|c| c.is_ascii_alphanumeric()) {
+        Ok(())
+    } else {
+        Err(bad("invalid_job_id", "job ids are 26-character ULIDs"))
+    }
+}
+
+async fn get_job(
+    state: web::Data<AgentState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    check_job_id(&id)?;
+    let job = state
+        .jobs
+        .get(&id)
+        .ok_or_else(|| ApiError::NotFound(format!("no job {id}")))?;
+    Ok(HttpResponse::Ok().json(job))
+}
+
+async fn rollback(
+    state: web::Data<AgentState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let of = id.into_inner();
+    check_job_id(&of)?;
+    let request = json!({ "rollback_of": of });
+    Ok(accepted(state.jobs.submit(Plan::Rollback { of }, request)?))
+}
+
+async fn openapi() -> HttpResponse {
+    HttpResponse::Ok().json(crate::openapi::document())
 }
 
 async fn blocking<T: Send + 'static>(
@@ -124,15 +558,16 @@ async fn health(state: web::Data<AgentState>) -> Result<HttpResponse, ApiError> 
             ("degraded", false)
         }
     };
+    let (jobs_running, jobs_queued) = state.jobs.counts();
     Ok(HttpResponse::Ok().json(AgentHealth {
         status: status.into(),
         version: env!("CARGO_PKG_VERSION").into(),
         backend: state.backend.name().into(),
-        jobs_running: 0,
-        jobs_queued: 0,
-        exclusive_mode: false,
+        jobs_running,
+        jobs_queued,
+        exclusive_mode: state.jobs.exclusive().is_some(),
         cert_not_after: state.tls.not_after().to_rfc3339(),
-        interrupted_jobs: Vec::new(),
+        interrupted_jobs: state.jobs.interrupted().to_vec(),
         package_db_interrupted: db_interrupted,
     }))
 }
@@ -198,14 +633,7 @@ async fn get_package(
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let name = name.into_inner();
-    if !valid_debian_name(&name) {
-        return Err(ApiError::BadRequest {
-            code: "invalid_package_name",
-            message: "package names are 2 to 128 characters of a-z, 0-9, '+', '-' and '.', \
-                      starting with a letter or digit"
-                .into(),
-        });
-    }
+    check_name(state.backend.as_ref(), &name)?;
     let backend = state.backend.clone();
     let all = blocking(move || Ok(backend.installed()?)).await?;
     let found: Vec<_> = all.iter().filter(|p| p.name == name).cloned().collect();

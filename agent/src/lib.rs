@@ -8,6 +8,7 @@
 //! - [`tls`]: certificate loading, validity rules, CRL.
 //! - [`reload`]: live reload of the configuration and TLS files.
 //! - [`api`]: the `/api/v1` handlers and the per-request audit record.
+//! - [`jobs`]: asynchronous package jobs, rollback, exclusive mode; [`ws`]: their live events.
 //! - [`backend`]: the `PackageBackend` trait and its apt/dpkg implementation.
 //! - [`audit`]: the hash-chained JSON-lines audit log.
 //! - [`config`]: layered, validated configuration.
@@ -17,7 +18,10 @@ pub mod audit;
 pub mod backend;
 pub mod config;
 pub mod ipfilter;
+pub mod jobs;
+pub mod openapi;
 pub mod reload;
 pub mod server;
 pub mod sysinfo;
 pub mod tls;
+pub mod ws;

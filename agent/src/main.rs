@@ -139,6 +139,13 @@ async fn serve(
         "agent.started",
         serde_json::json!({ "version": env!("CARGO_PKG_VERSION"), "backend": "apt" }),
     );
-    let running = patch_agent::server::start(&config, backend, audit, Some(reload))?;
+    let jobs = patch_agent::jobs::Jobs::new(
+        backend.clone(),
+        audit.clone(),
+        config.jobs.state_dir.clone(),
+        config.jobs.max_concurrent,
+        std::time::Duration::from_secs(config.jobs.timeout_secs),
+    )?;
+    let running = patch_agent::server::start(&config, backend, jobs, audit, Some(reload))?;
     running.wait().await.context("serving")
 }

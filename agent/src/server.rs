@@ -91,6 +91,7 @@ pub struct ReloadSource {
 pub fn start(
     config: &AgentConfig,
     backend: Arc<dyn PackageBackend>,
+    jobs: crate::jobs::Jobs,
     audit: AuditLog,
     reload: Option<ReloadSource>,
 ) -> Result<RunningAgent, StartError> {
@@ -123,6 +124,7 @@ pub fn start(
         backend,
         tls: tls.clone(),
         audit: audit.clone(),
+        jobs,
     };
 
     let server = actix_server::Server::build()

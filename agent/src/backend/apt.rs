@@ -3,8 +3,10 @@
 //! cache is never stale. An `APT_CONFIG` file from the configuration points every path at an
 //! isolated package root (used by the tests); by default the real system is used.
 
-use super::{dpkg_status, BackendError, PackageBackend};
-use shared::agent::InstalledPackage;
+use super::{
+    dpkg_status, valid_debian_name, valid_debian_version, BackendError, PackageBackend, Transaction,
+};
+use shared::agent::{InstalledPackage, Patch};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
@@ -16,7 +18,31 @@ pub struct AptBackend {
     status_path: PathBuf,
     lists_dir: PathBuf,
     cache: Mutex<Option<Cached>>,
+    patches: Mutex<Option<CachedPatches>>,
 }
+
+struct CachedPatches {
+    key: Vec<Option<(SystemTime, u64)>>,
+    patches: Arc<Vec<Patch>>,
+}
+
+/// Packages whose update usually needs a reboot to take effect.
+const REBOOT_PACKAGES: &[&str] = &[
+    "libc6",
+    "systemd",
+    "dbus",
+    "udev",
+    "libssl3",
+    "openssl",
+    "lpm-test-reboot",
+];
+const REBOOT_PREFIXES: &[&str] = &[
+    "linux-image-",
+    "linux-modules-",
+    "linux-firmware",
+    "intel-microcode",
+    "amd64-microcode",
+];
 
 struct Cached {
     key: (SystemTime, u64),
@@ -47,12 +73,63 @@ impl AptBackend {
             status_path,
             lists_dir,
             cache: Mutex::new(None),
+            patches: Mutex::new(None),
         })
     }
 
     /// The `APT_CONFIG` file in use, if any.
     pub fn apt_config(&self) -> Option<&Path> {
         self.apt_config.as_deref()
+    }
+
+    /// A command with the fixed environment every apt/dpkg call gets.
+    fn base_command(&self, program: &str) -> Command {
+        let mut c = Command::new(program);
+        c.env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("LC_ALL", "C")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .env("APT_LISTCHANGES_FRONTEND", "none");
+        if let Some(cfg) = &self.apt_config {
+            c.env("APT_CONFIG", cfg);
+        }
+        c
+    }
+
+    /// What invalidates the patch list: the dpkg status file and the lists directory.
+    fn patches_key(&self) -> Vec<Option<(SystemTime, u64)>> {
+        [&self.status_path, &self.lists_dir]
+            .iter()
+            .map(|p| {
+                std::fs::metadata(p)
+                    .ok()
+                    .map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()))
+            })
+            .collect()
+    }
+
+    fn compute_patches(&self) -> Result<Vec<Patch>, BackendError> {
+        let out = self
+            .base_command("apt")
+            .args(["list", "--upgradable"])
+            .output()
+            .map_err(|e| BackendError::Command {
+                command: "apt list".into(),
+                message: e.to_string(),
+            })?;
+        if !out.status.success() {
+            return Err(BackendError::Command {
+                command: "apt list --upgradable".into(),
+                message: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            });
+        }
+        let mut patches = parse_apt_list(&String::from_utf8_lossy(&out.stdout));
+        patches.sort_by(|a, b| {
+            b.security
+                .cmp(&a.security)
+                .then_with(|| a.name.cmp(&b.name))
+        });
+        Ok(patches)
     }
 
     fn read_status(&self) -> Result<Vec<InstalledPackage>, BackendError> {
@@ -76,6 +153,40 @@ impl AptBackend {
         out.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.arch.cmp(&b.arch)));
         Ok(out)
     }
+}
+
+/// Parses `apt list --upgradable`: `name/suite[,suite] version arch [upgradable from: old]`.
+fn parse_apt_list(text: &str) -> Vec<Patch> {
+    text.lines()
+        .filter_map(|line| {
+            let (name_suites, rest) = line.split_once(' ')?;
+            let (name, suites) = name_suites.split_once('/')?;
+            let mut words = rest.split_whitespace();
+            let candidate = words.next()?;
+            let arch = words.next()?;
+            let installed = rest
+                .split("[upgradable from: ")
+                .nth(1)?
+                .trim_end_matches(']')
+                .trim();
+            let security = suites
+                .split(',')
+                .any(|s| s.contains("security") || s.ends_with("/updates"));
+            let reboot_likely = REBOOT_PACKAGES.contains(&name)
+                || REBOOT_PREFIXES.iter().any(|p| name.starts_with(p));
+            Some(Patch {
+                name: name.to_owned(),
+                arch: arch.to_owned(),
+                installed_version: installed.to_owned(),
+                candidate_version: candidate.to_owned(),
+                origin: suites.to_owned(),
+                security,
+                severity: None,
+                cves: Vec::new(),
+                reboot_likely,
+            })
+        })
+        .collect()
 }
 
 /// Asks `apt-config` (no shell, fixed environment) where the status file and lists live.
@@ -149,8 +260,102 @@ impl PackageBackend for AptBackend {
         Ok(packages)
     }
 
+    fn upgradable(&self) -> Result<Arc<Vec<Patch>>, BackendError> {
+        let key = self.patches_key();
+        let mut cache = match self.patches.lock() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(c) = cache.as_ref().filter(|c| c.key == key) {
+            return Ok(c.patches.clone());
+        }
+        let patches = Arc::new(self.compute_patches()?);
+        *cache = Some(CachedPatches {
+            key,
+            patches: patches.clone(),
+        });
+        Ok(patches)
+    }
+
+    fn valid_name(&self, name: &str) -> bool {
+        valid_debian_name(name)
+    }
+
+    fn valid_version(&self, version: &str) -> bool {
+        valid_debian_version(version)
+    }
+
+    fn command(&self, tx: &Transaction) -> tokio::process::Command {
+        let mut c = self.base_command("apt-get");
+        c.args([
+            "-y",
+            "-q",
+            "-o",
+            "Dpkg::Options::=--force-confdef",
+            "-o",
+            "Dpkg::Options::=--force-confold",
+            "-o",
+            "DPkg::Lock::Timeout=120",
+            "-o",
+            "APT::Get::AutomaticRemove=false",
+            // No pseudo-terminal: dpkg then stays in the job's process group (apt would setsid it
+            // into a new session), so the timeout reaches maintainer scripts too.
+            "-o",
+            "Dpkg::Use-Pty=0",
+        ]);
+        match tx {
+            Transaction::Install {
+                packages,
+                only_upgrade,
+            } => {
+                c.args(["--allow-downgrades", "install"]);
+                if *only_upgrade {
+                    c.arg("--only-upgrade");
+                }
+                c.arg("--");
+                for (name, version) in packages {
+                    c.arg(match version {
+                        Some(v) => format!("{name}={v}"),
+                        None => name.clone(),
+                    });
+                }
+            }
+            Transaction::Remove { names, purge } => {
+                c.arg(if *purge { "purge" } else { "remove" })
+                    .arg("--")
+                    .args(names);
+            }
+            Transaction::Restore { install, remove } => {
+                c.args(["--allow-downgrades", "install", "--"]);
+                c.args(install.iter().map(|(n, v)| format!("{n}={v}")));
+                // apt-get install accepts `name-` to remove within the same transaction.
+                c.args(remove.iter().map(|n| format!("{n}-")));
+            }
+        }
+        tokio::process::Command::from(c)
+    }
+
     fn last_update(&self) -> Option<String> {
         let modified = std::fs::metadata(&self.lists_dir).ok()?.modified().ok()?;
         Some(chrono::DateTime::<chrono::Utc>::from(modified).to_rfc3339())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_apt_list;
+
+    #[test]
+    fn apt_list_lines() {
+        let text = "Listing...\nlpm-test-hello/stable 2.0-1 all [upgradable from: 1.0-1]\n\
+                    libc6/stable-security,stable 2.36-9+deb12u9 amd64 [upgradable from: 2.36-9+deb12u8]\n";
+        let p = parse_apt_list(text);
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[0].name, "lpm-test-hello");
+        assert_eq!(p[0].installed_version, "1.0-1");
+        assert_eq!(p[0].candidate_version, "2.0-1");
+        assert!(!p[0].security);
+        assert!(p[1].security && p[1].reboot_likely);
+        assert_eq!(p[1].arch, "amd64");
     }
 }

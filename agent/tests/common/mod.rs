@@ -159,10 +159,30 @@ impl AgentFiles {
     }
 }
 
-/// Starts a real agent on the machine's own dpkg database (read-only).
+/// Starts a real agent on the machine's own dpkg database (read-only use).
 pub fn start_agent(files: &AgentFiles) -> (RunningAgent, AuditLog) {
-    let audit = AuditLog::open(&files.config.audit.path).unwrap();
     let backend = Arc::new(AptBackend::new(None).unwrap());
+    let (agent, audit, _) =
+        start_agent_with(files, backend, 5, std::time::Duration::from_secs(1800));
+    (agent, audit)
+}
+
+/// Starts a real agent over `backend` with the given job limits.
+pub fn start_agent_with(
+    files: &AgentFiles,
+    backend: Arc<dyn patch_agent::backend::PackageBackend>,
+    max_concurrent: usize,
+    timeout: std::time::Duration,
+) -> (RunningAgent, AuditLog, patch_agent::jobs::Jobs) {
+    let audit = AuditLog::open(&files.config.audit.path).unwrap();
+    let jobs = patch_agent::jobs::Jobs::new(
+        backend.clone(),
+        audit.clone(),
+        files.config.jobs.state_dir.clone(),
+        max_concurrent,
+        timeout,
+    )
+    .unwrap();
     let config_file = files.dir.path().join("agent.toml");
     std::fs::write(&config_file, toml::to_string(&files.config).unwrap()).unwrap();
     let loader_file = config_file.clone();
@@ -173,9 +193,166 @@ pub fn start_agent(files: &AgentFiles) -> (RunningAgent, AuditLog) {
         config_file: Some(config_file),
         loader,
     };
-    let running =
-        patch_agent::server::start(&files.config, backend, audit.clone(), Some(reload)).unwrap();
-    (running, audit)
+    let running = patch_agent::server::start(
+        &files.config,
+        backend,
+        jobs.clone(),
+        audit.clone(),
+        Some(reload),
+    )
+    .unwrap();
+    (running, audit, jobs)
+}
+
+/// An isolated apt root over the project's test repository (scripts/build-test-repo.sh and
+/// scripts/test-apt-root.sh): real apt-get and dpkg, nothing of the machine's own packages.
+pub struct AptRoot {
+    pub dir: tempfile::TempDir,
+    pub apt_config: PathBuf,
+    pub root: PathBuf,
+}
+
+impl AptRoot {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts");
+        let repo = match std::env::var_os("LPM_TEST_REPO") {
+            Some(r) => PathBuf::from(r),
+            None => {
+                let repo = dir.path().join("repo");
+                run(std::process::Command::new("bash")
+                    .arg(scripts.join("build-test-repo.sh"))
+                    .arg(&repo));
+                repo
+            }
+        };
+        let root = dir.path().join("root");
+        run(std::process::Command::new("bash")
+            .arg(scripts.join("test-apt-root.sh"))
+            .arg(&root)
+            .arg(&repo));
+        let apt_config = root.join("apt.conf");
+        run(std::process::Command::new("apt-get")
+            .env("APT_CONFIG", &apt_config)
+            .args(["-q", "update"]));
+        Self {
+            dir,
+            apt_config,
+            root,
+        }
+    }
+
+    pub fn backend(&self) -> Arc<AptBackend> {
+        Arc::new(AptBackend::new(Some(self.apt_config.clone())).unwrap())
+    }
+
+    /// The installed version of `name` as dpkg-query sees it in this root, if installed.
+    pub fn version(&self, name: &str) -> Option<String> {
+        let out = std::process::Command::new("dpkg-query")
+            .arg(format!(
+                "--admindir={}",
+                self.root.join("var/lib/dpkg").display()
+            ))
+            .args(["-W", "-f", "${db:Status-Abbrev}|${Version}", name])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (status, version) = text.split_once('|')?;
+        status.starts_with("ii").then(|| version.to_owned())
+    }
+
+    /// dpkg's status abbreviation for `name` (`ii `, `iF `, …), if known.
+    pub fn status(&self, name: &str) -> Option<String> {
+        let out = std::process::Command::new("dpkg-query")
+            .arg(format!(
+                "--admindir={}",
+                self.root.join("var/lib/dpkg").display()
+            ))
+            .args(["-W", "-f", "${db:Status-Abbrev}", name])
+            .output()
+            .unwrap();
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+fn run(cmd: &mut std::process::Command) {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// JSON calls over mTLS.
+pub struct Api {
+    pub client: Client,
+    pub addr: SocketAddr,
+}
+
+impl Api {
+    pub fn new(ca: &Ca, addr: SocketAddr) -> Self {
+        Self {
+            client: Client::new(ca, Some(ca.leaf("manager", 900, false, 30))),
+            addr,
+        }
+    }
+
+    /// Sends a request; answers the status and the parsed JSON body.
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> (u16, serde_json::Value) {
+        let raw = match body {
+            Some(b) => format!(
+                "{method} /api/v1{path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",
+                b.len()
+            ),
+            None => format!("{method} /api/v1{path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"),
+        };
+        match self.client.request(self.addr, &raw).await {
+            Outcome::Http(status, body) => (
+                status,
+                serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+            ),
+            Outcome::NoAnswer(how) => panic!("{method} {path}: no answer ({how})"),
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> serde_json::Value {
+        let (status, v) = self.call("GET", path, None).await;
+        assert_eq!(status, 200, "GET {path}: {v}");
+        v
+    }
+
+    /// Submits an async call, asserts 202, answers the job id.
+    pub async fn submit(&self, method: &str, path: &str, body: Option<&str>) -> String {
+        let (status, v) = self.call(method, path, body).await;
+        assert_eq!(status, 202, "{method} {path}: {v}");
+        v["job_id"].as_str().unwrap().to_owned()
+    }
+
+    /// Waits until the job has finished and answers it.
+    pub async fn wait(&self, id: &str) -> shared::agent::Job {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            let job: shared::agent::Job =
+                serde_json::from_value(self.get(&format!("/jobs/{id}")).await).unwrap();
+            if job.status.is_finished() {
+                return job;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "job {id} did not finish: {job:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
 }
 
 /// What a client saw.

@@ -1,0 +1,852 @@
+//! Asynchronous package jobs: queue, concurrency limit, one package transaction at a time, hard
+//! timeout, per-package results, rollback records, exclusive mode, job file, live events.
+//!
+//! A job is accepted (202) after its input was validated, then waits for one of
+//! `jobs.max_concurrent` slots (`queued` → `running`). Running jobs still take the package lock in
+//! turn, because dpkg allows one transaction at a time; reads never take it. Inside the lock the
+//! job snapshots the installed versions, runs the package manager in its own process group
+//! (killed whole after the timeout), snapshots again, and derives per-package results and the
+//! rollback record from the difference. A rollback replays a record in exclusive mode: from the
+//! moment it is accepted every other mutation is refused with a reason until it ends.
+//!
+//! Jobs live in memory and in `state_dir/jobs.json` (rewritten atomically on every change). They
+//! are cleared on restart by design; a job that was queued or running when the agent stopped is
+//! reported as `interrupted` by `/health` after the restart.
+
+use crate::audit::AuditLog;
+use crate::backend::{PackageBackend, Transaction};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use shared::agent::{
+    Job, JobEvent, JobKind, JobStatus, PackageOutcome, PackageResult, PackageSpec, PatchSelection,
+};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::{broadcast, Semaphore};
+
+/// Lines of output kept per job.
+const LOG_TAIL_LINES: usize = 200;
+/// Finished jobs kept in memory (older ones are forgotten, newest first).
+const KEEP_FINISHED: usize = 500;
+
+/// What a job will do, decided at submission from validated input.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Plan {
+    /// Install packages (optionally pinned).
+    Install(Vec<PackageSpec>),
+    /// Move one installed package to a version (or its candidate).
+    Update {
+        /// Package.
+        name: String,
+        /// Target version.
+        version: Option<String>,
+    },
+    /// Remove a package.
+    Remove {
+        /// Package.
+        name: String,
+        /// Also remove configuration files.
+        purge: bool,
+    },
+    /// Apply available updates.
+    Apply {
+        /// Which.
+        selection: PatchSelection,
+        /// Names for `List`.
+        names: Vec<String>,
+    },
+    /// Undo another job.
+    Rollback {
+        /// The job to undo.
+        of: String,
+    },
+}
+
+impl Plan {
+    fn kind(&self) -> JobKind {
+        match self {
+            Self::Install(_) => JobKind::Install,
+            Self::Update { .. } => JobKind::Update,
+            Self::Remove { .. } => JobKind::Remove,
+            Self::Apply { .. } => JobKind::ApplyPatches,
+            Self::Rollback { .. } => JobKind::Rollback,
+        }
+    }
+}
+
+/// Why a job was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// A rollback holds the agent in exclusive mode.
+    #[error("a rollback (job {0}) is running: the agent accepts no other changes until it ends")]
+    Exclusive(String),
+    /// The job to roll back does not exist.
+    #[error("no job {0}")]
+    UnknownJob(String),
+    /// The job to roll back has not finished or changed nothing that can be undone.
+    #[error("{0}")]
+    NotRollbackable(String),
+}
+
+/// Versions before a job, for the packages it changed: `None` = was not installed.
+type RollbackRecord = BTreeMap<String, Option<String>>;
+
+struct Inner {
+    backend: Arc<dyn PackageBackend>,
+    audit: AuditLog,
+    jobs: Mutex<BTreeMap<String, Job>>,
+    records: Mutex<BTreeMap<String, RollbackRecord>>,
+    exclusive: Mutex<Option<String>>,
+    slots: Semaphore,
+    package_lock: tokio::sync::Mutex<()>,
+    events: broadcast::Sender<JobEvent>,
+    state_file: PathBuf,
+    timeout: Duration,
+    interrupted: Vec<String>,
+}
+
+/// The job manager. Cheap to clone.
+#[derive(Clone)]
+pub struct Jobs {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Jobs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Jobs").finish_non_exhaustive()
+    }
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct JobFile {
+    jobs: Vec<Job>,
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+impl Jobs {
+    /// Creates the manager; reads the previous job file and reports its unfinished jobs as
+    /// interrupted.
+    pub fn new(
+        backend: Arc<dyn PackageBackend>,
+        audit: AuditLog,
+        state_dir: PathBuf,
+        max_concurrent: usize,
+        timeout: Duration,
+    ) -> std::io::Result<Self> {
+        std::fs::create_dir_all(&state_dir)?;
+        let state_file = state_dir.join("jobs.json");
+        let previous: JobFile = match std::fs::read(&state_file) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "unreadable job file; starting empty");
+                JobFile::default()
+            }),
+            Err(_) => JobFile::default(),
+        };
+        let interrupted: Vec<String> = previous
+            .jobs
+            .iter()
+            .filter(|j| !j.status.is_finished())
+            .map(|j| j.id.clone())
+            .collect();
+        for id in &interrupted {
+            audit.record("job.interrupted", json!({ "job_id": id }));
+        }
+        let (events, _) = broadcast::channel(1024);
+        let jobs = Self {
+            inner: Arc::new(Inner {
+                backend,
+                audit,
+                jobs: Mutex::new(BTreeMap::new()),
+                records: Mutex::new(BTreeMap::new()),
+                exclusive: Mutex::new(None),
+                slots: Semaphore::new(max_concurrent.max(1)),
+                package_lock: tokio::sync::Mutex::new(()),
+                events,
+                state_file,
+                timeout,
+                interrupted,
+            }),
+        };
+        jobs.persist();
+        Ok(jobs)
+    }
+
+    /// Jobs that were unfinished when the agent last stopped.
+    pub fn interrupted(&self) -> &[String] {
+        &self.inner.interrupted
+    }
+
+    /// Live events.
+    pub fn subscribe(&self) -> broadcast::Receiver<JobEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// The rollback holding exclusive mode, if any.
+    pub fn exclusive(&self) -> Option<String> {
+        lock(&self.inner.exclusive).clone()
+    }
+
+    /// (running, queued) counts.
+    pub fn counts(&self) -> (u32, u32) {
+        let jobs = lock(&self.inner.jobs);
+        let count = |s| jobs.values().filter(|j| j.status == s).count() as u32;
+        (count(JobStatus::Running), count(JobStatus::Queued))
+    }
+
+    /// One job.
+    pub fn get(&self, id: &str) -> Option<Job> {
+        lock(&self.inner.jobs).get(id).cloned()
+    }
+
+    /// All jobs, newest first, optionally with one status.
+    pub fn list(&self, status: Option<JobStatus>) -> Vec<Job> {
+        lock(&self.inner.jobs)
+            .values()
+            .rev()
+            .filter(|j| status.is_none_or(|s| j.status == s))
+            .cloned()
+            .collect()
+    }
+
+    /// Accepts a job and starts it in the background; answers its id.
+    pub fn submit(&self, plan: Plan, request: serde_json::Value) -> Result<String, SubmitError> {
+        let id = ulid::Ulid::new().to_string();
+        {
+            let mut exclusive = lock(&self.inner.exclusive);
+            if let Some(holder) = exclusive.as_ref() {
+                return Err(SubmitError::Exclusive(holder.clone()));
+            }
+            if let Plan::Rollback { of } = &plan {
+                let target = self
+                    .get(of)
+                    .ok_or_else(|| SubmitError::UnknownJob(of.clone()))?;
+                if !target.status.is_finished() {
+                    return Err(SubmitError::NotRollbackable(format!(
+                        "job {of} has not finished"
+                    )));
+                }
+                if !lock(&self.inner.records).contains_key(of) {
+                    return Err(SubmitError::NotRollbackable(format!(
+                        "job {of} changed no package"
+                    )));
+                }
+                *exclusive = Some(id.clone());
+            }
+        }
+        let job = Job {
+            id: id.clone(),
+            kind: plan.kind(),
+            request: request.clone(),
+            status: JobStatus::Queued,
+            progress: 0,
+            results: Vec::new(),
+            log_tail: Vec::new(),
+            error: None,
+            noop: false,
+            rollback_of: match &plan {
+                Plan::Rollback { of } => Some(of.clone()),
+                _ => None,
+            },
+            created_at: now(),
+            started_at: None,
+            finished_at: None,
+        };
+        {
+            let mut jobs = lock(&self.inner.jobs);
+            jobs.insert(id.clone(), job);
+            let finished: Vec<String> = jobs
+                .values()
+                .filter(|j| j.status.is_finished())
+                .map(|j| j.id.clone())
+                .collect();
+            for old in finished
+                .iter()
+                .take(finished.len().saturating_sub(KEEP_FINISHED))
+            {
+                jobs.remove(old);
+            }
+        }
+        self.persist();
+        self.inner.audit.record(
+            "job.accepted",
+            json!({ "job_id": id, "kind": plan.kind(), "request": request }),
+        );
+        self.emit(JobEvent::Queued {
+            job_id: id.clone(),
+            kind: plan.kind(),
+        });
+        let me = self.clone();
+        let job_id = id.clone();
+        actix_web::rt::spawn(async move { me.run(job_id, plan).await });
+        Ok(id)
+    }
+
+    fn emit(&self, e: JobEvent) {
+        // No subscriber is fine.
+        let _ = self.inner.events.send(e);
+    }
+
+    fn update(&self, id: &str, f: impl FnOnce(&mut Job)) {
+        if let Some(job) = lock(&self.inner.jobs).get_mut(id) {
+            f(job);
+        }
+        self.persist();
+    }
+
+    /// Writes the job file atomically (temp file + rename).
+    fn persist(&self) {
+        let file = JobFile {
+            jobs: lock(&self.inner.jobs).values().cloned().collect(),
+        };
+        let tmp = self.inner.state_file.with_extension("json.tmp");
+        let result = serde_json::to_vec(&file)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| std::fs::write(&tmp, bytes))
+            .and_then(|()| std::fs::rename(&tmp, &self.inner.state_file));
+        if let Err(e) = result {
+            tracing::error!(error = %e, file = %self.inner.state_file.display(), "cannot write the job file");
+        }
+    }
+
+    async fn run(&self, id: String, plan: Plan) {
+        let Ok(_slot) = self.inner.slots.acquire().await else {
+            return;
+        };
+        self.update(&id, |j| {
+            j.status = JobStatus::Running;
+            j.started_at = Some(now());
+            j.progress = 5;
+        });
+        self.emit(JobEvent::Started { job_id: id.clone() });
+        let _pkg = self.inner.package_lock.lock().await;
+        self.update(&id, |j| j.progress = 10);
+        let outcome = self.execute(&id, &plan).await;
+        let (status, error) = match outcome {
+            Ok(status) => (status, None),
+            Err((status, message)) => (status, Some(message)),
+        };
+        if matches!(plan, Plan::Rollback { .. }) {
+            *lock(&self.inner.exclusive) = None;
+        }
+        self.update(&id, |j| {
+            j.status = status;
+            j.error = error.clone();
+            j.progress = 100;
+            j.finished_at = Some(now());
+        });
+        self.inner.audit.record(
+            "job.finished",
+            json!({ "job_id": id, "status": status, "error": error }),
+        );
+        self.emit(JobEvent::Finished { job_id: id, status });
+    }
+
+    /// Runs the plan inside the package lock. `Err` carries the status and the reason.
+    async fn execute(&self, id: &str, plan: &Plan) -> Result<JobStatus, (JobStatus, String)> {
+        let backend = self.inner.backend.clone();
+        let before = blocking(move || backend.versions()).await?;
+        let (tx, targets) = match self.transaction(plan, &before).await? {
+            Some(t) => t,
+            None => {
+                // Everything already as requested: report the targets unchanged, spawn nothing.
+                let results = self.noop_results(plan, &before);
+                for r in &results {
+                    self.emit(JobEvent::Package {
+                        job_id: id.into(),
+                        result: r.clone(),
+                    });
+                }
+                self.update(id, |j| {
+                    j.noop = true;
+                    j.results = results;
+                    j.log_tail
+                        .push("nothing to do: already in the requested state".into());
+                });
+                return Ok(JobStatus::Succeeded);
+            }
+        };
+        let run = self.spawn_and_wait(id, &tx).await;
+        let backend = self.inner.backend.clone();
+        let (after, states) =
+            blocking(move || Ok((backend.versions()?, backend.states()?))).await?;
+        let results = results(&before, &after, &states, &targets);
+        // What changed can be undone later.
+        let record: RollbackRecord = changed(&before, &after)
+            .into_iter()
+            .map(|n| (n.clone(), before.get(&n).cloned()))
+            .collect();
+        if !record.is_empty() {
+            lock(&self.inner.records).insert(id.to_owned(), record);
+        }
+        for r in &results {
+            if r.outcome == PackageOutcome::Changed {
+                self.inner.audit.record(
+                    "package.changed",
+                    json!({ "job_id": id, "name": r.name, "from": r.from_version, "to": r.to_version }),
+                );
+            }
+            self.emit(JobEvent::Package {
+                job_id: id.into(),
+                result: r.clone(),
+            });
+        }
+        let failed = results
+            .iter()
+            .filter(|r| r.outcome == PackageOutcome::Failed)
+            .count();
+        let all_unchanged = results
+            .iter()
+            .all(|r| r.outcome == PackageOutcome::Unchanged);
+        self.update(id, |j| {
+            j.results = results.clone();
+            j.noop = all_unchanged && run.is_ok();
+        });
+        match run {
+            Err(RunError::TimedOut) => {
+                let backend = self.inner.backend.clone();
+                let broken = blocking(move || backend.interrupted())
+                    .await
+                    .unwrap_or(true);
+                let msg = format!(
+                    "timed out after {} s; the package manager's process group was killed; {}",
+                    self.inner.timeout.as_secs(),
+                    if broken {
+                        "the package database is left interrupted (dpkg --configure -a repairs it)"
+                    } else {
+                        "the package database is consistent"
+                    }
+                );
+                Err((JobStatus::TimedOut, msg))
+            }
+            Err(RunError::Spawn(e)) => Err((
+                JobStatus::Failed,
+                format!("cannot start the package manager: {e}"),
+            )),
+            Err(RunError::Exit(code, last)) if failed == 0 && !all_unchanged => {
+                // Exit status non-zero although every target arrived (e.g. an unrelated broken
+                // package): report it, but the targets are fine.
+                Err((
+                    JobStatus::Partial,
+                    format!("package manager exited with {code}: {last}"),
+                ))
+            }
+            Err(RunError::Exit(code, last)) => {
+                let status = if failed == results.len() || all_unchanged {
+                    JobStatus::Failed
+                } else {
+                    JobStatus::Partial
+                };
+                Err((
+                    status,
+                    format!("package manager exited with {code}: {last}"),
+                ))
+            }
+            Ok(()) if failed == 0 => Ok(JobStatus::Succeeded),
+            Ok(()) if failed == results.len() => {
+                Err((JobStatus::Failed, "no package reached its target".into()))
+            }
+            Ok(()) => Err((
+                JobStatus::Partial,
+                format!("{failed} of {} packages failed", results.len()),
+            )),
+        }
+    }
+
+    /// The transaction for a plan and the package names it targets; `None` when nothing needs
+    /// doing.
+    async fn transaction(
+        &self,
+        plan: &Plan,
+        before: &BTreeMap<String, String>,
+    ) -> Result<Option<(Transaction, Vec<Target>)>, (JobStatus, String)> {
+        Ok(match plan {
+            Plan::Install(specs) => {
+                if specs.iter().all(|s| {
+                    s.version
+                        .as_ref()
+                        .is_some_and(|v| before.get(&s.name) == Some(v))
+                }) {
+                    return Ok(None);
+                }
+                let targets = specs
+                    .iter()
+                    .map(|s| Target {
+                        name: s.name.clone(),
+                        want: Want::Installed(s.version.clone()),
+                    })
+                    .collect();
+                let packages = specs
+                    .iter()
+                    .map(|s| (s.name.clone(), s.version.clone()))
+                    .collect();
+                Some((
+                    Transaction::Install {
+                        packages,
+                        only_upgrade: false,
+                    },
+                    targets,
+                ))
+            }
+            Plan::Update { name, version } => {
+                if !before.contains_key(name) {
+                    return Err((
+                        JobStatus::Failed,
+                        format!("{name} is not installed; use POST /packages to install it"),
+                    ));
+                }
+                if version
+                    .as_ref()
+                    .is_some_and(|v| before.get(name) == Some(v))
+                {
+                    return Ok(None);
+                }
+                let targets = vec![Target {
+                    name: name.clone(),
+                    want: Want::Installed(version.clone()),
+                }];
+                Some((
+                    Transaction::Install {
+                        packages: vec![(name.clone(), version.clone())],
+                        only_upgrade: true,
+                    },
+                    targets,
+                ))
+            }
+            Plan::Remove { name, purge } => {
+                if !before.contains_key(name) {
+                    return Ok(None);
+                }
+                let targets = vec![Target {
+                    name: name.clone(),
+                    want: Want::Absent,
+                }];
+                Some((
+                    Transaction::Remove {
+                        names: vec![name.clone()],
+                        purge: *purge,
+                    },
+                    targets,
+                ))
+            }
+            Plan::Apply { selection, names } => {
+                let backend = self.inner.backend.clone();
+                let patches = blocking(move || backend.upgradable()).await?;
+                let chosen: Vec<_> = patches
+                    .iter()
+                    .filter(|p| match selection {
+                        PatchSelection::All => true,
+                        PatchSelection::Security => p.security,
+                        PatchSelection::List => names.contains(&p.name),
+                    })
+                    .collect();
+                if chosen.is_empty() {
+                    return Ok(None);
+                }
+                let targets = chosen
+                    .iter()
+                    .map(|p| Target {
+                        name: p.name.clone(),
+                        want: Want::Installed(Some(p.candidate_version.clone())),
+                    })
+                    .collect();
+                let packages = chosen
+                    .iter()
+                    .map(|p| (p.name.clone(), Some(p.candidate_version.clone())))
+                    .collect();
+                Some((
+                    Transaction::Install {
+                        packages,
+                        only_upgrade: true,
+                    },
+                    targets,
+                ))
+            }
+            Plan::Rollback { of } => {
+                let record = lock(&self.inner.records)
+                    .get(of)
+                    .cloned()
+                    .unwrap_or_default();
+                if record.iter().all(|(n, v)| before.get(n) == v.as_ref()) {
+                    return Ok(None);
+                }
+                let targets = record
+                    .iter()
+                    .map(|(n, v)| Target {
+                        name: n.clone(),
+                        want: match v {
+                            Some(v) => Want::Installed(Some(v.clone())),
+                            None => Want::Absent,
+                        },
+                    })
+                    .collect();
+                let install = record
+                    .iter()
+                    .filter_map(|(n, v)| Some((n.clone(), v.clone()?)))
+                    .collect();
+                let remove = record
+                    .iter()
+                    .filter(|(_, v)| v.is_none())
+                    .map(|(n, _)| n.clone())
+                    .collect();
+                Some((Transaction::Restore { install, remove }, targets))
+            }
+        })
+    }
+
+    fn noop_results(&self, plan: &Plan, before: &BTreeMap<String, String>) -> Vec<PackageResult> {
+        let names: Vec<String> = match plan {
+            Plan::Install(specs) => specs.iter().map(|s| s.name.clone()).collect(),
+            Plan::Update { name, .. } | Plan::Remove { name, .. } => vec![name.clone()],
+            Plan::Apply { .. } => Vec::new(),
+            Plan::Rollback { of } => lock(&self.inner.records)
+                .get(of)
+                .map(|r| r.keys().cloned().collect())
+                .unwrap_or_default(),
+        };
+        names
+            .into_iter()
+            .map(|name| PackageResult {
+                from_version: before.get(&name).cloned(),
+                to_version: before.get(&name).cloned(),
+                name,
+                outcome: PackageOutcome::Unchanged,
+                message: None,
+            })
+            .collect()
+    }
+
+    async fn spawn_and_wait(&self, id: &str, tx: &Transaction) -> Result<(), RunError> {
+        let mut cmd = self.inner.backend.command(tx);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        // Own process group, so the timeout can kill dpkg and its maintainer scripts too.
+        cmd.process_group(0);
+        let program = format!("{:?}", cmd.as_std().get_program());
+        let args: Vec<String> = cmd
+            .as_std()
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        self.inner.audit.record(
+            "process.spawned",
+            json!({ "job_id": id, "program": program, "args": args }),
+        );
+        let mut child = cmd.spawn().map_err(|e| RunError::Spawn(e.to_string()))?;
+        let pgid = child.id();
+        let (line_tx, mut line_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        for stream in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let tx = line_tx.clone();
+            actix_web::rt::spawn(async move {
+                let mut lines = BufReader::new(stream).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(line_tx);
+        let mut last_line = String::new();
+        let wait = async {
+            let mut lines_done = false;
+            loop {
+                tokio::select! {
+                    line = line_rx.recv(), if !lines_done => match line {
+                        Some(line) => {
+                            last_line.clone_from(&line);
+                            self.update(id, |j| {
+                                j.log_tail.push(line.clone());
+                                let excess = j.log_tail.len().saturating_sub(LOG_TAIL_LINES);
+                                j.log_tail.drain(..excess);
+                                j.progress = (j.progress + 2).min(95);
+                            });
+                            self.emit(JobEvent::Output { job_id: id.into(), line });
+                        }
+                        None => lines_done = true,
+                    },
+                    status = child.wait(), if lines_done => return status,
+                }
+            }
+        };
+        match tokio::time::timeout(self.inner.timeout, wait).await {
+            Ok(Ok(status)) if status.success() => Ok(()),
+            Ok(Ok(status)) => Err(RunError::Exit(
+                status
+                    .code()
+                    .map_or_else(|| "a signal".to_owned(), |c| c.to_string()),
+                last_line,
+            )),
+            Ok(Err(e)) => Err(RunError::Spawn(e.to_string())),
+            Err(_) => {
+                if let Some(pgid) = pgid.and_then(|p| i32::try_from(p).ok()) {
+                    kill_tree(pgid);
+                }
+                let _ = child.wait().await;
+                self.inner.audit.record(
+                    "job.timeout",
+                    json!({ "job_id": id, "timeout_secs": self.inner.timeout.as_secs() }),
+                );
+                Err(RunError::TimedOut)
+            }
+        }
+    }
+}
+
+/// Kills the process group led by `root` and, in case something started a new session, every
+/// descendant of `root` found through /proc.
+fn kill_tree(root: i32) {
+    use nix::sys::signal::{kill, killpg, Signal};
+    use nix::unistd::Pid;
+    let mut children: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for entry in dir.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            // The command name may hold spaces; fields after its closing parenthesis are fixed.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok());
+            if let Some(ppid) = ppid {
+                children.entry(ppid).or_default().push(pid);
+            }
+        }
+    }
+    let mut all = vec![root];
+    let mut i = 0;
+    while i < all.len() {
+        all.extend(children.get(&all[i]).cloned().unwrap_or_default());
+        i += 1;
+    }
+    let _ = killpg(Pid::from_raw(root), Signal::SIGKILL);
+    for pid in all {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+}
+
+enum RunError {
+    Spawn(String),
+    Exit(String, String),
+    TimedOut,
+}
+
+#[derive(Debug, Clone)]
+struct Target {
+    name: String,
+    want: Want,
+}
+
+#[derive(Debug, Clone)]
+enum Want {
+    /// Installed, at this version if given.
+    Installed(Option<String>),
+    /// Not installed.
+    Absent,
+}
+
+fn changed(
+    before: &BTreeMap<String, String>,
+    after: &BTreeMap<String, String>,
+) -> BTreeSet<String> {
+    before
+        .keys()
+        .chain(after.keys())
+        .filter(|n| before.get(*n) != after.get(*n))
+        .cloned()
+        .collect()
+}
+
+/// Per-package results: every target, plus every other package whose version changed.
+fn results(
+    before: &BTreeMap<String, String>,
+    after: &BTreeMap<String, String>,
+    states: &BTreeMap<String, String>,
+    targets: &[Target],
+) -> Vec<PackageResult> {
+    let mut out: Vec<PackageResult> = targets
+        .iter()
+        .map(|t| {
+            let from = before.get(&t.name).cloned();
+            let to = after.get(&t.name).cloned();
+            let configured = states.get(&t.name).is_some_and(|s| s == "installed");
+            let reached = match &t.want {
+                Want::Installed(Some(v)) => to.as_ref() == Some(v) && configured,
+                Want::Installed(None) => to.is_some() && configured,
+                Want::Absent => to.is_none(),
+            };
+            let outcome = match (reached, from == to) {
+                (true, true) => PackageOutcome::Unchanged,
+                (true, false) => PackageOutcome::Changed,
+                (false, _) => PackageOutcome::Failed,
+            };
+            let message = (outcome == PackageOutcome::Failed).then(|| match states.get(&t.name) {
+                Some(state) if state != "installed" => format!("package left in state {state}"),
+                _ => "did not reach the requested version".to_owned(),
+            });
+            PackageResult {
+                name: t.name.clone(),
+                from_version: from,
+                to_version: to,
+                outcome,
+                message,
+            }
+        })
+        .collect();
+    for name in changed(before, after) {
+        if !targets.iter().any(|t| t.name == name) {
+            out.push(PackageResult {
+                from_version: before.get(&name).cloned(),
+                to_version: after.get(&name).cloned(),
+                name,
+                outcome: PackageOutcome::Changed,
+                message: Some("changed as a dependency".into()),
+            });
+        }
+    }
+    out
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, crate::backend::BackendError> + Send + 'static,
+) -> Result<T, (JobStatus, String)> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err((JobStatus::Failed, e.to_string())),
+        Err(e) => Err((JobStatus::Failed, e.to_string())),
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}

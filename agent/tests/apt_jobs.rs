@@ -1,0 +1,661 @@
+//! Package jobs through the real agent, over mTLS, driving real apt-get and dpkg inside an
+//! isolated root with the project's test repository.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{audit_events, start_agent_with, AgentFiles, Api, AptRoot, Ca};
+use shared::agent::{JobStatus, PackageOutcome};
+use std::time::Duration;
+
+struct Env {
+    root: AptRoot,
+    files: AgentFiles,
+    api: Api,
+    agent: patch_agent::server::RunningAgent,
+    audit: patch_agent::audit::AuditLog,
+}
+
+fn env(max_concurrent: usize, timeout: Duration) -> Env {
+    let root = AptRoot::new();
+    let ca = Ca::new("Fleet CA");
+    let files = AgentFiles::new(
+        &ca,
+        &ca.leaf("agent.test", 1, true, 90),
+        None,
+        &["127.0.0.1"],
+    );
+    let (agent, audit, _jobs) = start_agent_with(&files, root.backend(), max_concurrent, timeout);
+    let api = Api::new(&ca, agent.addr);
+    Env {
+        root,
+        files,
+        api,
+        agent,
+        audit,
+    }
+}
+
+fn install_body(specs: &[(&str, Option<&str>)]) -> String {
+    let packages: Vec<_> = specs
+        .iter()
+        .map(|(n, v)| serde_json::json!({ "name": n, "version": v }))
+        .collect();
+    serde_json::json!({ "packages": packages }).to_string()
+}
+
+#[actix_rt::test]
+async fn install_upgrade_remove_and_roll_each_back() {
+    let e = env(5, Duration::from_secs(300));
+    let hello = "lpm-test-hello";
+
+    // Pinned install.
+    let id = e
+        .api
+        .submit(
+            "POST",
+            "/packages",
+            Some(&install_body(&[(hello, Some("1.0-1"))])),
+        )
+        .await;
+    let job = e.api.wait(&id).await;
+    assert_eq!(job.status, JobStatus::Succeeded, "{job:?}");
+    assert_eq!(e.root.version(hello).as_deref(), Some("1.0-1"));
+    assert_eq!(job.results[0].outcome, PackageOutcome::Changed);
+
+    // Update to the candidate, then roll it back.
+    let up = e
+        .api
+        .submit("PUT", &format!("/packages/{hello}"), None)
+        .await;
+    let job = e.api.wait(&up).await;
+    assert_eq!(job.status, JobStatus::Succeeded, "{job:?}");
+    assert_eq!(e.root.version(hello).as_deref(), Some("2.0-1"));
+    let rb = e
+        .api
+        .submit("POST", &format!("/jobs/{up}/rollback"), None)
+        .await;
+    let job = e.api.wait(&rb).await;
+    assert_eq!(job.status, JobStatus::Succeeded, "{job:?}");
+    assert_eq!(job.rollback_of.as_deref(), Some(up.as_str()));
+    assert_eq!(
+        e.root.version(hello).as_deref(),
+        Some("1.0-1"),
+        "rollback must downgrade"
+    );
+
+    // A pinned update (to 1.1-1).
+    let pin = e
+        .api
+        .submit(
+            "PUT",
+            &format!("/packages/{hello}"),
+            Some(r#"{"version":"1.1-1"}"#),
+        )
+        .await;
+    assert_eq!(e.api.wait(&pin).await.status, JobStatus::Succeeded);
+    assert_eq!(e.root.version(hello).as_deref(), Some("1.1-1"));
+
+    // Install with a dependency; roll back removes both.
+    let app = e
+        .api
+        .submit(
+            "POST",
+            "/packages",
+            Some(&install_body(&[("lpm-test-app", None)])),
+        )
+        .await;
+    let job = e.api.wait(&app).await;
+    assert_eq!(job.status, JobStatus::Succeeded, "{job:?}");
+    assert!(
+        job.results
+            .iter()
+            .any(|r| r.name == "lpm-test-lib" && r.outcome == PackageOutcome::Changed),
+        "{job:?}"
+    );
+    assert!(e.root.version("lpm-test-lib").is_some());
+    let rb = e
+        .api
+        .submit("POST", &format!("/jobs/{app}/rollback"), None)
+        .await;
+    assert_eq!(e.api.wait(&rb).await.status, JobStatus::Succeeded);
+    assert_eq!(
+        e.root.version("lpm-test-app"),
+        None,
+        "newly installed package must be removed"
+    );
+    assert_eq!(
+        e.root.version("lpm-test-lib"),
+        None,
+        "its new dependency too"
+    );
+
+    // Remove, then roll back: reinstalled at the recorded version.
+    let rm = e
+        .api
+        .submit("DELETE", &format!("/packages/{hello}"), None)
+        .await;
+    assert_eq!(e.api.wait(&rm).await.status, JobStatus::Succeeded);
+    assert_eq!(e.root.version(hello), None);
+    let rb = e
+        .api
+        .submit("POST", &format!("/jobs/{rm}/rollback"), None)
+        .await;
+    assert_eq!(e.api.wait(&rb).await.status, JobStatus::Succeeded);
+    assert_eq!(
+        e.root.version(hello).as_deref(),
+        Some("1.1-1"),
+        "removed package must come back at its version"
+    );
+
+    // Idempotent repeats: no package-manager process, reported as no-ops.
+    let same = e
+        .api
+        .submit(
+            "POST",
+            "/packages",
+            Some(&install_body(&[(hello, Some("1.1-1"))])),
+        )
+        .await;
+    let job = e.api.wait(&same).await;
+    assert!(job.noop && job.status == JobStatus::Succeeded, "{job:?}");
+    assert_eq!(job.results[0].outcome, PackageOutcome::Unchanged);
+    let absent = e
+        .api
+        .submit("DELETE", "/packages/lpm-test-reboot", None)
+        .await;
+    let job = e.api.wait(&absent).await;
+    assert!(job.noop && job.status == JobStatus::Succeeded, "{job:?}");
+    e.audit.flush();
+    let spawned: Vec<_> = audit_events(&e.files.audit_path())
+        .into_iter()
+        .filter(|v| v["event"] == "process.spawned")
+        .map(|v| v["job_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        !spawned.contains(&same) && !spawned.contains(&absent),
+        "a no-op spawned a process"
+    );
+    assert!(
+        spawned.contains(&id),
+        "the real install must be audited as a spawned process"
+    );
+    let changes = audit_events(&e.files.audit_path())
+        .into_iter()
+        .filter(|v| v["event"] == "package.changed")
+        .count();
+    assert!(changes >= 8, "package changes audited: {changes}");
+    e.agent.stop().await;
+}
+
+#[actix_rt::test]
+async fn patches_security_only_apply_and_rollback() {
+    let e = env(5, Duration::from_secs(300));
+    let body = install_body(&[
+        ("lpm-test-hello", Some("1.0-1")),
+        ("lpm-test-secure", Some("1.0-1")),
+    ]);
+    let id = e.api.submit("POST", "/packages", Some(&body)).await;
+    assert_eq!(e.api.wait(&id).await.status, JobStatus::Succeeded);
+
+    let patches: shared::agent::PatchList =
+        serde_json::from_value(e.api.get("/patches").await).unwrap();
+    assert_eq!(patches.total, 2, "{patches:?}");
+    assert_eq!(patches.security, 1);
+    let first = &patches.patches[0];
+    assert_eq!(
+        (first.name.as_str(), first.security),
+        ("lpm-test-secure", true),
+        "security first"
+    );
+    assert_eq!(first.candidate_version, "1.0-2");
+    assert!(first.origin.contains("security"));
+    assert_eq!(patches.patches[1].candidate_version, "2.0-1");
+
+    let sec = e
+        .api
+        .submit(
+            "POST",
+            "/patches/apply",
+            Some(r#"{"selection":"security"}"#),
+        )
+        .await;
+    let job = e.api.wait(&sec).await;
+    assert_eq!(job.status, JobStatus::Succeeded, "{job:?}");
+    assert_eq!(e.root.version("lpm-test-secure").as_deref(), Some("1.0-2"));
+    assert_eq!(
+        e.root.version("lpm-test-hello").as_deref(),
+        Some("1.0-1"),
+        "security-only touched a normal update"
+    );
+    let after: shared::agent::PatchList =
+        serde_json::from_value(e.api.get("/patches").await).unwrap();
+    assert_eq!(
+        after.total, 1,
+        "the patch cache must follow the package database: {after:?}"
+    );
+
+    let rb = e
+        .api
+        .submit("POST", &format!("/jobs/{sec}/rollback"), None)
+        .await;
+    assert_eq!(e.api.wait(&rb).await.status, JobStatus::Succeeded);
+    assert_eq!(e.root.version("lpm-test-secure").as_deref(), Some("1.0-1"));
+
+    let listed = e
+        .api
+        .submit(
+            "POST",
+            "/patches/apply",
+            Some(r#"{"selection":"list","packages":["lpm-test-hello"]}"#),
+        )
+        .await;
+    assert_eq!(e.api.wait(&listed).await.status, JobStatus::Succeeded);
+    assert_eq!(e.root.version("lpm-test-hello").as_deref(), Some("2.0-1"));
+    let all = e
+        .api
+        .submit("POST", "/patches/apply", Some(r#"{"selection":"all"}"#))
+        .await;
+    assert_eq!(e.api.wait(&all).await.status, JobStatus::Succeeded);
+    assert_eq!(e.root.version("lpm-test-secure").as_deref(), Some("1.0-2"));
+    let none = e
+        .api
+        .submit("POST", "/patches/apply", Some(r#"{"selection":"all"}"#))
+        .await;
+    assert!(
+        e.api.wait(&none).await.noop,
+        "nothing left to apply is a no-op"
+    );
+    e.agent.stop().await;
+}
+
+#[actix_rt::test]
+async fn failing_postinst_is_reported_per_package() {
+    let e = env(5, Duration::from_secs(300));
+    let body = install_body(&[("lpm-test-broken", None), ("lpm-test-hello", Some("1.1-1"))]);
+    let id = e.api.submit("POST", "/packages", Some(&body)).await;
+    let job = e.api.wait(&id).await;
+    assert_eq!(job.status, JobStatus::Partial, "{job:?}");
+    let broken = job
+        .results
+        .iter()
+        .find(|r| r.name == "lpm-test-broken")
+        .unwrap();
+    assert_eq!(broken.outcome, PackageOutcome::Failed);
+    assert!(
+        broken
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("half-configured"),
+        "{broken:?}"
+    );
+    let hello = job
+        .results
+        .iter()
+        .find(|r| r.name == "lpm-test-hello")
+        .unwrap();
+    assert_eq!(hello.outcome, PackageOutcome::Changed);
+    assert_eq!(e.root.version("lpm-test-hello").as_deref(), Some("1.1-1"));
+    assert!(
+        job.log_tail.iter().any(|l| l.contains("postinst")),
+        "{:?}",
+        job.log_tail
+    );
+    let health = e.api.get("/health").await;
+    assert_eq!(health["package_db_interrupted"], true);
+    e.agent.stop().await;
+}
+
+#[actix_rt::test]
+async fn queue_limit_and_exclusive_rollback() {
+    let e = env(2, Duration::from_secs(300));
+    // Three jobs, limit two: two run (one holds the package lock, one waits for it), one queued.
+    let a = e
+        .api
+        .submit(
+            "POST",
+            "/packages",
+            Some(&install_body(&[("lpm-test-slow", None)])),
+        )
+        .await;
+    let b = e
+        .api
+        .submit(
+            "POST",
+            "/packages",
+            Some(&install_body(&[("lpm-test-hello", Some("1.0-1"))])),
+        )
+        .await;
+    let c = e
+        .api
+        .submit(
+            "POST",
+            "/packages",
+            Some(&install_body(&[("lpm-test-lib", None)])),
+        )
+        .await;
+    let health = e.api.get("/health").await;
+    assert_eq!(
+        (
+            health["jobs_running"].as_u64(),
+            health["jobs_queued"].as_u64()
+        ),
+        (Some(2), Some(1)),
+        "{health}"
+    );
+    for id in [&a, &b, &c] {
+        assert_eq!(e.api.wait(id).await.status, JobStatus::Succeeded);
+    }
+
+    // Remove the slow package, then roll that back: the reinstall runs its slow postinst while
+    // the agent is exclusive.
+    let rm = e
+        .api
+        .submit("DELETE", "/packages/lpm-test-slow", None)
+        .await;
+    assert_eq!(e.api.wait(&rm).await.status, JobStatus::Succeeded);
+    let rb = e
+        .api
+        .submit("POST", &format!("/jobs/{rm}/rollback"), None)
+        .await;
+    let (status, body) = e
+        .api
+        .call(
+            "POST",
+            "/packages",
+            Some(&install_body(&[("lpm-test-reboot", None)])),
+        )
+        .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "exclusive_mode");
+    assert!(body["error"]["message"].as_str().unwrap().contains(&rb));
+    let (status, _) = e.api.call("DELETE", "/packages/lpm-test-hello", None).await;
+    assert_eq!(status, 503);
+    assert_eq!(e.api.get("/health").await["exclusive_mode"], true);
+    e.api.get("/packages").await; // reads keep working
+    assert_eq!(e.api.wait(&rb).await.status, JobStatus::Succeeded);
+    assert!(e.root.version("lpm-test-slow").is_some());
+    assert_eq!(e.api.get("/health").await["exclusive_mode"], false);
+    let after = e
+        .api
+        .submit(
+            "POST",
+            "/packages",
+            Some(&install_body(&[("lpm-test-reboot", None)])),
+        )
+        .await;
+    assert_eq!(e.api.wait(&after).await.status, JobStatus::Succeeded);
+    e.agent.stop().await;
+}
+
+fn hung_children() -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|d| std::fs::read(d.ok()?.path().join("cmdline")).ok())
+        .filter(|c| c == b"sleep\x00600\x00")
+        .count()
+}
+
+#[actix_rt::test]
+async fn timeout_kills_the_process_group_and_restart_reports_interrupted() {
+    let e = env(5, Duration::from_secs(4));
+    let before = hung_children();
+    let id = e
+        .api
+        .submit(
+            "POST",
+            "/packages",
+            Some(&install_body(&[("lpm-test-hang", None)])),
+        )
+        .await;
+    // While it runs, a second job manager over the same state dir (an agent restarting) sees it
+    // as interrupted.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while e.api.get(&format!("/jobs/{id}")).await["status"] != "running" {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let restarted = patch_agent::jobs::Jobs::new(
+        e.root.backend(),
+        e.audit.clone(),
+        e.files.config.jobs.state_dir.clone(),
+        5,
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    assert_eq!(restarted.interrupted(), std::slice::from_ref(&id));
+
+    let job = e.api.wait(&id).await;
+    assert_eq!(job.status, JobStatus::TimedOut, "{job:?}");
+    let error = job.error.unwrap();
+    assert!(
+        error.contains("timed out") && error.contains("interrupted"),
+        "{error}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        hung_children(),
+        before,
+        "the hanging maintainer script survived the kill"
+    );
+    assert_eq!(e.api.get("/health").await["package_db_interrupted"], true);
+    e.agent.stop().await;
+}
+
+#[actix_rt::test]
+async fn bad_input_is_refused_before_anything_runs() {
+    let e = env(5, Duration::from_secs(300));
+    let long = "a".repeat(300);
+    let huge = format!(r#"{{"packages":[{{"name":"{}"}}]}}"#, "a".repeat(70 * 1024));
+    let cases: Vec<(&str, String, Option<String>, u16, &str)> = vec![
+        (
+            "POST",
+            "/packages".into(),
+            Some(install_body(&[("bash;rm -rf /", None)])),
+            400,
+            "invalid_package_name",
+        ),
+        (
+            "POST",
+            "/packages".into(),
+            Some(install_body(&[("-oAPT::Get::Foo=1", None)])),
+            400,
+            "invalid_package_name",
+        ),
+        (
+            "POST",
+            "/packages".into(),
+            Some(install_body(&[("$(touch /tmp/pwned)", None)])),
+            400,
+            "invalid_package_name",
+        ),
+        (
+            "POST",
+            "/packages".into(),
+            Some(install_body(&[("lpm-test-hello", Some("1.0;id"))])),
+            400,
+            "invalid_version",
+        ),
+        (
+            "POST",
+            "/packages".into(),
+            Some(install_body(&[("lpm-test-hello", Some("--force"))])),
+            400,
+            "invalid_version",
+        ),
+        (
+            "POST",
+            "/packages".into(),
+            Some(install_body(&[(long.as_str(), None)])),
+            400,
+            "invalid_package_name",
+        ),
+        (
+            "POST",
+            "/packages".into(),
+            Some(install_body(&[])),
+            400,
+            "validation_failed",
+        ),
+        (
+            "POST",
+            "/packages".into(),
+            Some(install_body(&[
+                ("lpm-test-hello", None),
+                ("lpm-test-hello", None),
+            ])),
+            400,
+            "validation_failed",
+        ),
+        (
+            "POST",
+            "/packages".into(),
+            Some("{\"packages\": [".into()),
+            400,
+            "invalid_json",
+        ),
+        (
+            "POST",
+            "/packages".into(),
+            Some("{\"packages\": \"lpm-test-hello\"}".into()),
+            400,
+            "invalid_json",
+        ),
+        (
+            "POST",
+            "/packages".into(),
+            Some("{\"packages\": [], \"extra\": 1}".into()),
+            400,
+            "invalid_json",
+        ),
+        (
+            "POST",
+            "/packages".into(),
+            Some(huge),
+            413,
+            "payload_too_large",
+        ),
+        (
+            "PUT",
+            "/packages/lpm-test-hello".into(),
+            Some("{\"version\": 5}".into()),
+            400,
+            "invalid_json",
+        ),
+        (
+            "PUT",
+            "/packages/lpm-test-hello".into(),
+            Some("{\"version\": \"1.0 && id\"}".into()),
+            400,
+            "invalid_version",
+        ),
+        (
+            "DELETE",
+            "/packages/..%2Fetc".into(),
+            None,
+            400,
+            "invalid_package_name",
+        ),
+        (
+            "DELETE",
+            "/packages/lpm-test-hello?purge=maybe".into(),
+            None,
+            400,
+            "invalid_query",
+        ),
+        (
+            "POST",
+            "/patches/apply".into(),
+            Some("{\"selection\":\"everything\"}".into()),
+            400,
+            "invalid_json",
+        ),
+        (
+            "POST",
+            "/patches/apply".into(),
+            Some("{\"selection\":\"list\",\"packages\":[]}".into()),
+            400,
+            "validation_failed",
+        ),
+        (
+            "POST",
+            "/patches/apply".into(),
+            Some("{\"selection\":\"all\",\"packages\":[\"x1\"]}".into()),
+            400,
+            "validation_failed",
+        ),
+        ("GET", "/jobs/not-a-job".into(), None, 400, "invalid_job_id"),
+        (
+            "GET",
+            "/jobs/01ARZ3NDEKTSV4RRFFQ69G5FAV".into(),
+            None,
+            404,
+            "not_found",
+        ),
+        (
+            "POST",
+            "/jobs/01ARZ3NDEKTSV4RRFFQ69G5FAV/rollback".into(),
+            None,
+            404,
+            "not_found",
+        ),
+        (
+            "GET",
+            "/jobs?status=exploded".into(),
+            None,
+            400,
+            "invalid_query",
+        ),
+    ];
+    for (method, path, body, status, code) in cases {
+        let (got, v) = e.api.call(method, &path, body.as_deref()).await;
+        assert_eq!(got, status, "{method} {path}: {v}");
+        assert_eq!(v["error"]["code"], code, "{method} {path}: {v}");
+    }
+    let jobs = e.api.get("/jobs").await;
+    assert_eq!(jobs["total"], 0, "a refused request created a job: {jobs}");
+    e.audit.flush();
+    assert!(
+        !audit_events(&e.files.audit_path())
+            .iter()
+            .any(|v| v["event"] == "process.spawned"),
+        "a refused request spawned a process"
+    );
+    assert!(!std::path::Path::new("/tmp/pwned").exists());
+    e.agent.stop().await;
+}
+
+#[actix_rt::test]
+async fn openapi_document_matches_the_routes() {
+    let e = env(5, Duration::from_secs(300));
+    let doc = e.api.get("/openapi.json").await;
+    let mut documented: Vec<String> = Vec::new();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for method in ops.as_object().unwrap().keys() {
+            documented.push(format!("{} {path}", method.to_uppercase()));
+        }
+    }
+    documented.sort();
+    let mut routed: Vec<String> = patch_agent::api::ROUTES
+        .iter()
+        .map(|r| format!("{} /api/v1{}", r.method, r.path))
+        .collect();
+    routed.sort();
+    assert_eq!(documented, routed);
+    // Every documented operation is really served: none answers "no such endpoint".
+    for r in patch_agent::api::ROUTES {
+        let path = r
+            .path
+            .replace("{name}", "lpm-test-none")
+            .replace("{id}", "01ARZ3NDEKTSV4RRFFQ69G5FAV");
+        let body = (r.method == "POST" || r.method == "PUT").then_some("{");
+        let (status, v) = e.api.call(r.method, &path, body).await;
+        assert!(
+            !(status == 404 && v["error"]["message"] == "no such endpoint") && status != 405,
+            "{} {path} is documented but not routed: {status} {v}",
+            r.method
+        );
+    }
+    e.agent.stop().await;
+}
