@@ -659,3 +659,92 @@ async fn openapi_document_matches_the_routes() {
     }
     e.agent.stop().await;
 }
+
+#[actix_rt::test]
+async fn job_events_stream_over_websocket_in_order() {
+    use futures_util::StreamExt;
+    let e = env(5, Duration::from_secs(300));
+    let mut cfg = e.api.client.config();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let client = awc::Client::builder()
+        .connector(awc::Connector::new().rustls_0_23(std::sync::Arc::new(cfg)))
+        .finish();
+    let (_resp, mut ws) = client
+        .ws(format!(
+            "wss://127.0.0.1:{}/api/v1/ws/jobs",
+            e.agent.addr.port()
+        ))
+        .connect()
+        .await
+        .expect("websocket over mTLS");
+    let id = e
+        .api
+        .submit(
+            "POST",
+            "/packages",
+            Some(&install_body(&[("lpm-test-app", None)])),
+        )
+        .await;
+    let mut kinds = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while let Ok(Some(frame)) = tokio::time::timeout_at(deadline, ws.next()).await {
+        let awc::ws::Frame::Text(text) = frame.unwrap() else {
+            continue;
+        };
+        let event: shared::agent::JobEvent = serde_json::from_slice(&text).unwrap();
+        let (job, kind) = match &event {
+            shared::agent::JobEvent::Queued { job_id, .. } => (job_id, "queued"),
+            shared::agent::JobEvent::Started { job_id } => (job_id, "started"),
+            shared::agent::JobEvent::Output { job_id, .. } => (job_id, "output"),
+            shared::agent::JobEvent::Package { job_id, .. } => (job_id, "package"),
+            shared::agent::JobEvent::Finished { job_id, status } => {
+                assert_eq!(*status, JobStatus::Succeeded);
+                (job_id, "finished")
+            }
+        };
+        assert_eq!(job, &id);
+        if kinds.last() != Some(&kind) {
+            kinds.push(kind);
+        }
+        if kind == "finished" {
+            break;
+        }
+    }
+    assert_eq!(
+        kinds,
+        ["queued", "started", "output", "package", "finished"]
+    );
+    e.agent.stop().await;
+}
+
+#[test]
+fn verify_audit_subcommand_names_the_first_broken_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let log = patch_agent::audit::AuditLog::open(&path).unwrap();
+    for i in 0..3 {
+        log.record("request", serde_json::json!({ "n": i }));
+    }
+    log.flush();
+    let run = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_patch-agent"))
+            .args(["--config", "/nonexistent", "--set"])
+            .arg(format!("audit.path={}", path.display()))
+            .arg("verify-audit")
+            .output()
+            .unwrap()
+    };
+    let ok = run();
+    assert!(ok.status.success(), "{ok:?}");
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("3 records"));
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replacen("\"n\":1", "\"n\":7", 1);
+    std::fs::write(&path, text).unwrap();
+    let bad = run();
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&bad.stdout).contains("line 2"),
+        "{bad:?}"
+    );
+}

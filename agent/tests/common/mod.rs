@@ -382,7 +382,7 @@ impl Client {
         }
     }
 
-    fn config(&self) -> rustls::ClientConfig {
+    pub fn config(&self) -> rustls::ClientConfig {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = rustls::RootCertStore::empty();
         roots
