@@ -10,7 +10,7 @@
 #                     (postinst exits 1), lpm-test-reboot, lpm-test-slow (postinst sleeps 3 s),
 #                     lpm-test-hang (postinst sleeps 600 s)
 #   OUT_DIR/security  Origin Debian, Label Debian-Security, Suite stable-security: lpm-test-secure 1.0-2
-#                     (X-Cves field and a changelog.Debian.gz naming CVE-2026-0001 and CVE-2026-0002)
+#                     (its changelog.Debian.gz names CVE-2026-0001 and CVE-2026-0002, as Debian's do)
 # Use them with these sources.list lines (never on the real system, see scripts/test-apt-root.sh):
 #   deb [trusted=yes] file:/ABSOLUTE/OUT_DIR/main ./
 #   deb [trusted=yes] file:/ABSOLUTE/OUT_DIR/security ./
@@ -105,8 +105,7 @@ lpm-test-secure (1.0-1) stable; urgency=medium
  -- $MAINTAINER  Thu, 01 Jan 2026 00:00:00 +0000
 EOF
 gzip -9n <"$STAGE/changelog.Debian" >"$d/usr/share/doc/lpm-test-secure/changelog.Debian.gz"
-build_pkg "$d" security lpm-test-secure 1.0-2 "LPM test package with a security update (fixed)" \
-  "X-Cves: CVE-2026-0001 CVE-2026-0002"
+build_pkg "$d" security lpm-test-secure 1.0-2 "LPM test package with a security update (fixed)"
 
 d="$(new_pkg lpm-test-broken 1.0-1)"
 printf '#!/bin/sh\necho "lpm-test-broken: postinst fails on purpose" >&2\nexit 1\n' >"$d/DEBIAN/postinst"

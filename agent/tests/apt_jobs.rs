@@ -210,6 +210,12 @@ async fn patches_security_only_apply_and_rollback() {
     );
     assert_eq!(first.candidate_version, "1.0-2");
     assert!(first.origin.contains("security"));
+    assert_eq!(
+        first.cves,
+        ["CVE-2026-0001", "CVE-2026-0002"],
+        "CVE ids from the candidate's changelog"
+    );
+    assert!(patches.patches[1].cves.is_empty());
     assert_eq!(patches.patches[1].candidate_version, "2.0-1");
 
     let sec = e

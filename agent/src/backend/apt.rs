@@ -19,6 +19,7 @@ pub struct AptBackend {
     lists_dir: PathBuf,
     cache: Mutex<Option<Cached>>,
     patches: Mutex<Option<CachedPatches>>,
+    cves: Mutex<std::collections::HashMap<(String, String), Vec<String>>>,
 }
 
 struct CachedPatches {
@@ -74,6 +75,7 @@ impl AptBackend {
             lists_dir,
             cache: Mutex::new(None),
             patches: Mutex::new(None),
+            cves: Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -124,12 +126,99 @@ impl AptBackend {
             });
         }
         let mut patches = parse_apt_list(&String::from_utf8_lossy(&out.stdout));
+        for p in patches.iter_mut().filter(|p| p.security) {
+            p.cves = self.security_cves(&p.name, &p.candidate_version, &p.installed_version);
+        }
         patches.sort_by(|a, b| {
             b.security
                 .cmp(&a.security)
                 .then_with(|| a.name.cmp(&b.name))
         });
         Ok(patches)
+    }
+
+    /// CVE ids named by the changelog entries between the installed and the candidate version,
+    /// read from the candidate's .deb (fetched into a private temporary directory, never run).
+    /// Cached per (package, candidate); a failure leaves the list empty and is logged.
+    fn security_cves(&self, name: &str, candidate: &str, installed: &str) -> Vec<String> {
+        let key = (name.to_owned(), candidate.to_owned());
+        if let Some(hit) = lock(&self.cves).get(&key) {
+            return hit.clone();
+        }
+        match self.read_changelog(name, candidate) {
+            Ok(text) => {
+                let ids = cves_since(&text, name, installed);
+                lock(&self.cves).insert(key, ids.clone());
+                ids
+            }
+            Err(e) => {
+                tracing::warn!(package = name, version = candidate, error = %e, "no changelog for CVE ids");
+                Vec::new()
+            }
+        }
+    }
+
+    fn read_changelog(&self, name: &str, version: &str) -> Result<String, BackendError> {
+        let err = |message: String| BackendError::Command {
+            command: "changelog".into(),
+            message,
+        };
+        let dir = std::env::temp_dir().join(format!("patch-agent-deb-{}", ulid::Ulid::new()));
+        std::fs::create_dir(&dir).map_err(|e| err(e.to_string()))?;
+        let result = (|| {
+            let out = self
+                .base_command("apt-get")
+                .current_dir(&dir)
+                .args(["-q", "download", "--", &format!("{name}={version}")])
+                .output()
+                .map_err(|e| err(e.to_string()))?;
+            if !out.status.success() {
+                return Err(err(String::from_utf8_lossy(&out.stderr).trim().to_owned()));
+            }
+            let deb = std::fs::read_dir(&dir)
+                .map_err(|e| err(e.to_string()))?
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| p.extension().is_some_and(|x| x == "deb"))
+                .ok_or_else(|| err("apt-get download produced no .deb".into()))?;
+            let mut child = self
+                .base_command("dpkg-deb")
+                .arg("--fsys-tarfile")
+                .arg(&deb)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .map_err(|e| err(e.to_string()))?;
+            let stdout = child.stdout.take().ok_or_else(|| err("no output".into()))?;
+            let wanted = format!("usr/share/doc/{name}/changelog.Debian.gz");
+            let mut text = None;
+            let mut archive = tar::Archive::new(stdout);
+            for entry in archive.entries().map_err(|e| err(e.to_string()))? {
+                let mut entry = entry.map_err(|e| err(e.to_string()))?;
+                let path = entry
+                    .path()
+                    .map_err(|e| err(e.to_string()))?
+                    .to_string_lossy()
+                    .into_owned();
+                if path.trim_start_matches("./") == wanted {
+                    let mut s = String::new();
+                    use std::io::Read;
+                    // Cap what a hostile package could make us inflate.
+                    flate2::read::GzDecoder::new(&mut entry)
+                        .take(8 * 1024 * 1024)
+                        .read_to_string(&mut s)
+                        .map_err(|e| err(e.to_string()))?;
+                    text = Some(s);
+                    break;
+                }
+            }
+            drop(archive);
+            let _ = child.kill();
+            let _ = child.wait();
+            text.ok_or_else(|| err(format!("{wanted} not in the package")))
+        })();
+        let _ = std::fs::remove_dir_all(&dir);
+        result
     }
 
     fn read_status(&self) -> Result<Vec<InstalledPackage>, BackendError> {
@@ -152,6 +241,41 @@ impl AptBackend {
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.arch.cmp(&b.arch)));
         Ok(out)
+    }
+}
+
+/// CVE ids in the changelog entries newer than `installed` (entries are newest first; the scan
+/// stops at the installed version's header).
+fn cves_since(changelog: &str, name: &str, installed: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    for line in changelog.lines() {
+        if let Some(rest) = line.strip_prefix(name).and_then(|r| r.strip_prefix(" (")) {
+            if rest.split(')').next() == Some(installed) {
+                break;
+            }
+        }
+        let mut text = line;
+        while let Some(at) = text.find("CVE-") {
+            let cand: String = text[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .collect();
+            let mut parts = cand.split('-').skip(1);
+            let ok = matches!((parts.next(), parts.next()), (Some(y), Some(n))
+                if y.len() == 4 && y.bytes().all(|b| b.is_ascii_digit()) && n.len() >= 4 && n.bytes().all(|b| b.is_ascii_digit()));
+            if ok && !ids.contains(&cand) {
+                ids.push(cand.clone());
+            }
+            text = &text[at + 4..];
+        }
+    }
+    ids
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
     }
 }
 
@@ -343,7 +467,21 @@ impl PackageBackend for AptBackend {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_apt_list;
+    use super::{cves_since, parse_apt_list};
+
+    #[test]
+    fn cves_from_newer_entries_only() {
+        let log = "pkg (1.2-1) stable-security; urgency=high\n\n  * Fix CVE-2026-1234 and CVE-2026-12345.\n  * Also CVE-2026-1234 again, CVE-26-1 is not an id.\n\n -- M <m@x>  Thu, 01 Jan 2026 00:00:00 +0000\n\npkg (1.1-1) stable; urgency=medium\n\n  * Fix CVE-2025-0001.\n\npkg (1.0-1) stable; urgency=low\n\n  * CVE-2020-0001 is old.\n";
+        assert_eq!(
+            cves_since(log, "pkg", "1.1-1"),
+            ["CVE-2026-1234", "CVE-2026-12345"]
+        );
+        assert_eq!(
+            cves_since(log, "pkg", "1.0-1"),
+            ["CVE-2026-1234", "CVE-2026-12345", "CVE-2025-0001"]
+        );
+        assert!(cves_since("", "pkg", "1").is_empty());
+    }
 
     #[test]
     fn apt_list_lines() {
