@@ -22,6 +22,7 @@ pub mod jobs;
 pub mod openapi;
 pub mod reload;
 pub mod server;
+pub mod stamp;
 pub mod sysinfo;
 pub mod tls;
 pub mod ws;

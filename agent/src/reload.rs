@@ -15,7 +15,7 @@ use crate::tls::ReloadableTls;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 /// How often the watched files are checked.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
@@ -42,7 +42,7 @@ impl Live {
     }
 }
 
-type Stamp = Vec<Option<(SystemTime, u64)>>;
+type Stamp = Vec<crate::stamp::Stamp>;
 
 fn watched(config: &AgentConfig, config_file: Option<&Path>) -> Vec<PathBuf> {
     let mut v = vec![
@@ -58,14 +58,7 @@ fn watched(config: &AgentConfig, config_file: Option<&Path>) -> Vec<PathBuf> {
 }
 
 fn stamp(paths: &[PathBuf]) -> Stamp {
-    paths
-        .iter()
-        .map(|p| {
-            std::fs::metadata(p)
-                .ok()
-                .map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()))
-        })
-        .collect()
+    paths.iter().map(|p| crate::stamp::of(p)).collect()
 }
 
 /// Spawns the watcher on the current runtime.

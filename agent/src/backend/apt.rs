@@ -23,7 +23,7 @@ pub struct AptBackend {
 }
 
 struct CachedPatches {
-    key: Vec<Option<(SystemTime, u64)>>,
+    key: Vec<crate::stamp::Stamp>,
     patches: Arc<Vec<Patch>>,
 }
 
@@ -99,15 +99,11 @@ impl AptBackend {
     }
 
     /// What invalidates the patch list: the dpkg status file and the lists directory.
-    fn patches_key(&self) -> Vec<Option<(SystemTime, u64)>> {
-        [&self.status_path, &self.lists_dir]
-            .iter()
-            .map(|p| {
-                std::fs::metadata(p)
-                    .ok()
-                    .map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()))
-            })
-            .collect()
+    fn patches_key(&self) -> Vec<crate::stamp::Stamp> {
+        vec![
+            crate::stamp::of(&self.status_path),
+            crate::stamp::of(&self.lists_dir),
+        ]
     }
 
     fn compute_patches(&self) -> Result<Vec<Patch>, BackendError> {
