@@ -17,6 +17,7 @@ pub mod api;
 pub mod audit;
 pub mod backend;
 pub mod config;
+pub mod csr;
 pub mod ipfilter;
 pub mod jobs;
 pub mod openapi;

@@ -15,6 +15,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod middleware;
+pub mod pki;
 pub mod server;
 pub mod state;
 pub mod telemetry;
