@@ -63,6 +63,8 @@ pub struct JobsConfig {
     pub timeout_secs: u64,
     /// Directory of the job file and rollback records.
     pub state_dir: PathBuf,
+    /// Seconds a job waits for the package lock held by another program before failing (1 .. 3600).
+    pub lock_timeout_secs: u64,
 }
 
 /// Package manager selection.
@@ -119,6 +121,7 @@ impl Default for JobsConfig {
             max_concurrent: 5,
             timeout_secs: 1800,
             state_dir: PathBuf::from("/var/lib/patch-agent"),
+            lock_timeout_secs: 120,
         }
     }
 }
@@ -169,6 +172,12 @@ impl AgentConfig {
             return Err(invalid(
                 "jobs.timeout_secs",
                 "must be between 60 and 86400".into(),
+            ));
+        }
+        if !(1..=3600).contains(&self.jobs.lock_timeout_secs) {
+            return Err(invalid(
+                "jobs.lock_timeout_secs",
+                "must be between 1 and 3600".into(),
             ));
         }
         if !["auto", "apt", "dnf", "apk", "pacman"].contains(&self.backend.kind.as_str()) {

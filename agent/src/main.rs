@@ -134,7 +134,10 @@ async fn serve(
     let audit = AuditLog::open(&config.audit.path)?;
     let apt_config = (!config.backend.apt_config.as_os_str().is_empty())
         .then(|| config.backend.apt_config.clone());
-    let backend = Arc::new(AptBackend::new(apt_config)?);
+    let backend = Arc::new(AptBackend::with_lock_timeout(
+        apt_config,
+        config.jobs.lock_timeout_secs,
+    )?);
     audit.record(
         "agent.started",
         serde_json::json!({ "version": env!("CARGO_PKG_VERSION"), "backend": "apt" }),

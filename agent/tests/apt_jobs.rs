@@ -745,3 +745,67 @@ fn verify_audit_subcommand_names_the_first_broken_line() {
         "{bad:?}"
     );
 }
+
+#[actix_rt::test]
+async fn a_held_dpkg_lock_is_waited_for_then_fails_clearly() {
+    let root = AptRoot::new();
+    let ca = Ca::new("Fleet CA");
+    let files = AgentFiles::new(
+        &ca,
+        &ca.leaf("agent.test", 1, true, 90),
+        None,
+        &["127.0.0.1"],
+    );
+    let (agent, _audit, _jobs) = start_agent_with(
+        &files,
+        root.backend_with_lock_timeout(2),
+        5,
+        Duration::from_secs(300),
+    );
+    let api = Api::new(&ca, agent.addr);
+    // Another package manager holds dpkg's frontend lock (fcntl, as apt and dpkg take it).
+    let lock = root.root.join("var/lib/dpkg/lock-frontend");
+    let mut holder = std::process::Command::new("python3")
+        .arg("-c")
+        .arg("import fcntl,sys,time; f=open(sys.argv[1],'a'); fcntl.lockf(f, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(60)")
+        .arg(&lock)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "locked");
+
+    let id = api
+        .submit(
+            "POST",
+            "/packages",
+            Some(&install_body(&[("lpm-test-hello", Some("1.0-1"))])),
+        )
+        .await;
+    let job = api.wait(&id).await;
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert_eq!(job.status, JobStatus::Failed, "{job:?}");
+    let error = job.error.unwrap_or_default();
+    assert!(
+        error.to_lowercase().contains("lock"),
+        "the failure must name the lock: {error}"
+    );
+    assert_eq!(root.version("lpm-test-hello"), None);
+
+    // Once the lock is free the same request goes through.
+    let id = api
+        .submit(
+            "POST",
+            "/packages",
+            Some(&install_body(&[("lpm-test-hello", Some("1.0-1"))])),
+        )
+        .await;
+    assert_eq!(api.wait(&id).await.status, JobStatus::Succeeded);
+    agent.stop().await;
+}

@@ -20,7 +20,11 @@ pub struct AptBackend {
     cache: Mutex<Option<Cached>>,
     patches: Mutex<Option<CachedPatches>>,
     cves: Mutex<std::collections::HashMap<(String, String), Vec<String>>>,
+    lock_timeout_secs: u64,
 }
+
+/// Seconds a job waits for the dpkg lock held by another package manager.
+pub const DEFAULT_LOCK_TIMEOUT_SECS: u64 = 120;
 
 struct CachedPatches {
     key: Vec<crate::stamp::Stamp>,
@@ -62,6 +66,15 @@ impl AptBackend {
     /// Resolves the dpkg status file and the apt lists directory (through `apt-config` when an
     /// `APT_CONFIG` file is given).
     pub fn new(apt_config: Option<PathBuf>) -> Result<Self, BackendError> {
+        Self::with_lock_timeout(apt_config, DEFAULT_LOCK_TIMEOUT_SECS)
+    }
+
+    /// Like [`new`](Self::new), waiting at most `lock_timeout_secs` for another package manager
+    /// to release the dpkg lock before a job fails with a clear message.
+    pub fn with_lock_timeout(
+        apt_config: Option<PathBuf>,
+        lock_timeout_secs: u64,
+    ) -> Result<Self, BackendError> {
         let (status_path, lists_dir) = match &apt_config {
             None => (
                 PathBuf::from("/var/lib/dpkg/status"),
@@ -76,6 +89,7 @@ impl AptBackend {
             cache: Mutex::new(None),
             patches: Mutex::new(None),
             cves: Mutex::new(std::collections::HashMap::new()),
+            lock_timeout_secs,
         })
     }
 
@@ -415,7 +429,7 @@ impl PackageBackend for AptBackend {
             "-o",
             "Dpkg::Options::=--force-confold",
             "-o",
-            "DPkg::Lock::Timeout=120",
+            &format!("DPkg::Lock::Timeout={}", self.lock_timeout_secs),
             "-o",
             "APT::Get::AutomaticRemove=false",
             // No pseudo-terminal: dpkg then stays in the job's process group (apt would setsid it

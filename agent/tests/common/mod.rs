@@ -246,6 +246,11 @@ impl AptRoot {
         Arc::new(AptBackend::new(Some(self.apt_config.clone())).unwrap())
     }
 
+    /// A backend that gives up on a held dpkg lock after `secs`.
+    pub fn backend_with_lock_timeout(&self, secs: u64) -> Arc<AptBackend> {
+        Arc::new(AptBackend::with_lock_timeout(Some(self.apt_config.clone()), secs).unwrap())
+    }
+
     /// The installed version of `name` as dpkg-query sees it in this root, if installed.
     pub fn version(&self, name: &str) -> Option<String> {
         let out = std::process::Command::new("dpkg-query")
