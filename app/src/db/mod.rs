@@ -10,6 +10,8 @@
 //! actors that write (the audit writer) run on a `SyncArbiter` thread of their own.
 
 pub mod audit;
+pub mod certificates;
+pub mod enrollment;
 pub mod schema;
 pub mod stats;
 
