@@ -30,6 +30,27 @@ pub struct Config {
     pub log: LogConfig,
     /// Audit log integrity checking.
     pub audit: AuditConfig,
+    /// The internal certificate authority.
+    pub pki: PkiConfig,
+}
+
+/// The internal certificate authority.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PkiConfig {
+    /// Validity of issued certificates in days (agents, the manager's client and web certificates;
+    /// at most 365).
+    pub validity_days: i64,
+    /// Renew a certificate when it has fewer days than this left.
+    pub renew_before_days: i64,
+    /// Default lifetime of an enrollment token in minutes.
+    pub enrollment_token_minutes: i64,
+}
+
+impl Default for PkiConfig {
+    fn default() -> Self {
+        Self { validity_days: 365, renew_before_days: 30, enrollment_token_minutes: 60 }
+    }
 }
 
 /// HTTP listener and web UI files.
@@ -46,6 +67,29 @@ pub struct ServerConfig {
     pub body_limit_bytes: usize,
     /// Number of HTTP worker threads; 0 means one per CPU core.
     pub workers: usize,
+    /// Web TLS strategy: `internal` (a certificate from the manager's own CA, renewed
+    /// automatically), `files` (`tls_cert`/`tls_key` supplied by the operator) or `off` (plain
+    /// HTTP, only behind a TLS-terminating proxy or for local development).
+    pub tls: TlsMode,
+    /// With `tls = "files"`: certificate chain (PEM).
+    pub tls_cert: PathBuf,
+    /// With `tls = "files"`: private key (PEM).
+    pub tls_key: PathBuf,
+    /// Names and addresses the web certificate is issued for (`tls = "internal"`), and that
+    /// agents use to reach the manager.
+    pub public_names: Vec<String>,
+}
+
+/// Web TLS strategy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TlsMode {
+    /// Certificate from the manager's CA.
+    Internal,
+    /// Operator-supplied files.
+    Files,
+    /// Plain HTTP.
+    Off,
 }
 
 /// Database connection.
@@ -107,6 +151,10 @@ impl Default for ServerConfig {
             assets_dir: PathBuf::from("/usr/share/patch-manager/assets"),
             body_limit_bytes: 1024 * 1024,
             workers: 0,
+            tls: TlsMode::Internal,
+            tls_cert: PathBuf::new(),
+            tls_key: PathBuf::new(),
+            public_names: vec!["localhost".into(), "127.0.0.1".into()],
         }
     }
 }
@@ -188,8 +236,30 @@ impl Config {
         if self.server.workers > 256 {
             return Err(invalid("server.workers", "must be at most 256".into()));
         }
+        if self.server.tls == TlsMode::Files
+            && (self.server.tls_cert.as_os_str().is_empty() || self.server.tls_key.as_os_str().is_empty())
+        {
+            return Err(invalid("server.tls_cert", "tls = \"files\" needs tls_cert and tls_key".into()));
+        }
+        if self.server.tls == TlsMode::Internal && self.server.public_names.is_empty() {
+            return Err(invalid("server.public_names", "tls = \"internal\" needs at least one name".into()));
+        }
+        for name in &self.server.public_names {
+            if name.parse::<std::net::IpAddr>().is_err() && !crate::pki::valid_dns_name(name) {
+                return Err(invalid("server.public_names", format!("`{name}` is neither an IP address nor a DNS name")));
+            }
+        }
         if self.data.dir.as_os_str().is_empty() {
             return Err(invalid("data.dir", "must not be empty".into()));
+        }
+        if !(1..=crate::pki::MAX_VALIDITY_DAYS).contains(&self.pki.validity_days) {
+            return Err(invalid("pki.validity_days", "must be between 1 and 365".into()));
+        }
+        if !(1..self.pki.validity_days).contains(&self.pki.renew_before_days) {
+            return Err(invalid("pki.renew_before_days", "must be at least 1 and less than pki.validity_days".into()));
+        }
+        if !(5..=7 * 24 * 60).contains(&self.pki.enrollment_token_minutes) {
+            return Err(invalid("pki.enrollment_token_minutes", "must be between 5 and 10080 (a week)".into()));
         }
         if self.audit.verify_interval_secs < 60 {
             return Err(invalid(

@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod audit;
+pub mod certs;
 pub mod config;
 pub mod db;
 pub mod error;

@@ -44,6 +44,8 @@ pub enum PkiError {
 /// What an issued certificate is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CertKind {
+    /// The root certificate itself (recorded, never issued through [`Ca::sign_csr`]).
+    Ca,
     /// An agent's TLS server certificate.
     Agent,
     /// The manager's client certificate for agents.
@@ -56,16 +58,18 @@ impl CertKind {
     /// Stored form (`certificates.kind`).
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Ca => "ca",
             Self::Agent => "agent",
             Self::ManagerClient => "manager_client",
             Self::Web => "web",
         }
     }
 
-    fn eku(self) -> ExtendedKeyUsagePurpose {
+    fn eku(self) -> Option<ExtendedKeyUsagePurpose> {
         match self {
-            Self::Agent | Self::Web => ExtendedKeyUsagePurpose::ServerAuth,
-            Self::ManagerClient => ExtendedKeyUsagePurpose::ClientAuth,
+            Self::Ca => None,
+            Self::Agent | Self::Web => Some(ExtendedKeyUsagePurpose::ServerAuth),
+            Self::ManagerClient => Some(ExtendedKeyUsagePurpose::ClientAuth),
         }
     }
 }
@@ -233,6 +237,30 @@ impl Ca {
         &self.cert_pem
     }
 
+    /// The root certificate described like an issued one, for the `certificates` table.
+    pub fn root_record(&self) -> Result<Issued, PkiError> {
+        let der = pem_to_der(&self.cert_pem)?;
+        let (_, cert) = x509_parser::parse_x509_certificate(&der)
+            .map_err(|e| PkiError::Invalid(format!("root certificate: {e}")))?;
+        let ts = |t: i64| chrono::DateTime::from_timestamp(t, 0).map(|d| d.naive_utc()).unwrap_or_default();
+        let subject: String = cert
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|c| c.as_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        Ok(Issued {
+            cert_pem: self.cert_pem.clone(),
+            serial: cert.raw_serial_as_string().replace(':', ""),
+            fingerprint_sha256: self.fingerprint.clone(),
+            subject,
+            sans: Vec::new(),
+            not_before: ts(cert.validity().not_before.timestamp()),
+            not_after: ts(cert.validity().not_after.timestamp()),
+        })
+    }
+
     /// SHA-256 fingerprint of the root certificate, hex. Carried in enrollment tokens so agents
     /// can verify the manager without trusting on first use.
     pub fn fingerprint(&self) -> &str {
@@ -305,7 +333,8 @@ impl Ca {
             .collect::<Result<_, rcgen::Error>>()?;
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![kind.eku()];
+        let eku = kind.eku().ok_or_else(|| PkiError::Invalid("the CA certificate is not issued".into()))?;
+        params.extended_key_usages = vec![eku];
         params.serial_number = Some(random_serial()?);
         params.use_authority_key_identifier_extension = true;
         params.key_identifier_method = KeyIdMethod::Sha256;
@@ -369,6 +398,41 @@ impl Ca {
         .signed_by(&self.issuer)?;
         Ok(crl.pem()?)
     }
+}
+
+/// A DNS name for a certificate: 1 to 253 characters, labels of 1 to 63 letters, digits and
+/// hyphens, not starting or ending with a hyphen.
+pub fn valid_dns_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+/// Parses configured names into SANs (addresses as IP SANs).
+pub fn sans_of(names: &[String]) -> Vec<San> {
+    names
+        .iter()
+        .map(|n| match n.parse::<IpAddr>() {
+            Ok(ip) => San::Ip(ip),
+            Err(_) => San::Dns(n.clone()),
+        })
+        .collect()
+}
+
+/// Reads the end of validity of a PEM certificate.
+pub fn not_after(cert_pem: &str) -> Result<chrono::NaiveDateTime, PkiError> {
+    let der = pem_to_der(cert_pem)?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der)
+        .map_err(|e| PkiError::Invalid(format!("not a certificate: {e}")))?;
+    chrono::DateTime::from_timestamp(cert.validity().not_after.timestamp(), 0)
+        .map(|d| d.naive_utc())
+        .ok_or_else(|| PkiError::Invalid("unreadable expiry".into()))
 }
 
 fn pem_to_der(pem: &str) -> Result<Vec<u8>, PkiError> {

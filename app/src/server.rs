@@ -50,6 +50,9 @@ pub enum StartupError {
     /// The audit log could not record the start.
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
+    /// The CA or the manager's certificates could not be prepared.
+    #[error(transparent)]
+    Certs(#[from] crate::certs::CertsError),
 }
 
 /// A started manager.
@@ -114,6 +117,8 @@ pub async fn start(config: Config) -> Result<RunningServer, StartupError> {
         .await?;
     audit.verify().await?;
     audit.spawn_periodic_verification(Duration::from_secs(config.audit.verify_interval_secs));
+    let pki = crate::certs::prepare(&config, &db, &audit).await?;
+    let tls = crate::certs::web_tls(&config, &pki)?;
 
     let listener =
         TcpListener::bind(config.server.listen).map_err(|source| StartupError::Bind {
@@ -125,17 +130,19 @@ pub async fn start(config: Config) -> Result<RunningServer, StartupError> {
         source,
     })?;
 
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let state = AppState {
         db,
         audit,
+        pki,
         config: Arc::new(config),
         started: Instant::now(),
     };
-    let server = build_http_server(state.clone(), listener, addr)
+    let server = build_http_server(state.clone(), listener, addr, tls)
         .map_err(|source| StartupError::Bind { addr, source })?;
     let handle = server.handle();
     let task = actix_web::rt::spawn(server);
-    tracing::info!(%addr, database = ?state.db.backend(), "patch-manager listening");
+    tracing::info!(%addr, scheme, database = ?state.db.backend(), ca_sha256 = state.pki.ca.fingerprint(), "patch-manager listening");
     Ok(RunningServer {
         addr,
         state,
@@ -148,6 +155,7 @@ fn build_http_server(
     state: AppState,
     listener: TcpListener,
     addr: SocketAddr,
+    tls: Option<rustls::ServerConfig>,
 ) -> std::io::Result<actix_web::dev::Server> {
     let server_cfg = state.config.server.clone();
     let leptos_options = LeptosOptions::builder()
@@ -192,8 +200,11 @@ fn build_http_server(
             )
             .default_service(web::to(api::not_found))
     })
-    .listen(listener)?
     .shutdown_timeout(10);
+    server = match tls {
+        Some(tls) => server.listen_rustls_0_23(listener, tls)?,
+        None => server.listen(listener)?,
+    };
     if server_cfg.workers > 0 {
         server = server.workers(server_cfg.workers);
     }

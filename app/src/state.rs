@@ -19,6 +19,8 @@ pub struct AppState {
     pub db: Database,
     /// Audit log writer handle.
     pub audit: AuditLog,
+    /// The CA and the manager's certificates.
+    pub pki: crate::certs::ManagerPki,
     /// Configuration in force.
     pub config: Arc<Config>,
     /// Process start, for uptime.

@@ -1,5 +1,6 @@
 //! The manager's JSON endpoints, one module per resource; handlers stay thin.
 
+pub mod ca;
 pub mod status;
 
 use crate::error::AppError;
@@ -19,7 +20,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
     .app_data(
         web::PathConfig::default().error_handler(|err, _req| AppError::from_path(&err).into()),
     )
-    .service(web::resource("/status/health").route(web::get().to(status::health)));
+    .service(web::resource("/status/health").route(web::get().to(status::health)))
+    .service(web::resource("/api/v1/ca/root.crt").route(web::get().to(ca::root_certificate)));
 }
 
 /// Answer for any path no route matches.

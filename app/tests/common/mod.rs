@@ -118,6 +118,7 @@ pub fn test_config(db: &TestDb) -> Config {
     let mut c = Config::default();
     c.server.listen = "127.0.0.1:0".parse().unwrap();
     c.server.workers = 1;
+    c.server.tls = patch_manager::config::TlsMode::Off;
     c.server.site_root = site_root();
     c.server.assets_dir = workspace().join("assets");
     c.data.dir = db.dir.path().join("data");

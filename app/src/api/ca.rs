@@ -1,0 +1,14 @@
+//! `GET /api/v1/ca/root.crt`: the root CA certificate (public), so operators and browsers can trust
+//! the fleet's certificates. The key is never served.
+
+use crate::state::AppState;
+use actix_web::{web, HttpResponse};
+
+/// The root certificate as PEM, with its SHA-256 fingerprint in a header for out-of-band checks.
+pub async fn root_certificate(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/x-pem-file")
+        .insert_header(("content-disposition", "attachment; filename=\"patch-manager-root-ca.crt\""))
+        .insert_header(("x-certificate-sha256", state.pki.ca.fingerprint().to_owned()))
+        .body(state.pki.ca.cert_pem().to_owned())
+}
