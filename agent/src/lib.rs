@@ -18,6 +18,7 @@ pub mod audit;
 pub mod backend;
 pub mod config;
 pub mod csr;
+pub mod enroll;
 pub mod ipfilter;
 pub mod jobs;
 pub mod openapi;

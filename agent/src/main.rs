@@ -35,6 +35,21 @@ enum Command {
     CheckConfig,
     /// Verify the audit log's hash chain; exits 1 and names the first broken line if any.
     VerifyAudit,
+    /// Join the fleet: make a key here, have the manager sign it, write certificates and config.
+    Enroll {
+        /// The manager, https://host[:port].
+        #[arg(long)]
+        manager: String,
+        /// The one-time token from the manager.
+        #[arg(long)]
+        token: String,
+        /// This host's name (default: the kernel host name).
+        #[arg(long)]
+        hostname: Option<String>,
+        /// This host's addresses (repeatable; default: the address used to reach the manager).
+        #[arg(long = "address")]
+        addresses: Vec<std::net::IpAddr>,
+    },
     /// Print the version.
     Version,
 }
@@ -87,6 +102,45 @@ fn main() -> anyhow::Result<()> {
                     println!("audit log BROKEN at line {line}: {reason}");
                     std::process::exit(1);
                 }
+            }
+        }
+        Command::Enroll {
+            manager,
+            token,
+            hostname,
+            addresses,
+        } => {
+            let hostname = hostname.unwrap_or_else(|| {
+                std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .map(|h| h.trim().to_owned())
+                    .unwrap_or_default()
+            });
+            let opts = patch_agent::enroll::EnrollOptions {
+                manager: manager.clone(),
+                token: token.clone(),
+                hostname,
+                addresses: addresses.clone(),
+                config_path: cli.config.clone(),
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            match runtime.block_on(patch_agent::enroll::enroll(&opts)) {
+                Ok(done) => {
+                    println!(
+                        "enrolled as host {}; certificates in {}, configuration in {}",
+                        done.host_id,
+                        done.config
+                            .tls
+                            .cert
+                            .parent()
+                            .map(|p| p.display().to_string())
+                            .unwrap_or_default(),
+                        cli.config.display()
+                    );
+                    Ok(())
+                }
+                Err(e) => fail(&e.to_string()),
             }
         }
         Command::Serve => {

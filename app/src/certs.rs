@@ -42,41 +42,94 @@ pub struct ManagerPki {
 
 impl std::fmt::Debug for ManagerPki {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ManagerPki").field("ca", &self.ca).finish_non_exhaustive()
+        f.debug_struct("ManagerPki")
+            .field("ca", &self.ca)
+            .finish_non_exhaustive()
     }
 }
 
 /// Loads or creates the CA and the manager's certificates.
-pub async fn prepare(config: &Config, db: &Database, audit: &AuditLog) -> Result<ManagerPki, CertsError> {
+pub async fn prepare(
+    config: &Config,
+    db: &Database,
+    audit: &AuditLog,
+) -> Result<ManagerPki, CertsError> {
     let data = config.data.dir.clone();
-    let (ca, created) = tokio::task::spawn_blocking(move || Ca::load_or_create(&data.join("ca"), "Linux Patch Manager CA"))
-        .await
-        .map_err(|e| CertsError::Tls(e.to_string()))??;
+    let (ca, created) = tokio::task::spawn_blocking(move || {
+        Ca::load_or_create(&data.join("ca"), "Linux Patch Manager CA")
+    })
+    .await
+    .map_err(|e| CertsError::Tls(e.to_string()))??;
     let ca = Arc::new(ca);
     if created {
         let root = ca.root_record()?;
         let fp = root.fingerprint_sha256.clone();
-        db.run(move |c| certificates::insert(c, &root, CertKind::Ca, None, now())).await?;
-        record(audit, "ca.created", &fp, serde_json::json!({ "fingerprint_sha256": fp })).await?;
+        db.run(move |c| certificates::insert(c, &root, CertKind::Ca, None, now()))
+            .await?;
+        record(
+            audit,
+            "ca.created",
+            &fp,
+            serde_json::json!({ "fingerprint_sha256": fp }),
+        )
+        .await?;
     }
     let pki_dir = config.data.dir.join("pki");
-    std::fs::create_dir_all(&pki_dir).map_err(|e| CertsError::Tls(format!("{}: {e}", pki_dir.display())))?;
-    let (client_cert, client_key) = (pki_dir.join("manager-client.crt"), pki_dir.join("manager-client.key"));
-    ensure(config, db, audit, &ca, CertKind::ManagerClient, "patch-manager", &[], &client_cert, &client_key).await?;
+    std::fs::create_dir_all(&pki_dir)
+        .map_err(|e| CertsError::Tls(format!("{}: {e}", pki_dir.display())))?;
+    let (client_cert, client_key) = (
+        pki_dir.join("manager-client.crt"),
+        pki_dir.join("manager-client.key"),
+    );
+    ensure(
+        config,
+        db,
+        audit,
+        &ca,
+        CertKind::ManagerClient,
+        "patch-manager",
+        &[],
+        &client_cert,
+        &client_key,
+    )
+    .await?;
     if config.server.tls == TlsMode::Internal {
         let (cert, key) = (pki_dir.join("web.crt"), pki_dir.join("web.key"));
         let names = config.server.public_names.clone();
-        let cn = names.first().cloned().unwrap_or_else(|| "patch-manager".into());
-        ensure(config, db, audit, &ca, CertKind::Web, &cn, &names, &cert, &key).await?;
+        let cn = names
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "patch-manager".into());
+        ensure(
+            config,
+            db,
+            audit,
+            &ca,
+            CertKind::Web,
+            &cn,
+            &names,
+            &cert,
+            &key,
+        )
+        .await?;
     }
-    Ok(ManagerPki { ca, client_cert, client_key })
+    Ok(ManagerPki {
+        ca,
+        client_cert,
+        client_key,
+    })
 }
 
 fn now() -> chrono::NaiveDateTime {
     chrono::Utc::now().naive_utc()
 }
 
-async fn record(audit: &AuditLog, action: &str, target: &str, details: serde_json::Value) -> Result<(), CertsError> {
+async fn record(
+    audit: &AuditLog,
+    action: &str,
+    target: &str,
+    details: serde_json::Value,
+) -> Result<(), CertsError> {
     audit
         .record(NewAuditEntry {
             actor: "system".into(),
@@ -106,20 +159,26 @@ async fn ensure(
 ) -> Result<(), CertsError> {
     let names_file = cert.with_extension("names");
     let wanted_names = names.join("\n");
-    let current = std::fs::read_to_string(cert).ok().and_then(|pem| pki::not_after(&pem).ok());
-    let same_names = std::fs::read_to_string(&names_file).map(|n| n == wanted_names).unwrap_or(names.is_empty());
+    let current = std::fs::read_to_string(cert)
+        .ok()
+        .and_then(|pem| pki::not_after(&pem).ok());
+    let same_names = std::fs::read_to_string(&names_file)
+        .map(|n| n == wanted_names)
+        .unwrap_or(names.is_empty());
     let renew_at = now() + chrono::Duration::days(config.pki.renew_before_days);
     if current.is_some_and(|na| na > renew_at) && same_names && key.exists() {
         return Ok(());
     }
-    let (issued, key_pem) = ca.issue_with_new_key(kind, cn, &pki::sans_of(names), config.pki.validity_days)?;
+    let (issued, key_pem) =
+        ca.issue_with_new_key(kind, cn, &pki::sans_of(names), config.pki.validity_days)?;
     write_file(key, &key_pem, 0o600)?;
     write_file(cert, &issued.cert_pem, 0o644)?;
     write_file(&names_file, &wanted_names, 0o644)?;
     let serial = issued.serial.clone();
     let details = serde_json::json!({ "kind": kind.as_str(), "subject": issued.subject, "sans": issued.sans,
         "not_after": issued.not_after.to_string(), "renewed": current.is_some() });
-    db.run(move |c| certificates::insert(c, &issued, kind, None, now())).await?;
+    db.run(move |c| certificates::insert(c, &issued, kind, None, now()))
+        .await?;
     record(audit, "certificate.issued", &serial, details).await
 }
 
@@ -139,12 +198,18 @@ fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), CertsError> 
 }
 
 /// The rustls configuration of the web listener, or `None` with `tls = "off"`.
-pub fn web_tls(config: &Config, pki: &ManagerPki) -> Result<Option<rustls::ServerConfig>, CertsError> {
+pub fn web_tls(
+    config: &Config,
+    pki: &ManagerPki,
+) -> Result<Option<rustls::ServerConfig>, CertsError> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let (cert, key) = match config.server.tls {
         TlsMode::Off => return Ok(None),
-        TlsMode::Files => (config.server.tls_cert.clone(), config.server.tls_key.clone()),
+        TlsMode::Files => (
+            config.server.tls_cert.clone(),
+            config.server.tls_key.clone(),
+        ),
         TlsMode::Internal => {
             let dir = config.data.dir.join("pki");
             (dir.join("web.crt"), dir.join("web.key"))
@@ -157,15 +222,21 @@ pub fn web_tls(config: &Config, pki: &ManagerPki) -> Result<Option<rustls::Serve
         .map_err(|e| err(format!("{}: {e}", cert.display())))?;
     if config.server.tls == TlsMode::Internal {
         // Send the root too: enrolling agents check it against the fingerprint in their token.
-        chain.push(CertificateDer::from_pem_slice(pki.ca.cert_pem().as_bytes()).map_err(|e| err(e.to_string()))?);
+        chain.push(
+            CertificateDer::from_pem_slice(pki.ca.cert_pem().as_bytes())
+                .map_err(|e| err(e.to_string()))?,
+        );
     }
-    let key = PrivateKeyDer::from_pem_file(&key).map_err(|e| err(format!("{}: {e}", key.display())))?;
-    let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| err(e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .map_err(|e| err(e.to_string()))?;
+    let key =
+        PrivateKeyDer::from_pem_file(&key).map_err(|e| err(format!("{}: {e}", key.display())))?;
+    let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| err(e.to_string()))?
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .map_err(|e| err(e.to_string()))?;
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Some(tls))
 }

@@ -49,7 +49,11 @@ pub struct PkiConfig {
 
 impl Default for PkiConfig {
     fn default() -> Self {
-        Self { validity_days: 365, renew_before_days: 30, enrollment_token_minutes: 60 }
+        Self {
+            validity_days: 365,
+            renew_before_days: 30,
+            enrollment_token_minutes: 60,
+        }
     }
 }
 
@@ -237,29 +241,48 @@ impl Config {
             return Err(invalid("server.workers", "must be at most 256".into()));
         }
         if self.server.tls == TlsMode::Files
-            && (self.server.tls_cert.as_os_str().is_empty() || self.server.tls_key.as_os_str().is_empty())
+            && (self.server.tls_cert.as_os_str().is_empty()
+                || self.server.tls_key.as_os_str().is_empty())
         {
-            return Err(invalid("server.tls_cert", "tls = \"files\" needs tls_cert and tls_key".into()));
+            return Err(invalid(
+                "server.tls_cert",
+                "tls = \"files\" needs tls_cert and tls_key".into(),
+            ));
         }
         if self.server.tls == TlsMode::Internal && self.server.public_names.is_empty() {
-            return Err(invalid("server.public_names", "tls = \"internal\" needs at least one name".into()));
+            return Err(invalid(
+                "server.public_names",
+                "tls = \"internal\" needs at least one name".into(),
+            ));
         }
         for name in &self.server.public_names {
             if name.parse::<std::net::IpAddr>().is_err() && !crate::pki::valid_dns_name(name) {
-                return Err(invalid("server.public_names", format!("`{name}` is neither an IP address nor a DNS name")));
+                return Err(invalid(
+                    "server.public_names",
+                    format!("`{name}` is neither an IP address nor a DNS name"),
+                ));
             }
         }
         if self.data.dir.as_os_str().is_empty() {
             return Err(invalid("data.dir", "must not be empty".into()));
         }
         if !(1..=crate::pki::MAX_VALIDITY_DAYS).contains(&self.pki.validity_days) {
-            return Err(invalid("pki.validity_days", "must be between 1 and 365".into()));
+            return Err(invalid(
+                "pki.validity_days",
+                "must be between 1 and 365".into(),
+            ));
         }
         if !(1..self.pki.validity_days).contains(&self.pki.renew_before_days) {
-            return Err(invalid("pki.renew_before_days", "must be at least 1 and less than pki.validity_days".into()));
+            return Err(invalid(
+                "pki.renew_before_days",
+                "must be at least 1 and less than pki.validity_days".into(),
+            ));
         }
         if !(5..=7 * 24 * 60).contains(&self.pki.enrollment_token_minutes) {
-            return Err(invalid("pki.enrollment_token_minutes", "must be between 5 and 10080 (a week)".into()));
+            return Err(invalid(
+                "pki.enrollment_token_minutes",
+                "must be between 5 and 10080 (a week)".into(),
+            ));
         }
         if self.audit.verify_interval_secs < 60 {
             return Err(invalid(

@@ -35,6 +35,12 @@ pub enum AppError {
     /// The body is not JSON.
     #[error("expected Content-Type: application/json")]
     UnsupportedMediaType,
+    /// Credentials (a token) missing, wrong, used or expired; the reason is audited, not sent.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The request conflicts with existing data.
+    #[error("{0}")]
+    Conflict(String),
     /// The database failed; details are logged only.
     #[error("database error")]
     Database(#[from] DbError),
@@ -51,6 +57,8 @@ impl AppError {
             Self::BadRequest { code, .. } => code,
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::Unauthorized(_) => "unauthorized",
+            Self::Conflict(_) => "conflict",
             Self::Database(_) => "database_unavailable",
             Self::Internal(_) => "internal_error",
         }
@@ -73,6 +81,8 @@ impl ResponseError for AppError {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

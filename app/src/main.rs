@@ -42,6 +42,15 @@ enum Command {
     PrintConfig,
     /// Verify the audit log's hash chain; exits 1 and names the first broken record if any.
     VerifyAudit,
+    /// Create a one-time enrollment token for a new host and print it.
+    EnrollmentToken {
+        /// Put the host into this group.
+        #[arg(long)]
+        group: Option<String>,
+        /// Lifetime in minutes (default: pki.enrollment_token_minutes).
+        #[arg(long)]
+        minutes: Option<i64>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -84,6 +93,9 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::VerifyAudit => verify_audit(&config),
+        Command::EnrollmentToken { group, minutes } => {
+            enrollment_token(&config, group.as_deref(), minutes)
+        }
         Command::Serve => serve(config),
     }
 }
@@ -107,6 +119,82 @@ fn verify_audit(config: &config::Config) -> anyhow::Result<()> {
             std::process::exit(1);
         }
     }
+}
+
+fn enrollment_token(
+    config: &config::Config,
+    group: Option<&str>,
+    minutes: Option<i64>,
+) -> anyhow::Result<()> {
+    use diesel::prelude::*;
+    use patch_manager::db::schema::host_groups;
+    let minutes = minutes.unwrap_or(config.pki.enrollment_token_minutes);
+    anyhow::ensure!(
+        (5..=7 * 24 * 60).contains(&minutes),
+        "--minutes must be between 5 and 10080"
+    );
+    let ca_dir = config.data.dir.join("ca");
+    anyhow::ensure!(
+        ca_dir.join("ca.crt").exists(),
+        "no CA in {}: start the manager once first",
+        ca_dir.display()
+    );
+    let (ca, _) = patch_manager::pki::Ca::load_or_create(&ca_dir, "Linux Patch Manager CA")?;
+    let target = config.database_target()?;
+    let db = Database::open(
+        &target,
+        1,
+        Duration::from_secs(config.database.pool_timeout_secs),
+    )
+    .context("opening the database")?;
+    let mut conn = db.conn()?;
+    let group_id: Option<i64> = match group {
+        Some(name) => Some(
+            host_groups::table
+                .filter(host_groups::name.eq(name))
+                .select(host_groups::id)
+                .first(&mut *conn)
+                .optional()?
+                .with_context(|| format!("no host group named {name}"))?,
+        ),
+        None => None,
+    };
+    let now = chrono::Utc::now().naive_utc();
+    let expires = now + chrono::Duration::minutes(minutes);
+    let token = patch_manager::db::enrollment::create(
+        &mut conn,
+        ca.fingerprint(),
+        group_id,
+        None,
+        expires,
+        now,
+    )?;
+    audit_store::append(
+        &mut conn,
+        audit_store::NewAuditEntry {
+            actor: "cli".into(),
+            action: "enrollment_token.created".into(),
+            target: Some(format!("enrollment_token:{}", token.id)),
+            outcome: audit_store::Outcome::Success,
+            details: serde_json::json!({ "group": group, "expires_at": expires.to_string() }),
+            source_ip: None,
+            request_id: None,
+        },
+        now,
+    )?;
+    let host = config
+        .server
+        .public_names
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "MANAGER".into());
+    println!("{}", token.encode());
+    eprintln!(
+        "valid until {expires} UTC, once. On the new host, as root:\n  patch-agent enroll --manager https://{host}:{} --token {}",
+        config.server.listen.port(),
+        token.encode()
+    );
+    Ok(())
 }
 
 #[actix_web::main]

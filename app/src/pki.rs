@@ -242,7 +242,11 @@ impl Ca {
         let der = pem_to_der(&self.cert_pem)?;
         let (_, cert) = x509_parser::parse_x509_certificate(&der)
             .map_err(|e| PkiError::Invalid(format!("root certificate: {e}")))?;
-        let ts = |t: i64| chrono::DateTime::from_timestamp(t, 0).map(|d| d.naive_utc()).unwrap_or_default();
+        let ts = |t: i64| {
+            chrono::DateTime::from_timestamp(t, 0)
+                .map(|d| d.naive_utc())
+                .unwrap_or_default()
+        };
         let subject: String = cert
             .subject()
             .iter_common_name()
@@ -333,7 +337,9 @@ impl Ca {
             .collect::<Result<_, rcgen::Error>>()?;
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        let eku = kind.eku().ok_or_else(|| PkiError::Invalid("the CA certificate is not issued".into()))?;
+        let eku = kind
+            .eku()
+            .ok_or_else(|| PkiError::Invalid("the CA certificate is not issued".into()))?;
         params.extended_key_usages = vec![eku];
         params.serial_number = Some(random_serial()?);
         params.use_authority_key_identifier_extension = true;

@@ -128,14 +128,26 @@ async fn restart_keeps_data_and_chain() {
     let s = patch_manager::server::start(test_config(&db))
         .await
         .unwrap();
+    let first = s.state.audit.verify().await.unwrap();
+    let fingerprint = s.state.pki.ca.fingerprint().to_owned();
     s.stop().await;
     let s = patch_manager::server::start(test_config(&db))
         .await
         .unwrap();
-    let verdict = s.state.audit.verify().await.unwrap();
+    let shared::status::AuditChainState::Intact { records: before } = first else {
+        panic!("{first:?}")
+    };
+    // The restart adds only its start record: the CA and the current certificates are reused.
     assert_eq!(
-        verdict,
-        shared::status::AuditChainState::Intact { records: 2 }
+        s.state.audit.verify().await.unwrap(),
+        shared::status::AuditChainState::Intact {
+            records: before + 1
+        }
+    );
+    assert_eq!(
+        s.state.pki.ca.fingerprint(),
+        fingerprint,
+        "the CA survives a restart"
     );
     s.stop().await;
 }

@@ -7,6 +7,7 @@
 pub mod agent;
 #[cfg(feature = "config")]
 pub mod config;
+pub mod enroll;
 pub mod error;
 pub mod ids;
 pub mod status;

@@ -8,7 +8,13 @@ use actix_web::{web, HttpResponse};
 pub async fn root_certificate(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/x-pem-file")
-        .insert_header(("content-disposition", "attachment; filename=\"patch-manager-root-ca.crt\""))
-        .insert_header(("x-certificate-sha256", state.pki.ca.fingerprint().to_owned()))
+        .insert_header((
+            "content-disposition",
+            "attachment; filename=\"patch-manager-root-ca.crt\"",
+        ))
+        .insert_header((
+            "x-certificate-sha256",
+            state.pki.ca.fingerprint().to_owned(),
+        ))
         .body(state.pki.ca.cert_pem().to_owned())
 }

@@ -1,9 +1,10 @@
 //! The manager's JSON endpoints, one module per resource; handlers stay thin.
 
 pub mod ca;
+pub mod enroll;
 pub mod status;
 
-use crate::error::AppError;
+pub use crate::error::AppError;
 use actix_web::web;
 
 /// Registers every JSON endpoint and the extractor configuration that envelopes their errors.
@@ -21,7 +22,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
         web::PathConfig::default().error_handler(|err, _req| AppError::from_path(&err).into()),
     )
     .service(web::resource("/status/health").route(web::get().to(status::health)))
-    .service(web::resource("/api/v1/ca/root.crt").route(web::get().to(ca::root_certificate)));
+    .service(web::resource("/api/v1/ca/root.crt").route(web::get().to(ca::root_certificate)))
+    .service(web::resource("/api/v1/enroll").route(web::post().to(enroll::enroll)));
 }
 
 /// Answer for any path no route matches.

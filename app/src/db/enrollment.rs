@@ -1,5 +1,5 @@
-//! One-time enrollment tokens. The token handed to an operator is
-//! `lpm1.<id>.<secret>.<ca fingerprint>`; only the SHA-256 of the secret is stored, and a token is
+//! One-time enrollment tokens (format in `shared::enroll`). Only the SHA-256 of the secret is
+//! stored, and a token is
 //! consumed by one atomic update that also checks expiry, so two hosts racing with the same token
 //! cannot both enroll.
 
@@ -9,50 +9,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use sha2::{Digest, Sha256};
 
-/// Prefix and version of the token format.
-pub const TOKEN_PREFIX: &str = "lpm1";
-
-/// A token as handed to an operator.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EnrollmentToken {
-    /// Row id.
-    pub id: i64,
-    /// 32 random bytes, hex.
-    pub secret: String,
-    /// SHA-256 of the CA's root certificate, hex: the agent verifies the manager with it.
-    pub ca_fingerprint: String,
-}
-
-impl EnrollmentToken {
-    /// Text form.
-    pub fn encode(&self) -> String {
-        format!(
-            "{TOKEN_PREFIX}.{}.{}.{}",
-            self.id, self.secret, self.ca_fingerprint
-        )
-    }
-
-    /// Parses the text form strictly.
-    pub fn parse(text: &str) -> Option<Self> {
-        let mut parts = text.trim().split('.');
-        if parts.next()? != TOKEN_PREFIX {
-            return None;
-        }
-        let id = parts.next()?.parse().ok()?;
-        let secret = parts.next()?;
-        let fp = parts.next()?;
-        let hex64 = |s: &str| {
-            s.len() == 64
-                && s.bytes()
-                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-        };
-        (parts.next().is_none() && hex64(secret) && hex64(fp)).then(|| Self {
-            id,
-            secret: secret.to_owned(),
-            ca_fingerprint: fp.to_owned(),
-        })
-    }
-}
+pub use shared::enroll::EnrollmentToken;
 
 /// Why a token was refused. Callers tell the client only "invalid token" and audit the reason.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

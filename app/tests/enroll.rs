@@ -1,0 +1,215 @@
+//! One-command enrollment end to end: a real manager (HTTPS with its internal CA) and the
+//! agent's enrollment code; then a real agent from the written files answers the manager's client
+//! certificate. Forged, replayed and mismatched tokens are refused and audited.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{test_config, Engine, TestDb};
+use diesel::prelude::*;
+use patch_agent::enroll::{enroll, EnrollError, EnrollOptions};
+use patch_manager::config::TlsMode;
+use patch_manager::db::{enrollment, schema};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn health_with_manager_cert(
+    agent: std::net::SocketAddr,
+    data: &std::path::Path,
+    host: &str,
+) -> u16 {
+    let ca = std::fs::read_to_string(data.join("ca/ca.crt")).unwrap();
+    let cert = std::fs::read_to_string(data.join("pki/manager-client.crt")).unwrap();
+    let key = std::fs::read_to_string(data.join("pki/manager-client.key")).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca.as_bytes()).unwrap())
+        .unwrap();
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_client_auth_cert(
+        vec![CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()],
+        PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
+    )
+    .unwrap();
+    let tcp = tokio::net::TcpStream::connect(agent).await.unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(ServerName::try_from(host.to_owned()).unwrap(), tcp)
+        .await
+        .unwrap();
+    tls.write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let _ = tls.read_to_end(&mut buf).await;
+    String::from_utf8_lossy(&buf)[9..12].parse().unwrap()
+}
+
+fn audit_actions(conn: &mut patch_manager::db::DbConnection) -> Vec<(String, String)> {
+    use schema::audit_log as a;
+    a::table
+        .order(a::id.asc())
+        .select((a::action, a::outcome))
+        .load(conn)
+        .unwrap()
+}
+
+#[actix_rt::test]
+async fn enroll_then_manager_reaches_the_agent_and_bad_tokens_fail() {
+    let db = TestDb::new(Engine::Sqlite);
+    let mut config = test_config(&db);
+    config.server.tls = TlsMode::Internal;
+    config.server.public_names = vec!["localhost".into(), "127.0.0.1".into()];
+    let server = patch_manager::server::start(config.clone()).await.unwrap();
+    let manager = format!("https://127.0.0.1:{}", server.addr.port());
+    let fp = server.state.pki.ca.fingerprint().to_owned();
+    let database = db.open();
+    let new_token = |minutes: i64| {
+        let mut conn = database.conn().unwrap();
+        let now = chrono::Utc::now().naive_utc();
+        enrollment::create(
+            &mut conn,
+            &fp,
+            None,
+            None,
+            now + chrono::Duration::minutes(minutes),
+            now,
+        )
+        .unwrap()
+    };
+
+    let host_dir = tempfile::tempdir().unwrap();
+    let config_path = host_dir.path().join("agent.toml");
+    let mut base = patch_agent::config::AgentConfig::default();
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    base.server.listen = free;
+    base.tls.cert = host_dir.path().join("tls/agent.crt");
+    base.tls.key = host_dir.path().join("tls/agent.key");
+    base.tls.client_ca = host_dir.path().join("tls/ca.crt");
+    base.audit.path = host_dir.path().join("audit.jsonl");
+    base.jobs.state_dir = host_dir.path().join("state");
+    std::fs::write(&config_path, toml::to_string(&base).unwrap()).unwrap();
+    let opts = |token: String| EnrollOptions {
+        manager: manager.clone(),
+        token,
+        hostname: "agent01.test".into(),
+        addresses: vec!["127.0.0.1".parse().unwrap()],
+        config_path: config_path.clone(),
+    };
+
+    // A token naming another CA: the agent refuses the manager before sending anything.
+    let mut wrong_ca = new_token(60);
+    wrong_ca.ca_fingerprint = "00".repeat(32);
+    match enroll(&opts(wrong_ca.encode())).await {
+        Err(EnrollError::Connect(m)) => assert!(m.contains("fingerprint"), "{m}"),
+        other => panic!("a manager not matching the token was trusted: {other:?}"),
+    }
+    // A forged secret: refused by the manager.
+    let mut forged = new_token(60);
+    forged.secret = "11".repeat(32);
+    let r = enroll(&opts(forged.encode())).await;
+    assert!(
+        matches!(r, Err(EnrollError::Refused { status: 401, .. })),
+        "{r:?}"
+    );
+
+    // The real thing.
+    let token = new_token(60);
+    let done = enroll(&opts(token.encode())).await.unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&base.tls.key)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    assert_eq!(
+        done.config.server.allow,
+        ["127.0.0.1"],
+        "the manager's address is allowed"
+    );
+    let mut conn = database.conn().unwrap();
+    let (fqdn, ip): (Option<String>, String) = schema::hosts::table
+        .filter(schema::hosts::id.eq(done.host_id))
+        .select((schema::hosts::fqdn, schema::hosts::ip_address))
+        .first(&mut *conn)
+        .unwrap();
+    assert_eq!(
+        (fqdn.as_deref(), ip.as_str()),
+        (Some("agent01.test"), "127.0.0.1")
+    );
+    let kinds: Vec<(String, Option<i64>)> = schema::certificates::table
+        .select((schema::certificates::kind, schema::certificates::host_id))
+        .load(&mut *conn)
+        .unwrap();
+    assert!(
+        kinds.contains(&("agent".into(), Some(done.host_id))),
+        "{kinds:?}"
+    );
+
+    // Replay: refused.
+    assert!(matches!(
+        enroll(&opts(token.encode())).await,
+        Err(EnrollError::Refused { status: 401, .. })
+    ));
+    // Expired: refused.
+    let expired = {
+        let mut conn = database.conn().unwrap();
+        let past = chrono::Utc::now().naive_utc() - chrono::Duration::hours(2);
+        enrollment::create(
+            &mut conn,
+            &fp,
+            None,
+            None,
+            past + chrono::Duration::minutes(5),
+            past,
+        )
+        .unwrap()
+    };
+    assert!(matches!(
+        enroll(&opts(expired.encode())).await,
+        Err(EnrollError::Refused { status: 401, .. })
+    ));
+
+    // The manager (its own client certificate) reaches the agent started from the written files.
+    let agent_config = patch_agent::config::load(Some(&config_path), &[]).unwrap();
+    let audit = patch_agent::audit::AuditLog::open(&agent_config.audit.path).unwrap();
+    let backend = Arc::new(patch_agent::backend::apt::AptBackend::new(None).unwrap());
+    let jobs = patch_agent::jobs::Jobs::new(
+        backend.clone(),
+        audit.clone(),
+        agent_config.jobs.state_dir.clone(),
+        5,
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    let agent = patch_agent::server::start(&agent_config, backend, jobs, audit, None).unwrap();
+    assert_eq!(
+        health_with_manager_cert(agent.addr, &config.data.dir, "agent01.test").await,
+        200
+    );
+    agent.stop().await;
+
+    let actions = audit_actions(&mut conn);
+    let count = |a: &str, o: &str| actions.iter().filter(|(x, y)| x == a && y == o).count();
+    assert_eq!(count("agent.enrolled", "success"), 1, "{actions:?}");
+    assert_eq!(
+        count("agent.enroll", "denied"),
+        3,
+        "forged, replayed and expired are audited: {actions:?}"
+    );
+    assert_eq!(count("ca.created", "success"), 1);
+    server.stop().await;
+}
