@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
-# Builds everything and starts patch-manager on its embedded SQLite database in ./data.
-# Usage: scripts/run.sh [--release]     (LPM_LISTEN=127.0.0.1:8080 by default)
+# Builds everything and starts patch-manager on its embedded SQLite database in ./data, with a
+# demo agent on this machine enrolled through the real one-time-token path. The demo agent manages
+# an isolated apt root over the project's test packages, never this machine's own packages.
+# Usage: scripts/run.sh [--release]     (LPM_LISTEN=127.0.0.1:8080, LPM_AGENT_PORT=12443 by default)
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 profile=dev
 [ "${1:-}" = "--release" ] && profile=release
 listen="${LPM_LISTEN:-127.0.0.1:8080}"
+agent_port="${LPM_AGENT_PORT:-12443}"
+DATA="$ROOT/data"
+DEMO="$DATA/demo-agent"
 
 step "Prerequisites"
 ensure_build_deps
+ensure_apt dpkg-dev curl
 
 if [ "$profile" = release ]; then build_wasm wasm-release; else build_wasm dev; fi
 
@@ -16,15 +22,62 @@ step "Building patch-manager and patch-agent ($profile profile)"
 cargo build --workspace --bins --profile "$profile" --quiet
 case "$profile" in dev) bin="$CARGO_TARGET_DIR/debug" ;; *) bin="$CARGO_TARGET_DIR/$profile" ;; esac
 
-mkdir -p -m 700 "$ROOT/data"
-step "Starting patch-manager"
+mkdir -p -m 700 "$DATA"
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT INT TERM
+manager_args=(--data-dir "$DATA" --listen "$listen" --set "server.site_root=$SITE_ROOT"
+  --set "server.assets_dir=$ROOT/assets" --set log.format=text)
+
+step "Starting patch-manager (HTTPS with its own CA)"
+"$bin/patch-manager" "${manager_args[@]}" serve & pids+=($!)
+for _ in $(seq 1 100); do
+  [ -f "$DATA/ca/ca.crt" ] && curl -fsS --cacert "$DATA/ca/ca.crt" "https://$listen/status/health" >/dev/null 2>&1 && break
+  kill -0 "${pids[0]}" 2>/dev/null || die "patch-manager exited; see the log above"
+  sleep 0.2
+done
+
+if [ ! -f "$DEMO/agent.toml" ]; then
+  step "Enrolling a demo agent with a one-time token (isolated apt root, test packages)"
+  mkdir -p -m 700 "$DEMO"
+  bash "$ROOT/scripts/build-test-repo.sh" "$DEMO/repo" >/dev/null
+  bash "$ROOT/scripts/test-apt-root.sh" "$DEMO/root" "$DEMO/repo" >/dev/null
+  APT_CONFIG="$DEMO/root/apt.conf" apt-get -qq update
+  APT_CONFIG="$DEMO/root/apt.conf" apt-get -qq -y install lpm-test-hello=1.0-1 lpm-test-secure=1.0-1 >/dev/null
+  cat > "$DEMO/agent.toml" <<TOML
+[server]
+listen = "127.0.0.1:$agent_port"
+[tls]
+cert = "$DEMO/tls/agent.crt"
+key = "$DEMO/tls/agent.key"
+client_ca = "$DEMO/tls/ca.crt"
+[jobs]
+state_dir = "$DEMO/state"
+[backend]
+kind = "apt"
+apt_config = "$DEMO/root/apt.conf"
+[audit]
+path = "$DEMO/audit.jsonl"
+TOML
+  token=$("$bin/patch-manager" "${manager_args[@]}" enrollment-token 2>/dev/null)
+  "$bin/patch-agent" --config "$DEMO/agent.toml" enroll --manager "https://$listen" --token "$token" \
+    --hostname demo-agent-1.local --address 127.0.0.1
+fi
+
+step "Starting the demo agent on 127.0.0.1:$agent_port"
+"$bin/patch-agent" --config "$DEMO/agent.toml" serve & pids+=($!)
+
+fingerprint=$(openssl x509 -in "$DATA/ca/ca.crt" -noout -fingerprint -sha256 2>/dev/null | cut -d= -f2)
 cat <<MSG
-    URL:       http://$listen/
-    Health:    http://$listen/status/health
-    Database:  $ROOT/data/patch-manager.db (embedded SQLite)
-    Sign-in:   not yet required: accounts and sign-in are the next milestone; the overview page
-               shows the installation's state. Stop with Ctrl-C.
+
+    patch-manager is running.
+    URL:       https://$listen/
+    Health:    https://$listen/status/health
+    Database:  $DATA/patch-manager.db (embedded SQLite)
+    TLS:       certificate from the manager's own CA. Trust $DATA/ca/ca.crt in your browser
+               (SHA-256 $fingerprint), or accept the warning for this local demo.
+    Sign-in:   not required yet: accounts and sign-in are the next milestone.
+    Fleet:     one demo agent (demo-agent-1.local), enrolled with a one-time token.
+               More hosts: patch-manager --data-dir $DATA enrollment-token
+    Stop with Ctrl-C.
 MSG
-exec "$bin/patch-manager" --listen "$listen" --data-dir "$ROOT/data" \
-  --set "server.site_root=$SITE_ROOT" --set "server.assets_dir=$ROOT/assets" \
-  --set log.format=text
+wait "${pids[0]}"

@@ -115,9 +115,9 @@ pub async fn start(config: Config) -> Result<RunningServer, StartupError> {
             request_id: None,
         })
         .await?;
+    let pki = crate::certs::prepare(&config, &db, &audit).await?;
     audit.verify().await?;
     audit.spawn_periodic_verification(Duration::from_secs(config.audit.verify_interval_secs));
-    let pki = crate::certs::prepare(&config, &db, &audit).await?;
     let tls = crate::certs::web_tls(&config, &pki)?;
 
     let listener =

@@ -59,9 +59,13 @@ fn OverviewCards(overview: SystemOverview) -> impl IntoView {
         ServiceState::Degraded => ("bad", "Degraded"),
     };
     let audit = match overview.audit_chain {
-        AuditChainState::Intact { records } => {
-            view! { <span class="ok">"Intact (" {records} {if records == 1 { " record" } else { " records" }} " verified)"</span> }.into_any()
+        AuditChainState::Intact { records } => view! {
+            <span class="ok">
+                "Intact: " {records} {if records == 1 { " record" } else { " records" }}
+                " verified at the last check"
+            </span>
         }
+        .into_any(),
         AuditChainState::Broken { id, reason } => view! {
             <span class="bad">"Broken at record " {id} ": " {reason}</span>
         }
