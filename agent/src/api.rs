@@ -37,6 +37,10 @@ pub struct AgentState {
     pub audit: AuditLog,
     /// Package jobs.
     pub jobs: Jobs,
+    /// Where the TLS files live (for rotation pushed by the manager).
+    pub tls_files: crate::config::TlsConfig,
+    /// The agent's state directory.
+    pub state_dir: std::path::PathBuf,
 }
 
 /// Largest request body accepted.
@@ -290,6 +294,37 @@ pub static ROUTES: &[RouteDoc] = &[
         route: || web::post().to(rollback),
     },
     RouteDoc {
+        method: "POST",
+        path: "/tls/csr",
+        summary:
+            "Make a new key on the host and answer a CSR for the current names (rotation, step 1)",
+        body: None,
+        query: &[],
+        ok: 200,
+        response: "CsrResponse",
+        route: || web::post().to(tls_csr),
+    },
+    RouteDoc {
+        method: "PUT",
+        path: "/tls/certificate",
+        summary: "Install the signed certificate for the pending key (rotation, step 2)",
+        body: Some("CertificateInstall"),
+        query: &[],
+        ok: 200,
+        response: "CertificateInstalled",
+        route: || web::put().to(tls_certificate),
+    },
+    RouteDoc {
+        method: "PUT",
+        path: "/tls/crl",
+        summary: "Install a revocation list signed by the fleet CA",
+        body: Some("CrlInstall"),
+        query: &[],
+        ok: 200,
+        response: "CrlInstalled",
+        route: || web::put().to(tls_crl),
+    },
+    RouteDoc {
         method: "GET",
         path: "/ws/jobs",
         summary: "WebSocket of live job events",
@@ -534,6 +569,74 @@ async fn rollback(
     check_job_id(&of)?;
     let request = json!({ "rollback_of": of });
     Ok(accepted(state.jobs.submit(Plan::Rollback { of }, request)?))
+}
+
+fn rotate_error(e: crate::rotate::RotateError) -> ApiError {
+    match e {
+        crate::rotate::RotateError::Invalid(m) => bad("invalid_certificate", m),
+        crate::rotate::RotateError::NoPendingKey => bad("no_pending_key", e.to_string()),
+        crate::rotate::RotateError::Io(m) => ApiError::Internal(m),
+    }
+}
+
+fn tls_audit(state: &AgentState, event: &str, fields: serde_json::Value) {
+    state.audit.record(event, fields);
+}
+
+async fn tls_csr(state: web::Data<AgentState>) -> Result<HttpResponse, ApiError> {
+    let (files, dir) = (state.tls_files.clone(), state.state_dir.clone());
+    let csr = blocking(move || crate::rotate::new_csr(&files, &dir).map_err(rotate_error)).await?;
+    tls_audit(&state, "tls.csr_created", json!({}));
+    Ok(HttpResponse::Ok().json(shared::agent::CsrResponse { csr_pem: csr }))
+}
+
+async fn tls_certificate(
+    state: web::Data<AgentState>,
+    body: web::Json<shared::agent::CertificateInstall>,
+) -> Result<HttpResponse, ApiError> {
+    let (files, dir, tls) = (
+        state.tls_files.clone(),
+        state.state_dir.clone(),
+        state.tls.clone(),
+    );
+    let pem = body.into_inner().certificate_pem;
+    let result = blocking(move || {
+        crate::rotate::install_certificate(&files, &dir, &tls, &pem).map_err(rotate_error)
+    })
+    .await;
+    match &result {
+        Ok(not_after) => tls_audit(
+            &state,
+            "tls.certificate_installed",
+            json!({ "not_after": not_after }),
+        ),
+        Err(e) => tls_audit(
+            &state,
+            "tls.certificate_refused",
+            json!({ "reason": e.to_string() }),
+        ),
+    }
+    Ok(HttpResponse::Ok().json(shared::agent::CertificateInstalled { not_after: result? }))
+}
+
+async fn tls_crl(
+    state: web::Data<AgentState>,
+    body: web::Json<shared::agent::CrlInstall>,
+) -> Result<HttpResponse, ApiError> {
+    let (files, tls) = (state.tls_files.clone(), state.tls.clone());
+    let pem = body.into_inner().crl_pem;
+    let result =
+        blocking(move || crate::rotate::install_crl(&files, &tls, &pem).map_err(rotate_error))
+            .await;
+    match &result {
+        Ok(n) => tls_audit(&state, "tls.crl_installed", json!({ "revoked": n })),
+        Err(e) => tls_audit(
+            &state,
+            "tls.crl_refused",
+            json!({ "reason": e.to_string() }),
+        ),
+    }
+    Ok(HttpResponse::Ok().json(shared::agent::CrlInstalled { revoked: result? }))
 }
 
 async fn openapi() -> HttpResponse {

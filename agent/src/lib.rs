@@ -23,6 +23,7 @@ pub mod ipfilter;
 pub mod jobs;
 pub mod openapi;
 pub mod reload;
+pub mod rotate;
 pub mod server;
 pub mod stamp;
 pub mod sysinfo;

@@ -125,6 +125,8 @@ pub fn start(
         tls: tls.clone(),
         audit: audit.clone(),
         jobs,
+        tls_files: config.tls.clone(),
+        state_dir: config.jobs.state_dir.clone(),
     };
 
     let server = actix_server::Server::build()

@@ -288,3 +288,102 @@ fn unacceptable_agent_certificates_are_refused_at_load() {
     let files = AgentFiles::new(&ca, &mismatched, None, &["127.0.0.1"]);
     assert!(patch_agent::tls::ReloadableTls::load(&files.config.tls).is_err());
 }
+
+#[actix_rt::test]
+async fn certificate_installs_are_checked_before_anything_is_replaced() {
+    let ca = Ca::new("Fleet CA");
+    let files = AgentFiles::new(
+        &ca,
+        &ca.leaf("agent.test", 1, true, 90),
+        Some(&ca.crl(&[])),
+        &["127.0.0.1"],
+    );
+    let (agent, audit) = start_agent(&files);
+    let api = common::Api::new(&ca, agent.addr);
+    let original = std::fs::read_to_string(&files.config.tls.cert).unwrap();
+    let body = |pem: &str| serde_json::json!({ "certificate_pem": pem }).to_string();
+
+    // No CSR asked for yet.
+    let (status, v) = api
+        .call(
+            "PUT",
+            "/tls/certificate",
+            Some(&body(&ca.leaf("agent.test", 2, true, 90).cert)),
+        )
+        .await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (400, Some("no_pending_key")),
+        "{v}"
+    );
+
+    let (status, v) = api.call("POST", "/tls/csr", None).await;
+    assert_eq!(status, 200, "{v}");
+    assert!(v["csr_pem"]
+        .as_str()
+        .unwrap()
+        .contains("CERTIFICATE REQUEST"));
+    // A certificate for another key, and one from another CA: refused.
+    let (status, v) = api
+        .call(
+            "PUT",
+            "/tls/certificate",
+            Some(&body(&ca.leaf("agent.test", 3, true, 90).cert)),
+        )
+        .await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (400, Some("invalid_certificate")),
+        "{v}"
+    );
+    let other = Ca::new("Other CA");
+    let (status, _) = api
+        .call(
+            "PUT",
+            "/tls/certificate",
+            Some(&body(&other.leaf("agent.test", 4, true, 90).cert)),
+        )
+        .await;
+    assert_eq!(status, 400);
+    let (status, _) = api
+        .call("PUT", "/tls/certificate", Some(&body("not a certificate")))
+        .await;
+    assert_eq!(status, 400);
+    // A CRL from another CA: refused.
+    let (status, v) = api
+        .call(
+            "PUT",
+            "/tls/crl",
+            Some(&serde_json::json!({ "crl_pem": other.crl(&[2]) }).to_string()),
+        )
+        .await;
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not signed by the fleet CA"),
+        "{v}"
+    );
+    let (status, v) = api
+        .call(
+            "PUT",
+            "/tls/crl",
+            Some(&serde_json::json!({ "crl_pem": ca.crl(&[9]) }).to_string()),
+        )
+        .await;
+    assert_eq!((status, v["revoked"].as_u64()), (200, Some(1)), "{v}");
+
+    assert_eq!(
+        std::fs::read_to_string(&files.config.tls.cert).unwrap(),
+        original,
+        "nothing was replaced"
+    );
+    audit.flush();
+    let refused = audit_events(&files.audit_path())
+        .iter()
+        .filter(|e| e["event"] == "tls.certificate_refused")
+        .count();
+    assert_eq!(refused, 4);
+    agent.stop().await;
+}

@@ -169,6 +169,28 @@ async fn ensure(
     if current.is_some_and(|na| na > renew_at) && same_names && key.exists() {
         return Ok(());
     }
+    issue_to_files(config, db, audit, ca, kind, cn, names, cert, key)
+        .await
+        .map(|_| ())
+}
+
+/// Issues a new certificate and key into `cert`/`key` (replacing them atomically), records and
+/// audits it.
+#[allow(clippy::too_many_arguments)]
+pub async fn issue_to_files(
+    config: &Config,
+    db: &Database,
+    audit: &AuditLog,
+    ca: &Ca,
+    kind: CertKind,
+    cn: &str,
+    names: &[String],
+    cert: &Path,
+    key: &Path,
+) -> Result<pki::Issued, CertsError> {
+    let names_file = cert.with_extension("names");
+    let wanted_names = names.join("\n");
+    let renewed = cert.exists();
     let (issued, key_pem) =
         ca.issue_with_new_key(kind, cn, &pki::sans_of(names), config.pki.validity_days)?;
     write_file(key, &key_pem, 0o600)?;
@@ -176,10 +198,12 @@ async fn ensure(
     write_file(&names_file, &wanted_names, 0o644)?;
     let serial = issued.serial.clone();
     let details = serde_json::json!({ "kind": kind.as_str(), "subject": issued.subject, "sans": issued.sans,
-        "not_after": issued.not_after.to_string(), "renewed": current.is_some() });
-    db.run(move |c| certificates::insert(c, &issued, kind, None, now()))
+        "not_after": issued.not_after.to_string(), "renewed": renewed });
+    let stored = issued.clone();
+    db.run(move |c| certificates::insert(c, &stored, kind, None, now()))
         .await?;
-    record(audit, "certificate.issued", &serial, details).await
+    record(audit, "certificate.issued", &serial, details).await?;
+    Ok(issued)
 }
 
 fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), CertsError> {

@@ -9,6 +9,7 @@
 //! `main.rs` only parses the command line and calls into this library, so integration tests start
 //! the very same server on `127.0.0.1:0`.
 
+pub mod agent_client;
 pub mod api;
 pub mod audit;
 pub mod certs;
@@ -17,6 +18,7 @@ pub mod db;
 pub mod error;
 pub mod middleware;
 pub mod pki;
+pub mod rotation;
 pub mod server;
 pub mod state;
 pub mod telemetry;

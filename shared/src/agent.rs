@@ -323,3 +323,40 @@ pub enum JobEvent {
         status: JobStatus,
     },
 }
+
+/// Answer of `POST /api/v1/tls/csr`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CsrResponse {
+    /// PEM certificate signing request for a key made on the host.
+    pub csr_pem: String,
+}
+
+/// `PUT /api/v1/tls/certificate`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateInstall {
+    /// The signed certificate (PEM).
+    pub certificate_pem: String,
+}
+
+/// Answer of `PUT /api/v1/tls/certificate`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateInstalled {
+    /// Expiry of the installed certificate (RFC 3339).
+    pub not_after: String,
+}
+
+/// `PUT /api/v1/tls/crl`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrlInstall {
+    /// The revocation list (PEM).
+    pub crl_pem: String,
+}
+
+/// Answer of `PUT /api/v1/tls/crl`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CrlInstalled {
+    /// Number of revoked certificates it lists.
+    pub revoked: usize,
+}

@@ -127,3 +127,77 @@ pub fn test_config(db: &TestDb) -> Config {
     c.log.level = "warn".into();
     c
 }
+
+/// A manager serving HTTPS with its internal CA, and a real agent enrolled into it with a
+/// one-time token and started from the files enrollment wrote.
+pub struct Fleet {
+    pub db: TestDb,
+    pub server: patch_manager::server::RunningServer,
+    pub agent: patch_agent::server::RunningAgent,
+    pub host_id: i64,
+    pub agent_config: patch_agent::config::AgentConfig,
+    pub agent_dir: TempDir,
+}
+
+pub async fn fleet_of_one() -> Fleet {
+    let db = TestDb::new(Engine::Sqlite);
+    let mut config = test_config(&db);
+    config.server.tls = patch_manager::config::TlsMode::Internal;
+    config.server.public_names = vec!["localhost".into(), "127.0.0.1".into()];
+    let server = patch_manager::server::start(config).await.unwrap();
+    let token = {
+        let mut conn = server.state.db.conn().unwrap();
+        let now = chrono::Utc::now().naive_utc();
+        patch_manager::db::enrollment::create(
+            &mut conn,
+            server.state.pki.ca.fingerprint(),
+            None,
+            None,
+            now + chrono::Duration::hours(1),
+            now,
+        )
+        .unwrap()
+    };
+    let agent_dir = tempfile::tempdir().unwrap();
+    let config_path = agent_dir.path().join("agent.toml");
+    let mut base = patch_agent::config::AgentConfig::default();
+    base.server.listen = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    base.tls.cert = agent_dir.path().join("tls/agent.crt");
+    base.tls.key = agent_dir.path().join("tls/agent.key");
+    base.tls.client_ca = agent_dir.path().join("tls/ca.crt");
+    base.audit.path = agent_dir.path().join("audit.jsonl");
+    base.jobs.state_dir = agent_dir.path().join("state");
+    std::fs::write(&config_path, toml::to_string(&base).unwrap()).unwrap();
+    let done = patch_agent::enroll::enroll(&patch_agent::enroll::EnrollOptions {
+        manager: format!("https://127.0.0.1:{}", server.addr.port()),
+        token: token.encode(),
+        hostname: "agent01.test".into(),
+        addresses: vec!["127.0.0.1".parse().unwrap()],
+        config_path: config_path.clone(),
+    })
+    .await
+    .unwrap();
+    let agent_config = done.config;
+    let audit = patch_agent::audit::AuditLog::open(&agent_config.audit.path).unwrap();
+    let backend = std::sync::Arc::new(patch_agent::backend::apt::AptBackend::new(None).unwrap());
+    let jobs = patch_agent::jobs::Jobs::new(
+        backend.clone(),
+        audit.clone(),
+        agent_config.jobs.state_dir.clone(),
+        5,
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    let agent = patch_agent::server::start(&agent_config, backend, jobs, audit, None).unwrap();
+    Fleet {
+        db,
+        server,
+        agent,
+        host_id: done.host_id,
+        agent_config,
+        agent_dir,
+    }
+}

@@ -1,0 +1,196 @@
+//! Rotation and revocation while the manager keeps polling: the agent's certificate and the
+//! manager's client certificate are replaced with no failed poll; a revoked client certificate
+//! is refused by the agent once the new CRL is pushed.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use patch_manager::rotation;
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// Serial of the certificate the agent presents to a new connection.
+async fn agent_serial(addr: SocketAddr) -> String {
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    #[derive(Debug)]
+    struct Capture(std::sync::Mutex<Option<Vec<u8>>>);
+    impl ServerCertVerifier for Capture {
+        fn verify_server_cert(
+            &self,
+            ee: &rustls::pki_types::CertificateDer<'_>,
+            _: &[rustls::pki_types::CertificateDer<'_>],
+            _: &rustls::pki_types::ServerName<'_>,
+            _: &[u8],
+            _: rustls::pki_types::UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            *self.0.lock().unwrap() = Some(ee.to_vec());
+            Err(rustls::Error::General("captured".into()))
+        }
+        fn verify_tls12_signature(
+            &self,
+            _: &[u8],
+            _: &rustls::pki_types::CertificateDer<'_>,
+            _: &rustls::DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            Err(rustls::Error::General("unused".into()))
+        }
+        fn verify_tls13_signature(
+            &self,
+            _: &[u8],
+            _: &rustls::pki_types::CertificateDer<'_>,
+            _: &rustls::DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            Err(rustls::Error::General("unused".into()))
+        }
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            rustls::crypto::ring::default_provider()
+                .signature_verification_algorithms
+                .supported_schemes()
+        }
+    }
+    let capture = std::sync::Arc::new(Capture(std::sync::Mutex::new(None)));
+    let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .unwrap()
+    .dangerous()
+    .with_custom_certificate_verifier(capture.clone())
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let _ = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+        .connect(
+            rustls::pki_types::ServerName::try_from("agent01.test").unwrap(),
+            tcp,
+        )
+        .await;
+    let der = capture
+        .0
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("server certificate");
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+    cert.raw_serial_as_string().replace(':', "")
+}
+
+#[actix_rt::test]
+async fn rotation_under_polling_and_revocation() {
+    let fleet = common::fleet_of_one().await;
+    let state = fleet.server.state.clone();
+    let addr = fleet.agent.addr;
+    let first_agent_serial = agent_serial(addr).await;
+
+    // The poll loop: a health request every 20 ms, each on a client made from the manager's
+    // current certificate files.
+    let (polls, failures, stop) = (
+        Rc::new(Cell::new(0u32)),
+        Rc::new(Cell::new(0u32)),
+        Rc::new(Cell::new(false)),
+    );
+    let poller = {
+        let (state, polls, failures, stop) =
+            (state.clone(), polls.clone(), failures.clone(), stop.clone());
+        actix_rt::spawn(async move {
+            while !stop.get() {
+                let ok = match rotation::client(&state, addr) {
+                    Ok(c) => c.health().await.is_ok(),
+                    Err(_) => false,
+                };
+                polls.set(polls.get() + 1);
+                if !ok {
+                    failures.set(failures.get() + 1);
+                }
+                actix_rt::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    actix_rt::time::sleep(Duration::from_millis(200)).await;
+
+    // Agent certificate: renewed through the agent, new connections see the new one.
+    let issued = rotation::renew_agent(&state, fleet.host_id).await.unwrap();
+    assert_ne!(issued.serial, first_agent_serial);
+    assert_eq!(
+        agent_serial(addr).await,
+        issued.serial,
+        "the agent serves the renewed certificate"
+    );
+    actix_rt::time::sleep(Duration::from_millis(200)).await;
+
+    // Manager client certificate: rotated; polls continue with the new one.
+    let old_client = (
+        std::fs::read_to_string(&state.pki.client_cert).unwrap(),
+        std::fs::read_to_string(&state.pki.client_key).unwrap(),
+    );
+    let old_serial = {
+        let der = rustls::pki_types::pem::PemObject::from_pem_slice(old_client.0.as_bytes())
+            .map(|c: rustls::pki_types::CertificateDer| c.to_vec())
+            .unwrap();
+        x509_parser::parse_x509_certificate(&der)
+            .unwrap()
+            .1
+            .raw_serial_as_string()
+            .replace(':', "")
+    };
+    let new_client = rotation::rotate_manager_client(&state).await.unwrap();
+    assert_ne!(new_client.serial, old_serial);
+    actix_rt::time::sleep(Duration::from_millis(300)).await;
+
+    stop.set(true);
+    poller.await.unwrap();
+    assert!(
+        polls.get() >= 20,
+        "the poll loop barely ran: {}",
+        polls.get()
+    );
+    assert_eq!(
+        failures.get(),
+        0,
+        "{} of {} polls failed during rotation",
+        failures.get(),
+        polls.get()
+    );
+
+    // Revoke the old client certificate: the CRL reaches the agent, which refuses that
+    // certificate from then on and still accepts the new one.
+    let dir = tempfile::tempdir().unwrap();
+    let (old_cert, old_key) = (dir.path().join("old.crt"), dir.path().join("old.key"));
+    std::fs::write(&old_cert, &old_client.0).unwrap();
+    std::fs::write(&old_key, &old_client.1).unwrap();
+    let old = patch_manager::agent_client::AgentClient::new(
+        state.pki.ca.cert_pem(),
+        &old_cert,
+        &old_key,
+        addr,
+    )
+    .unwrap();
+    assert!(
+        old.health().await.is_ok(),
+        "before revocation the old certificate is still valid"
+    );
+    let push = rotation::revoke(&state, &old_serial, "superseded")
+        .await
+        .unwrap();
+    assert_eq!((push.delivered, push.failed.len()), (1, 0), "{push:?}");
+    let old = patch_manager::agent_client::AgentClient::new(
+        state.pki.ca.cert_pem(),
+        &old_cert,
+        &old_key,
+        addr,
+    )
+    .unwrap();
+    assert!(
+        old.health().await.is_err(),
+        "the revoked client certificate is still accepted"
+    );
+    assert!(rotation::client(&state, addr)
+        .unwrap()
+        .health()
+        .await
+        .is_ok());
+
+    fleet.agent.stop().await;
+    fleet.server.stop().await;
+}
