@@ -157,6 +157,48 @@ pub async fn renew_agent(state: &AppState, host_id: i64) -> Result<Issued, Rotat
     Ok(issued)
 }
 
+/// Renews every agent certificate that ends within `pki.renew_before_days` of `now`; answers
+/// the hosts tried and what happened. Failures are audited and retried on the next round.
+pub async fn renew_due(
+    state: &AppState,
+    now: chrono::NaiveDateTime,
+) -> Result<Vec<(i64, Result<String, String>)>, RotationError> {
+    let threshold = now + chrono::Duration::days(state.config.pki.renew_before_days);
+    let due = state
+        .db
+        .run(move |c| certificates::hosts_due_for_renewal(c, threshold))
+        .await?;
+    let mut out = Vec::with_capacity(due.len());
+    for host_id in due {
+        let result = renew_agent(state, host_id)
+            .await
+            .map(|i| i.serial)
+            .map_err(|e| e.to_string());
+        if let Err(e) = &result {
+            tracing::warn!(host_id, error = %e, "agent certificate renewal failed; will retry");
+        }
+        out.push((host_id, result));
+    }
+    Ok(out)
+}
+
+/// Interval of the renewal check.
+pub const RENEWAL_CHECK: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
+
+/// Spawns the periodic renewal check on the current runtime (first run after one interval).
+pub fn spawn_renewal(state: AppState) {
+    actix_web::rt::spawn(async move {
+        let mut tick = actix_web::rt::time::interval(RENEWAL_CHECK);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if let Err(e) = renew_due(&state, chrono::Utc::now().naive_utc()).await {
+                tracing::warn!(error = %e, "agent certificate renewal check failed");
+            }
+        }
+    });
+}
+
 /// Issues the manager a new client certificate (used by every agent connection opened after it).
 pub async fn rotate_manager_client(state: &AppState) -> Result<Issued, RotationError> {
     Ok(crate::certs::issue_to_files(

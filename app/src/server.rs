@@ -142,6 +142,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartupError> {
         .map_err(|source| StartupError::Bind { addr, source })?;
     let handle = server.handle();
     let task = actix_web::rt::spawn(server);
+    crate::rotation::spawn_renewal(state.clone());
     tracing::info!(%addr, scheme, database = ?state.db.backend(), ca_sha256 = state.pki.ca.fingerprint(), "patch-manager listening");
     Ok(RunningServer {
         addr,

@@ -194,3 +194,46 @@ async fn rotation_under_polling_and_revocation() {
     fleet.agent.stop().await;
     fleet.server.stop().await;
 }
+
+#[actix_rt::test]
+async fn certificates_near_expiry_are_renewed_through_the_agent() {
+    let fleet = common::fleet_of_one().await;
+    let state = fleet.server.state.clone();
+    let now = chrono::Utc::now().naive_utc();
+    // Fresh certificates (365 days) are not due.
+    assert!(rotation::renew_due(&state, now).await.unwrap().is_empty());
+    // 340 days later, fewer than 30 remain: the agent's certificate is renewed through it.
+    let later = now + chrono::Duration::days(340);
+    let renewed = rotation::renew_due(&state, later).await.unwrap();
+    assert_eq!(renewed.len(), 1, "{renewed:?}");
+    let (host, serial) = &renewed[0];
+    assert_eq!(*host, fleet.host_id);
+    assert_eq!(
+        &agent_serial(fleet.agent.addr).await,
+        serial.as_ref().unwrap()
+    );
+    // The host now points at the new certificate, and nothing is due today.
+    assert!(rotation::renew_due(&state, now).await.unwrap().is_empty());
+    let fp: Option<String> = {
+        use diesel::prelude::*;
+        use patch_manager::db::schema::hosts;
+        let mut conn = state.db.conn().unwrap();
+        hosts::table
+            .filter(hosts::id.eq(fleet.host_id))
+            .select(hosts::cert_fingerprint)
+            .first(&mut *conn)
+            .unwrap()
+    };
+    let listed = {
+        let mut conn = state.db.conn().unwrap();
+        patch_manager::db::certificates::list(&mut conn).unwrap()
+    };
+    let newest = listed
+        .iter()
+        .find(|c| &c.serial == serial.as_ref().unwrap())
+        .unwrap();
+    assert_eq!(fp.as_deref(), Some(newest.fingerprint_sha256.as_str()));
+    assert_eq!(newest.host_id, Some(fleet.host_id));
+    fleet.agent.stop().await;
+    fleet.server.stop().await;
+}

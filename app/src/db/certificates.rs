@@ -111,3 +111,31 @@ pub fn list(conn: &mut DbConnection) -> Result<Vec<CertificateRow>, DbError> {
         .select(CertificateRow::as_select())
         .load(conn)?)
 }
+
+/// Hosts whose newest, unrevoked agent certificate ends before `threshold`.
+pub fn hosts_due_for_renewal(
+    conn: &mut DbConnection,
+    threshold: NaiveDateTime,
+) -> Result<Vec<i64>, DbError> {
+    let rows: Vec<(Option<i64>, NaiveDateTime)> = certificates::table
+        .filter(certificates::kind.eq(CertKind::Agent.as_str()))
+        .filter(certificates::revoked_at.is_null())
+        .filter(certificates::host_id.is_not_null())
+        .select((certificates::host_id, certificates::not_after))
+        .load(conn)?;
+    let mut newest: std::collections::BTreeMap<i64, NaiveDateTime> =
+        std::collections::BTreeMap::new();
+    for (host, not_after) in rows {
+        if let Some(h) = host {
+            let e = newest.entry(h).or_insert(not_after);
+            if not_after > *e {
+                *e = not_after;
+            }
+        }
+    }
+    Ok(newest
+        .into_iter()
+        .filter(|(_, na)| *na < threshold)
+        .map(|(h, _)| h)
+        .collect())
+}
