@@ -327,25 +327,12 @@ fn check_answer(answer: &EnrollResponse, fingerprint: &str) -> Result<(), Enroll
 }
 
 fn write(path: &Path, contents: &str, mode: u32) -> Result<(), EnrollError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let err = |source| EnrollError::Write {
-        path: path.to_owned(),
-        source,
-    };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(err)?;
-    }
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(err)?;
-    std::io::Write::write_all(&mut f, contents.as_bytes()).map_err(err)?;
-    f.sync_all().map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(err)
+    shared::files::write_atomic(path, contents.as_bytes(), mode).map_err(|source| {
+        EnrollError::Write {
+            path: path.to_owned(),
+            source,
+        }
+    })
 }
 
 #[cfg(test)]

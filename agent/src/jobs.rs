@@ -305,11 +305,9 @@ impl Jobs {
         let file = JobFile {
             jobs: lock(&self.inner.jobs).values().cloned().collect(),
         };
-        let tmp = self.inner.state_file.with_extension("json.tmp");
         let result = serde_json::to_vec(&file)
             .map_err(std::io::Error::other)
-            .and_then(|bytes| std::fs::write(&tmp, bytes))
-            .and_then(|()| std::fs::rename(&tmp, &self.inner.state_file));
+            .and_then(|bytes| shared::files::write_atomic(&self.inner.state_file, &bytes, 0o600));
         if let Err(e) = result {
             tracing::error!(error = %e, file = %self.inner.state_file.display(), "cannot write the job file");
         }

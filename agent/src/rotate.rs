@@ -153,21 +153,6 @@ pub fn install_crl(
 }
 
 fn write(path: &Path, contents: &str, mode: u32) -> Result<(), RotateError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let err = |e: std::io::Error| RotateError::Io(format!("{}: {e}", path.display()));
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(err)?;
-    }
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(err)?;
-    f.write_all(contents.as_bytes()).map_err(err)?;
-    f.sync_all().map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(err)
+    shared::files::write_atomic(path, contents.as_bytes(), mode)
+        .map_err(|e| RotateError::Io(format!("{}: {e}", path.display())))
 }

@@ -207,18 +207,8 @@ pub async fn issue_to_files(
 }
 
 fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), CertsError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let result = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .and_then(|mut f| f.write_all(contents.as_bytes()).and_then(|()| f.sync_all()))
-        .and_then(|()| std::fs::rename(&tmp, path));
-    result.map_err(|e| CertsError::Tls(format!("{}: {e}", path.display())))
+    shared::files::write_atomic(path, contents.as_bytes(), mode)
+        .map_err(|e| CertsError::Tls(format!("{}: {e}", path.display())))
 }
 
 /// The rustls configuration of the web listener, or `None` with `tls = "off"`.

@@ -100,14 +100,19 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-fn verify_audit(config: &config::Config) -> anyhow::Result<()> {
+/// A one-connection pool for the maintenance subcommands (migrations run if pending).
+fn open_db(config: &config::Config) -> anyhow::Result<Database> {
     let target = config.database_target()?;
-    let db = Database::open(
+    Database::open(
         &target,
         1,
         Duration::from_secs(config.database.pool_timeout_secs),
     )
-    .context("opening the database")?;
+    .context("opening the database")
+}
+
+fn verify_audit(config: &config::Config) -> anyhow::Result<()> {
+    let db = open_db(config)?;
     let mut conn = db.conn()?;
     match audit_store::verify(&mut conn)? {
         AuditChainState::Intact { records } => {
@@ -140,13 +145,7 @@ fn enrollment_token(
         ca_dir.display()
     );
     let (ca, _) = patch_manager::pki::Ca::load_or_create(&ca_dir, "Linux Patch Manager CA")?;
-    let target = config.database_target()?;
-    let db = Database::open(
-        &target,
-        1,
-        Duration::from_secs(config.database.pool_timeout_secs),
-    )
-    .context("opening the database")?;
+    let db = open_db(config)?;
     let mut conn = db.conn()?;
     let group_id: Option<i64> = match group {
         Some(name) => Some(

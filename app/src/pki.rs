@@ -126,19 +126,7 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
 
 /// Writes `contents` to `path` with `mode`, through a temporary file renamed into place.
 fn write_private(path: &Path, contents: &str, mode: u32) -> Result<(), PkiError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(io_err(&tmp))?;
-    f.write_all(contents.as_bytes()).map_err(io_err(&tmp))?;
-    f.sync_all().map_err(io_err(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io_err(path))
+    shared::files::write_atomic(path, contents.as_bytes(), mode).map_err(io_err(path))
 }
 
 fn sha256_hex(der: &[u8]) -> String {

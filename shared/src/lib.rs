@@ -9,6 +9,8 @@ pub mod agent;
 pub mod config;
 pub mod enroll;
 pub mod error;
+#[cfg(feature = "config")]
+pub mod files;
 pub mod ids;
 pub mod status;
 
