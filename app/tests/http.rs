@@ -112,6 +112,30 @@ async fn health_page_and_errors_on_a_running_server() {
             "hydration loader missing from the page"
         );
 
+        assert!(
+            body.contains("/api/v1/ca/root.crt"),
+            "the overview links the root CA download"
+        );
+
+        // The root CA download: PEM, fingerprint header matching the CA, audited.
+        let mut res = c
+            .get(format!("{base}/api/v1/ca/root.crt"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(
+            res.headers()
+                .get("x-certificate-sha256")
+                .unwrap()
+                .to_str()
+                .unwrap(),
+            server.state.pki.ca.fingerprint()
+        );
+        let pem = String::from_utf8(res.body().await.unwrap().to_vec()).unwrap();
+        assert_eq!(pem, server.state.pki.ca.cert_pem());
+        assert!(!pem.contains("PRIVATE KEY"));
+
         // Start-up was audited and the chain verifies.
         let verdict = server.state.audit.verify().await.unwrap();
         assert!(

@@ -92,6 +92,11 @@ fn OverviewCards(overview: SystemOverview) -> impl IntoView {
                 {(overview.hosts == 0).then(|| view! {
                     <p class="muted">"No hosts are enrolled yet."</p>
                 })}
+                <p>
+                    <a id="root-ca-download" href="/api/v1/ca/root.crt" download="patch-manager-root-ca.crt">
+                        "Download the root CA certificate"
+                    </a>
+                </p>
             </section>
             <section class="card">
                 <h2>"Audit log"</h2>

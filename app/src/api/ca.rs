@@ -1,11 +1,25 @@
 //! `GET /api/v1/ca/root.crt`: the root CA certificate (public), so operators and browsers can trust
 //! the fleet's certificates. The key is never served.
 
+use crate::db::audit::{NewAuditEntry, Outcome};
 use crate::state::AppState;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 
 /// The root certificate as PEM, with its SHA-256 fingerprint in a header for out-of-band checks.
-pub async fn root_certificate(state: web::Data<AppState>) -> HttpResponse {
+/// Each download is audited.
+pub async fn root_certificate(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    let entry = NewAuditEntry {
+        actor: "anonymous".into(),
+        action: "ca.downloaded".into(),
+        target: Some(format!("certificate:{}", state.pki.ca.fingerprint())),
+        outcome: Outcome::Success,
+        details: serde_json::Value::Null,
+        source_ip: req.peer_addr().map(|a| a.ip().to_string()),
+        request_id: crate::middleware::current_request_id(),
+    };
+    if let Err(e) = state.audit.record(entry).await {
+        tracing::error!(error = %e, "cannot audit a CA download");
+    }
     HttpResponse::Ok()
         .content_type("application/x-pem-file")
         .insert_header((
