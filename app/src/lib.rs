@@ -12,6 +12,7 @@
 pub mod agent_client;
 pub mod api;
 pub mod audit;
+pub mod auth;
 pub mod certs;
 pub mod config;
 pub mod db;

@@ -53,6 +53,9 @@ pub enum StartupError {
     /// The CA or the manager's certificates could not be prepared.
     #[error(transparent)]
     Certs(#[from] crate::certs::CertsError),
+    /// The first-run setup could not be prepared.
+    #[error(transparent)]
+    Setup(#[from] crate::auth::setup::SetupError),
 }
 
 /// A started manager.
@@ -116,6 +119,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartupError> {
         })
         .await?;
     let pki = crate::certs::prepare(&config, &db, &audit).await?;
+    let setup = Arc::new(crate::auth::setup::SetupGate::prepare(&db, &config.data.dir).await?);
     audit.verify().await?;
     audit.spawn_periodic_verification(Duration::from_secs(config.audit.verify_interval_secs));
     let tls = crate::certs::web_tls(&config, &pki)?;
@@ -135,6 +139,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartupError> {
         db,
         audit,
         pki,
+        setup,
         config: Arc::new(config),
         started: Instant::now(),
     };

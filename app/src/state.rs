@@ -21,6 +21,8 @@ pub struct AppState {
     pub audit: AuditLog,
     /// The CA and the manager's certificates.
     pub pki: crate::certs::ManagerPki,
+    /// The first-run setup, while no administrator exists.
+    pub setup: Arc<crate::auth::setup::SetupGate>,
     /// Configuration in force.
     pub config: Arc<Config>,
     /// Process start, for uptime.

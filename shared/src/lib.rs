@@ -5,6 +5,7 @@
 //! run time. It has no I/O and compiles to `wasm32-unknown-unknown` with default features.
 
 pub mod agent;
+pub mod auth;
 #[cfg(feature = "config")]
 pub mod config;
 pub mod enroll;

@@ -2,6 +2,7 @@
 
 pub mod ca;
 pub mod enroll;
+pub mod setup;
 pub mod status;
 
 pub use crate::error::AppError;
@@ -23,7 +24,12 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
     )
     .service(web::resource("/status/health").route(web::get().to(status::health)))
     .service(web::resource("/api/v1/ca/root.crt").route(web::get().to(ca::root_certificate)))
-    .service(web::resource("/api/v1/enroll").route(web::post().to(enroll::enroll)));
+    .service(web::resource("/api/v1/enroll").route(web::post().to(enroll::enroll)))
+    .service(
+        web::resource("/api/v1/setup")
+            .route(web::get().to(setup::status))
+            .route(web::post().to(setup::complete)),
+    );
 }
 
 /// Answer for any path no route matches.

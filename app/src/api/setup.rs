@@ -1,0 +1,76 @@
+//! First-run setup: `GET /api/v1/setup` says whether it is pending; `POST /api/v1/setup`
+//! creates the first Admin with the one-time token. Both are audited.
+
+use crate::api::AppError;
+use crate::auth::setup::SetupError;
+use crate::db::audit::{NewAuditEntry, Outcome};
+use crate::state::AppState;
+use actix_web::{web, HttpRequest, HttpResponse};
+use shared::auth::{SetupDone, SetupRequest, SetupStatus};
+
+/// Whether setup is pending.
+pub async fn status(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(SetupStatus {
+        required: state.setup.required(),
+    })
+}
+
+/// Creates the first Admin.
+pub async fn complete(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<SetupRequest>,
+) -> Result<HttpResponse, AppError> {
+    let body = body.into_inner();
+    let result = state
+        .setup
+        .complete(
+            &state.db,
+            &body.token,
+            &body.username,
+            &body.display_name,
+            &body.password,
+        )
+        .await;
+    let (outcome, details) = match &result {
+        Ok(id) => (
+            Outcome::Success,
+            serde_json::json!({ "user_id": id, "role": "admin" }),
+        ),
+        Err(SetupError::BadToken) => (
+            Outcome::Denied,
+            serde_json::json!({ "reason": "invalid setup token" }),
+        ),
+        Err(e) => (
+            Outcome::Failure,
+            serde_json::json!({ "reason": e.to_string() }),
+        ),
+    };
+    let entry = NewAuditEntry {
+        actor: format!(
+            "setup:{}",
+            body.username.chars().take(64).collect::<String>()
+        ),
+        action: "setup.first_admin".into(),
+        target: None,
+        outcome,
+        details,
+        source_ip: req.peer_addr().map(|a| a.ip().to_string()),
+        request_id: crate::middleware::current_request_id(),
+    };
+    if let Err(e) = state.audit.record(entry).await {
+        tracing::error!(error = %e, "cannot audit first-run setup");
+    }
+    match result {
+        Ok(user_id) => Ok(HttpResponse::Created().json(SetupDone { user_id })),
+        Err(SetupError::Completed) => Err(AppError::Gone("setup is already complete".into())),
+        Err(SetupError::BadToken) => Err(AppError::Unauthorized("invalid setup token".into())),
+        Err(SetupError::Invalid(m)) => Err(AppError::BadRequest {
+            code: "validation_failed",
+            message: m,
+            details: serde_json::Value::Null,
+        }),
+        Err(SetupError::Db(e)) => Err(AppError::Database(e)),
+        Err(SetupError::Internal(m)) => Err(AppError::Internal(m)),
+    }
+}
