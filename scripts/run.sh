@@ -75,7 +75,9 @@ cat <<MSG
     Database:  $DATA/patch-manager.db (embedded SQLite)
     TLS:       certificate from the manager's own CA. Trust $DATA/ca/ca.crt in your browser
                (SHA-256 $fingerprint), or accept the warning for this local demo.
-    Sign-in:   not required yet: accounts and sign-in are the next milestone.
+    Accounts:  no default password. The one-time setup token for the first administrator is in
+               $DATA/setup-token (until used); POST it to /api/v1/setup. Sign-in pages and
+               access control are the next milestone: until then the UI is read-only and open.
     Fleet:     one demo agent (demo-agent-1.local), enrolled with a one-time token.
                More hosts: patch-manager --data-dir $DATA enrollment-token
     Stop with Ctrl-C.
