@@ -145,6 +145,25 @@ pub fn install_crl(
         .map_err(|e| RotateError::Io(e.to_string()))?;
     crl.verify_signature(ca.public_key())
         .map_err(|_| RotateError::Invalid("the CRL is not signed by the fleet CA".into()))?;
+    // An older CRL (fewer revocations) must never replace a newer one.
+    let number = crl.crl_number().cloned();
+    if let Ok(current_pem) = std::fs::read(&cfg.crl) {
+        if let Ok(current_der) = CertificateRevocationListDer::from_pem_slice(&current_pem) {
+            if let Ok((_, current)) =
+                x509_parser::revocation_list::CertificateRevocationList::from_der(
+                    current_der.as_ref(),
+                )
+            {
+                if let (Some(new), Some(old)) = (number.as_ref(), current.crl_number()) {
+                    if new <= old {
+                        return Err(RotateError::Invalid(format!(
+                            "CRL number {new} is not newer than the installed {old}"
+                        )));
+                    }
+                }
+            }
+        }
+    }
     let revoked = crl.iter_revoked_certificates().count();
     write(&cfg.crl, crl_pem, 0o644)?;
     tls.reload(cfg)

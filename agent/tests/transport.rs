@@ -365,14 +365,27 @@ async fn certificate_installs_are_checked_before_anything_is_replaced() {
             .contains("not signed by the fleet CA"),
         "{v}"
     );
-    let (status, v) = api
-        .call(
-            "PUT",
-            "/tls/crl",
-            Some(&serde_json::json!({ "crl_pem": ca.crl(&[9]) }).to_string()),
-        )
-        .await;
+    let crl = |n: u64, serials: &[u64]| {
+        Some(serde_json::json!({ "crl_pem": ca.crl_numbered(n, serials) }).to_string())
+    };
+    let (status, v) = api.call("PUT", "/tls/crl", crl(5, &[9]).as_deref()).await;
     assert_eq!((status, v["revoked"].as_u64()), (200, Some(1)), "{v}");
+    // Replaying an older (or the same) CRL would un-revoke certificates: refused.
+    let (status, v) = api.call("PUT", "/tls/crl", crl(4, &[]).as_deref()).await;
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not newer"),
+        "{v}"
+    );
+    let (status, _) = api.call("PUT", "/tls/crl", crl(5, &[]).as_deref()).await;
+    assert_eq!(status, 400);
+    let (status, v) = api
+        .call("PUT", "/tls/crl", crl(6, &[9, 10]).as_deref())
+        .await;
+    assert_eq!((status, v["revoked"].as_u64()), (200, Some(2)), "{v}");
 
     assert_eq!(
         std::fs::read_to_string(&files.config.tls.cert).unwrap(),

@@ -419,6 +419,12 @@ pub fn sans_of(names: &[String]) -> Vec<San> {
         .collect()
 }
 
+/// The number of a CRL made at `now`: milliseconds since the epoch, so every newer CRL has a
+/// larger number (agents refuse one that is not newer than what they have).
+pub fn crl_number(now: chrono::NaiveDateTime) -> u64 {
+    u64::try_from(now.and_utc().timestamp_millis()).unwrap_or(1)
+}
+
 /// Reads the end of validity of a PEM certificate.
 pub fn not_after(cert_pem: &str) -> Result<chrono::NaiveDateTime, PkiError> {
     let der = pem_to_der(cert_pem)?;

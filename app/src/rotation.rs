@@ -253,7 +253,7 @@ pub async fn revoke(
         )
         .await;
     }
-    let number = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(1);
+    let number = crate::pki::crl_number(chrono::Utc::now().naive_utc());
     let crl = state.pki.ca.crl(number, &revoked, 7)?;
     let mut push = CrlPush {
         delivered: 0,

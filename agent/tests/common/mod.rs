@@ -101,13 +101,18 @@ impl Ca {
         )
     }
 
-    /// A CRL revoking `serials`.
+    /// A CRL (number 1) revoking `serials`.
     pub fn crl(&self, serials: &[u64]) -> String {
+        self.crl_numbered(1, serials)
+    }
+
+    /// A CRL with the given number revoking `serials`.
+    pub fn crl_numbered(&self, number: u64, serials: &[u64]) -> String {
         let now = OffsetDateTime::now_utc();
         CertificateRevocationListParams {
             this_update: now - Duration::hours(1),
             next_update: now + Duration::days(7),
-            crl_number: SerialNumber::from(1u64),
+            crl_number: SerialNumber::from(number),
             issuing_distribution_point: None,
             revoked_certs: serials
                 .iter()

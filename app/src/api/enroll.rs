@@ -158,11 +158,7 @@ pub async fn enroll(
                 enrollment::set_host(c, token_id, host_id)?;
                 let revoked = certificates::revoked(c, now)?;
                 let crl = ca
-                    .crl(
-                        u64::try_from(now.and_utc().timestamp()).unwrap_or(1),
-                        &revoked,
-                        7,
-                    )
+                    .crl(crate::pki::crl_number(now), &revoked, 7)
                     .map_err(|e| TxError::Db(DbError::Inconsistent(e.to_string())))?;
                 Ok((host_id, issued, crl))
             });
