@@ -1,5 +1,7 @@
-//! Accounts and sign-in. So far: password hashing ([`password`]) and the first-run bootstrap of
-//! the first Admin ([`setup`]); sessions, MFA, RBAC and single sign-on build on these.
+//! Accounts and sign-in. So far: password hashing ([`password`]), the first-run bootstrap of the
+//! first Admin ([`setup`]) and signed access tokens with key rotation ([`tokens`]); sessions with
+//! refresh tokens, MFA, RBAC and single sign-on build on these.
 
 pub mod password;
 pub mod setup;
+pub mod tokens;

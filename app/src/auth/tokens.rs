@@ -1,0 +1,184 @@
+//! Short-lived access tokens: JWTs signed with Ed25519 (EdDSA), 15 minutes, with key rotation.
+//!
+//! A signing key signs for [`KEY_SIGNING_LIFETIME`]; a new one is made when the current one runs
+//! out, and retired keys stay valid for verification for one more [`ACCESS_TTL`], so no token is
+//! cut short by a rotation. Keys live in `signing_keys` so every manager process and restart
+//! shares them. Verification accepts EdDSA only (the algorithm in the header is never trusted),
+//! requires a known `kid`, and checks issuer, audience and expiry.
+
+use crate::db::schema::signing_keys as k;
+use crate::db::{DbConnection, DbError};
+use chrono::{Duration, NaiveDateTime};
+use diesel::prelude::*;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// Lifetime of an access token.
+pub const ACCESS_TTL: Duration = Duration::minutes(15);
+/// How long one key signs new tokens.
+pub const KEY_SIGNING_LIFETIME: Duration = Duration::hours(24);
+/// `iss` and `aud` of every token.
+pub const ISSUER: &str = "patch-manager";
+
+/// What an access token says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessClaims {
+    /// User id, as a string (JWT's `sub` is a string).
+    pub sub: String,
+    /// `admin` or `operator`.
+    pub role: String,
+    /// Session (refresh-token family) id, so a revoked session's tokens can be refused.
+    pub sid: String,
+    /// Issued at (seconds).
+    pub iat: i64,
+    /// Expires at (seconds).
+    pub exp: i64,
+    /// Issuer.
+    pub iss: String,
+    /// Audience.
+    pub aud: String,
+}
+
+impl AccessClaims {
+    /// The user id in `sub`.
+    pub fn user_id(&self) -> Option<i64> {
+        self.sub.parse().ok()
+    }
+}
+
+/// Why a token was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// Not a token we issued or can check (format, algorithm, key, signature, claims).
+    #[error("invalid token")]
+    Invalid,
+    /// Past its expiry.
+    #[error("token expired")]
+    Expired,
+}
+
+/// The keys in force: one to sign with, all that may verify.
+pub struct TokenKeys {
+    signing_kid: String,
+    signing: EncodingKey,
+    verifying: HashMap<String, DecodingKey>,
+}
+
+impl std::fmt::Debug for TokenKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenKeys")
+            .field("signing_kid", &self.signing_kid)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Loads the keys, making a new signing key when none may sign at `now`.
+pub fn load_keys(conn: &mut DbConnection, now: NaiveDateTime) -> Result<TokenKeys, DbError> {
+    conn.transaction(|conn| {
+        let current: Option<(String, Vec<u8>)> = k::table
+            .filter(k::not_after.gt(now))
+            .filter(k::retired_at.is_null())
+            .order(k::not_after.desc())
+            .select((k::kid, k::private_key))
+            .first(conn)
+            .optional()?;
+        let (signing_kid, private) = match current {
+            Some(c) => c,
+            None => {
+                use ring::rand::SystemRandom;
+                use ring::signature::{Ed25519KeyPair, KeyPair};
+                let rng = SystemRandom::new();
+                let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng)
+                    .map_err(|_| DbError::Inconsistent("Ed25519 key generation failed".into()))?;
+                let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref())
+                    .map_err(|_| DbError::Inconsistent("Ed25519 key unreadable".into()))?;
+                let kid = ulid::Ulid::new().to_string();
+                diesel::insert_into(k::table)
+                    .values((
+                        k::kid.eq(&kid),
+                        k::algorithm.eq("EdDSA"),
+                        k::private_key.eq(pkcs8.as_ref()),
+                        k::public_key.eq(pair.public_key().as_ref()),
+                        k::created_at.eq(now),
+                        k::not_after.eq(now + KEY_SIGNING_LIFETIME),
+                    ))
+                    .execute(conn)?;
+                (kid, pkcs8.as_ref().to_vec())
+            }
+        };
+        // Every key whose tokens may still be alive.
+        let verifying: Vec<(String, Vec<u8>)> = k::table
+            .filter(k::not_after.gt(now - ACCESS_TTL))
+            .select((k::kid, k::public_key))
+            .load(conn)?;
+        Ok(TokenKeys {
+            signing: EncodingKey::from_ed_der(&private),
+            signing_kid,
+            verifying: verifying
+                .into_iter()
+                .map(|(kid, public)| (kid, DecodingKey::from_ed_der(&public)))
+                .collect(),
+        })
+    })
+}
+
+impl TokenKeys {
+    /// Id of the key that signs new tokens.
+    pub fn signing_kid(&self) -> &str {
+        &self.signing_kid
+    }
+
+    /// Signs an access token for `user` valid from `now` for [`ACCESS_TTL`].
+    pub fn issue(
+        &self,
+        user: i64,
+        role: &str,
+        session: &str,
+        now: NaiveDateTime,
+    ) -> Result<String, TokenError> {
+        let iat = now.and_utc().timestamp();
+        let claims = AccessClaims {
+            sub: user.to_string(),
+            role: role.to_owned(),
+            sid: session.to_owned(),
+            iat,
+            exp: iat + ACCESS_TTL.num_seconds(),
+            iss: ISSUER.into(),
+            aud: ISSUER.into(),
+        };
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.signing_kid.clone());
+        jsonwebtoken::encode(&header, &claims, &self.signing).map_err(|_| TokenError::Invalid)
+    }
+
+    /// Checks a token at `now`.
+    pub fn verify(&self, token: &str, now: NaiveDateTime) -> Result<AccessClaims, TokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
+        if header.alg != Algorithm::EdDSA {
+            return Err(TokenError::Invalid);
+        }
+        let key = header
+            .kid
+            .as_ref()
+            .and_then(|kid| self.verifying.get(kid))
+            .ok_or(TokenError::Invalid)?;
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.algorithms = vec![Algorithm::EdDSA];
+        validation.set_issuer(&[ISSUER]);
+        validation.set_audience(&[ISSUER]);
+        // Expiry is checked below against the caller's clock, without leeway.
+        validation.validate_exp = false;
+        validation.required_spec_claims = ["exp", "iss", "aud", "sub"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let data = jsonwebtoken::decode::<AccessClaims>(token, key, &validation)
+            .map_err(|_| TokenError::Invalid)?;
+        data.claims.user_id().ok_or(TokenError::Invalid)?;
+        if data.claims.exp <= now.and_utc().timestamp() {
+            return Err(TokenError::Expired);
+        }
+        Ok(data.claims)
+    }
+}
