@@ -13,6 +13,7 @@ pub mod audit;
 pub mod certificates;
 pub mod enrollment;
 pub mod schema;
+pub mod sessions;
 pub mod stats;
 
 use crate::config::DatabaseTarget;
