@@ -46,6 +46,16 @@ pub struct Issued {
     pub token: String,
 }
 
+/// (id, user, family, expiry, revocation reason, user agent) of a stored token.
+type TokenRow = (
+    i64,
+    i64,
+    String,
+    NaiveDateTime,
+    Option<String>,
+    Option<String>,
+);
+
 fn hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
@@ -108,14 +118,7 @@ pub fn rotate(
     now: NaiveDateTime,
 ) -> Result<Result<Issued, RefreshError>, DbError> {
     conn.transaction(|conn| {
-        let row: Option<(
-            i64,
-            i64,
-            String,
-            NaiveDateTime,
-            Option<String>,
-            Option<String>,
-        )> = r::table
+        let row: Option<TokenRow> = r::table
             .filter(r::token_hash.eq(hash(presented)))
             .select((
                 r::id,
