@@ -38,6 +38,17 @@ pub enum AppError {
     /// Credentials (a token) missing, wrong, used or expired; the reason is audited, not sent.
     #[error("{0}")]
     Unauthorized(String),
+    /// Signed in but not allowed (role, CSRF).
+    #[error("{0}")]
+    Forbidden(String),
+    /// Too many attempts; retry later.
+    #[error("{message}")]
+    TooManyRequests {
+        /// Explanation.
+        message: String,
+        /// Seconds to wait.
+        retry_after: i64,
+    },
     /// The request conflicts with existing data.
     #[error("{0}")]
     Conflict(String),
@@ -61,6 +72,8 @@ impl AppError {
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::Unauthorized(_) => "unauthorized",
+            Self::Forbidden(_) => "forbidden",
+            Self::TooManyRequests { .. } => "too_many_requests",
             Self::Conflict(_) => "conflict",
             Self::Gone(_) => "gone",
             Self::Database(_) => "database_unavailable",
@@ -86,6 +99,8 @@ impl ResponseError for AppError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Gone(_) => StatusCode::GONE,
             Self::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -105,11 +120,18 @@ impl ResponseError for AppError {
         let details = match self {
             Self::BadRequest { details, .. } => details.clone(),
             Self::PayloadTooLarge { limit } => serde_json::json!({ "limit_bytes": limit }),
+            Self::TooManyRequests { retry_after, .. } => {
+                serde_json::json!({ "retry_after_secs": retry_after })
+            }
             _ => serde_json::Value::Null,
         };
         let body = ErrorEnvelope::new(self.code(), self.public_message(), request_id)
             .with_details(details);
-        HttpResponse::build(self.status_code()).json(body)
+        let mut res = HttpResponse::build(self.status_code());
+        if let Self::TooManyRequests { retry_after, .. } = self {
+            res.insert_header(("retry-after", retry_after.to_string()));
+        }
+        res.json(body)
     }
 }
 

@@ -140,6 +140,8 @@ pub async fn start(config: Config) -> Result<RunningServer, StartupError> {
         audit,
         pki,
         setup,
+        tokens: Arc::default(),
+        login_failures: Arc::default(),
         config: Arc::new(config),
         started: Instant::now(),
     };

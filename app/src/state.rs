@@ -21,6 +21,12 @@ pub struct AppState {
     pub audit: AuditLog,
     /// The CA and the manager's certificates.
     pub pki: crate::certs::ManagerPki,
+    /// Access-token signing keys.
+    pub tokens: Arc<crate::auth::tokens::KeyCache>,
+    /// Recent failed sign-ins per source address.
+    pub login_failures: Arc<
+        std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, Vec<chrono::NaiveDateTime>>>,
+    >,
     /// The first-run setup, while no administrator exists.
     pub setup: Arc<crate::auth::setup::SetupGate>,
     /// Configuration in force.

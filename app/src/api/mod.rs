@@ -1,5 +1,6 @@
 //! The manager's JSON endpoints, one module per resource; handlers stay thin.
 
+pub mod auth;
 pub mod ca;
 pub mod enroll;
 pub mod setup;
@@ -25,6 +26,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
     .service(web::resource("/status/health").route(web::get().to(status::health)))
     .service(web::resource("/api/v1/ca/root.crt").route(web::get().to(ca::root_certificate)))
     .service(web::resource("/api/v1/enroll").route(web::post().to(enroll::enroll)))
+    .service(web::resource("/api/v1/auth/login").route(web::post().to(auth::login)))
+    .service(web::resource("/api/v1/auth/refresh").route(web::post().to(auth::refresh)))
+    .service(web::resource("/api/v1/auth/logout").route(web::post().to(auth::logout)))
+    .service(web::resource("/api/v1/auth/me").route(web::get().to(auth::me)))
     .service(
         web::resource("/api/v1/setup")
             .route(web::get().to(setup::status))

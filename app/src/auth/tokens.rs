@@ -182,3 +182,34 @@ impl TokenKeys {
         Ok(data.claims)
     }
 }
+
+/// The keys, cached for a minute so verifying a request costs no database round trip.
+#[derive(Debug, Default)]
+pub struct KeyCache {
+    inner: std::sync::RwLock<Option<(NaiveDateTime, std::sync::Arc<TokenKeys>)>>,
+}
+
+/// How long cached keys are used before they are read again.
+const KEY_CACHE_TTL: Duration = Duration::seconds(60);
+
+impl KeyCache {
+    /// The keys at `now`, reloaded (and rotated if due) when the cache is older than a minute.
+    pub async fn get(
+        &self,
+        db: &crate::db::Database,
+        now: NaiveDateTime,
+    ) -> Result<std::sync::Arc<TokenKeys>, DbError> {
+        if let Ok(guard) = self.inner.read() {
+            if let Some((at, keys)) = guard.as_ref() {
+                if *at + KEY_CACHE_TTL > now && *at <= now {
+                    return Ok(keys.clone());
+                }
+            }
+        }
+        let keys = std::sync::Arc::new(db.run(move |c| load_keys(c, now)).await?);
+        if let Ok(mut guard) = self.inner.write() {
+            *guard = Some((now, keys.clone()));
+        }
+        Ok(keys)
+    }
+}

@@ -1,0 +1,478 @@
+//! Sign-in, token refresh, sign-out and "who am I".
+//!
+//! Browsers get the access token, the refresh token and a CSRF token only as
+//! `Secure; HttpOnly; SameSite=Strict` cookies (the CSRF one readable); API clients ask for the
+//! tokens in the answer and use `Authorization: Bearer`. Failed sign-ins are throttled per account
+//! (exponential lock, at most an hour, so the admin can never be locked out for good) and per
+//! source address, and every success, failure, lock and reuse is audited.
+
+use crate::api::AppError;
+use crate::auth::identity::{Identity, ACCESS_COOKIE, CSRF_COOKIE, REFRESH_COOKIE};
+use crate::auth::{password, tokens};
+use crate::db::audit::{NewAuditEntry, Outcome};
+use crate::db::schema::users;
+use crate::db::sessions::{self, RefreshError};
+use crate::state::AppState;
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{Duration, NaiveDateTime};
+use diesel::prelude::*;
+use shared::auth::{ClientKind, LoginRequest, RefreshRequest, SessionInfo};
+
+/// Failures per address in [`ADDRESS_WINDOW`] before the address must wait.
+const ADDRESS_MAX_FAILURES: usize = 10;
+/// Window of the per-address throttle.
+const ADDRESS_WINDOW: Duration = Duration::minutes(15);
+/// Consecutive failures allowed before the account is locked.
+const ACCOUNT_FREE_FAILURES: i64 = 5;
+/// Longest account lock.
+const ACCOUNT_MAX_LOCK_MINUTES: i64 = 60;
+
+/// Lock duration after `failures` consecutive failures: none for the first five, then 1, 2, 4 …
+/// minutes from the sixth on, capped at an hour.
+pub fn lock_minutes(failures: i64) -> i64 {
+    if failures <= ACCOUNT_FREE_FAILURES {
+        return 0;
+    }
+    let exp = u32::try_from(failures - ACCOUNT_FREE_FAILURES - 1)
+        .unwrap_or(u32::MAX)
+        .min(6);
+    (1_i64 << exp).min(ACCOUNT_MAX_LOCK_MINUTES)
+}
+
+async fn audit(
+    state: &AppState,
+    req: &HttpRequest,
+    actor: &str,
+    action: &str,
+    outcome: Outcome,
+    details: serde_json::Value,
+) {
+    let entry = NewAuditEntry {
+        actor: actor.chars().take(64).collect(),
+        action: action.into(),
+        target: None,
+        outcome,
+        details,
+        source_ip: req.peer_addr().map(|a| a.ip().to_string()),
+        request_id: crate::middleware::current_request_id(),
+    };
+    if let Err(e) = state.audit.record(entry).await {
+        tracing::error!(error = %e, action, "cannot audit");
+    }
+}
+
+fn cookie(
+    name: &'static str,
+    value: String,
+    path: &'static str,
+    max_age: Duration,
+    http_only: bool,
+) -> Cookie<'static> {
+    Cookie::build(name, value)
+        .path(path)
+        .secure(true)
+        .http_only(http_only)
+        .same_site(SameSite::Strict)
+        .max_age(actix_web::cookie::time::Duration::seconds(
+            max_age.num_seconds(),
+        ))
+        .finish()
+}
+
+fn random_hex() -> Result<String, AppError> {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 32];
+    ring::rand::SystemRandom::new()
+        .fill(&mut b)
+        .map_err(|_| AppError::Internal("random generator failed".into()))?;
+    Ok(hex::encode(b))
+}
+
+fn session_answer(
+    client: ClientKind,
+    info: (i64, String, String),
+    access: String,
+    refresh: String,
+) -> Result<HttpResponse, AppError> {
+    let (user_id, username, role) = info;
+    let expires_in = tokens::ACCESS_TTL.num_seconds();
+    match client {
+        ClientKind::Api => Ok(HttpResponse::Ok().json(SessionInfo {
+            user_id,
+            username,
+            role,
+            expires_in,
+            access_token: Some(access),
+            refresh_token: Some(refresh),
+        })),
+        ClientKind::Browser => Ok(HttpResponse::Ok()
+            .cookie(cookie(ACCESS_COOKIE, access, "/", tokens::ACCESS_TTL, true))
+            .cookie(cookie(
+                REFRESH_COOKIE,
+                refresh,
+                "/api/v1/auth",
+                sessions::IDLE_TIMEOUT,
+                true,
+            ))
+            .cookie(cookie(
+                CSRF_COOKIE,
+                random_hex()?,
+                "/",
+                sessions::MAX_LIFETIME,
+                false,
+            ))
+            .json(SessionInfo {
+                user_id,
+                username,
+                role,
+                expires_in,
+                access_token: None,
+                refresh_token: None,
+            })),
+    }
+}
+
+fn throttled_address(
+    state: &AppState,
+    ip: Option<std::net::IpAddr>,
+    now: NaiveDateTime,
+) -> Option<i64> {
+    let ip = ip?;
+    let mut map = state.login_failures.lock().ok()?;
+    let entries = map.entry(ip).or_default();
+    entries.retain(|t| *t + ADDRESS_WINDOW > now);
+    (entries.len() >= ADDRESS_MAX_FAILURES).then(|| {
+        entries
+            .first()
+            .map_or(60, |t| (*t + ADDRESS_WINDOW - now).num_seconds().max(1))
+    })
+}
+
+fn note_address_failure(state: &AppState, ip: Option<std::net::IpAddr>, now: NaiveDateTime) {
+    if let (Some(ip), Ok(mut map)) = (ip, state.login_failures.lock()) {
+        map.entry(ip).or_default().push(now);
+    }
+}
+
+/// A real Argon2id hash with the current parameters, verified against when the user does not
+/// exist so both cases cost the same.
+static DUMMY_HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+type UserRow = (
+    i64,
+    String,
+    Option<String>,
+    String,
+    bool,
+    bool,
+    i64,
+    Option<NaiveDateTime>,
+);
+
+/// `POST /api/v1/auth/login`.
+pub async fn login(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<LoginRequest>,
+) -> Result<HttpResponse, AppError> {
+    let body = body.into_inner();
+    let now = chrono::Utc::now().naive_utc();
+    let ip = req.peer_addr().map(|a| a.ip());
+    if let Some(wait) = throttled_address(&state, ip, now) {
+        audit(
+            &state,
+            &req,
+            &body.username,
+            "auth.login",
+            Outcome::Denied,
+            serde_json::json!({ "reason": "address throttled" }),
+        )
+        .await;
+        return Err(AppError::TooManyRequests {
+            message: "too many failed sign-ins from this address".into(),
+            retry_after: wait,
+        });
+    }
+    let username = body.username.trim().to_owned();
+    let lookup = username.clone();
+    let row: Option<UserRow> = state
+        .db
+        .run(move |c| {
+            Ok(users::table
+                .filter(users::username.eq(&lookup))
+                .select((
+                    users::id,
+                    users::username,
+                    users::password_hash,
+                    users::role,
+                    users::is_disabled,
+                    users::mfa_required,
+                    users::failed_logins,
+                    users::locked_until,
+                ))
+                .first(c)
+                .optional()?)
+        })
+        .await?;
+    if let Some((_, _, _, _, _, _, _, Some(until))) = &row {
+        if *until > now {
+            audit(
+                &state,
+                &req,
+                &username,
+                "auth.login",
+                Outcome::Denied,
+                serde_json::json!({ "reason": "account locked" }),
+            )
+            .await;
+            return Err(AppError::TooManyRequests {
+                message: "too many failed sign-ins for this account; try again later".into(),
+                retry_after: (*until - now).num_seconds().max(1),
+            });
+        }
+    }
+    // Verify even for unknown users so timing does not reveal which names exist.
+    let stored = row.as_ref().and_then(|r| r.2.clone());
+    let pw = body.password.clone();
+    let (ok, rehash) = tokio::task::spawn_blocking(move || {
+        let dummy = DUMMY_HASH
+            .get_or_init(|| password::hash("no such user, same cost").unwrap_or_default());
+        let ok = password::verify(&pw, stored.as_deref().unwrap_or(dummy)) && stored.is_some();
+        let rehash = ok && stored.as_deref().is_some_and(password::needs_rehash);
+        (ok, rehash.then(|| password::hash(&pw).ok()).flatten())
+    })
+    .await
+    .map_err(|e| AppError::Internal(e.to_string()))?;
+    let Some((user_id, name, _, role, _, mfa_required, _, _)) = row.filter(|r| ok && !r.4) else {
+        note_address_failure(&state, ip, now);
+        if let Some(r) = row_failure_update(&state, &username, now).await? {
+            audit(
+                &state,
+                &req,
+                &username,
+                "auth.login",
+                Outcome::Denied,
+                serde_json::json!({ "reason": r }),
+            )
+            .await;
+        } else {
+            audit(
+                &state,
+                &req,
+                &username,
+                "auth.login",
+                Outcome::Denied,
+                serde_json::json!({ "reason": "unknown user or wrong password" }),
+            )
+            .await;
+        }
+        return Err(AppError::Unauthorized("wrong user name or password".into()));
+    };
+    if mfa_required {
+        audit(
+            &state,
+            &req,
+            &name,
+            "auth.login",
+            Outcome::Denied,
+            serde_json::json!({ "reason": "MFA required but not available yet" }),
+        )
+        .await;
+        return Err(AppError::Forbidden(
+            "this account requires a second factor, which this version cannot check yet".into(),
+        ));
+    }
+    let ua = req
+        .headers()
+        .get("user-agent")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let ip_text = ip.map(|i| i.to_string());
+    let session = state
+        .db
+        .run(move |c| {
+            diesel::update(users::table.filter(users::id.eq(user_id)))
+                .set((
+                    users::failed_logins.eq(0_i64),
+                    users::locked_until.eq(None::<NaiveDateTime>),
+                    users::last_login_at.eq(now),
+                ))
+                .execute(c)?;
+            if let Some(h) = rehash {
+                diesel::update(users::table.filter(users::id.eq(user_id)))
+                    .set(users::password_hash.eq(h))
+                    .execute(c)?;
+            }
+            sessions::start(c, user_id, ua.as_deref(), ip_text.as_deref(), now)
+        })
+        .await?;
+    let keys = state.tokens.get(&state.db, now).await?;
+    let access = keys
+        .issue(user_id, &role, &session.family_id, now)
+        .map_err(|e| AppError::Internal(e.to_string()))?;
+    audit(
+        &state,
+        &req,
+        &name,
+        "auth.login",
+        Outcome::Success,
+        serde_json::json!({ "session": session.family_id }),
+    )
+    .await;
+    session_answer(body.client, (user_id, name, role), access, session.token)
+}
+
+/// Counts a failure against an existing account and locks it when due; answers the audit reason.
+async fn row_failure_update(
+    state: &AppState,
+    username: &str,
+    now: NaiveDateTime,
+) -> Result<Option<String>, AppError> {
+    let name = username.to_owned();
+    Ok(state
+        .db
+        .run(move |c| {
+            let current: Option<i64> = users::table
+                .filter(users::username.eq(&name))
+                .select(users::failed_logins)
+                .first(c)
+                .optional()?;
+            let Some(n) = current.map(|n| n + 1) else {
+                return Ok(None);
+            };
+            let lock = lock_minutes(n);
+            let until = (lock > 0).then(|| now + Duration::minutes(lock));
+            diesel::update(users::table.filter(users::username.eq(&name)))
+                .set((users::failed_logins.eq(n), users::locked_until.eq(until)))
+                .execute(c)?;
+            Ok(Some(match until {
+                Some(_) => format!("wrong password ({n} in a row); account locked for {lock} min"),
+                None => format!("wrong password ({n} in a row)"),
+            }))
+        })
+        .await?)
+}
+
+/// `POST /api/v1/auth/refresh`: rotates the refresh token and issues a new access token.
+pub async fn refresh(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, AppError> {
+    let body: RefreshRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        RefreshRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| AppError::BadRequest {
+            code: "invalid_json",
+            message: e.to_string(),
+            details: serde_json::Value::Null,
+        })?
+    };
+    let (presented, client) = match body.refresh_token {
+        Some(t) => (t, ClientKind::Api),
+        None => (
+            req.cookie(REFRESH_COOKIE)
+                .map(|c| c.value().to_owned())
+                .ok_or_else(|| AppError::Unauthorized("sign-in required".into()))?,
+            ClientKind::Browser,
+        ),
+    };
+    let now = chrono::Utc::now().naive_utc();
+    let ip = req.peer_addr().map(|a| a.ip().to_string());
+    let outcome = state
+        .db
+        .run(move |c| sessions::rotate(c, &presented, ip.as_deref(), now))
+        .await?;
+    let issued = match outcome {
+        Ok(i) => i,
+        Err(e) => {
+            let action = if e == RefreshError::Reused {
+                "session.reuse_detected"
+            } else {
+                "session.refresh"
+            };
+            audit(
+                &state,
+                &req,
+                "unknown",
+                action,
+                Outcome::Denied,
+                serde_json::json!({ "reason": e.to_string() }),
+            )
+            .await;
+            return Err(AppError::Unauthorized(
+                "session expired or revoked; sign in again".into(),
+            ));
+        }
+    };
+    let uid = issued.user_id;
+    let user: Option<(String, String, bool)> = state
+        .db
+        .run(move |c| {
+            Ok(users::table
+                .filter(users::id.eq(uid))
+                .select((users::username, users::role, users::is_disabled))
+                .first(c)
+                .optional()?)
+        })
+        .await?;
+    let Some((name, role, false)) = user else {
+        let family = issued.family_id.clone();
+        state
+            .db
+            .run(move |c| sessions::revoke_family(c, &family, "user disabled", now))
+            .await?;
+        return Err(AppError::Unauthorized("account disabled".into()));
+    };
+    let keys = state.tokens.get(&state.db, now).await?;
+    let access = keys
+        .issue(uid, &role, &issued.family_id, now)
+        .map_err(|e| AppError::Internal(e.to_string()))?;
+    session_answer(client, (uid, name, role), access, issued.token)
+}
+
+/// `POST /api/v1/auth/logout`: ends the caller's session and clears the cookies.
+pub async fn logout(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    who: Identity,
+) -> Result<HttpResponse, AppError> {
+    let now = chrono::Utc::now().naive_utc();
+    let family = who.session.clone();
+    state
+        .db
+        .run(move |c| sessions::revoke_family(c, &family, "logout", now))
+        .await?;
+    audit(
+        &state,
+        &req,
+        &format!("user:{}", who.user_id),
+        "auth.logout",
+        Outcome::Success,
+        serde_json::json!({ "session": who.session }),
+    )
+    .await;
+    let mut res = HttpResponse::NoContent();
+    for (name, path) in [
+        (ACCESS_COOKIE, "/"),
+        (REFRESH_COOKIE, "/api/v1/auth"),
+        (CSRF_COOKIE, "/"),
+    ] {
+        res.cookie(cookie(
+            name,
+            String::new(),
+            path,
+            Duration::zero(),
+            name != CSRF_COOKIE,
+        ));
+    }
+    Ok(res.finish())
+}
+
+/// `GET /api/v1/auth/me`.
+pub async fn me(who: Identity) -> HttpResponse {
+    HttpResponse::Ok().json(
+        serde_json::json!({ "user_id": who.user_id, "role": who.role, "session": who.session }),
+    )
+}

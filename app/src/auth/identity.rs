@@ -1,0 +1,134 @@
+//! Who is calling: the [`Identity`] extractor. It accepts an access token from
+//! `Authorization: Bearer` (API clients) or the `lpm_access` cookie (browsers), checks signature,
+//! expiry, that the session is still alive and the user enabled, and — for cookie-authenticated
+//! requests that change something — that the `X-CSRF-Token` header matches the `lpm_csrf` cookie.
+
+use crate::api::AppError;
+use crate::db::schema::{refresh_tokens, users};
+use crate::state::AppState;
+use actix_web::dev::Payload;
+use actix_web::http::Method;
+use actix_web::{web, FromRequest, HttpRequest};
+use diesel::prelude::*;
+use futures_util::future::LocalBoxFuture;
+
+/// Cookie holding the access token.
+pub const ACCESS_COOKIE: &str = "lpm_access";
+/// Cookie holding the refresh token (sent only to `/api/v1/auth`).
+pub const REFRESH_COOKIE: &str = "lpm_refresh";
+/// Cookie holding the CSRF token (readable by the page, echoed in `X-CSRF-Token`).
+pub const CSRF_COOKIE: &str = "lpm_csrf";
+/// Header that must repeat the CSRF cookie on cookie-authenticated mutations.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// A signed-in user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// User id.
+    pub user_id: i64,
+    /// `admin` or `operator`.
+    pub role: String,
+    /// Session id.
+    pub session: String,
+    /// Authenticated by cookie (browser) rather than bearer token.
+    pub via_cookie: bool,
+}
+
+impl Identity {
+    /// Whether this user is an Admin.
+    pub fn is_admin(&self) -> bool {
+        self.role == "admin"
+    }
+}
+
+fn unauthorized() -> actix_web::Error {
+    AppError::Unauthorized("sign-in required".into()).into()
+}
+
+impl FromRequest for Identity {
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let state = req
+                .app_data::<web::Data<AppState>>()
+                .ok_or_else(unauthorized)?
+                .clone();
+            let bearer = req
+                .headers()
+                .get(actix_web::http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::to_owned);
+            let (token, via_cookie) = match bearer {
+                Some(t) => (t, false),
+                None => (
+                    req.cookie(ACCESS_COOKIE)
+                        .map(|c| c.value().to_owned())
+                        .ok_or_else(unauthorized)?,
+                    true,
+                ),
+            };
+            if via_cookie && !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
+            {
+                let cookie = req.cookie(CSRF_COOKIE).map(|c| c.value().to_owned());
+                let header = req
+                    .headers()
+                    .get(CSRF_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                match (cookie, header) {
+                    (Some(c), Some(h)) if !c.is_empty() && ring_eq(c.as_bytes(), h.as_bytes()) => {}
+                    _ => {
+                        return Err(AppError::Forbidden("missing or wrong CSRF token".into()).into())
+                    }
+                }
+            }
+            let now = chrono::Utc::now().naive_utc();
+            let keys = state
+                .tokens
+                .get(&state.db, now)
+                .await
+                .map_err(AppError::from)?;
+            let claims = keys.verify(&token, now).map_err(|_| unauthorized())?;
+            let user_id = claims.user_id().ok_or_else(unauthorized)?;
+            let sid = claims.sid.clone();
+            let alive = state
+                .db
+                .run(move |c| {
+                    let session: i64 = refresh_tokens::table
+                        .filter(refresh_tokens::family_id.eq(&sid))
+                        .filter(refresh_tokens::user_id.eq(user_id))
+                        .filter(refresh_tokens::revoked_at.is_null())
+                        .filter(refresh_tokens::expires_at.gt(now))
+                        .count()
+                        .get_result(c)?;
+                    let enabled: Option<(bool, String)> = users::table
+                        .filter(users::id.eq(user_id))
+                        .select((users::is_disabled, users::role))
+                        .first(c)
+                        .optional()?;
+                    Ok((session > 0, enabled))
+                })
+                .await
+                .map_err(AppError::from)?;
+            match alive {
+                // The role is read from the database, so a role change applies at once.
+                (true, Some((false, role))) => Ok(Identity {
+                    user_id,
+                    role,
+                    session: claims.sid,
+                    via_cookie,
+                }),
+                _ => Err(unauthorized()),
+            }
+        })
+    }
+}
+
+/// Constant-time comparison.
+fn ring_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
