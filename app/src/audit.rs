@@ -90,6 +90,19 @@ impl AuditLog {
         self.writer.send(Append(entry)).await?
     }
 
+    /// Records an event on behalf of a request or background task whose own answer must not
+    /// depend on the audit write: the request id is taken from the request being handled when the
+    /// entry has none, and a failure is logged instead of returned.
+    pub async fn note(&self, mut entry: NewAuditEntry) {
+        if entry.request_id.is_none() {
+            entry.request_id = crate::middleware::current_request_id();
+        }
+        let action = entry.action.clone();
+        if let Err(e) = self.record(entry).await {
+            tracing::error!(error = %e, %action, "cannot write the audit log");
+        }
+    }
+
     /// Verifies the chain now, remembers and returns the verdict.
     pub async fn verify(&self) -> Result<AuditChainState, AuditError> {
         let verdict = self.writer.send(Verify).await??;

@@ -63,11 +63,9 @@ async fn audit(
         outcome,
         details,
         source_ip: None,
-        request_id: crate::middleware::current_request_id(),
+        request_id: None,
     };
-    if let Err(e) = state.audit.record(entry).await {
-        tracing::error!(error = %e, action, "cannot audit");
-    }
+    state.audit.note(entry).await;
 }
 
 struct HostAddr {

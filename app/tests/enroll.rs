@@ -10,47 +10,8 @@ use diesel::prelude::*;
 use patch_agent::enroll::{enroll, EnrollError, EnrollOptions};
 use patch_manager::config::TlsMode;
 use patch_manager::db::{enrollment, schema};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-async fn health_with_manager_cert(
-    agent: std::net::SocketAddr,
-    data: &std::path::Path,
-    host: &str,
-) -> u16 {
-    let ca = std::fs::read_to_string(data.join("ca/ca.crt")).unwrap();
-    let cert = std::fs::read_to_string(data.join("pki/manager-client.crt")).unwrap();
-    let key = std::fs::read_to_string(data.join("pki/manager-client.key")).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(ca.as_bytes()).unwrap())
-        .unwrap();
-    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS13])
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_client_auth_cert(
-        vec![CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()],
-        PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
-    )
-    .unwrap();
-    let tcp = tokio::net::TcpStream::connect(agent).await.unwrap();
-    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
-        .connect(ServerName::try_from(host.to_owned()).unwrap(), tcp)
-        .await
-        .unwrap();
-    tls.write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut buf = Vec::new();
-    let _ = tls.read_to_end(&mut buf).await;
-    String::from_utf8_lossy(&buf)[9..12].parse().unwrap()
-}
 
 fn audit_actions(conn: &mut patch_manager::db::DbConnection) -> Vec<(String, String)> {
     use schema::audit_log as a;
@@ -196,9 +157,13 @@ async fn enroll_then_manager_reaches_the_agent_and_bad_tokens_fail() {
     )
     .unwrap();
     let agent = patch_agent::server::start(&agent_config, backend, jobs, audit, None).unwrap();
-    assert_eq!(
-        health_with_manager_cert(agent.addr, &config.data.dir, "agent01.test").await,
-        200
+    let health = patch_manager::rotation::client(&server.state, agent.addr)
+        .unwrap()
+        .health()
+        .await;
+    assert!(
+        health.is_ok(),
+        "the manager cannot reach the enrolled agent: {health:?}"
     );
     agent.stop().await;
 

@@ -55,11 +55,9 @@ async fn audit(
         outcome,
         details,
         source_ip: req.peer_addr().map(|a| a.ip().to_string()),
-        request_id: crate::middleware::current_request_id(),
+        request_id: None,
     };
-    if let Err(e) = state.audit.record(entry).await {
-        tracing::error!(error = %e, action, "cannot audit");
-    }
+    state.audit.note(entry).await;
 }
 
 fn cookie(
@@ -246,27 +244,18 @@ pub async fn login(
     .map_err(|e| AppError::Internal(e.to_string()))?;
     let Some((user_id, name, _, role, _, mfa_required, _, _)) = row.filter(|r| ok && !r.4) else {
         note_address_failure(&state, ip, now);
-        if let Some(r) = row_failure_update(&state, &username, now).await? {
-            audit(
-                &state,
-                &req,
-                &username,
-                "auth.login",
-                Outcome::Denied,
-                serde_json::json!({ "reason": r }),
-            )
-            .await;
-        } else {
-            audit(
-                &state,
-                &req,
-                &username,
-                "auth.login",
-                Outcome::Denied,
-                serde_json::json!({ "reason": "unknown user or wrong password" }),
-            )
-            .await;
-        }
+        let reason = row_failure_update(&state, &username, now)
+            .await?
+            .unwrap_or_else(|| "unknown user or wrong password".into());
+        audit(
+            &state,
+            &req,
+            &username,
+            "auth.login",
+            Outcome::Denied,
+            serde_json::json!({ "reason": reason }),
+        )
+        .await;
         return Err(AppError::Unauthorized("wrong user name or password".into()));
     };
     if mfa_required {

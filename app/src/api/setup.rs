@@ -56,11 +56,9 @@ pub async fn complete(
         outcome,
         details,
         source_ip: req.peer_addr().map(|a| a.ip().to_string()),
-        request_id: crate::middleware::current_request_id(),
+        request_id: None,
     };
-    if let Err(e) = state.audit.record(entry).await {
-        tracing::error!(error = %e, "cannot audit first-run setup");
-    }
+    state.audit.note(entry).await;
     match result {
         Ok(user_id) => Ok(HttpResponse::Created().json(SetupDone { user_id })),
         Err(SetupError::Completed) => Err(AppError::Gone("setup is already complete".into())),
