@@ -55,6 +55,9 @@ pub enum AppError {
     /// The resource existed once and is gone for good (a completed one-time step).
     #[error("{0}")]
     Gone(String),
+    /// An agent could not be reached or refused the request; the message says which and why.
+    #[error("{0}")]
+    Agent(String),
     /// The database failed; details are logged only.
     #[error("database error")]
     Database(#[from] DbError),
@@ -64,6 +67,15 @@ pub enum AppError {
 }
 
 impl AppError {
+    /// A field failed validation (`400 validation_failed`, the field named in the details).
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        Self::BadRequest {
+            code: "validation_failed",
+            message: message.into(),
+            details: serde_json::json!({ "field": field }),
+        }
+    }
+
     /// Stable machine-readable code.
     pub fn code(&self) -> &'static str {
         match self {
@@ -76,6 +88,7 @@ impl AppError {
             Self::TooManyRequests { .. } => "too_many_requests",
             Self::Conflict(_) => "conflict",
             Self::Gone(_) => "gone",
+            Self::Agent(_) => "agent_error",
             Self::Database(_) => "database_unavailable",
             Self::Internal(_) => "internal_error",
         }
@@ -103,6 +116,7 @@ impl ResponseError for AppError {
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Gone(_) => StatusCode::GONE,
+            Self::Agent(_) => StatusCode::BAD_GATEWAY,
             Self::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

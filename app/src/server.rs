@@ -53,6 +53,9 @@ pub enum StartupError {
     /// The CA or the manager's certificates could not be prepared.
     #[error(transparent)]
     Certs(#[from] crate::certs::CertsError),
+    /// The secrets key could not be loaded.
+    #[error(transparent)]
+    Secrets(#[from] crate::secrets::SecretError),
     /// The first-run setup could not be prepared.
     #[error(transparent)]
     Setup(#[from] crate::auth::setup::SetupError),
@@ -119,6 +122,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartupError> {
         })
         .await?;
     let pki = crate::certs::prepare(&config, &db, &audit).await?;
+    let secrets = Arc::new(crate::secrets::SecretBox::load_or_create(&config.data.dir)?);
     let setup = Arc::new(crate::auth::setup::SetupGate::prepare(&db, &config.data.dir).await?);
     audit.verify().await?;
     audit.spawn_periodic_verification(Duration::from_secs(config.audit.verify_interval_secs));
@@ -141,6 +145,8 @@ pub async fn start(config: Config) -> Result<RunningServer, StartupError> {
         pki,
         setup,
         tokens: Arc::default(),
+        secrets,
+        clock: Arc::default(),
         login_failures: Arc::default(),
         config: Arc::new(config),
         started: Instant::now(),

@@ -29,6 +29,10 @@ pub struct AppState {
     >,
     /// The first-run setup, while no administrator exists.
     pub setup: Arc<crate::auth::setup::SetupGate>,
+    /// Key that seals TOTP seeds.
+    pub secrets: Arc<crate::secrets::SecretBox>,
+    /// Clock of the sign-in code (tests move it).
+    pub clock: Arc<crate::clock::Clock>,
     /// Configuration in force.
     pub config: Arc<Config>,
     /// Process start, for uptime.

@@ -3,62 +3,8 @@
 
 mod common;
 
-use common::{test_config, TestDb, BACKENDS};
-use serde_json::{json, Value};
-
-struct Answer {
-    status: u16,
-    cookies: Vec<String>,
-    body: Value,
-}
-
-async fn call(method: &str, url: &str, headers: &[(&str, String)], body: Option<Value>) -> Answer {
-    let c = awc::Client::builder()
-        .timeout(std::time::Duration::from_secs(30))
-        .finish();
-    let mut req = c.request(method.parse().unwrap(), url);
-    for (k, v) in headers {
-        req = req.insert_header((*k, v.as_str()));
-    }
-    let mut res = match body {
-        Some(b) => req.send_json(&b).await.unwrap(),
-        None => req.send().await.unwrap(),
-    };
-    let cookies = res
-        .headers()
-        .get_all("set-cookie")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .collect();
-    let bytes = res.body().await.unwrap();
-    Answer {
-        status: res.status().as_u16(),
-        cookies,
-        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    }
-}
-
-fn cookie_value(cookies: &[String], name: &str) -> String {
-    cookies
-        .iter()
-        .find_map(|c| {
-            c.strip_prefix(&format!("{name}="))
-                .map(|r| r.split(';').next().unwrap().to_owned())
-        })
-        .unwrap_or_else(|| panic!("no {name} cookie in {cookies:?}"))
-}
-
-async fn setup_admin(base: &str, data: &std::path::Path) {
-    let token = std::fs::read_to_string(data.join("setup-token")).unwrap();
-    let a = call(
-        "POST",
-        &format!("{base}/api/v1/setup"),
-        &[],
-        Some(json!({
-        "token": token.trim(), "username": "admin", "password": "tangerine-Orbit-42" })),
-    )
-    .await;
-    assert_eq!(a.status, 201, "{}", a.body);
-}
+use common::{call, cookie_value, setup_admin, test_config, TestDb, BACKENDS};
+use serde_json::json;
 
 #[actix_rt::test]
 async fn browser_and_api_sessions() {

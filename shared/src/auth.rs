@@ -81,3 +81,117 @@ pub struct RefreshRequest {
     #[serde(default)]
     pub refresh_token: Option<String>,
 }
+
+/// Answer of `POST /api/v1/auth/login`: a session, or the second step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum LoginResult {
+    /// Signed in.
+    SignedIn(SessionInfo),
+    /// The password was right; a second factor is needed.
+    MfaRequired(MfaChallenge),
+}
+
+/// The second sign-in step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MfaChallenge {
+    /// Opaque token for `POST /api/v1/auth/login/mfa` (and the WebAuthn sign-in).
+    pub mfa_token: String,
+    /// Factors the account has: `totp`, `webauthn`, `recovery`.
+    pub methods: Vec<String>,
+    /// Seconds the token stays valid.
+    pub expires_in: i64,
+}
+
+/// `POST /api/v1/auth/login/mfa`: a TOTP code or a recovery code (exactly one).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MfaLoginRequest {
+    /// The token from the first step.
+    pub mfa_token: String,
+    /// Six-digit code from the authenticator app.
+    #[serde(default)]
+    pub code: Option<String>,
+    /// One of the recovery codes.
+    #[serde(default)]
+    pub recovery_code: Option<String>,
+}
+
+/// `POST /api/v1/auth/mfa/totp`: starts enrolling an authenticator app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TotpEnrolRequest {
+    /// Name to tell several authenticators apart (1–64 characters).
+    pub name: String,
+}
+
+/// What the authenticator app needs; shown once, until confirmed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TotpEnrolment {
+    /// Credential to confirm.
+    pub credential_id: i64,
+    /// The seed in base32, for typing in by hand.
+    pub secret_base32: String,
+    /// `otpauth://` URL (what the QR code holds).
+    pub otpauth_url: String,
+    /// The QR code as an SVG document.
+    pub qr_svg: String,
+}
+
+/// `POST /api/v1/auth/mfa/totp/{id}/confirm`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TotpConfirmRequest {
+    /// Current code from the app.
+    pub code: String,
+}
+
+/// Recovery codes, shown once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoveryCodes {
+    /// New recovery codes; empty when the account already had some.
+    pub recovery_codes: Vec<String>,
+}
+
+/// One second factor of the signed-in user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MfaCredential {
+    /// Id (for removal).
+    pub id: i64,
+    /// `totp` or `webauthn`.
+    pub kind: String,
+    /// Name given at enrolment.
+    pub name: String,
+    /// Enrolment time (RFC 3339).
+    pub created_at: String,
+    /// Last use (RFC 3339).
+    pub last_used_at: Option<String>,
+}
+
+/// `GET /api/v1/auth/mfa`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MfaStatus {
+    /// An admin requires a second factor on this account.
+    pub required: bool,
+    /// Confirmed factors.
+    pub credentials: Vec<MfaCredential>,
+    /// Unused recovery codes.
+    pub recovery_codes_left: i64,
+}
+
+/// `GET /api/v1/auth/me`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Me {
+    /// User id.
+    pub user_id: i64,
+    /// User name.
+    pub username: String,
+    /// Display name.
+    pub display_name: String,
+    /// `admin` or `operator`.
+    pub role: String,
+    /// Session id.
+    pub session: String,
+    /// The account must enrol a second factor before anything else.
+    pub mfa_enrolment_pending: bool,
+}

@@ -12,6 +12,7 @@ pub mod enroll;
 pub mod error;
 #[cfg(feature = "config")]
 pub mod files;
+pub mod fleet;
 pub mod ids;
 pub mod status;
 

@@ -7,7 +7,9 @@
 //! source address, and every success, failure, lock and reuse is audited.
 
 use crate::api::AppError;
-use crate::auth::identity::{Identity, ACCESS_COOKIE, CSRF_COOKIE, REFRESH_COOKIE};
+use crate::auth::access::Caller;
+use crate::auth::identity::{ACCESS_COOKIE, CSRF_COOKIE, REFRESH_COOKIE};
+use crate::auth::mfa;
 use crate::auth::{password, tokens};
 use crate::db::audit::{NewAuditEntry, Outcome};
 use crate::db::schema::users;
@@ -17,7 +19,10 @@ use actix_web::cookie::{Cookie, SameSite};
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{Duration, NaiveDateTime};
 use diesel::prelude::*;
-use shared::auth::{ClientKind, LoginRequest, RefreshRequest, SessionInfo};
+use shared::auth::{
+    ClientKind, LoginRequest, LoginResult, Me, MfaChallenge, MfaLoginRequest, RefreshRequest,
+    SessionInfo,
+};
 
 /// Failures per address in [`ADDRESS_WINDOW`] before the address must wait.
 const ADDRESS_MAX_FAILURES: usize = 10;
@@ -96,14 +101,14 @@ fn session_answer(
     let (user_id, username, role) = info;
     let expires_in = tokens::ACCESS_TTL.num_seconds();
     match client {
-        ClientKind::Api => Ok(HttpResponse::Ok().json(SessionInfo {
+        ClientKind::Api => Ok(HttpResponse::Ok().json(LoginResult::SignedIn(SessionInfo {
             user_id,
             username,
             role,
             expires_in,
             access_token: Some(access),
             refresh_token: Some(refresh),
-        })),
+        }))),
         ClientKind::Browser => Ok(HttpResponse::Ok()
             .cookie(cookie(ACCESS_COOKIE, access, "/", tokens::ACCESS_TTL, true))
             .cookie(cookie(
@@ -120,14 +125,14 @@ fn session_answer(
                 sessions::MAX_LIFETIME,
                 false,
             ))
-            .json(SessionInfo {
+            .json(LoginResult::SignedIn(SessionInfo {
                 user_id,
                 username,
                 role,
                 expires_in,
                 access_token: None,
                 refresh_token: None,
-            })),
+            }))),
     }
 }
 
@@ -258,26 +263,91 @@ pub async fn login(
         .await;
         return Err(AppError::Unauthorized("wrong user name or password".into()));
     };
-    if mfa_required {
+    let _ = mfa_required; // enforced at the gate: no factor yet means enrolment only
+    if let Some(h) = rehash {
+        state
+            .db
+            .run(move |c| {
+                diesel::update(users::table.filter(users::id.eq(user_id)))
+                    .set(users::password_hash.eq(h))
+                    .execute(c)?;
+                Ok(())
+            })
+            .await?;
+    }
+    let now = state.clock.now();
+    let methods = state
+        .db
+        .run(move |c| second_factor_methods(c, user_id))
+        .await?;
+    if !methods.is_empty() {
+        let client = body.client;
+        let token = state
+            .db
+            .run(move |c| mfa::start_login_challenge(c, user_id, client, now))
+            .await?;
         audit(
             &state,
             &req,
             &name,
-            "auth.login",
-            Outcome::Denied,
-            serde_json::json!({ "reason": "MFA required but not available yet" }),
+            "auth.password_ok",
+            Outcome::Success,
+            serde_json::json!({ "next": methods }),
         )
         .await;
-        return Err(AppError::Forbidden(
-            "this account requires a second factor, which this version cannot check yet".into(),
-        ));
+        return Ok(
+            HttpResponse::Ok().json(LoginResult::MfaRequired(MfaChallenge {
+                mfa_token: token,
+                methods,
+                expires_in: mfa::CHALLENGE_TTL.num_seconds(),
+            })),
+        );
     }
+    complete_sign_in(&state, &req, (user_id, name, role), body.client, "password").await
+}
+
+/// The second factors a user can sign in with.
+fn second_factor_methods(
+    c: &mut crate::db::DbConnection,
+    user_id: i64,
+) -> Result<Vec<String>, crate::db::DbError> {
+    use crate::db::schema::user_credentials as uc;
+    let mut kinds: Vec<String> = uc::table
+        .filter(uc::user_id.eq(user_id))
+        .filter(uc::confirmed.eq(true))
+        .filter(
+            uc::last_used_at
+                .is_null()
+                .or(uc::kind.ne(mfa::KIND_RECOVERY)),
+        )
+        .select(uc::kind)
+        .distinct()
+        .load(c)?;
+    kinds.sort();
+    // Recovery codes alone are not a factor (they come with one).
+    if kinds.iter().all(|k| k == mfa::KIND_RECOVERY) {
+        kinds.clear();
+    }
+    Ok(kinds)
+}
+
+/// Ends a successful sign-in (after the password, or after the second factor): resets the
+/// failure counter, starts the session, issues the tokens and audits it.
+pub(crate) async fn complete_sign_in(
+    state: &AppState,
+    req: &HttpRequest,
+    user: (i64, String, String),
+    client: ClientKind,
+    method: &str,
+) -> Result<HttpResponse, AppError> {
+    let (user_id, name, role) = user;
+    let now = chrono::Utc::now().naive_utc();
     let ua = req
         .headers()
         .get("user-agent")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let ip_text = ip.map(|i| i.to_string());
+    let ip_text = req.peer_addr().map(|a| a.ip().to_string());
     let session = state
         .db
         .run(move |c| {
@@ -288,11 +358,6 @@ pub async fn login(
                     users::last_login_at.eq(now),
                 ))
                 .execute(c)?;
-            if let Some(h) = rehash {
-                diesel::update(users::table.filter(users::id.eq(user_id)))
-                    .set(users::password_hash.eq(h))
-                    .execute(c)?;
-            }
             sessions::start(c, user_id, ua.as_deref(), ip_text.as_deref(), now)
         })
         .await?;
@@ -301,15 +366,167 @@ pub async fn login(
         .issue(user_id, &role, &session.family_id, now)
         .map_err(|e| AppError::Internal(e.to_string()))?;
     audit(
-        &state,
-        &req,
+        state,
+        req,
         &name,
         "auth.login",
         Outcome::Success,
-        serde_json::json!({ "session": session.family_id }),
+        serde_json::json!({ "session": session.family_id, "method": method }),
     )
     .await;
-    session_answer(body.client, (user_id, name, role), access, session.token)
+    session_answer(client, (user_id, name, role), access, session.token)
+}
+
+/// `POST /api/v1/auth/login/mfa`: the second step, with a TOTP code or a recovery code.
+pub async fn login_mfa(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<MfaLoginRequest>,
+) -> Result<HttpResponse, AppError> {
+    let body = body.into_inner();
+    let now = state.clock.now();
+    let unix = state.clock.unix();
+    let refused = || {
+        AppError::Unauthorized("wrong or expired code; sign in again if it keeps failing".into())
+    };
+    let token = body.mfa_token.clone();
+    let Some((challenge_id, user_id, challenge)) = state
+        .db
+        .run(move |c| mfa::find_login_challenge(c, &token, now))
+        .await?
+    else {
+        audit(
+            &state,
+            &req,
+            "unknown",
+            "auth.mfa",
+            Outcome::Denied,
+            serde_json::json!({ "reason": "unknown or expired sign-in challenge" }),
+        )
+        .await;
+        return Err(refused());
+    };
+    let user: Option<(String, String, bool)> = state
+        .db
+        .run(move |c| {
+            Ok(users::table
+                .filter(users::id.eq(user_id))
+                .select((users::username, users::role, users::is_disabled))
+                .first(c)
+                .optional()?)
+        })
+        .await?;
+    let Some((name, role, false)) = user else {
+        state
+            .db
+            .run(move |c| mfa::end_challenge(c, challenge_id))
+            .await?;
+        return Err(refused());
+    };
+    let secrets = state.secrets.clone();
+    let (ok, method) = match (body.code, body.recovery_code) {
+        (Some(code), None) => {
+            let account = name.clone();
+            let ok = state
+                .db
+                .run(move |c| check_totp(c, &secrets, user_id, &account, &code, unix, now))
+                .await?;
+            (ok, "totp")
+        }
+        (None, Some(code)) => (
+            state
+                .db
+                .run(move |c| mfa::consume_recovery_code(c, user_id, &code, now))
+                .await?,
+            "recovery_code",
+        ),
+        _ => {
+            return Err(AppError::BadRequest {
+                code: "validation_failed",
+                message: "send exactly one of code or recovery_code".into(),
+                details: serde_json::Value::Null,
+            })
+        }
+    };
+    if !ok {
+        let alive = state
+            .db
+            .run(move |c| mfa::fail_login_challenge(c, challenge_id, challenge))
+            .await?;
+        let reason = row_failure_update(&state, &name, now)
+            .await?
+            .unwrap_or_default();
+        audit(
+            &state,
+            &req,
+            &name,
+            "auth.mfa",
+            Outcome::Denied,
+            serde_json::json!({ "method": method, "reason": format!("wrong or replayed code; {reason}"), "challenge_alive": alive }),
+        )
+        .await;
+        return Err(refused());
+    }
+    // Only one of two racing completions may turn the challenge into a session.
+    if !state
+        .db
+        .run(move |c| mfa::end_challenge(c, challenge_id))
+        .await?
+    {
+        return Err(refused());
+    }
+    if method == "recovery_code" {
+        audit(
+            &state,
+            &req,
+            &name,
+            "mfa.recovery_code_used",
+            Outcome::Success,
+            serde_json::Value::Null,
+        )
+        .await;
+    }
+    complete_sign_in(
+        &state,
+        &req,
+        (user_id, name, role),
+        challenge.client,
+        method,
+    )
+    .await
+}
+
+/// Whether `code` is a fresh code of one of the user's confirmed TOTP credentials; records the
+/// step so it cannot be used again.
+pub(crate) fn check_totp(
+    c: &mut crate::db::DbConnection,
+    secrets: &crate::secrets::SecretBox,
+    user_id: i64,
+    account: &str,
+    code: &str,
+    unix: u64,
+    now: NaiveDateTime,
+) -> Result<bool, crate::db::DbError> {
+    use crate::db::schema::user_credentials as uc;
+    let creds: Vec<(i64, String)> = uc::table
+        .filter(uc::user_id.eq(user_id))
+        .filter(uc::kind.eq(mfa::KIND_TOTP))
+        .filter(uc::confirmed.eq(true))
+        .select((uc::id, uc::data))
+        .load(c)?;
+    for (id, sealed) in creds {
+        let Ok(seed) = secrets.open(&mfa::seal_context(user_id), &sealed) else {
+            tracing::warn!(credential = id, "TOTP seed cannot be opened; skipping");
+            continue;
+        };
+        let Ok(t) = mfa::totp(seed, account) else {
+            continue;
+        };
+        if let Some(step) = mfa::matching_step(&t, code, unix) {
+            return mfa::consume_totp_step(c, id, step, now);
+        }
+    }
+    Ok(false)
 }
 
 /// Counts a failure against an existing account and locks it when due; answers the audit reason.
@@ -425,8 +642,9 @@ pub async fn refresh(
 pub async fn logout(
     state: web::Data<AppState>,
     req: HttpRequest,
-    who: Identity,
+    who: Caller,
 ) -> Result<HttpResponse, AppError> {
+    let who = who.identity;
     let now = chrono::Utc::now().naive_utc();
     let family = who.session.clone();
     state
@@ -460,8 +678,23 @@ pub async fn logout(
 }
 
 /// `GET /api/v1/auth/me`.
-pub async fn me(who: Identity) -> HttpResponse {
-    HttpResponse::Ok().json(
-        serde_json::json!({ "user_id": who.user_id, "role": who.role, "session": who.session }),
-    )
+pub async fn me(state: web::Data<AppState>, who: Caller) -> Result<HttpResponse, AppError> {
+    let uid = who.identity.user_id;
+    let (username, display_name): (String, String) = state
+        .db
+        .run(move |c| {
+            Ok(users::table
+                .filter(users::id.eq(uid))
+                .select((users::username, users::display_name))
+                .first(c)?)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(Me {
+        user_id: uid,
+        username,
+        display_name,
+        role: who.identity.role,
+        session: who.identity.session,
+        mfa_enrolment_pending: who.identity.mfa_enrolment_pending,
+    }))
 }

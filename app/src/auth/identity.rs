@@ -32,6 +32,8 @@ pub struct Identity {
     pub session: String,
     /// Authenticated by cookie (browser) rather than bearer token.
     pub via_cookie: bool,
+    /// The account requires a second factor and has none yet: only enrolment is allowed.
+    pub mfa_enrolment_pending: bool,
 }
 
 impl Identity {
@@ -80,7 +82,8 @@ impl FromRequest for Identity {
                     .and_then(|v| v.to_str().ok())
                     .map(str::to_owned);
                 match (cookie, header) {
-                    (Some(c), Some(h)) if !c.is_empty() && ring_eq(c.as_bytes(), h.as_bytes()) => {}
+                    (Some(c), Some(h))
+                        if !c.is_empty() && crate::auth::ct_eq(c.as_bytes(), h.as_bytes()) => {}
                     _ => {
                         return Err(AppError::Forbidden("missing or wrong CSRF token".into()).into())
                     }
@@ -105,30 +108,31 @@ impl FromRequest for Identity {
                         .filter(refresh_tokens::expires_at.gt(now))
                         .count()
                         .get_result(c)?;
-                    let enabled: Option<(bool, String)> = users::table
+                    let enabled: Option<(bool, String, bool)> = users::table
                         .filter(users::id.eq(user_id))
-                        .select((users::is_disabled, users::role))
+                        .select((users::is_disabled, users::role, users::mfa_required))
                         .first(c)
                         .optional()?;
-                    Ok((session > 0, enabled))
+                    let factors = if enabled.as_ref().is_some_and(|e| e.2) {
+                        crate::auth::mfa::confirmed_factors(c, user_id)?
+                    } else {
+                        0
+                    };
+                    Ok((session > 0, enabled, factors))
                 })
                 .await
                 .map_err(AppError::from)?;
             match alive {
                 // The role is read from the database, so a role change applies at once.
-                (true, Some((false, role))) => Ok(Identity {
+                (true, Some((false, role, mfa_required)), factors) => Ok(Identity {
                     user_id,
                     role,
                     session: claims.sid,
                     via_cookie,
+                    mfa_enrolment_pending: mfa_required && factors == 0,
                 }),
                 _ => Err(unauthorized()),
             }
         })
     }
-}
-
-/// Constant-time comparison.
-fn ring_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

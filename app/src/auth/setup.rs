@@ -164,21 +164,18 @@ impl SetupGate {
                     if existing > 0 {
                         return Ok(None);
                     }
-                    let id: i64 = diesel::insert_into(users::table)
-                        .values((
-                            users::username.eq(&username),
-                            users::display_name.eq(&display),
-                            users::password_hash.eq(&phc),
-                            users::role.eq("admin"),
-                            users::is_disabled.eq(false),
-                            users::mfa_required.eq(false),
-                            users::failed_logins.eq(0_i64),
-                            users::password_changed_at.eq(now),
-                            users::created_at.eq(now),
-                            users::updated_at.eq(now),
-                        ))
-                        .returning(users::id)
-                        .get_result(c)?;
+                    let id = crate::db::users::insert_local(
+                        c,
+                        &crate::db::users::NewLocalUser {
+                            username: &username,
+                            display_name: &display,
+                            email: None,
+                            password_hash: &phc,
+                            role: "admin",
+                            mfa_required: false,
+                        },
+                        now,
+                    )?;
                     Ok(Some(id))
                 })
             })

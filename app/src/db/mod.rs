@@ -15,6 +15,7 @@ pub mod enrollment;
 pub mod schema;
 pub mod sessions;
 pub mod stats;
+pub mod users;
 
 use crate::config::DatabaseTarget;
 use diesel::connection::SimpleConnection;

@@ -1,0 +1,242 @@
+//! Hosts, groups, users, certificates and enrollment tokens as the manager's API and UI see them.
+
+use serde::{Deserialize, Serialize};
+
+/// A host in lists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostSummary {
+    /// Id.
+    pub id: i64,
+    /// Name shown.
+    pub display_name: String,
+    /// DNS name.
+    pub fqdn: Option<String>,
+    /// Address the agent is reached at.
+    pub ip_address: String,
+    /// Agent port.
+    pub agent_port: i32,
+    /// `online`, `offline`, `unknown`…
+    pub status: String,
+    /// OS id and version (`debian 12`).
+    pub os: Option<String>,
+    /// Pending updates.
+    pub pending_patches: i64,
+    /// Pending security updates.
+    pub pending_security_patches: i64,
+    /// A reboot is required.
+    pub reboot_required: bool,
+    /// Last successful contact (RFC 3339).
+    pub last_seen_at: Option<String>,
+    /// Group names.
+    pub groups: Vec<String>,
+}
+
+/// One host with its certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostDetail {
+    /// The summary fields.
+    #[serde(flatten)]
+    pub summary: HostSummary,
+    /// Kernel.
+    pub kernel: Option<String>,
+    /// Agent version.
+    pub agent_version: Option<String>,
+    /// Current certificate.
+    pub certificate: Option<CertificateInfo>,
+    /// Registration time (RFC 3339).
+    pub created_at: String,
+}
+
+/// A host group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupInfo {
+    /// Id.
+    pub id: i64,
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// Member hosts.
+    pub hosts: i64,
+}
+
+/// `POST /api/v1/groups`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewGroup {
+    /// Name (1–64 characters, unique).
+    pub name: String,
+    /// Description.
+    #[serde(default)]
+    pub description: String,
+}
+
+/// A user account as admins see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserInfo {
+    /// Id.
+    pub id: i64,
+    /// Sign-in name.
+    pub username: String,
+    /// Display name.
+    pub display_name: String,
+    /// E-mail.
+    pub email: Option<String>,
+    /// `admin` or `operator`.
+    pub role: String,
+    /// Cannot sign in.
+    pub disabled: bool,
+    /// Must use a second factor.
+    pub mfa_required: bool,
+    /// Confirmed second factors.
+    pub mfa_factors: i64,
+    /// Groups (Operators see only their hosts).
+    pub group_ids: Vec<i64>,
+    /// Signed in through single sign-on.
+    pub sso: bool,
+    /// Last sign-in (RFC 3339).
+    pub last_login_at: Option<String>,
+    /// Locked after failed sign-ins until (RFC 3339).
+    pub locked_until: Option<String>,
+}
+
+/// `POST /api/v1/users`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    /// Sign-in name.
+    pub username: String,
+    /// Display name (the user name when empty).
+    #[serde(default)]
+    pub display_name: String,
+    /// E-mail.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// Initial password (policy applies).
+    pub password: String,
+    /// `admin` or `operator`.
+    pub role: String,
+    /// Groups of an Operator.
+    #[serde(default)]
+    pub group_ids: Vec<i64>,
+    /// Require a second factor.
+    #[serde(default)]
+    pub mfa_required: bool,
+}
+
+/// `PATCH /api/v1/users/{id}`: only the fields given change.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserUpdate {
+    /// Display name.
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// E-mail (empty string clears it).
+    #[serde(default)]
+    pub email: Option<String>,
+    /// New password (policy applies; ends the user's sessions).
+    #[serde(default)]
+    pub password: Option<String>,
+    /// `admin` or `operator`.
+    #[serde(default)]
+    pub role: Option<String>,
+    /// Disable (ends the user's sessions) or enable.
+    #[serde(default)]
+    pub disabled: Option<bool>,
+    /// Require a second factor.
+    #[serde(default)]
+    pub mfa_required: Option<bool>,
+    /// Replace the groups.
+    #[serde(default)]
+    pub group_ids: Option<Vec<i64>>,
+}
+
+/// A certificate issued by the manager's CA.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateInfo {
+    /// Id.
+    pub id: i64,
+    /// Serial (hex).
+    pub serial: String,
+    /// `ca`, `agent`, `manager_client` or `web`.
+    pub kind: String,
+    /// Subject common name.
+    pub subject: String,
+    /// Subject alternative names.
+    pub sans: Vec<String>,
+    /// Host, for agent certificates.
+    pub host_id: Option<i64>,
+    /// SHA-256 fingerprint (hex).
+    pub fingerprint_sha256: String,
+    /// Start of validity (RFC 3339).
+    pub not_before: String,
+    /// End of validity (RFC 3339).
+    pub not_after: String,
+    /// Whole days until expiry (negative: expired).
+    pub expires_in_days: i64,
+    /// `valid`, `expiring` (within the renewal window), `expired`, `revoked` or `superseded`.
+    pub state: String,
+    /// Revocation time (RFC 3339).
+    pub revoked_at: Option<String>,
+    /// Revocation reason.
+    pub revocation_reason: Option<String>,
+}
+
+/// `POST /api/v1/certificates/{id}/revoke`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeRequest {
+    /// Why (1–200 characters), kept in the audit log.
+    pub reason: String,
+}
+
+/// Outcome of a revocation: the CRL went to these agents.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CrlPushResult {
+    /// Agents that installed the new CRL.
+    pub delivered: usize,
+    /// Agents that did not, with the reason (retry by revoking again or wait for the next push).
+    pub failed: Vec<(i64, String)>,
+}
+
+/// `POST /api/v1/enrollment-tokens`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewEnrollmentToken {
+    /// Group the new host joins.
+    #[serde(default)]
+    pub group_id: Option<i64>,
+    /// Minutes of validity (5 to 10080; the configured default when absent).
+    #[serde(default)]
+    pub minutes: Option<i64>,
+}
+
+/// A token just made: the only time its secret is shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedEnrollmentToken {
+    /// Id.
+    pub id: i64,
+    /// The whole token for `patch-agent enroll --token`.
+    pub token: String,
+    /// The command to run on the host.
+    pub command: String,
+    /// Expiry (RFC 3339).
+    pub expires_at: String,
+}
+
+/// An enrollment token in lists (no secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollmentTokenInfo {
+    /// Id.
+    pub id: i64,
+    /// Group the host joins.
+    pub group_id: Option<i64>,
+    /// Expiry (RFC 3339).
+    pub expires_at: String,
+    /// Use time (RFC 3339).
+    pub used_at: Option<String>,
+    /// Host that used it.
+    pub used_by_host_id: Option<i64>,
+    /// Creation time (RFC 3339).
+    pub created_at: String,
+}
