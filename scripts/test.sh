@@ -25,6 +25,9 @@ cargo clippy -p frontend-leptos -p shared --target "$WASM_TARGET" --no-default-f
 
 build_wasm dev
 
+step "Building the binaries (the process tests start patch-manager and patch-agent)"
+cargo build --workspace --bins --quiet
+
 step "Tests (SQLite and PostgreSQL, browser included)"
 export LPM_SITE_ROOT="$SITE_ROOT"
 cargo nextest run --workspace --run-ignored all --no-fail-fast --failure-output final

@@ -144,7 +144,7 @@ fn current_certificate(
         .filter(certificates::host_id.eq(host_id))
         .filter(certificates::kind.eq("agent"))
         .filter(certificates::revoked_at.is_null())
-        .order(certificates::not_before.desc())
+        .order(certificates::id.desc())
         .select(crate::db::certificates::CertificateRow::as_select())
         .first(c)
         .optional()?)
