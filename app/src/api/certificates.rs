@@ -57,7 +57,7 @@ pub fn info(
 pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
     let renew = state.config.pki.renew_before_days;
     let mut rows = state.db.run(certificates::list).await?;
-    rows.sort_by(|a, b| b.id.cmp(&a.id));
+    rows.sort_by_key(|r| std::cmp::Reverse(r.id));
     // The newest certificate per holder (host, or manager role) is current; older ones are
     // superseded.
     let mut seen = std::collections::HashSet::new();
