@@ -67,6 +67,15 @@ step "Starting the demo agent on 127.0.0.1:$agent_port"
 "$bin/patch-agent" --config "$DEMO/agent.toml" serve & pids+=($!)
 
 fingerprint=$(openssl x509 -in "$DATA/ca/ca.crt" -noout -fingerprint -sha256 2>/dev/null | cut -d= -f2)
+if [ -f "$DATA/setup-token" ]; then
+  accounts="    First run: open https://$listen/ in a browser; it leads you to the setup page. Paste
+               this one-time setup token there to create the first administrator:
+                 $(cat "$DATA/setup-token")
+               (also in $DATA/setup-token until used). There is no default password."
+else
+  accounts="    Sign in:   with the administrator created at first run (Users page: more accounts,
+               MFA requirement; Account page: your authenticator app)."
+fi
 cat <<MSG
 
     patch-manager is running.
@@ -75,11 +84,10 @@ cat <<MSG
     Database:  $DATA/patch-manager.db (embedded SQLite)
     TLS:       certificate from the manager's own CA. Trust $DATA/ca/ca.crt in your browser
                (SHA-256 $fingerprint), or accept the warning for this local demo.
-    Accounts:  no default password. The one-time setup token for the first administrator is in
-               $DATA/setup-token (until used); POST it to /api/v1/setup. Sign-in pages and
-               access control are the next milestone: until then the UI is read-only and open.
+$accounts
     Fleet:     one demo agent (demo-agent-1.local), enrolled with a one-time token.
-               More hosts: patch-manager --data-dir $DATA enrollment-token
+               More hosts: Certificates page, "Add a host" (or: patch-manager --data-dir $DATA
+               enrollment-token)
     Stop with Ctrl-C.
 MSG
 wait "${pids[0]}"

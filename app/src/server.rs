@@ -13,10 +13,8 @@ use actix_files::Files;
 use actix_web::dev::ServerHandle;
 use actix_web::middleware::{from_fn, Compress};
 use actix_web::{web, App, HttpServer};
-use frontend_leptos::{OverviewFuture, ServerContext};
 use leptos::config::{Env, LeptosOptions};
-use leptos::prelude::provide_context;
-use leptos_actix::{generate_route_list, handle_server_fns_with_context, LeptosRoutes};
+use leptos_actix::{generate_route_list, LeptosRoutes};
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::sync::Arc;
@@ -182,36 +180,19 @@ fn build_http_server(
     let pkg_dir = server_cfg.site_root.join("pkg");
     let assets_dir = server_cfg.assets_dir.clone();
     let body_limit = server_cfg.body_limit_bytes;
-    let context = {
-        let state = state.clone();
-        ServerContext::new(move || -> OverviewFuture {
-            let state = state.clone();
-            Box::pin(async move { state.overview().await.map_err(|e| e.to_string()) })
-        })
-    };
 
     let mut server = HttpServer::new(move || {
         let routes = generate_route_list(frontend_leptos::App);
         let opts = leptos_options.clone();
-        let route_ctx = context.clone();
-        let fn_ctx = context.clone();
         App::new()
             .app_data(web::Data::new(state.clone()))
             .app_data(web::Data::new(leptos_options.clone()))
             .wrap(Compress::default())
             .wrap(from_fn(request_context))
             .configure(|cfg| api::configure(cfg, body_limit))
-            .route(
-                &format!("{}/{{tail:.*}}", frontend_leptos::SERVER_FN_PREFIX),
-                handle_server_fns_with_context(move || provide_context(fn_ctx.clone())),
-            )
             .service(Files::new("/pkg", &pkg_dir).use_etag(true))
             .service(Files::new("/assets", &assets_dir).use_etag(true))
-            .leptos_routes_with_context(
-                routes,
-                move || provide_context(route_ctx.clone()),
-                move || frontend_leptos::shell(opts.clone()),
-            )
+            .leptos_routes(routes, move || frontend_leptos::shell(opts.clone()))
             .default_service(web::to(api::not_found))
     })
     .shutdown_timeout(10);

@@ -59,12 +59,25 @@ impl AppState {
         }
     }
 
-    /// What the front page shows.
-    pub async fn overview(&self) -> Result<SystemOverview, AppError> {
+    /// What the front page shows; hosts and groups within `scope`.
+    pub async fn overview(
+        &self,
+        scope: &crate::auth::access::Scope,
+    ) -> Result<SystemOverview, AppError> {
         let health = self.health().await;
+        let scope = scope.clone();
         let (counts, audit_records) = self
             .db
-            .run(|c| Ok((stats::inventory_counts(c)?, crate::db::audit::count(c)?)))
+            .run(move |c| {
+                let mut counts = stats::inventory_counts(c)?;
+                if let Some(ids) = scope.host_ids(c)? {
+                    counts.hosts = i64::try_from(ids.len()).unwrap_or(i64::MAX);
+                }
+                if let Some(groups) = scope.groups() {
+                    counts.groups = i64::try_from(groups.len()).unwrap_or(i64::MAX);
+                }
+                Ok((counts, crate::db::audit::count(c)?))
+            })
             .await?;
         let audit_chain = match self.audit.last_verdict() {
             Some(v) => v,

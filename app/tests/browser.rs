@@ -1,6 +1,7 @@
 //! The whole web pipeline in a real browser: headless Chromium (Debian's `chromium`, driven through
-//! `chromedriver`) loads the server-rendered page, the WebAssembly bundle hydrates it, and a click
-//! updates a counter — which only works if hydration happened.
+//! `chromedriver`) loads the server-rendered pages, the WebAssembly bundle hydrates them, and a new
+//! user goes through first-run setup, signs in, enrols an authenticator app, signs out and signs in
+//! again with a code — every step through the real pages and the real API.
 //!
 //! Needs the wasm bundle under `LPM_SITE_ROOT` and chromium/chromedriver installed, which
 //! scripts/test.sh provides; it runs this test explicitly (`--run-ignored all`). Run alone it fails
@@ -56,9 +57,49 @@ fn start_chromedriver() -> Driver {
     }
 }
 
+async fn wait_enabled(
+    browser: &fantoccini::Client,
+    id: &str,
+) -> Result<fantoccini::elements::Element, fantoccini::error::CmdError> {
+    browser
+        .wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::Css(&format!("#{id}:not([disabled])")))
+        .await
+}
+
+async fn type_into(
+    browser: &fantoccini::Client,
+    id: &str,
+    text: &str,
+) -> Result<(), fantoccini::error::CmdError> {
+    let e = browser.find(Locator::Id(id)).await?;
+    e.clear().await?;
+    e.send_keys(text).await
+}
+
+/// Waits until the element's text is non-empty and answers it.
+async fn text_of(
+    browser: &fantoccini::Client,
+    css: &str,
+) -> Result<String, fantoccini::error::CmdError> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(e) = browser.find(Locator::Css(css)).await {
+            let t = e.text().await?;
+            if !t.trim().is_empty() || Instant::now() > deadline {
+                return Ok(t);
+            }
+        } else if Instant::now() > deadline {
+            return Ok(String::new());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[actix_rt::test]
 #[ignore = "needs the wasm bundle and chromium; scripts/test.sh runs it"]
-async fn page_hydrates_and_reacts_to_clicks() {
+async fn first_run_setup_sign_in_and_totp_in_the_browser() {
     let wasm = site_root()
         .join("pkg")
         .join(format!("{}_bg.wasm", frontend_leptos::OUTPUT_NAME));
@@ -69,9 +110,9 @@ async fn page_hydrates_and_reacts_to_clicks() {
     );
 
     let db = TestDb::new(Engine::Sqlite);
-    let server = patch_manager::server::start(test_config(&db))
-        .await
-        .unwrap();
+    let config = test_config(&db);
+    let server = patch_manager::server::start(config.clone()).await.unwrap();
+    let clock = server.state.clock.clone();
     let driver = start_chromedriver();
 
     let caps = serde_json::json!({
@@ -91,17 +132,35 @@ async fn page_hydrates_and_reacts_to_clicks() {
         .connect(&format!("http://127.0.0.1:{}", driver.port))
         .await
         .expect("WebDriver session");
+    let base = format!("http://{}", server.addr);
+    let setup_token = std::fs::read_to_string(config.data.dir.join("setup-token")).unwrap();
+    let password = "tangerine-Orbit-42";
 
     let result = async {
-        browser.goto(&format!("http://{}/", server.addr)).await?;
-        // Server-rendered content is there.
-        let engine = browser
-            .find(Locator::Id("database-backend"))
+        // A fresh installation sends the first visitor to first-run setup.
+        browser.goto(&format!("{base}/")).await?;
+        wait_enabled(&browser, "setup-submit").await?;
+        assert!(browser.current_url().await?.path().ends_with("/setup"));
+        type_into(&browser, "setup-token", setup_token.trim()).await?;
+        type_into(&browser, "setup-username", "admin").await?;
+        type_into(&browser, "setup-password", password).await?;
+        type_into(&browser, "setup-password2", password).await?;
+        browser
+            .find(Locator::Id("setup-submit"))
             .await?
-            .text()
+            .click()
             .await?;
+
+        // Then to sign-in; the password alone is enough while there is no second factor.
+        wait_enabled(&browser, "sign-in").await?;
+        type_into(&browser, "username", "admin").await?;
+        type_into(&browser, "password", password).await?;
+        browser.find(Locator::Id("sign-in")).await?.click().await?;
+        let engine = text_of(&browser, "#database-backend").await?;
         assert_eq!(engine, "SQLite (embedded)");
-        // Hydration flips the marker; wait for it (the wasm must download and start).
+        assert_eq!(text_of(&browser, "#signed-in-as").await?, "admin");
+
+        // The page is hydrated: clicks are handled.
         browser
             .wait()
             .at_most(Duration::from_secs(30))
@@ -119,9 +178,70 @@ async fn page_hydrates_and_reacts_to_clicks() {
             count, "2",
             "clicks were not handled: the page did not hydrate"
         );
+
+        // Enrol an authenticator app: QR code and key shown, a code from the key confirms it.
+        browser
+            .find(Locator::LinkText("Account"))
+            .await?
+            .click()
+            .await?;
+        wait_enabled(&browser, "totp-start").await?.click().await?;
+        let secret = text_of(&browser, "#totp-secret").await?;
+        assert!(!secret.is_empty(), "no key shown");
+        browser.find(Locator::Css("#totp-qr svg")).await?;
+        let seed = totp_rs::Secret::try_from_base32(secret.trim()).unwrap();
+        let app = patch_manager::auth::mfa::totp(seed.as_ref().to_vec(), "admin").unwrap();
+        type_into(
+            &browser,
+            "totp-code",
+            &patch_manager::auth::mfa::code_at(&app, clock.unix()),
+        )
+        .await?;
+        wait_enabled(&browser, "totp-confirm")
+            .await?
+            .click()
+            .await?;
+        browser
+            .wait()
+            .at_most(Duration::from_secs(30))
+            .for_element(Locator::Css("#recovery-codes li"))
+            .await?;
+        let codes = browser.find_all(Locator::Css("#recovery-codes li")).await?;
+        assert_eq!(codes.len(), 10, "ten recovery codes shown once");
+
+        // Sign out; sign in again: now the second step asks for a code.
+        browser.find(Locator::Id("sign-out")).await?.click().await?;
+        wait_enabled(&browser, "sign-in").await?;
+        type_into(&browser, "username", "admin").await?;
+        type_into(&browser, "password", password).await?;
+        browser.find(Locator::Id("sign-in")).await?.click().await?;
+        wait_enabled(&browser, "verify").await?;
+        type_into(&browser, "mfa-code", "000000").await?;
+        browser.find(Locator::Id("verify")).await?.click().await?;
+        let err = text_of(&browser, "[data-testid='error']").await?;
+        assert!(err.contains("wrong or expired code"), "{err}");
+        // The code that confirmed the app is spent; the next one signs in.
+        clock.advance(30);
+        type_into(
+            &browser,
+            "mfa-code",
+            &patch_manager::auth::mfa::code_at(&app, clock.unix()),
+        )
+        .await?;
+        wait_enabled(&browser, "verify").await?.click().await?;
+        assert_eq!(
+            text_of(&browser, "#database-backend").await?,
+            "SQLite (embedded)"
+        );
+        assert_eq!(text_of(&browser, "#signed-in-as").await?, "admin");
         Ok::<_, fantoccini::error::CmdError>(())
     }
     .await;
+    if result.is_err() {
+        if let Ok(src) = browser.source().await {
+            eprintln!("page at failure:\n{src}");
+        }
+    }
     browser.close().await.ok();
     server.stop().await;
     result.unwrap();

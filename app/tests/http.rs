@@ -87,7 +87,8 @@ async fn health_page_and_errors_on_a_running_server() {
         assert_eq!(env.error.code, "method_not_allowed");
         assert!(env.error.request_id.is_some());
 
-        // The server-rendered page: complete HTML, real data, not yet hydrated, loader present.
+        // The server-rendered page: complete HTML shell, no data (pages load it through the
+        // API, signed in), not yet hydrated, loader present.
         let mut res = c.get(format!("{base}/")).send().await.unwrap();
         assert_eq!(res.status(), 200);
         for h in [
@@ -100,9 +101,38 @@ async fn health_page_and_errors_on_a_running_server() {
         let body = String::from_utf8(res.body().limit(4 << 20).await.unwrap().to_vec()).unwrap();
         assert!(body.contains("Overview"), "{body}");
         assert!(
-            body.contains(expected.label()),
-            "page does not name the database engine"
+            !body.contains(expected.label()),
+            "the server-rendered page must not carry data to anonymous visitors"
         );
+        // The overview's data: only signed in.
+        let res = c
+            .get(format!("{base}/api/v1/overview"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 401);
+        common::setup_admin(&base, &server.state.config.data.dir).await;
+        let login = common::call(
+            "POST",
+            &format!("{base}/api/v1/auth/login"),
+            &[],
+            Some(serde_json::json!({ "username": "admin", "password": "tangerine-Orbit-42", "client": "api" })),
+        )
+        .await;
+        let token = login.body["access_token"].as_str().unwrap().to_owned();
+        let mut res = c
+            .get(format!("{base}/api/v1/overview"))
+            .insert_header(("authorization", format!("Bearer {token}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let o: shared::status::SystemOverview = res.json().await.unwrap();
+        assert_eq!(
+            o.health.database, expected,
+            "the overview names the database engine"
+        );
+        assert_eq!(o.users, 1);
         assert!(
             body.contains("data-hydrated=\"false\""),
             "SSR must render the unhydrated state"

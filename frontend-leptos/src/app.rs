@@ -1,12 +1,27 @@
-//! The application root: the HTML shell (server only) and the router.
+//! The application root: the HTML shell (server only), the session, navigation and the router.
+//!
+//! The session is whatever `GET /api/v1/auth/me` says, read in the browser. Without one the
+//! browser goes to the sign-in page (or to first-run setup while no Admin exists); an account
+//! that must enrol a second factor goes to its account page. The server enforces all of this
+//! anyway: the UI only spares the user a page of errors.
 
-use crate::pages::{HomePage, NotFound};
+use crate::api;
+use crate::pages::{
+    account::AccountPage,
+    admin::UsersPage,
+    fleet::{CertificatesPage, HostsPage},
+    home::{HomePage, NotFound},
+    signin::{LoginPage, SetupPage},
+};
 use leptos::prelude::*;
+use leptos::task::spawn_local;
 use leptos_meta::{provide_meta_context, Title};
 use leptos_router::{
-    components::{Route, Router, Routes},
-    path, SsrMode,
+    components::{Route, Router, Routes, A},
+    hooks::{use_location, use_navigate},
+    path,
 };
+use shared::auth::{Me, SetupStatus};
 
 /// The full HTML document the server sends; the hydration scripts load `/pkg/<OUTPUT_NAME>.js`.
 #[cfg(feature = "ssr")]
@@ -30,21 +45,122 @@ pub fn shell(options: leptos::config::LeptosOptions) -> impl IntoView {
     }
 }
 
+/// Who is signed in, as far as the browser knows.
+#[derive(Debug, Clone, Copy)]
+pub struct Session {
+    /// The signed-in user; `None` before the check or when signed out.
+    pub me: RwSignal<Option<Me>>,
+    /// The check has answered.
+    pub checked: RwSignal<bool>,
+}
+
+impl Session {
+    /// Whether the signed-in user is an Admin.
+    pub fn is_admin(&self) -> bool {
+        self.me
+            .with(|m| m.as_ref().is_some_and(|m| m.role == "admin"))
+    }
+
+    /// Reads the session again (after sign-in or enrolment).
+    pub async fn reload(&self) -> Option<Me> {
+        let me = api::get::<Me>("/api/v1/auth/me").await.ok();
+        self.me.set(me.clone());
+        self.checked.set(true);
+        me
+    }
+}
+
 /// Root component: header, navigation and the routed page.
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
+    provide_context(Session {
+        me: RwSignal::new(None),
+        checked: RwSignal::new(false),
+    });
     view! {
         <Title text="Linux Patch Manager"/>
         <Router>
+            <SessionGuard/>
             <header class="topbar">
                 <a class="brand" href="/">"Linux Patch Manager"</a>
+                <Nav/>
             </header>
             <main class="content">
                 <Routes fallback=|| view! { <NotFound/> }>
-                    <Route path=path!("") view=HomePage ssr=SsrMode::Async/>
+                    <Route path=path!("") view=HomePage/>
+                    <Route path=path!("setup") view=SetupPage/>
+                    <Route path=path!("login") view=LoginPage/>
+                    <Route path=path!("account") view=AccountPage/>
+                    <Route path=path!("hosts") view=HostsPage/>
+                    <Route path=path!("certificates") view=CertificatesPage/>
+                    <Route path=path!("users") view=UsersPage/>
                 </Routes>
             </main>
         </Router>
+    }
+}
+
+/// Checks the session once the page is in the browser and sends the user where they must go.
+#[component]
+fn SessionGuard() -> impl IntoView {
+    let session = expect_context::<Session>();
+    let navigate = use_navigate();
+    let location = use_location();
+    Effect::new(move |_| {
+        let navigate = navigate.clone();
+        let path = location.pathname.get_untracked();
+        spawn_local(async move {
+            let me = session.reload().await;
+            let public = path == "/login" || path == "/setup";
+            match me {
+                None if !public => {
+                    let setup = api::get::<SetupStatus>("/api/v1/setup").await.ok();
+                    let to = if setup.is_some_and(|s| s.required) {
+                        "/setup"
+                    } else {
+                        "/login"
+                    };
+                    navigate(to, Default::default());
+                }
+                Some(m) if m.mfa_enrolment_pending && path != "/account" => {
+                    navigate("/account", Default::default());
+                }
+                _ => {}
+            }
+        });
+    });
+}
+
+/// Links for the signed-in user, by role, and sign-out.
+#[component]
+fn Nav() -> impl IntoView {
+    let session = expect_context::<Session>();
+    let navigate = use_navigate();
+    let sign_out = move |_| {
+        let navigate = navigate.clone();
+        spawn_local(async move {
+            // Even if the manager cannot be reached, forget the session here.
+            let _ = api::post_unit("/api/v1/auth/logout", &serde_json::json!({})).await;
+            session.me.set(None);
+            navigate("/login", Default::default());
+        });
+    };
+    view! {
+        <Show when=move || session.me.with(Option::is_some)>
+            <nav class="nav" aria-label="Main">
+                <A href="/">"Overview"</A>
+                <A href="/hosts">"Hosts"</A>
+                <Show when=move || session.is_admin()>
+                    <A href="/certificates">"Certificates"</A>
+                    <A href="/users">"Users"</A>
+                </Show>
+                <A href="/account">"Account"</A>
+                <span class="muted" id="signed-in-as">
+                    {move || session.me.with(|m| m.as_ref().map(|m| m.username.clone()).unwrap_or_default())}
+                </span>
+                <button id="sign-out" type="button" on:click=sign_out.clone()>"Sign out"</button>
+            </nav>
+        </Show>
     }
 }

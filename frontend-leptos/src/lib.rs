@@ -5,22 +5,17 @@
 //! compiled to WebAssembly and attach to that HTML in the browser, so the page is readable before
 //! any script runs and interactive once the bundle has loaded.
 //!
-//! Data the pages need from the server comes through server functions under [`SERVER_FN_PREFIX`];
-//! on the server those read a [`ServerContext`] that the manager provides.
+//! Pages load their data in the browser from the manager's JSON API ([`api`]), so the API's
+//! access rules are the only ones: the server renders the page shells, never data.
 
+pub mod api;
 pub mod app;
 pub mod pages;
-#[cfg(feature = "ssr")]
-pub mod server;
+pub mod ui;
 
 #[cfg(feature = "ssr")]
 pub use app::shell;
 pub use app::App;
-#[cfg(feature = "ssr")]
-pub use server::{OverviewFuture, ServerContext};
-
-/// Path prefix under which the manager routes Leptos server-function calls.
-pub const SERVER_FN_PREFIX: &str = "/sfn";
 
 /// Base name of the wasm-bindgen output (`/pkg/<name>.js`, `/pkg/<name>_bg.wasm`); the build
 /// script and `LeptosOptions::output_name` must agree on it or the page never hydrates.

@@ -44,6 +44,7 @@ macro_rules! route {
 pub static ROUTES: &[ApiRoute] = &[
     route!(GET "/status/health", Public, status::health),
     route!(GET "/api/v1/ca/root.crt", Public, ca::root_certificate),
+    route!(GET "/api/v1/overview", Operator, status::overview),
     route!(POST "/api/v1/enroll", Public, enroll::enroll),
     route!(GET "/api/v1/setup", Public, setup::status),
     route!(POST "/api/v1/setup", Public, setup::complete),

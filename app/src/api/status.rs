@@ -13,3 +13,12 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
         ServiceState::Degraded => HttpResponse::ServiceUnavailable().json(report),
     }
 }
+
+/// `GET /api/v1/overview`: the front page's figures, hosts and groups counted within the
+/// caller's scope.
+pub async fn overview(
+    state: web::Data<AppState>,
+    who: crate::auth::access::Caller,
+) -> Result<HttpResponse, crate::api::AppError> {
+    Ok(HttpResponse::Ok().json(state.overview(&who.scope).await?))
+}

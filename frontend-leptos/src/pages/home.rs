@@ -1,39 +1,40 @@
-//! Pages. The home page shows what the installation holds today and proves hydration with a
-//! counter that only counts once the WebAssembly bundle has attached.
+//! The overview: what the installation holds today (for the signed-in user's scope), and a
+//! counter that only counts once the WebAssembly bundle has attached (the browser test's proof
+//! of hydration).
 
+use crate::ui::{load_on_mount, ErrorLine};
 use leptos::prelude::*;
 use shared::status::{AuditChainState, ServiceState, SystemOverview};
-
-/// Reads the installation overview on the server.
-#[server(prefix = "/sfn", endpoint = "overview")]
-pub async fn get_overview() -> Result<SystemOverview, ServerFnError> {
-    let ctx = use_context::<crate::ServerContext>()
-        .ok_or_else(|| ServerFnError::new("server context missing"))?;
-    ctx.overview().await.map_err(ServerFnError::new)
-}
 
 /// Front page: installation status and an interactivity check.
 #[component]
 pub fn HomePage() -> impl IntoView {
-    let overview = Resource::new(|| (), |_| get_overview());
+    let overview = load_on_mount::<SystemOverview>("/api/v1/overview");
     let (hydrated, set_hydrated) = signal(false);
     // Effects run only in the browser, so this flips once the WASM bundle has hydrated the page.
     Effect::new(move |_| set_hydrated.set(true));
     let (clicks, set_clicks) = signal(0u32);
+    let error = RwSignal::new(None);
+    Effect::new(move |_| {
+        if let Some(Err(e)) = overview.get() {
+            error.set(Some(format!("Status unavailable: {e}")));
+        }
+    });
 
     view! {
         <section class="page" data-hydrated=move || hydrated.get().to_string()>
             <h1>"Overview"</h1>
-            <Suspense fallback=|| view! { <p class="muted">"Loading status…"</p> }>
-                {move || Suspend::new(async move {
-                    match overview.await {
-                        Ok(o) => view! { <OverviewCards overview=o/> }.into_any(),
-                        Err(e) => view! {
-                            <p class="error" role="alert">"Status unavailable: " {e.to_string()}</p>
-                        }.into_any(),
-                    }
-                })}
-            </Suspense>
+            {move || match overview.get() {
+                Some(Ok(o)) => view! { <OverviewCards overview=o/> }.into_any(),
+                Some(Err(_)) => view! { <ErrorLine error/> }.into_any(),
+                None => view! { <p class="muted">"Loading status…"</p> }.into_any(),
+            }}
+            <p>
+                <a id="root-ca-download" href="/api/v1/ca/root.crt" download="patch-manager-root-ca.crt">
+                    "Download the root CA certificate"
+                </a>
+                <span class="muted">" — trust it to verify the manager and the agents."</span>
+            </p>
             <section class="card" aria-labelledby="ui-check">
                 <h2 id="ui-check">"Browser check"</h2>
                 <p class="muted">
@@ -92,11 +93,6 @@ fn OverviewCards(overview: SystemOverview) -> impl IntoView {
                 {(overview.hosts == 0).then(|| view! {
                     <p class="muted">"No hosts are enrolled yet."</p>
                 })}
-                <p>
-                    <a id="root-ca-download" href="/api/v1/ca/root.crt" download="patch-manager-root-ca.crt">
-                        "Download the root CA certificate"
-                    </a>
-                </p>
             </section>
             <section class="card">
                 <h2>"Audit log"</h2>

@@ -1,0 +1,203 @@
+//! The browser's client of the manager's JSON API. Every page reads and writes through here, so
+//! the API's access rules apply to the UI exactly as to any other client.
+//!
+//! Browsers hold their tokens only in `HttpOnly` cookies; this module adds the CSRF header (the
+//! readable `lpm_csrf` cookie repeated) to every mutation, and when the access token has expired
+//! it refreshes the session once and repeats the request.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use shared::ErrorEnvelope;
+
+/// A failed API call, ready to show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status (0: the request did not reach the manager).
+    pub status: u16,
+    /// Stable error code from the envelope.
+    pub code: String,
+    /// Message for the user.
+    pub message: String,
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl ApiError {
+    #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+    fn network(e: impl std::fmt::Display) -> Self {
+        Self {
+            status: 0,
+            code: "network".into(),
+            message: format!("the manager could not be reached: {e}"),
+        }
+    }
+}
+
+/// GET and decode.
+pub async fn get<T: DeserializeOwned>(path: &str) -> Result<T, ApiError> {
+    decode(send("GET", path, None).await?)
+}
+
+/// POST a JSON body and decode the answer.
+pub async fn post<B: Serialize, T: DeserializeOwned>(path: &str, body: &B) -> Result<T, ApiError> {
+    decode(send("POST", path, Some(to_json(body)?)).await?)
+}
+
+/// POST a JSON body, ignore the answer's body.
+pub async fn post_unit<B: Serialize>(path: &str, body: &B) -> Result<(), ApiError> {
+    send("POST", path, Some(to_json(body)?)).await.map(|_| ())
+}
+
+/// PATCH a JSON body and decode the answer.
+pub async fn patch<B: Serialize, T: DeserializeOwned>(path: &str, body: &B) -> Result<T, ApiError> {
+    decode(send("PATCH", path, Some(to_json(body)?)).await?)
+}
+
+/// DELETE.
+pub async fn delete(path: &str) -> Result<(), ApiError> {
+    send("DELETE", path, None).await.map(|_| ())
+}
+
+fn to_json<B: Serialize>(body: &B) -> Result<String, ApiError> {
+    serde_json::to_string(body).map_err(|e| ApiError {
+        status: 0,
+        code: "encode".into(),
+        message: e.to_string(),
+    })
+}
+
+fn decode<T: DeserializeOwned>(text: String) -> Result<T, ApiError> {
+    // An empty body (204) decodes as JSON null for unit-like answers.
+    let text = if text.trim().is_empty() {
+        "null".to_owned()
+    } else {
+        text
+    };
+    serde_json::from_str(&text).map_err(|e| ApiError {
+        status: 200,
+        code: "decode".into(),
+        message: format!("unexpected answer from the manager: {e}"),
+    })
+}
+
+#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+fn envelope_error(status: u16, text: &str) -> ApiError {
+    match serde_json::from_str::<ErrorEnvelope>(text) {
+        Ok(env) => ApiError {
+            status,
+            code: env.error.code,
+            message: env.error.message,
+        },
+        Err(_) => ApiError {
+            status,
+            code: "http".into(),
+            message: format!("the manager answered {status}"),
+        },
+    }
+}
+
+/// Sends a request; on 401 refreshes the session once and repeats it. Answers the body text of a
+/// 2xx answer.
+#[cfg(feature = "hydrate")]
+async fn send(method: &str, path: &str, body: Option<String>) -> Result<String, ApiError> {
+    let (status, text) = once(method, path, body.clone()).await?;
+    if status == 401 && !path.starts_with("/api/v1/auth/") && !path.starts_with("/api/v1/setup") {
+        let (rs, _) = once("POST", "/api/v1/auth/refresh", Some("{}".into())).await?;
+        if (200..300).contains(&rs) {
+            let (status, text) = once(method, path, body).await?;
+            return finish(status, text);
+        }
+    }
+    finish(status, text)
+}
+
+#[cfg(feature = "hydrate")]
+fn finish(status: u16, text: String) -> Result<String, ApiError> {
+    if (200..300).contains(&status) {
+        Ok(text)
+    } else {
+        Err(envelope_error(status, &text))
+    }
+}
+
+#[cfg(feature = "hydrate")]
+async fn once(method: &str, path: &str, body: Option<String>) -> Result<(u16, String), ApiError> {
+    use gloo_net::http::{Method, RequestBuilder};
+    let m = match method {
+        "POST" => Method::POST,
+        "PATCH" => Method::PATCH,
+        "DELETE" => Method::DELETE,
+        _ => Method::GET,
+    };
+    let mut rb = RequestBuilder::new(path)
+        .method(m)
+        .header("accept", "application/json");
+    if method != "GET" {
+        if let Some(token) = csrf_token() {
+            rb = rb.header("x-csrf-token", &token);
+        }
+    }
+    let req = match body {
+        Some(b) => rb
+            .header("content-type", "application/json")
+            .body(b)
+            .map_err(ApiError::network)?,
+        None => rb.build().map_err(ApiError::network)?,
+    };
+    let res = req.send().await.map_err(ApiError::network)?;
+    let status = res.status();
+    let text = res.text().await.map_err(ApiError::network)?;
+    Ok((status, text))
+}
+
+/// The readable CSRF cookie.
+#[cfg(feature = "hydrate")]
+fn csrf_token() -> Option<String> {
+    use wasm_bindgen::JsCast;
+    let doc = web_sys::window()?.document()?;
+    let cookies = doc
+        .dyn_into::<web_sys::HtmlDocument>()
+        .ok()?
+        .cookie()
+        .ok()?;
+    cookies.split(';').find_map(|c| {
+        c.trim()
+            .strip_prefix("lpm_csrf=")
+            .map(str::to_owned)
+            .filter(|v| !v.is_empty())
+    })
+}
+
+/// On the server nothing calls the API through HTTP: pages load their data in the browser.
+#[cfg(not(feature = "hydrate"))]
+async fn send(_method: &str, _path: &str, _body: Option<String>) -> Result<String, ApiError> {
+    Err(ApiError {
+        status: 0,
+        code: "server_side".into(),
+        message: "loads in the browser".into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelopes_become_messages() {
+        let e = envelope_error(
+            409,
+            r#"{"error":{"code":"conflict","message":"user bob exists","details":null,"request_id":"x"}}"#,
+        );
+        assert_eq!(
+            (e.status, e.code.as_str(), e.message.as_str()),
+            (409, "conflict", "user bob exists")
+        );
+        let e = envelope_error(502, "<html>");
+        assert_eq!(e.code, "http");
+        assert_eq!(decode::<()>(String::new()), Ok(()));
+    }
+}

@@ -1,0 +1,238 @@
+//! `/users` (Admins): accounts, their role, groups and second-factor requirement; create,
+//! disable, reset MFA, end sessions, delete; and host groups.
+
+use crate::api;
+use crate::pages::signin::Field;
+use crate::ui::{load, loaded, maybe_time, ErrorLine, Submit};
+use leptos::ev::SubmitEvent;
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use shared::fleet::{GroupInfo, NewGroup, NewUser, UserInfo, UserUpdate};
+
+/// The users page.
+#[component]
+pub fn UsersPage() -> impl IntoView {
+    let users = loaded::<Vec<UserInfo>>();
+    let groups = loaded::<Vec<GroupInfo>>();
+    let reload = move || {
+        load("/api/v1/users", users);
+        load("/api/v1/groups", groups);
+    };
+    Effect::new(move |_| reload());
+    let error = RwSignal::new(None::<String>);
+    let notice = RwSignal::new(None::<String>);
+
+    let act = move |what: &'static str,
+                    fut: std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<(), api::ApiError>>>,
+    >| {
+        spawn_local(async move {
+            match fut.await {
+                Ok(()) => {
+                    error.set(None);
+                    notice.set(Some(what.to_owned()));
+                    reload();
+                }
+                Err(e) => error.set(Some(e.message)),
+            }
+        });
+    };
+    let update = move |id: i64, body: UserUpdate, what: &'static str| {
+        act(
+            what,
+            Box::pin(async move {
+                api::patch::<_, UserInfo>(&format!("/api/v1/users/{id}"), &body)
+                    .await
+                    .map(|_| ())
+            }),
+        );
+    };
+    let post_action = move |id: i64, action: &'static str, what: &'static str| {
+        act(
+            what,
+            Box::pin(async move {
+                api::post_unit(
+                    &format!("/api/v1/users/{id}/{action}"),
+                    &serde_json::json!({}),
+                )
+                .await
+            }),
+        );
+    };
+    let remove = move |id: i64| {
+        act(
+            "User deleted.",
+            Box::pin(async move { api::delete(&format!("/api/v1/users/{id}")).await }),
+        );
+    };
+    let confirm_delete = RwSignal::new(None::<i64>);
+
+    // New user form.
+    let username = RwSignal::new(String::new());
+    let display = RwSignal::new(String::new());
+    let email = RwSignal::new(String::new());
+    let password = RwSignal::new(String::new());
+    let role = RwSignal::new("operator".to_owned());
+    let mfa_required = RwSignal::new(false);
+    let chosen = RwSignal::new(Vec::<i64>::new());
+    let create = move |ev: SubmitEvent| {
+        ev.prevent_default();
+        let e = email.get_untracked();
+        let body = NewUser {
+            username: username.get_untracked().trim().to_owned(),
+            display_name: display.get_untracked(),
+            email: (!e.trim().is_empty()).then(|| e.trim().to_owned()),
+            password: password.get_untracked(),
+            role: role.get_untracked(),
+            group_ids: chosen.get_untracked(),
+            mfa_required: mfa_required.get_untracked(),
+        };
+        act(
+            "User created.",
+            Box::pin(async move {
+                let r = api::post::<_, UserInfo>("/api/v1/users", &body)
+                    .await
+                    .map(|_| ());
+                if r.is_ok() {
+                    username.set(String::new());
+                    password.set(String::new());
+                }
+                r
+            }),
+        );
+    };
+    let group_name = RwSignal::new(String::new());
+    let create_group = move |ev: SubmitEvent| {
+        ev.prevent_default();
+        let body = NewGroup {
+            name: group_name.get_untracked().trim().to_owned(),
+            description: String::new(),
+        };
+        act(
+            "Group created.",
+            Box::pin(async move {
+                api::post::<_, GroupInfo>("/api/v1/groups", &body)
+                    .await
+                    .map(|_| ())
+            }),
+        );
+    };
+    let group_names = move |ids: &[i64]| -> String {
+        groups.with(|g| match g {
+            Some(Ok(g)) => ids
+                .iter()
+                .filter_map(|id| g.iter().find(|x| x.id == *id).map(|x| x.name.clone()))
+                .collect::<Vec<_>>()
+                .join(", "),
+            _ => String::new(),
+        })
+    };
+
+    view! {
+        <section class="page">
+            <h1>"Users"</h1>
+            <p class="ok" role="status">{move || notice.get().unwrap_or_default()}</p>
+            <ErrorLine error/>
+            <section class="card">
+                {move || match users.get() {
+                    None => view! { <p class="muted">"Loading…"</p> }.into_any(),
+                    Some(Err(e)) => view! { <p class="error">{e.message}</p> }.into_any(),
+                    Some(Ok(list)) => view! {
+                        <table class="table" id="users">
+                            <thead><tr>
+                                <th>"User"</th><th>"Role"</th><th>"Groups"</th><th>"Second factor"</th>
+                                <th>"Status"</th><th>"Last sign-in"</th><th>"Actions"</th>
+                            </tr></thead>
+                            <tbody>
+                            {list.into_iter().map(|u| {
+                                let id = u.id;
+                                let disabled = u.disabled;
+                                let required = u.mfa_required;
+                                let is_admin = u.role == "admin";
+                                view! {
+                                    <tr data-user=u.username.clone()>
+                                        <td><strong>{u.username.clone()}</strong><br/><span class="muted">{u.display_name.clone()}</span></td>
+                                        <td>{u.role.clone()}</td>
+                                        <td>{if is_admin { "all".to_owned() } else { group_names(&u.group_ids) }}</td>
+                                        <td>
+                                            {format!("{} enrolled", u.mfa_factors)}
+                                            {required.then_some(" · required")}
+                                        </td>
+                                        <td class=if disabled { "bad" } else { "ok" }>
+                                            {if disabled { "disabled" } else { "active" }}
+                                            {u.locked_until.as_ref().map(|t| format!(" · locked until {}", maybe_time(Some(t))))}
+                                        </td>
+                                        <td>{maybe_time(u.last_login_at.as_deref())}</td>
+                                        <td class="actions">
+                                            <button type="button" on:click=move |_| update(id, UserUpdate { disabled: Some(!disabled), ..Default::default() }, if disabled { "Enabled." } else { "Disabled." })>
+                                                {if disabled { "Enable" } else { "Disable" }}
+                                            </button>
+                                            <button type="button" on:click=move |_| update(id, UserUpdate { mfa_required: Some(!required), ..Default::default() }, "MFA requirement changed.")>
+                                                {if required { "Don't require MFA" } else { "Require MFA" }}
+                                            </button>
+                                            <button type="button" on:click=move |_| update(id, UserUpdate { role: Some(if is_admin { "operator".into() } else { "admin".into() }), ..Default::default() }, "Role changed.")>
+                                                {if is_admin { "Make Operator" } else { "Make Admin" }}
+                                            </button>
+                                            <button type="button" on:click=move |_| post_action(id, "reset-mfa", "Second factors removed; the user enrols again.")>"Reset MFA"</button>
+                                            <button type="button" on:click=move |_| post_action(id, "logout", "Sessions ended.")>"Sign out everywhere"</button>
+                                            {move || if confirm_delete.get() == Some(id) {
+                                                view! { <button type="button" class="danger" on:click=move |_| { confirm_delete.set(None); remove(id) }>"Confirm delete"</button> }.into_any()
+                                            } else {
+                                                view! { <button type="button" class="danger" on:click=move |_| confirm_delete.set(Some(id))>"Delete"</button> }.into_any()
+                                            }}
+                                        </td>
+                                    </tr>
+                                }
+                            }).collect_view()}
+                            </tbody>
+                        </table>
+                    }.into_any(),
+                }}
+            </section>
+            <div class="grid">
+                <form class="card form" on:submit=create id="new-user">
+                    <h2>"New user"</h2>
+                    <Field id="new-username" label="User name" value=username autocomplete="off" required=true/>
+                    <Field id="new-display" label="Display name" value=display autocomplete="off"/>
+                    <Field id="new-email" label="E-mail" value=email kind="email" autocomplete="off"/>
+                    <Field id="new-password" label="Initial password" value=password kind="password" autocomplete="new-password" required=true/>
+                    <label for="new-role">"Role"</label>
+                    <select id="new-role" on:change=move |ev| role.set(event_target_value(&ev)) prop:value=move || role.get()>
+                        <option value="operator">"Operator (hosts of their groups)"</option>
+                        <option value="admin">"Admin (everything)"</option>
+                    </select>
+                    <fieldset>
+                        <legend>"Groups"</legend>
+                        {move || match groups.get() {
+                            Some(Ok(g)) => g.into_iter().map(|g| {
+                                let id = g.id;
+                                view! {
+                                    <label class="check">
+                                        <input type="checkbox" prop:checked=move || chosen.with(|c| c.contains(&id))
+                                            on:change=move |ev| {
+                                                let on = event_target_checked(&ev);
+                                                chosen.update(|c| { c.retain(|x| *x != id); if on { c.push(id) } });
+                                            }/>
+                                        {g.name}
+                                    </label>
+                                }
+                            }).collect_view().into_any(),
+                            _ => view! { <span class="muted">"No groups yet."</span> }.into_any(),
+                        }}
+                    </fieldset>
+                    <label class="check">
+                        <input type="checkbox" id="new-mfa" prop:checked=move || mfa_required.get()
+                            on:change=move |ev| mfa_required.set(event_target_checked(&ev))/>
+                        "Require a second factor"
+                    </label>
+                    <Submit id="create-user" label="Create user"/>
+                </form>
+                <form class="card form" on:submit=create_group>
+                    <h2>"New group"</h2>
+                    <Field id="new-group" label="Name" value=group_name required=true/>
+                    <Submit id="create-group" label="Create group"/>
+                </form>
+            </div>
+        </section>
+    }
+}

@@ -1,0 +1,332 @@
+//! `/hosts` (everyone, within their groups) and `/certificates` (Admins): the fleet, its
+//! certificates with expiry, renewal, rotation and revocation, and enrollment tokens for new hosts.
+
+use crate::api;
+use crate::app::Session;
+use crate::pages::signin::Field;
+use crate::ui::{load, loaded, maybe_time, short_time, ErrorLine, Submit};
+use leptos::ev::SubmitEvent;
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use shared::fleet::{
+    CertificateInfo, CreatedEnrollmentToken, CrlPushResult, EnrollmentTokenInfo, GroupInfo,
+    HostSummary, NewEnrollmentToken, RevokeRequest,
+};
+
+/// The hosts page.
+#[component]
+pub fn HostsPage() -> impl IntoView {
+    let session = expect_context::<Session>();
+    let hosts = loaded::<Vec<HostSummary>>();
+    let reload = move || load("/api/v1/hosts", hosts);
+    Effect::new(move |_| reload());
+    let error = RwSignal::new(None::<String>);
+    let notice = RwSignal::new(None::<String>);
+    let renew = move |id: i64| renew_host(id, notice, error, || ());
+    view! {
+        <section class="page">
+            <h1>"Hosts"</h1>
+            <p class="ok" role="status">{move || notice.get().unwrap_or_default()}</p>
+            <ErrorLine error/>
+            {move || match hosts.get() {
+                None => view! { <p class="muted">"Loading…"</p> }.into_any(),
+                Some(Err(e)) => view! { <p class="error">{e.message}</p> }.into_any(),
+                Some(Ok(list)) if list.is_empty() => view! {
+                    <p class="muted">"No hosts to show. Admins add hosts with an enrollment token from the Certificates page."</p>
+                }.into_any(),
+                Some(Ok(list)) => view! {
+                    <table class="table" id="hosts">
+                        <thead><tr>
+                            <th>"Host"</th><th>"Address"</th><th>"Status"</th><th>"OS"</th>
+                            <th>"Updates"</th><th>"Groups"</th><th>"Last seen"</th><th>"Certificate"</th>
+                        </tr></thead>
+                        <tbody>
+                        {list.into_iter().map(|h| {
+                            let id = h.id;
+                            view! {
+                                <tr>
+                                    <td><strong>{h.display_name}</strong><br/><span class="muted">{h.fqdn.unwrap_or_default()}</span></td>
+                                    <td>{format!("{}:{}", h.ip_address, h.agent_port)}</td>
+                                    <td>{h.status}</td>
+                                    <td>{h.os.unwrap_or_else(|| "—".into())}</td>
+                                    <td>
+                                        {h.pending_patches} {(h.pending_security_patches > 0).then(|| view! {
+                                            <span class="bad">{format!(" ({} security)", h.pending_security_patches)}</span>
+                                        })}
+                                        {h.reboot_required.then_some(" · reboot")}
+                                    </td>
+                                    <td>{h.groups.join(", ")}</td>
+                                    <td>{maybe_time(h.last_seen_at.as_deref())}</td>
+                                    <td class="actions">
+                                        <a href=format!("/api/v1/hosts/{id}/certificate-bundle") download="">"Bundle (public)"</a>
+                                        <Show when=move || session.is_admin()>
+                                            <button type="button" on:click=move |_| renew(id)>"Renew"</button>
+                                        </Show>
+                                    </td>
+                                </tr>
+                            }
+                        }).collect_view()}
+                        </tbody>
+                    </table>
+                }.into_any(),
+            }}
+        </section>
+    }
+}
+
+/// Renews a host's certificate through its agent and reports the outcome.
+fn renew_host(
+    id: i64,
+    notice: RwSignal<Option<String>>,
+    error: RwSignal<Option<String>>,
+    then: impl Fn() + 'static,
+) {
+    notice.set(Some("Renewing…".into()));
+    spawn_local(async move {
+        let path = format!("/api/v1/hosts/{id}/certificate/renew");
+        match api::post::<_, CertificateInfo>(&path, &serde_json::json!({})).await {
+            Ok(c) => {
+                error.set(None);
+                notice.set(Some(format!(
+                    "New certificate {} until {}",
+                    c.serial,
+                    short_time(&c.not_after)
+                )));
+                then();
+            }
+            Err(e) => {
+                notice.set(None);
+                error.set(Some(e.message));
+            }
+        }
+    });
+}
+
+fn kind_label(kind: &str) -> &'static str {
+    match kind {
+        "ca" => "Root CA",
+        "agent" => "Agent",
+        "manager_client" => "Manager client",
+        "web" => "Web UI",
+        _ => "Other",
+    }
+}
+
+/// The certificates page.
+#[component]
+pub fn CertificatesPage() -> impl IntoView {
+    let certs = loaded::<Vec<CertificateInfo>>();
+    let tokens = loaded::<Vec<EnrollmentTokenInfo>>();
+    let groups = loaded::<Vec<GroupInfo>>();
+    let reload = move || {
+        load("/api/v1/certificates", certs);
+        load("/api/v1/enrollment-tokens", tokens);
+        load("/api/v1/groups", groups);
+    };
+    Effect::new(move |_| reload());
+    let error = RwSignal::new(None::<String>);
+    let notice = RwSignal::new(None::<String>);
+    let show_all = RwSignal::new(false);
+    let revoking = RwSignal::new(None::<i64>);
+    let reason = RwSignal::new(String::new());
+
+    let revoke = move |id: i64| {
+        let body = RevokeRequest {
+            reason: reason.get_untracked(),
+        };
+        spawn_local(async move {
+            match api::post::<_, CrlPushResult>(&format!("/api/v1/certificates/{id}/revoke"), &body)
+                .await
+            {
+                Ok(r) => {
+                    error.set(None);
+                    revoking.set(None);
+                    reason.set(String::new());
+                    notice.set(Some(format!(
+                        "Revoked. The new revocation list reached {} agent(s){}.",
+                        r.delivered,
+                        if r.failed.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; {} did not take it", r.failed.len())
+                        }
+                    )));
+                    reload();
+                }
+                Err(e) => error.set(Some(e.message)),
+            }
+        });
+    };
+    let rotate = move |_| {
+        spawn_local(async move {
+            match api::post_unit(
+                "/api/v1/certificates/manager-client/rotate",
+                &serde_json::json!({}),
+            )
+            .await
+            {
+                Ok(()) => {
+                    error.set(None);
+                    notice.set(Some("The manager's client certificate was replaced; new agent connections use it.".into()));
+                    reload();
+                }
+                Err(e) => error.set(Some(e.message)),
+            }
+        });
+    };
+    let renew = move |host: i64| renew_host(host, notice, error, reload);
+
+    // Enrollment tokens.
+    let created = RwSignal::new(None::<CreatedEnrollmentToken>);
+    let minutes = RwSignal::new("60".to_owned());
+    let group = RwSignal::new(String::new());
+    let make_token = move |ev: SubmitEvent| {
+        ev.prevent_default();
+        let Ok(m) = minutes.get_untracked().trim().parse::<i64>() else {
+            error.set(Some("Minutes must be a whole number.".into()));
+            return;
+        };
+        let body = NewEnrollmentToken {
+            group_id: group.get_untracked().parse().ok(),
+            minutes: Some(m),
+        };
+        spawn_local(async move {
+            match api::post::<_, CreatedEnrollmentToken>("/api/v1/enrollment-tokens", &body).await {
+                Ok(t) => {
+                    error.set(None);
+                    created.set(Some(t));
+                    reload();
+                }
+                Err(e) => error.set(Some(e.message)),
+            }
+        });
+    };
+    let withdraw = move |id: i64| {
+        spawn_local(async move {
+            match api::delete(&format!("/api/v1/enrollment-tokens/{id}")).await {
+                Ok(()) => {
+                    error.set(None);
+                    reload();
+                }
+                Err(e) => error.set(Some(e.message)),
+            }
+        });
+    };
+
+    view! {
+        <section class="page">
+            <h1>"Certificates"</h1>
+            <p class="ok" role="status">{move || notice.get().unwrap_or_default()}</p>
+            <ErrorLine error/>
+            <section class="card">
+                <div class="row">
+                    <h2>"Issued by the manager's CA"</h2>
+                    <label class="check">
+                        <input type="checkbox" prop:checked=move || show_all.get() on:change=move |ev| show_all.set(event_target_checked(&ev))/>
+                        "Show superseded and revoked"
+                    </label>
+                    <button type="button" id="rotate-client" on:click=rotate>"Rotate manager client certificate"</button>
+                    <a href="/api/v1/ca/root.crt" download="patch-manager-root-ca.crt">"Root CA"</a>
+                </div>
+                {move || match certs.get() {
+                    None => view! { <p class="muted">"Loading…"</p> }.into_any(),
+                    Some(Err(e)) => view! { <p class="error">{e.message}</p> }.into_any(),
+                    Some(Ok(list)) => view! {
+                        <table class="table" id="certificates">
+                            <thead><tr>
+                                <th>"Kind"</th><th>"Subject"</th><th>"Serial"</th><th>"Expires"</th>
+                                <th>"State"</th><th>"Actions"</th>
+                            </tr></thead>
+                            <tbody>
+                            {list.into_iter()
+                                .filter(|c| show_all.get() || (c.state != "superseded" && c.state != "revoked"))
+                                .map(|c| {
+                                let id = c.id;
+                                let host = c.host_id;
+                                let class = match c.state.as_str() {
+                                    "expiring" => "warn",
+                                    "expired" | "revoked" => "bad",
+                                    "valid" => "ok",
+                                    _ => "muted",
+                                };
+                                let revocable = c.kind != "ca" && c.state != "revoked";
+                                view! {
+                                    <tr data-kind=c.kind.clone() data-state=c.state.clone()>
+                                        <td>{kind_label(&c.kind)}</td>
+                                        <td>{c.subject}<br/><span class="muted">{c.sans.join(", ")}</span></td>
+                                        <td><code title=c.fingerprint_sha256>{c.serial.chars().take(16).collect::<String>()}</code></td>
+                                        <td>{short_time(&c.not_after)}<br/><span class="muted">{format!("{} days", c.expires_in_days)}</span></td>
+                                        <td class=class>{c.state.clone()}{c.revocation_reason.map(|r| format!(": {r}"))}</td>
+                                        <td class="actions">
+                                            {(c.kind == "agent" && c.state != "revoked").then(|| host.map(|h| view! {
+                                                <button type="button" on:click=move |_| renew(h)>"Renew"</button>
+                                            }))}
+                                            {revocable.then(|| view! {
+                                                {move || if revoking.get() == Some(id) {
+                                                    view! {
+                                                        <input class="reason" placeholder="Reason" aria-label="Reason for revocation"
+                                                            prop:value=move || reason.get() on:input=move |ev| reason.set(event_target_value(&ev))/>
+                                                        <button type="button" class="danger" on:click=move |_| revoke(id)>"Revoke now"</button>
+                                                    }.into_any()
+                                                } else {
+                                                    view! { <button type="button" class="danger" on:click=move |_| revoking.set(Some(id))>"Revoke…"</button> }.into_any()
+                                                }}
+                                            })}
+                                        </td>
+                                    </tr>
+                                }
+                            }).collect_view()}
+                            </tbody>
+                        </table>
+                    }.into_any(),
+                }}
+            </section>
+
+            <section class="card">
+                <h2>"Add a host"</h2>
+                <p class="muted">"Make a one-time token, then run the command it shows on the new host as root. The token is shown once."</p>
+                <form class="form inline" on:submit=make_token>
+                    <label for="token-group">"Group"</label>
+                    <select id="token-group" on:change=move |ev| group.set(event_target_value(&ev))>
+                        <option value="">"(none)"</option>
+                        {move || match groups.get() {
+                            Some(Ok(g)) => g.into_iter().map(|g| view! { <option value=g.id.to_string()>{g.name}</option> }).collect_view().into_any(),
+                            _ => ().into_any(),
+                        }}
+                    </select>
+                    <Field id="token-minutes" label="Valid for (minutes)" value=minutes kind="number"/>
+                    <Submit id="make-token" label="Make token"/>
+                </form>
+                {move || created.get().map(|t| view! {
+                    <div class="notice">
+                        <p>"Valid until " {short_time(&t.expires_at)} ", once:"</p>
+                        <pre id="enroll-command">{t.command}</pre>
+                    </div>
+                })}
+                {move || match tokens.get() {
+                    Some(Ok(list)) if !list.is_empty() => view! {
+                        <table class="table" id="tokens">
+                            <thead><tr><th>"Token"</th><th>"Created"</th><th>"Expires"</th><th>"Used"</th><th></th></tr></thead>
+                            <tbody>
+                            {list.into_iter().map(|t| {
+                                let id = t.id;
+                                let unused = t.used_at.is_none();
+                                view! {
+                                    <tr>
+                                        <td>{format!("#{id}")}</td>
+                                        <td>{short_time(&t.created_at)}</td>
+                                        <td>{short_time(&t.expires_at)}</td>
+                                        <td>{t.used_at.as_deref().map_or_else(|| "unused".to_owned(), |u| format!("{} (host {})", short_time(u), t.used_by_host_id.unwrap_or_default()))}</td>
+                                        <td>{unused.then(|| view! { <button type="button" on:click=move |_| withdraw(id)>"Withdraw"</button> })}</td>
+                                    </tr>
+                                }
+                            }).collect_view()}
+                            </tbody>
+                        </table>
+                    }.into_any(),
+                    _ => ().into_any(),
+                }}
+            </section>
+        </section>
+    }
+}
