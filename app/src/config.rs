@@ -32,6 +32,20 @@ pub struct Config {
     pub audit: AuditConfig,
     /// The internal certificate authority.
     pub pki: PkiConfig,
+    /// Sign-in.
+    pub auth: AuthConfig,
+}
+
+/// Sign-in settings that depend on how the manager is reached.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// WebAuthn relying-party id: the domain users type to reach the manager (never an IP
+    /// address). Empty: the first DNS name in `server.public_names`.
+    pub webauthn_rp_id: String,
+    /// Origin browsers show for the manager, e.g. `https://patch.example.com` behind a proxy.
+    /// Empty: the scheme of `server.tls`, the relying-party id and the listening port.
+    pub webauthn_origin: String,
 }
 
 /// The internal certificate authority.

@@ -144,11 +144,15 @@ pub async fn start(config: Config) -> Result<RunningServer, StartupError> {
         setup,
         tokens: Arc::default(),
         secrets,
+        webauthn: Arc::new(crate::auth::passkeys::relying_party(&config, addr)),
         clock: Arc::default(),
         login_failures: Arc::default(),
         config: Arc::new(config),
         started: Instant::now(),
     };
+    if let Err(why) = state.webauthn.as_ref() {
+        tracing::warn!(reason = %why, "security keys and passkeys are unavailable");
+    }
     let server = build_http_server(state.clone(), listener, addr, tls)
         .map_err(|source| StartupError::Bind { addr, source })?;
     let handle = server.handle();

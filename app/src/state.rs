@@ -31,6 +31,8 @@ pub struct AppState {
     pub setup: Arc<crate::auth::setup::SetupGate>,
     /// Key that seals TOTP seeds.
     pub secrets: Arc<crate::secrets::SecretBox>,
+    /// The WebAuthn relying party, or why security keys are unavailable.
+    pub webauthn: Arc<Result<webauthn_rs::prelude::Webauthn, String>>,
     /// Clock of the sign-in code (tests move it).
     pub clock: Arc<crate::clock::Clock>,
     /// Configuration in force.

@@ -22,6 +22,7 @@ use serde_json::json;
 const H: &str = "{host_id}";
 
 /// (method, path, [anonymous, operator in scope, operator out of scope, admin]).
+#[rustfmt::skip]
 const MATRIX: &[(&str, &str, [u16; 4])] = &[
     ("GET", "/status/health", [200, 200, 200, 200]),
     ("GET", "/api/v1/ca/root.crt", [200, 200, 200, 200]),
@@ -31,72 +32,36 @@ const MATRIX: &[(&str, &str, [u16; 4])] = &[
     ("POST", "/api/v1/setup", [400, 400, 400, 400]),
     ("POST", "/api/v1/auth/login", [400, 400, 400, 400]),
     ("POST", "/api/v1/auth/login/mfa", [400, 400, 400, 400]),
+    ("POST", "/api/v1/auth/login/webauthn/start", [400, 400, 400, 400]),
+    ("POST", "/api/v1/auth/login/webauthn/finish", [400, 400, 400, 400]),
     ("POST", "/api/v1/auth/refresh", [401, 401, 401, 401]),
     ("POST", "/api/v1/auth/logout", [401, 204, 204, 204]),
     ("GET", "/api/v1/auth/me", [401, 200, 200, 200]),
     ("GET", "/api/v1/auth/mfa", [401, 200, 200, 200]),
     ("POST", "/api/v1/auth/mfa/totp", [401, 400, 400, 400]),
-    (
-        "POST",
-        "/api/v1/auth/mfa/totp/{credential_id}/confirm",
-        [401, 400, 400, 400],
-    ),
-    (
-        "POST",
-        "/api/v1/auth/mfa/recovery-codes",
-        [401, 409, 409, 409],
-    ),
-    (
-        "DELETE",
-        "/api/v1/auth/mfa/{credential_id}",
-        [401, 404, 404, 404],
-    ),
+    ("POST", "/api/v1/auth/mfa/totp/{credential_id}/confirm", [401, 400, 400, 400]),
+    ("POST", "/api/v1/auth/mfa/recovery-codes", [401, 409, 409, 409]),
+    ("POST", "/api/v1/auth/mfa/webauthn/register/start", [401, 400, 400, 400]),
+    ("POST", "/api/v1/auth/mfa/webauthn/register/finish", [401, 400, 400, 400]),
+    ("DELETE", "/api/v1/auth/mfa/{credential_id}", [401, 404, 404, 404]),
     ("GET", "/api/v1/hosts", [401, 200, 200, 200]),
     ("GET", "/api/v1/hosts/{host_id}", [401, 200, 404, 200]),
-    (
-        "GET",
-        "/api/v1/hosts/{host_id}/certificate-bundle",
-        [401, 200, 404, 200],
-    ),
-    (
-        "POST",
-        "/api/v1/hosts/{host_id}/certificate/renew",
-        [401, 403, 403, 502],
-    ),
+    ("GET", "/api/v1/hosts/{host_id}/certificate-bundle", [401, 200, 404, 200]),
+    ("POST", "/api/v1/hosts/{host_id}/certificate/renew", [401, 403, 403, 502]),
     ("GET", "/api/v1/groups", [401, 200, 200, 200]),
     ("POST", "/api/v1/groups", [401, 403, 403, 400]),
     ("GET", "/api/v1/users", [401, 403, 403, 200]),
     ("POST", "/api/v1/users", [401, 403, 403, 400]),
     ("PATCH", "/api/v1/users/{user_id}", [401, 403, 403, 404]),
     ("DELETE", "/api/v1/users/{user_id}", [401, 403, 403, 404]),
-    (
-        "POST",
-        "/api/v1/users/{user_id}/reset-mfa",
-        [401, 403, 403, 404],
-    ),
-    (
-        "POST",
-        "/api/v1/users/{user_id}/logout",
-        [401, 403, 403, 404],
-    ),
+    ("POST", "/api/v1/users/{user_id}/reset-mfa", [401, 403, 403, 404]),
+    ("POST", "/api/v1/users/{user_id}/logout", [401, 403, 403, 404]),
     ("GET", "/api/v1/certificates", [401, 403, 403, 200]),
-    (
-        "POST",
-        "/api/v1/certificates/manager-client/rotate",
-        [401, 403, 403, 200],
-    ),
-    (
-        "POST",
-        "/api/v1/certificates/{certificate_id}/revoke",
-        [401, 403, 403, 400],
-    ),
+    ("POST", "/api/v1/certificates/manager-client/rotate", [401, 403, 403, 200]),
+    ("POST", "/api/v1/certificates/{certificate_id}/revoke", [401, 403, 403, 400]),
     ("GET", "/api/v1/enrollment-tokens", [401, 403, 403, 200]),
     ("POST", "/api/v1/enrollment-tokens", [401, 403, 403, 201]),
-    (
-        "DELETE",
-        "/api/v1/enrollment-tokens/{token_id}",
-        [401, 403, 403, 404],
-    ),
+    ("DELETE", "/api/v1/enrollment-tokens/{token_id}", [401, 403, 403, 404]),
 ];
 
 fn now() -> chrono::NaiveDateTime {

@@ -195,3 +195,55 @@ pub struct Me {
     /// The account must enrol a second factor before anything else.
     pub mfa_enrolment_pending: bool,
 }
+
+/// `POST /api/v1/auth/mfa/webauthn/register/start`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasskeyRegisterStart {
+    /// Name for the key (1–64 characters).
+    pub name: String,
+}
+
+/// Options for `navigator.credentials.create` and the ceremony to finish.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PasskeyRegisterOptions {
+    /// Ceremony id for the finish call.
+    pub challenge_id: i64,
+    /// WebAuthn `CreationChallengeResponse` (JSON, base64url binary fields).
+    pub options: serde_json::Value,
+}
+
+/// `POST /api/v1/auth/mfa/webauthn/register/finish`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasskeyRegisterFinish {
+    /// Ceremony id from the start call.
+    pub challenge_id: i64,
+    /// The authenticator's `RegisterPublicKeyCredential` (JSON).
+    pub credential: serde_json::Value,
+}
+
+/// `POST /api/v1/auth/login/webauthn/start`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasskeyLoginStart {
+    /// The token from the password step.
+    pub mfa_token: String,
+}
+
+/// Options for `navigator.credentials.get`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PasskeyLoginOptions {
+    /// WebAuthn `RequestChallengeResponse` (JSON).
+    pub options: serde_json::Value,
+}
+
+/// `POST /api/v1/auth/login/webauthn/finish`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasskeyLoginFinish {
+    /// The token from the password step.
+    pub mfa_token: String,
+    /// The authenticator's `PublicKeyCredential` (JSON).
+    pub credential: serde_json::Value,
+}

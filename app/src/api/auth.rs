@@ -45,7 +45,7 @@ pub fn lock_minutes(failures: i64) -> i64 {
     (1_i64 << exp).min(ACCOUNT_MAX_LOCK_MINUTES)
 }
 
-async fn audit(
+pub(crate) async fn audit(
     state: &AppState,
     req: &HttpRequest,
     actor: &str,
@@ -530,7 +530,7 @@ pub(crate) fn check_totp(
 }
 
 /// Counts a failure against an existing account and locks it when due; answers the audit reason.
-async fn row_failure_update(
+pub(crate) async fn row_failure_update(
     state: &AppState,
     username: &str,
     now: NaiveDateTime,

@@ -6,6 +6,7 @@ pub mod certificates;
 pub mod enroll;
 pub mod hosts;
 pub mod mfa;
+pub mod passkeys;
 pub mod setup;
 pub mod status;
 pub mod users;
@@ -50,6 +51,8 @@ pub static ROUTES: &[ApiRoute] = &[
     route!(POST "/api/v1/setup", Public, setup::complete),
     route!(POST "/api/v1/auth/login", Public, auth::login),
     route!(POST "/api/v1/auth/login/mfa", Public, auth::login_mfa),
+    route!(POST "/api/v1/auth/login/webauthn/start", Public, passkeys::login_start),
+    route!(POST "/api/v1/auth/login/webauthn/finish", Public, passkeys::login_finish),
     route!(POST "/api/v1/auth/refresh", Public, auth::refresh),
     route!(POST "/api/v1/auth/logout", Session, auth::logout),
     route!(GET "/api/v1/auth/me", Session, auth::me),
@@ -57,6 +60,8 @@ pub static ROUTES: &[ApiRoute] = &[
     route!(POST "/api/v1/auth/mfa/totp", Session, mfa::totp_start),
     route!(POST "/api/v1/auth/mfa/totp/{credential_id}/confirm", Session, mfa::totp_confirm),
     route!(POST "/api/v1/auth/mfa/recovery-codes", Session, mfa::renew_recovery_codes),
+    route!(POST "/api/v1/auth/mfa/webauthn/register/start", Session, passkeys::register_start),
+    route!(POST "/api/v1/auth/mfa/webauthn/register/finish", Session, passkeys::register_finish),
     route!(DELETE "/api/v1/auth/mfa/{credential_id}", Session, mfa::remove),
     route!(GET "/api/v1/hosts", Operator, hosts::list),
     route!(GET "/api/v1/hosts/{host_id}", Host, hosts::detail),

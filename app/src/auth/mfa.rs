@@ -219,6 +219,9 @@ pub struct LoginChallenge {
     pub client: shared::auth::ClientKind,
     /// Wrong codes so far.
     pub attempts: i64,
+    /// A WebAuthn sign-in ceremony started on this challenge (webauthn-rs state).
+    #[serde(default)]
+    pub webauthn: Option<serde_json::Value>,
 }
 
 /// Starts the second sign-in step; answers the token `<id>.<secret>` for the client.
@@ -233,6 +236,7 @@ pub fn start_login_challenge(
         token_hash: hex::encode(Sha256::digest(secret.as_bytes())),
         client,
         attempts: 0,
+        webauthn: None,
     };
     // Expired challenges of anyone are swept here; they are small and short-lived.
     diesel::delete(ch::table.filter(ch::expires_at.lt(now))).execute(c)?;
@@ -296,6 +300,20 @@ pub fn fail_login_challenge(
         .set(ch::state_json.eq(serde_json::to_string(&state).unwrap_or_default()))
         .execute(c)?;
     Ok(true)
+}
+
+/// Stores the state of a WebAuthn ceremony started on a sign-in challenge.
+pub fn set_login_webauthn(
+    c: &mut DbConnection,
+    id: i64,
+    mut state: LoginChallenge,
+    webauthn: serde_json::Value,
+) -> Result<(), DbError> {
+    state.webauthn = Some(webauthn);
+    diesel::update(ch::table.filter(ch::id.eq(id)))
+        .set(ch::state_json.eq(serde_json::to_string(&state).unwrap_or_default()))
+        .execute(c)?;
+    Ok(())
 }
 
 /// Ends a challenge (used or abandoned). Answers whether this call removed it, so only one of

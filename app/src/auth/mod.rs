@@ -5,6 +5,7 @@
 pub mod access;
 pub mod identity;
 pub mod mfa;
+pub mod passkeys;
 pub mod password;
 pub mod setup;
 pub mod tokens;
