@@ -1,7 +1,8 @@
 //! The whole web pipeline in a real browser: headless Chromium (Debian's `chromium`, driven through
 //! `chromedriver`) loads the server-rendered pages, the WebAssembly bundle hydrates them, and a new
 //! user goes through first-run setup, signs in, enrols an authenticator app, signs out and signs in
-//! again with a code — every step through the real pages and the real API.
+//! again with a code, adds a security key (Chromium's virtual WebAuthn authenticator) and signs
+//! in with it — every step through the real pages and the real API.
 //!
 //! Needs the wasm bundle under `LPM_SITE_ROOT` and chromium/chromedriver installed, which
 //! scripts/test.sh provides; it runs this test explicitly (`--run-ignored all`). Run alone it fails
@@ -99,7 +100,7 @@ async fn text_of(
 
 #[actix_rt::test]
 #[ignore = "needs the wasm bundle and chromium; scripts/test.sh runs it"]
-async fn first_run_setup_sign_in_and_totp_in_the_browser() {
+async fn first_run_setup_totp_and_security_key_in_the_browser() {
     let wasm = site_root()
         .join("pkg")
         .join(format!("{}_bg.wasm", frontend_leptos::OUTPUT_NAME));
@@ -132,7 +133,9 @@ async fn first_run_setup_sign_in_and_totp_in_the_browser() {
         .connect(&format!("http://127.0.0.1:{}", driver.port))
         .await
         .expect("WebDriver session");
-    let base = format!("http://{}", server.addr);
+    // "localhost", not 127.0.0.1: WebAuthn needs a domain (the relying party), and browsers treat
+    // http://localhost as a secure context.
+    let base = format!("http://localhost:{}", server.addr.port());
     let setup_token = std::fs::read_to_string(config.data.dir.join("setup-token")).unwrap();
     let password = "tangerine-Orbit-42";
 

@@ -12,6 +12,7 @@ pub mod api;
 pub mod app;
 pub mod pages;
 pub mod ui;
+pub mod webauthn;
 
 #[cfg(feature = "ssr")]
 pub use app::shell;

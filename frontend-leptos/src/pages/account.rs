@@ -8,7 +8,10 @@ use crate::ui::{load, loaded, maybe_time, short_time, ErrorLine, Submit};
 use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use shared::auth::{MfaStatus, RecoveryCodes, TotpConfirmRequest, TotpEnrolRequest, TotpEnrolment};
+use shared::auth::{
+    MfaStatus, PasskeyRegisterFinish, PasskeyRegisterOptions, PasskeyRegisterStart, RecoveryCodes,
+    TotpConfirmRequest, TotpEnrolRequest, TotpEnrolment,
+};
 
 /// The account page.
 #[component]
@@ -61,6 +64,50 @@ pub fn AccountPage() -> impl IntoView {
                     session.reload().await;
                 }
                 Err(e) => error.set(Some(e.message)),
+            }
+        });
+    };
+    let key_name = RwSignal::new("Security key".to_owned());
+    let add_key = move |ev: SubmitEvent| {
+        ev.prevent_default();
+        let body = PasskeyRegisterStart {
+            name: key_name.get_untracked(),
+        };
+        notice.set(Some(
+            "Touch your security key or confirm on your device…".into(),
+        ));
+        spawn_local(async move {
+            let outcome = async {
+                let start = api::post::<_, PasskeyRegisterOptions>(
+                    "/api/v1/auth/mfa/webauthn/register/start",
+                    &body,
+                )
+                .await
+                .map_err(|e| e.message)?;
+                let credential = crate::webauthn::create(start.options).await?;
+                api::post::<_, RecoveryCodes>(
+                    "/api/v1/auth/mfa/webauthn/register/finish",
+                    &PasskeyRegisterFinish {
+                        challenge_id: start.challenge_id,
+                        credential,
+                    },
+                )
+                .await
+                .map_err(|e| e.message)
+            }
+            .await;
+            match outcome {
+                Ok(r) => {
+                    error.set(None);
+                    recovery.set(r.recovery_codes);
+                    notice.set(Some("Security key added.".into()));
+                    reload();
+                    session.reload().await;
+                }
+                Err(e) => {
+                    notice.set(None);
+                    error.set(Some(e));
+                }
             }
         });
     };
@@ -154,6 +201,14 @@ pub fn AccountPage() -> impl IntoView {
                         <Submit id="totp-confirm" label="Confirm"/>
                     </form>
                 </Show>
+            </section>
+
+            <section class="card">
+                <h2>"Add a security key or passkey"</h2>
+                <form class="form" on:submit=add_key>
+                    <Field id="key-name" label="Name" value=key_name required=true/>
+                    <Submit id="key-add" label="Add security key"/>
+                </form>
             </section>
 
             <Show when=move || !recovery.with(Vec::is_empty)>

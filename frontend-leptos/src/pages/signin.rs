@@ -8,7 +8,8 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use leptos_router::hooks::use_navigate;
 use shared::auth::{
-    ClientKind, LoginRequest, LoginResult, MfaChallenge, MfaLoginRequest, SetupDone, SetupRequest,
+    ClientKind, LoginRequest, LoginResult, MfaChallenge, MfaLoginRequest, PasskeyLoginFinish,
+    PasskeyLoginOptions, PasskeyLoginStart, SetupDone, SetupRequest,
 };
 
 /// A text input bound to a signal.
@@ -155,43 +156,104 @@ pub fn LoginPage() -> impl IntoView {
         }
     };
 
-    let submit_code = move |ev: SubmitEvent| {
-        ev.prevent_default();
-        let Some(c) = challenge.get_untracked() else {
-            return;
-        };
-        let value = code.get_untracked().trim().to_owned();
-        let body = if use_recovery.get_untracked() {
-            MfaLoginRequest {
-                mfa_token: c.mfa_token,
-                code: None,
-                recovery_code: Some(value),
-            }
-        } else {
-            MfaLoginRequest {
-                mfa_token: c.mfa_token,
-                code: Some(value),
-                recovery_code: None,
-            }
-        };
+    let submit_code = {
         let signed_in = signed_in.clone();
-        busy.set(true);
-        spawn_local(async move {
-            match api::post::<_, LoginResult>("/api/v1/auth/login/mfa", &body).await {
-                Ok(LoginResult::SignedIn(_)) => {
-                    error.set(None);
-                    signed_in();
+        move |ev: SubmitEvent| {
+            ev.prevent_default();
+            let Some(c) = challenge.get_untracked() else {
+                return;
+            };
+            let value = code.get_untracked().trim().to_owned();
+            let body = if use_recovery.get_untracked() {
+                MfaLoginRequest {
+                    mfa_token: c.mfa_token,
+                    code: None,
+                    recovery_code: Some(value),
                 }
-                Ok(LoginResult::MfaRequired(_)) => {
-                    error.set(Some("Another factor is needed.".into()))
+            } else {
+                MfaLoginRequest {
+                    mfa_token: c.mfa_token,
+                    code: Some(value),
+                    recovery_code: None,
                 }
-                Err(e) => {
-                    code.set(String::new());
-                    error.set(Some(e.message));
+            };
+            let signed_in = signed_in.clone();
+            busy.set(true);
+            spawn_local(async move {
+                match api::post::<_, LoginResult>("/api/v1/auth/login/mfa", &body).await {
+                    Ok(LoginResult::SignedIn(_)) => {
+                        error.set(None);
+                        signed_in();
+                    }
+                    Ok(LoginResult::MfaRequired(_)) => {
+                        error.set(Some("Another factor is needed.".into()))
+                    }
+                    Err(e) => {
+                        code.set(String::new());
+                        error.set(Some(e.message));
+                    }
                 }
-            }
-            busy.set(false);
-        });
+                busy.set(false);
+            });
+        }
+    };
+
+    let use_key = {
+        let signed_in = signed_in.clone();
+        move |_| {
+            let Some(c) = challenge.get_untracked() else {
+                return;
+            };
+            let signed_in = signed_in.clone();
+            busy.set(true);
+            spawn_local(async move {
+                let token = c.mfa_token.clone();
+                let outcome = async {
+                    let start = api::post::<_, PasskeyLoginOptions>(
+                        "/api/v1/auth/login/webauthn/start",
+                        &PasskeyLoginStart {
+                            mfa_token: token.clone(),
+                        },
+                    )
+                    .await
+                    .map_err(|e| e.message)?;
+                    let credential = crate::webauthn::get(start.options).await?;
+                    api::post::<_, LoginResult>(
+                        "/api/v1/auth/login/webauthn/finish",
+                        &PasskeyLoginFinish {
+                            mfa_token: token,
+                            credential,
+                        },
+                    )
+                    .await
+                    .map_err(|e| e.message)
+                }
+                .await;
+                match outcome {
+                    Ok(LoginResult::SignedIn(_)) => {
+                        error.set(None);
+                        signed_in();
+                    }
+                    Ok(LoginResult::MfaRequired(_)) => {
+                        error.set(Some("Another factor is needed.".into()))
+                    }
+                    Err(e) => error.set(Some(e)),
+                }
+                busy.set(false);
+            });
+        }
+    };
+    let has_key = move || {
+        challenge.with(|c| {
+            c.as_ref()
+                .is_some_and(|c| c.methods.iter().any(|m| m == "webauthn"))
+        })
+    };
+    let has_app = move || {
+        challenge.with(|c| {
+            c.as_ref()
+                .is_some_and(|c| c.methods.iter().any(|m| m == "totp"))
+        })
     };
 
     view! {
@@ -208,8 +270,14 @@ pub fn LoginPage() -> impl IntoView {
                     </form>
                 }
             >
-                <form class="card form" on:submit=submit_code.clone()>
+                <div class="card form" style:display=move || if has_key() { "" } else { "none" }>
                     <p>"Second step for " <strong>{move || username.get()}</strong></p>
+                    <button id="use-key" type="button" on:click=use_key.clone() disabled=move || busy.get()>
+                        "Use my security key"
+                    </button>
+                </div>
+                <form class="card form" on:submit=submit_code.clone()>
+                    <p>{move || if has_app() { "Or a code:" } else { "Code:" }}</p>
                     <label for="mfa-code">
                         {move || if use_recovery.get() {
                             "One of your recovery codes"
