@@ -207,28 +207,7 @@ impl AgentConfig {
     }
 }
 
-/// Parses one allow-list entry: an IP address or `address/prefix`.
-pub fn parse_allow_entry(entry: &str) -> Result<(std::net::IpAddr, u8), String> {
-    let (addr, prefix) = match entry.split_once('/') {
-        Some((a, p)) => (a, Some(p)),
-        None => (entry, None),
-    };
-    let ip: std::net::IpAddr = addr
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{entry}` is not an IP address or CIDR range"))?;
-    let max = if ip.is_ipv4() { 32 } else { 128 };
-    let prefix = match prefix {
-        Some(p) => p
-            .trim()
-            .parse::<u8>()
-            .ok()
-            .filter(|p| *p <= max)
-            .ok_or_else(|| format!("`{entry}` has an invalid prefix length (0 .. {max})"))?,
-        None => max,
-    };
-    Ok((ip, prefix))
-}
+pub use shared::netfilter::parse_allow_entry;
 
 /// Loads and validates the configuration.
 pub fn load(file: Option<&Path>, overrides: &[Override]) -> Result<AgentConfig, ConfigError> {

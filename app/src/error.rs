@@ -38,6 +38,9 @@ pub enum AppError {
     /// Credentials (a token) missing, wrong, used or expired; the reason is audited, not sent.
     #[error("{0}")]
     Unauthorized(String),
+    /// The source address is not on the manager's allow-list.
+    #[error("this address may not use the manager")]
+    AddressNotAllowed,
     /// Signed in but not allowed (role, CSRF).
     #[error("{0}")]
     Forbidden(String),
@@ -85,6 +88,7 @@ impl AppError {
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::Unauthorized(_) => "unauthorized",
             Self::Forbidden(_) => "forbidden",
+            Self::AddressNotAllowed => "address_not_allowed",
             Self::TooManyRequests { .. } => "too_many_requests",
             Self::Conflict(_) => "conflict",
             Self::Gone(_) => "gone",
@@ -112,7 +116,7 @@ impl ResponseError for AppError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::AddressNotAllowed => StatusCode::FORBIDDEN,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Gone(_) => StatusCode::GONE,

@@ -19,6 +19,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod middleware;
+pub mod netguard;
 pub mod pki;
 pub mod rotation;
 pub mod secrets;

@@ -51,6 +51,13 @@ enum Command {
         #[arg(long)]
         minutes: Option<i64>,
     },
+    /// Show the source-address allow-list, or turn it off when it locks everyone out (a running
+    /// manager picks the change up within seconds).
+    AllowList {
+        /// Turn the list off (the entries are kept).
+        #[arg(long)]
+        disable: bool,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -96,8 +103,46 @@ fn main() -> anyhow::Result<()> {
         Command::EnrollmentToken { group, minutes } => {
             enrollment_token(&config, group.as_deref(), minutes)
         }
+        Command::AllowList { disable } => allow_list(&config, disable),
         Command::Serve => serve(config),
     }
+}
+
+fn allow_list(config: &config::Config, disable: bool) -> anyhow::Result<()> {
+    use patch_manager::netguard;
+    let db = open_db(config)?;
+    let mut conn = db.conn()?;
+    let mut current = netguard::read(&mut conn)?;
+    if disable && current.enabled {
+        let now = chrono::Utc::now().naive_utc();
+        current.enabled = false;
+        netguard::write(&mut conn, &current, "cli", now)?;
+        audit_store::append(
+            &mut conn,
+            audit_store::NewAuditEntry {
+                actor: "cli".into(),
+                action: "settings.allow_list_changed".into(),
+                target: Some(netguard::SETTING.into()),
+                outcome: audit_store::Outcome::Success,
+                details: serde_json::json!({ "after": current }),
+                source_ip: None,
+                request_id: None,
+            },
+            now,
+        )?;
+        println!("allow-list disabled");
+    }
+    println!(
+        "allow-list: {} ({} entries){}",
+        if current.enabled { "enforced" } else { "off" },
+        current.entries.len(),
+        if current.entries.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", current.entries.join(", "))
+        }
+    );
+    Ok(())
 }
 
 /// A one-connection pool for the maintenance subcommands (migrations run if pending).

@@ -120,6 +120,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartupError> {
         })
         .await?;
     let pki = crate::certs::prepare(&config, &db, &audit).await?;
+    let netguard = Arc::new(crate::netguard::NetGuard::load(&db).await?);
     let secrets = Arc::new(crate::secrets::SecretBox::load_or_create(&config.data.dir)?);
     let setup = Arc::new(crate::auth::setup::SetupGate::prepare(&db, &config.data.dir).await?);
     audit.verify().await?;
@@ -145,6 +146,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartupError> {
         tokens: Arc::default(),
         secrets,
         webauthn: Arc::new(crate::auth::passkeys::relying_party(&config, addr)),
+        netguard,
         clock: Arc::default(),
         login_failures: Arc::default(),
         config: Arc::new(config),
@@ -191,6 +193,7 @@ fn build_http_server(
         App::new()
             .app_data(web::Data::new(state.clone()))
             .app_data(web::Data::new(leptos_options.clone()))
+            .wrap(from_fn(crate::netguard::guard))
             .wrap(Compress::default())
             .wrap(from_fn(request_context))
             .configure(|cfg| api::configure(cfg, body_limit))

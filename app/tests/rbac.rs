@@ -59,6 +59,8 @@ const MATRIX: &[(&str, &str, [u16; 4])] = &[
     ("GET", "/api/v1/certificates", [401, 403, 403, 200]),
     ("POST", "/api/v1/certificates/manager-client/rotate", [401, 403, 403, 200]),
     ("POST", "/api/v1/certificates/{certificate_id}/revoke", [401, 403, 403, 400]),
+    ("GET", "/api/v1/settings/allow-list", [401, 403, 403, 200]),
+    ("PUT", "/api/v1/settings/allow-list", [401, 403, 403, 400]),
     ("GET", "/api/v1/enrollment-tokens", [401, 403, 403, 200]),
     ("POST", "/api/v1/enrollment-tokens", [401, 403, 403, 201]),
     ("DELETE", "/api/v1/enrollment-tokens/{token_id}", [401, 403, 403, 404]),

@@ -240,3 +240,13 @@ pub struct EnrollmentTokenInfo {
     /// Creation time (RFC 3339).
     pub created_at: String,
 }
+
+/// `GET`/`PUT /api/v1/settings/allow-list`: which source addresses may use the manager.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllowListSettings {
+    /// Enforced: every address not listed is refused (deny by default), loopback included.
+    pub enabled: bool,
+    /// Addresses and CIDR ranges (`10.0.0.0/8`, `2001:db8::/32`, `192.0.2.7`).
+    pub entries: Vec<String>,
+}

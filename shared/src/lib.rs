@@ -14,6 +14,7 @@ pub mod error;
 pub mod files;
 pub mod fleet;
 pub mod ids;
+pub mod netfilter;
 pub mod status;
 
 pub use error::{ErrorBody, ErrorEnvelope};

@@ -7,6 +7,7 @@ pub mod enroll;
 pub mod hosts;
 pub mod mfa;
 pub mod passkeys;
+pub mod settings;
 pub mod setup;
 pub mod status;
 pub mod users;
@@ -78,6 +79,8 @@ pub static ROUTES: &[ApiRoute] = &[
     route!(GET "/api/v1/certificates", Admin, certificates::list),
     route!(POST "/api/v1/certificates/manager-client/rotate", Admin, certificates::rotate_client),
     route!(POST "/api/v1/certificates/{certificate_id}/revoke", Admin, certificates::revoke),
+    route!(GET "/api/v1/settings/allow-list", Admin, settings::allow_list),
+    route!(PUT "/api/v1/settings/allow-list", Admin, settings::set_allow_list),
     route!(GET "/api/v1/enrollment-tokens", Admin, certificates::list_tokens),
     route!(POST "/api/v1/enrollment-tokens", Admin, certificates::create_token),
     route!(DELETE "/api/v1/enrollment-tokens/{token_id}", Admin, certificates::delete_token),
