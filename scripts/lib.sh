@@ -7,6 +7,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # Build artefacts and tools live outside the clone so a fresh clone (CI) reuses them.
 LPM_CACHE="${LPM_CACHE:-$HOME/.cache/linux-patch-manager}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$LPM_CACHE/target}"
+# One-shot builds gain nothing from incremental state; it grew the cache by tens of GB.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 export PATH="$LPM_CACHE/tools/bin:$HOME/.cargo/bin:$PATH"
 SITE_ROOT="$CARGO_TARGET_DIR/site"
 WASM_TARGET=wasm32-unknown-unknown

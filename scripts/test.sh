@@ -9,6 +9,9 @@ step "Prerequisites"
 ensure_build_deps
 ensure_apt chromium chromium-driver systemd dpkg-dev
 ensure_postgres
+command -v node >/dev/null || ensure_apt nodejs npm
+info "test OpenID provider: npm ci in scripts/oidc-provider (panva/oidc-provider, from the npm registry)"
+(cd scripts/oidc-provider && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 command -v cargo-nextest >/dev/null || { info "installing cargo-nextest"; cargo install cargo-nextest --locked --quiet; }
 info "rustc $(rustc --version | awk '{print $2}'), wasm-bindgen $(wasm-bindgen --version | awk '{print $2}'), $(chromium --version 2>/dev/null | head -n1)"
 info "cargo target dir: $CARGO_TARGET_DIR"

@@ -61,6 +61,9 @@ pub enum AppError {
     /// An agent could not be reached or refused the request; the message says which and why.
     #[error("{0}")]
     Agent(String),
+    /// The identity provider could not be reached or gave an unusable answer.
+    #[error("{0}")]
+    IdentityProvider(String),
     /// The database failed; details are logged only.
     #[error("database error")]
     Database(#[from] DbError),
@@ -93,6 +96,7 @@ impl AppError {
             Self::Conflict(_) => "conflict",
             Self::Gone(_) => "gone",
             Self::Agent(_) => "agent_error",
+            Self::IdentityProvider(_) => "identity_provider_error",
             Self::Database(_) => "database_unavailable",
             Self::Internal(_) => "internal_error",
         }
@@ -120,7 +124,7 @@ impl ResponseError for AppError {
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Gone(_) => StatusCode::GONE,
-            Self::Agent(_) => StatusCode::BAD_GATEWAY,
+            Self::Agent(_) | Self::IdentityProvider(_) => StatusCode::BAD_GATEWAY,
             Self::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -57,6 +57,11 @@ pub async fn patch<B: Serialize, T: DeserializeOwned>(path: &str, body: &B) -> R
     decode(send("PATCH", path, Some(to_json(body)?)).await?)
 }
 
+/// PUT a JSON body and decode the answer.
+pub async fn put<B: Serialize, T: DeserializeOwned>(path: &str, body: &B) -> Result<T, ApiError> {
+    decode(send("PUT", path, Some(to_json(body)?)).await?)
+}
+
 /// DELETE.
 pub async fn delete(path: &str) -> Result<(), ApiError> {
     send("DELETE", path, None).await.map(|_| ())
@@ -130,6 +135,7 @@ async fn once(method: &str, path: &str, body: Option<String>) -> Result<(u16, St
     let m = match method {
         "POST" => Method::POST,
         "PATCH" => Method::PATCH,
+        "PUT" => Method::PUT,
         "DELETE" => Method::DELETE,
         _ => Method::GET,
     };

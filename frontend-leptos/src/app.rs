@@ -11,6 +11,7 @@ use crate::pages::{
     admin::UsersPage,
     fleet::{CertificatesPage, HostsPage},
     home::{HomePage, NotFound},
+    settings::SettingsPage,
     signin::{LoginPage, SetupPage},
 };
 use leptos::prelude::*;
@@ -95,6 +96,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("hosts") view=HostsPage/>
                     <Route path=path!("certificates") view=CertificatesPage/>
                     <Route path=path!("users") view=UsersPage/>
+                    <Route path=path!("settings") view=SettingsPage/>
                 </Routes>
             </main>
         </Router>
@@ -154,6 +156,7 @@ fn Nav() -> impl IntoView {
                 <Show when=move || session.is_admin()>
                     <A href="/certificates">"Certificates"</A>
                     <A href="/users">"Users"</A>
+                    <A href="/settings">"Settings"</A>
                 </Show>
                 <A href="/account">"Account"</A>
                 <span class="muted" id="signed-in-as">

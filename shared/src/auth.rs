@@ -247,3 +247,79 @@ pub struct PasskeyLoginFinish {
     /// The authenticator's `PublicKeyCredential` (JSON).
     pub credential: serde_json::Value,
 }
+
+/// Azure AD (Entra ID) single sign-on over OpenID Connect (`GET`/`PUT /api/v1/settings/oidc`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcSettings {
+    /// Offer "Sign in with Microsoft" on the sign-in page.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Directory (tenant) id or domain; gives the issuer
+    /// `https://login.microsoftonline.com/<tenant>/v2.0`.
+    #[serde(default)]
+    pub tenant_id: String,
+    /// Issuer URL, when not the Azure AD one derived from the tenant.
+    #[serde(default)]
+    pub authority: String,
+    /// Application (client) id.
+    #[serde(default)]
+    pub client_id: String,
+    /// Client secret: write-only. Absent on a `PUT` keeps the stored one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    /// A client secret is stored (answers only).
+    #[serde(default)]
+    pub secret_set: bool,
+    /// The manager's callback as registered in Azure AD:
+    /// `https://<manager>/api/v1/auth/oidc/callback`.
+    #[serde(default)]
+    pub redirect_url: String,
+    /// Scopes requested (`openid` is always added).
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// ID-token claim holding groups or app roles: `groups` or `roles`.
+    #[serde(default)]
+    pub claim: String,
+    /// Claim values that give access; a user matching none gets none.
+    #[serde(default)]
+    pub mappings: Vec<OidcMapping>,
+    /// Text of the sign-in button.
+    #[serde(default)]
+    pub button_label: String,
+}
+
+/// One claim value (an Azure AD group object id or app role) and what it gives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcMapping {
+    /// The value in the claim.
+    pub value: String,
+    /// `admin` or `operator`.
+    pub role: String,
+    /// Host groups an Operator gets.
+    #[serde(default)]
+    pub group_ids: Vec<i64>,
+}
+
+/// `GET /api/v1/auth/oidc/status`: whether the sign-in page offers single sign-on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OidcStatus {
+    /// Offered.
+    pub enabled: bool,
+    /// Button text.
+    pub label: String,
+}
+
+/// `POST /api/v1/settings/oidc/test`: what the tenant's discovery document and keys say.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OidcTestResult {
+    /// Issuer from the discovery document (equal to the configured one).
+    pub issuer: String,
+    /// Authorization endpoint.
+    pub authorization_endpoint: String,
+    /// Token endpoint.
+    pub token_endpoint: String,
+    /// Signing keys published.
+    pub keys: usize,
+}

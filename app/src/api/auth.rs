@@ -109,31 +109,46 @@ fn session_answer(
             access_token: Some(access),
             refresh_token: Some(refresh),
         }))),
-        ClientKind::Browser => Ok(HttpResponse::Ok()
-            .cookie(cookie(ACCESS_COOKIE, access, "/", tokens::ACCESS_TTL, true))
-            .cookie(cookie(
-                REFRESH_COOKIE,
-                refresh,
-                "/api/v1/auth",
-                sessions::IDLE_TIMEOUT,
-                true,
-            ))
-            .cookie(cookie(
-                CSRF_COOKIE,
-                random_hex()?,
-                "/",
-                sessions::MAX_LIFETIME,
-                false,
-            ))
-            .json(LoginResult::SignedIn(SessionInfo {
+        ClientKind::Browser => {
+            let mut res = HttpResponse::Ok();
+            for c in browser_cookies(access, refresh)? {
+                res.cookie(c);
+            }
+            Ok(res.json(LoginResult::SignedIn(SessionInfo {
                 user_id,
                 username,
                 role,
                 expires_in,
                 access_token: None,
                 refresh_token: None,
-            }))),
+            })))
+        }
     }
+}
+
+/// The cookies that carry a browser session: access and refresh tokens (`HttpOnly`), and the
+/// CSRF token the page repeats in a header.
+pub(crate) fn browser_cookies(
+    access: String,
+    refresh: String,
+) -> Result<[Cookie<'static>; 3], AppError> {
+    Ok([
+        cookie(ACCESS_COOKIE, access, "/", tokens::ACCESS_TTL, true),
+        cookie(
+            REFRESH_COOKIE,
+            refresh,
+            "/api/v1/auth",
+            sessions::IDLE_TIMEOUT,
+            true,
+        ),
+        cookie(
+            CSRF_COOKIE,
+            random_hex()?,
+            "/",
+            sessions::MAX_LIFETIME,
+            false,
+        ),
+    ])
 }
 
 fn throttled_address(
@@ -340,7 +355,19 @@ pub(crate) async fn complete_sign_in(
     client: ClientKind,
     method: &str,
 ) -> Result<HttpResponse, AppError> {
-    let (user_id, name, role) = user;
+    let (access, refresh) = open_session(state, req, &user, method).await?;
+    session_answer(client, user, access, refresh)
+}
+
+/// Starts the session of a user who passed every check: clears the failure count, records the
+/// sign-in, audits it. Answers (access token, refresh token).
+pub(crate) async fn open_session(
+    state: &AppState,
+    req: &HttpRequest,
+    user: &(i64, String, String),
+    method: &str,
+) -> Result<(String, String), AppError> {
+    let (user_id, name, role) = (user.0, user.1.clone(), user.2.clone());
     let now = chrono::Utc::now().naive_utc();
     let ua = req
         .headers()
@@ -374,7 +401,7 @@ pub(crate) async fn complete_sign_in(
         serde_json::json!({ "session": session.family_id, "method": method }),
     )
     .await;
-    session_answer(client, (user_id, name, role), access, session.token)
+    Ok((access, session.token))
 }
 
 /// `POST /api/v1/auth/login/mfa`: the second step, with a TOTP code or a recovery code.

@@ -9,6 +9,7 @@ pub mod mfa;
 pub mod passkeys;
 pub mod settings;
 pub mod setup;
+pub mod sso;
 pub mod status;
 pub mod users;
 
@@ -55,6 +56,9 @@ pub static ROUTES: &[ApiRoute] = &[
     route!(POST "/api/v1/auth/login/webauthn/start", Public, passkeys::login_start),
     route!(POST "/api/v1/auth/login/webauthn/finish", Public, passkeys::login_finish),
     route!(POST "/api/v1/auth/refresh", Public, auth::refresh),
+    route!(GET "/api/v1/auth/oidc/status", Public, sso::status),
+    route!(GET "/api/v1/auth/oidc/start", Public, sso::start),
+    route!(GET "/api/v1/auth/oidc/callback", Public, sso::callback),
     route!(POST "/api/v1/auth/logout", Session, auth::logout),
     route!(GET "/api/v1/auth/me", Session, auth::me),
     route!(GET "/api/v1/auth/mfa", Session, mfa::status),
@@ -81,6 +85,9 @@ pub static ROUTES: &[ApiRoute] = &[
     route!(POST "/api/v1/certificates/{certificate_id}/revoke", Admin, certificates::revoke),
     route!(GET "/api/v1/settings/allow-list", Admin, settings::allow_list),
     route!(PUT "/api/v1/settings/allow-list", Admin, settings::set_allow_list),
+    route!(GET "/api/v1/settings/oidc", Admin, sso::get_settings),
+    route!(PUT "/api/v1/settings/oidc", Admin, sso::put_settings),
+    route!(POST "/api/v1/settings/oidc/test", Admin, sso::test_connection),
     route!(GET "/api/v1/enrollment-tokens", Admin, certificates::list_tokens),
     route!(POST "/api/v1/enrollment-tokens", Admin, certificates::create_token),
     route!(DELETE "/api/v1/enrollment-tokens/{token_id}", Admin, certificates::delete_token),

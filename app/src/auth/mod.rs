@@ -8,6 +8,7 @@ pub mod mfa;
 pub mod passkeys;
 pub mod password;
 pub mod setup;
+pub mod sso;
 pub mod tokens;
 
 /// Constant-time comparison of two secrets.

@@ -218,6 +218,7 @@ pub async fn call(
     body: Option<Value>,
 ) -> Answer {
     let c = awc::Client::builder()
+        .disable_redirects()
         .timeout(std::time::Duration::from_secs(30))
         .finish();
     let mut req = c.request(method.parse().unwrap(), url);

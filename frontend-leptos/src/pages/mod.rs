@@ -4,4 +4,5 @@ pub mod account;
 pub mod admin;
 pub mod fleet;
 pub mod home;
+pub mod settings;
 pub mod signin;

@@ -8,8 +8,8 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use leptos_router::hooks::use_navigate;
 use shared::auth::{
-    ClientKind, LoginRequest, LoginResult, MfaChallenge, MfaLoginRequest, PasskeyLoginFinish,
-    PasskeyLoginOptions, PasskeyLoginStart, SetupDone, SetupRequest,
+    ClientKind, LoginRequest, LoginResult, MfaChallenge, MfaLoginRequest, OidcStatus,
+    PasskeyLoginFinish, PasskeyLoginOptions, PasskeyLoginStart, SetupDone, SetupRequest,
 };
 
 /// A text input bound to a signal.
@@ -108,6 +108,13 @@ pub fn LoginPage() -> impl IntoView {
     let use_recovery = RwSignal::new(false);
     let challenge = RwSignal::new(None::<MfaChallenge>);
     let error = RwSignal::new(None::<String>);
+    let sso = crate::ui::load_on_mount::<OidcStatus>("/api/v1/auth/oidc/status");
+    let query = leptos_router::hooks::use_query_map();
+    Effect::new(move |_| {
+        if let Some(code) = query.with(|q| q.get("sso_error")) {
+            error.set(Some(sso_message(&code).to_owned()));
+        }
+    });
     let busy = RwSignal::new(false);
     let navigate = use_navigate();
 
@@ -268,6 +275,12 @@ pub fn LoginPage() -> impl IntoView {
                         <Submit id="sign-in" label="Sign in" busy=busy/>
                         <ErrorLine error/>
                     </form>
+                    {move || match sso.get() {
+                        Some(Ok(s)) if s.enabled => view! {
+                            <p class="card"><a id="sso" class="button" href="/api/v1/auth/oidc/start" rel="external">{s.label}</a></p>
+                        }.into_any(),
+                        _ => ().into_any(),
+                    }}
                 }
             >
                 <div class="card form" style:display=move || if has_key() { "" } else { "none" }>
@@ -303,5 +316,17 @@ pub fn LoginPage() -> impl IntoView {
                 </form>
             </Show>
         </section>
+    }
+}
+
+/// What to tell the user when single sign-on sent them back (`/login?sso_error=…`).
+fn sso_message(code: &str) -> &'static str {
+    match code {
+        "no_access" => "Your directory account is in no group that gives access to the manager. Ask an administrator.",
+        "account_disabled" => "Your account is disabled in the manager.",
+        "provider_unreachable" => "The identity provider cannot be reached. Local accounts still sign in here.",
+        "provider_refused" => "The identity provider did not sign you in.",
+        "sso_disabled" => "Single sign-on is turned off.",
+        _ => "Single sign-on failed; please start again.",
     }
 }

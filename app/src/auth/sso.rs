@@ -1,0 +1,685 @@
+//! Azure AD (Entra ID) single sign-on with OpenID Connect: authorization code flow with PKCE,
+//! state and nonce, the ID token verified against the tenant's published keys (signature,
+//! issuer, audience, expiry, nonce) by openidconnect.
+//!
+//! The settings live in the database (`settings` row [`SETTING`]); the client secret is sealed
+//! with the manager's secrets key. Access comes only from the mappings: a claim value (an Azure
+//! AD group object id or an app role) maps to Admin or to Operator with host groups, and a user
+//! whose token matches no mapping gets no access. Role and groups are set from the token at
+//! every sign-in, so the directory stays the source of truth. Local accounts keep working when
+//! the identity provider is down (break-glass Admin).
+
+use crate::db::schema::{auth_challenges as ch, settings, user_groups, users};
+use crate::db::{DbConnection, DbError};
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use openidconnect::core::{
+    CoreAuthDisplay, CoreAuthPrompt, CoreErrorResponseType, CoreGenderClaim, CoreJsonWebKey,
+    CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm, CoreProviderMetadata,
+    CoreResponseType, CoreRevocableToken, CoreRevocationErrorResponse,
+    CoreTokenIntrospectionResponse, CoreTokenType,
+};
+use openidconnect::url;
+use openidconnect::{
+    AdditionalClaims, AuthenticationFlow, AuthorizationCode, Client, ClientId, ClientSecret,
+    CsrfToken, EmptyExtraTokenFields, EndpointMaybeSet, EndpointNotSet, EndpointSet, IdTokenFields,
+    IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope,
+    StandardErrorResponse, StandardTokenResponse, TokenResponse,
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use shared::auth::{OidcMapping, OidcSettings};
+
+/// Settings key.
+pub const SETTING: &str = "auth.oidc";
+/// Challenge kind of a sign-in in progress.
+pub const CHALLENGE: &str = "oidc";
+/// How long the user may take at the identity provider.
+pub const FLOW_TTL: chrono::Duration = chrono::Duration::minutes(10);
+/// Cookie binding the sign-in to the browser that started it.
+pub const BINDING_COOKIE: &str = "lpm_sso";
+
+/// The group and role claims Azure AD puts into ID tokens.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct GroupClaims {
+    /// Group object ids (`groups` optional claim).
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// App roles.
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+impl AdditionalClaims for GroupClaims {}
+
+type IdFields = IdTokenFields<
+    GroupClaims,
+    EmptyExtraTokenFields,
+    CoreGenderClaim,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJwsSigningAlgorithm,
+>;
+type SsoTokenResponse = StandardTokenResponse<IdFields, CoreTokenType>;
+/// The OpenID Connect client with our claims.
+pub type SsoClient = Client<
+    GroupClaims,
+    CoreAuthDisplay,
+    CoreGenderClaim,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJsonWebKey,
+    CoreAuthPrompt,
+    StandardErrorResponse<CoreErrorResponseType>,
+    SsoTokenResponse,
+    CoreTokenIntrospectionResponse,
+    CoreRevocableToken,
+    CoreRevocationErrorResponse,
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointMaybeSet,
+    EndpointMaybeSet,
+>;
+
+/// An ID token with our claims.
+pub type SsoIdToken = openidconnect::IdToken<
+    GroupClaims,
+    CoreGenderClaim,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJwsSigningAlgorithm,
+>;
+
+/// The settings as stored: the secret sealed, never in the clear.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Stored {
+    /// Everything but the secret.
+    pub settings: OidcSettings,
+    /// The client secret, sealed.
+    pub sealed_secret: Option<String>,
+}
+
+/// Reads the stored settings.
+pub fn read(c: &mut DbConnection) -> Result<Stored, DbError> {
+    let json: Option<String> = settings::table
+        .filter(settings::key.eq(SETTING))
+        .select(settings::value_json)
+        .first(c)
+        .optional()?;
+    Ok(json
+        .and_then(|j| serde_json::from_str(&j).ok())
+        .unwrap_or_default())
+}
+
+/// Stores the settings.
+pub fn write(
+    c: &mut DbConnection,
+    s: &Stored,
+    by: &str,
+    now: NaiveDateTime,
+) -> Result<(), DbError> {
+    let json = serde_json::to_string(s).map_err(|e| DbError::Task(e.to_string()))?;
+    c.transaction(|c| {
+        diesel::delete(settings::table.filter(settings::key.eq(SETTING))).execute(c)?;
+        diesel::insert_into(settings::table)
+            .values((
+                settings::key.eq(SETTING),
+                settings::value_json.eq(json),
+                settings::updated_at.eq(now),
+                settings::updated_by.eq(by),
+            ))
+            .execute(c)?;
+        Ok(())
+    })
+}
+
+/// Associated data of the sealed client secret.
+pub const SECRET_CONTEXT: &str = "oidc:client_secret";
+
+fn loopback_host(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// The issuer: the authority if given, else Azure AD's for the tenant. HTTPS only (plain HTTP
+/// is accepted for loopback, where test providers run).
+pub fn issuer(s: &OidcSettings) -> Result<IssuerUrl, String> {
+    let text = if s.authority.trim().is_empty() {
+        let tenant = s.tenant_id.trim();
+        if tenant.is_empty()
+            || !tenant
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        {
+            return Err("give the directory (tenant) id, or an authority URL".into());
+        }
+        format!("https://login.microsoftonline.com/{tenant}/v2.0")
+    } else {
+        s.authority.trim().trim_end_matches('/').to_owned()
+    };
+    let url = url::Url::parse(&text).map_err(|e| format!("authority {text}: {e}"))?;
+    if url.scheme() != "https" && !(url.scheme() == "http" && loopback_host(&url)) {
+        return Err("the authority must use https".into());
+    }
+    IssuerUrl::new(text).map_err(|e| e.to_string())
+}
+
+/// Checks settings before they are saved: (field, message) of the first problem.
+pub fn validate(s: &OidcSettings) -> Result<(), (&'static str, String)> {
+    let short = |field: &'static str, v: &str, max: usize| {
+        if v.chars().count() > max || v.chars().any(char::is_control) {
+            Err((field, format!("at most {max} printable characters")))
+        } else {
+            Ok(())
+        }
+    };
+    short("tenant_id", &s.tenant_id, 100)?;
+    short("authority", &s.authority, 300)?;
+    short("client_id", &s.client_id, 200)?;
+    short("redirect_url", &s.redirect_url, 300)?;
+    short("button_label", &s.button_label, 60)?;
+    if let Some(secret) = &s.client_secret {
+        short("client_secret", secret, 500)?;
+    }
+    if !matches!(s.claim.as_str(), "" | "groups" | "roles") {
+        return Err(("claim", "the claim is groups or roles".into()));
+    }
+    if s.scopes.len() > 20
+        || s.scopes
+            .iter()
+            .any(|x| x.is_empty() || x.len() > 100 || x.contains(char::is_whitespace))
+    {
+        return Err(("scopes", "up to 20 scopes without spaces".into()));
+    }
+    if s.mappings.len() > 200 {
+        return Err(("mappings", "at most 200 mappings".into()));
+    }
+    for m in &s.mappings {
+        if !matches!(m.role.as_str(), "admin" | "operator") {
+            return Err(("mappings", "a mapping's role is admin or operator".into()));
+        }
+        short("mappings", &m.value, 200)?;
+        if m.value.trim().is_empty() {
+            return Err(("mappings", "a mapping needs the claim value".into()));
+        }
+    }
+    if !s.enabled {
+        return Ok(());
+    }
+    issuer(s).map_err(|e| ("authority", e))?;
+    if s.client_id.trim().is_empty() {
+        return Err((
+            "client_id",
+            "the application (client) id is required".into(),
+        ));
+    }
+    let redirect = url::Url::parse(&s.redirect_url).map_err(|e| ("redirect_url", e.to_string()))?;
+    if redirect.scheme() != "https" && !(redirect.scheme() == "http" && loopback_host(&redirect)) {
+        return Err(("redirect_url", "the redirect URL must use https".into()));
+    }
+    if !redirect.path().ends_with("/api/v1/auth/oidc/callback") {
+        return Err((
+            "redirect_url",
+            "the redirect URL ends in /api/v1/auth/oidc/callback".into(),
+        ));
+    }
+    if s.mappings.is_empty() {
+        return Err((
+            "mappings",
+            "map at least one group or role, or nobody gets in".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// HTTP client for the identity provider: no redirects (no SSRF through them), short timeouts.
+pub fn http_client() -> Result<openidconnect::reqwest::Client, String> {
+    openidconnect::reqwest::ClientBuilder::new()
+        .redirect(openidconnect::reqwest::redirect::Policy::none())
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// Fetches and checks the discovery document and the signing keys.
+pub async fn discover(
+    s: &OidcSettings,
+    http: &openidconnect::reqwest::Client,
+) -> Result<CoreProviderMetadata, String> {
+    let issuer = issuer(s)?;
+    let meta = CoreProviderMetadata::discover_async(issuer, http)
+        .await
+        .map_err(|e| format!("discovery failed: {}", error_chain(&e)))?;
+    if meta.jwks().keys().is_empty() {
+        return Err("the provider publishes no signing keys".into());
+    }
+    Ok(meta)
+}
+
+/// Error and its causes on one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cur = c.source();
+    }
+    out
+}
+
+/// The client for the discovered provider.
+pub fn client(
+    meta: CoreProviderMetadata,
+    s: &OidcSettings,
+    secret: Option<String>,
+) -> Result<SsoClient, String> {
+    let redirect = RedirectUrl::new(s.redirect_url.clone()).map_err(|e| e.to_string())?;
+    Ok(SsoClient::from_provider_metadata(
+        meta,
+        ClientId::new(s.client_id.clone()),
+        secret.map(ClientSecret::new),
+    )
+    .set_redirect_uri(redirect))
+}
+
+/// What the manager remembers between sending the browser away and its return.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Flow {
+    state_hash: String,
+    binding_hash: String,
+    nonce: String,
+    pkce_verifier: String,
+}
+
+fn sha(s: &str) -> String {
+    hex::encode(Sha256::digest(s.as_bytes()))
+}
+
+/// A started sign-in: where to send the browser, and the cookie that binds it.
+pub struct Started {
+    /// The authorization URL.
+    pub url: url::Url,
+    /// Value of the [`BINDING_COOKIE`].
+    pub binding: String,
+}
+
+/// Starts a sign-in: records state, nonce and PKCE verifier, answers the authorization URL.
+pub fn start(
+    c: &mut DbConnection,
+    client: &SsoClient,
+    s: &OidcSettings,
+    now: NaiveDateTime,
+) -> Result<Started, DbError> {
+    let secret = hex::encode(crate::auth::mfa::random_bytes::<32>()?);
+    let binding = hex::encode(crate::auth::mfa::random_bytes::<32>()?);
+    let (pkce_challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    diesel::delete(ch::table.filter(ch::expires_at.lt(now))).execute(c)?;
+    let id: i64 = diesel::insert_into(ch::table)
+        .values((
+            ch::kind.eq(CHALLENGE),
+            ch::state_json.eq("{}"),
+            ch::expires_at.eq(now + FLOW_TTL),
+            ch::created_at.eq(now),
+        ))
+        .returning(ch::id)
+        .get_result(c)?;
+    let state = format!("{id}.{secret}");
+    let mut req = client
+        .authorize_url(
+            AuthenticationFlow::<CoreResponseType>::AuthorizationCode,
+            move || CsrfToken::new(state.clone()),
+            Nonce::new_random,
+        )
+        .set_pkce_challenge(pkce_challenge)
+        .add_scope(Scope::new("openid".into()));
+    let mut scopes: Vec<&str> = s.scopes.iter().map(String::as_str).collect();
+    if scopes.is_empty() {
+        scopes = vec!["profile", "email"];
+    }
+    for sc in scopes.into_iter().filter(|x| *x != "openid") {
+        req = req.add_scope(Scope::new(sc.to_owned()));
+    }
+    let (url, _state, nonce) = req.url();
+    let flow = Flow {
+        state_hash: sha(&secret),
+        binding_hash: sha(&binding),
+        nonce: nonce.secret().clone(),
+        pkce_verifier: verifier.secret().clone(),
+    };
+    diesel::update(ch::table.filter(ch::id.eq(id)))
+        .set(
+            ch::state_json
+                .eq(serde_json::to_string(&flow).map_err(|e| DbError::Task(e.to_string()))?),
+        )
+        .execute(c)?;
+    Ok(Started { url, binding })
+}
+
+/// Takes (reads and deletes) the flow `state` names, if the browser's binding cookie matches.
+pub fn take(
+    c: &mut DbConnection,
+    state: &str,
+    binding: Option<&str>,
+    now: NaiveDateTime,
+) -> Result<Result<Flow, &'static str>, DbError> {
+    let Some((id, secret)) = state.split_once('.') else {
+        return Ok(Err("malformed state"));
+    };
+    let Ok(id) = id.parse::<i64>() else {
+        return Ok(Err("malformed state"));
+    };
+    c.transaction(|c| {
+        let row: Option<(String, NaiveDateTime)> = ch::table
+            .filter(ch::id.eq(id))
+            .filter(ch::kind.eq(CHALLENGE))
+            .select((ch::state_json, ch::expires_at))
+            .first(c)
+            .optional()?;
+        let Some((json, expires)) = row else {
+            return Ok(Err("unknown or used state"));
+        };
+        let Ok(flow) = serde_json::from_str::<Flow>(&json) else {
+            return Ok(Err("unknown or used state"));
+        };
+        if !crate::auth::ct_eq(sha(secret).as_bytes(), flow.state_hash.as_bytes()) {
+            return Ok(Err("state does not match"));
+        }
+        // Single use from here on, whatever the outcome.
+        diesel::delete(ch::table.filter(ch::id.eq(id))).execute(c)?;
+        if expires <= now {
+            return Ok(Err("the sign-in took too long"));
+        }
+        match binding {
+            Some(b) if crate::auth::ct_eq(sha(b).as_bytes(), flow.binding_hash.as_bytes()) => {
+                Ok(Ok(flow))
+            }
+            _ => Ok(Err("the sign-in was started in another browser")),
+        }
+    })
+}
+
+/// The verified identity from the ID token.
+#[derive(Debug, Clone)]
+pub struct SsoIdentity {
+    /// Issuer.
+    pub issuer: String,
+    /// Subject (stable user id at the provider).
+    pub subject: String,
+    /// Preferred user name, e-mail or subject, in that order.
+    pub login: String,
+    /// Display name.
+    pub name: Option<String>,
+    /// E-mail.
+    pub email: Option<String>,
+    /// Group or role claim values.
+    pub claims: GroupClaims,
+}
+
+/// Exchanges the code (with the PKCE verifier) and verifies the ID token (with the nonce).
+pub async fn finish(
+    client: &SsoClient,
+    http: &openidconnect::reqwest::Client,
+    flow: &Flow,
+    code: String,
+) -> Result<SsoIdentity, String> {
+    let response = client
+        .exchange_code(AuthorizationCode::new(code))
+        .map_err(|e| e.to_string())?
+        .set_pkce_verifier(PkceCodeVerifier::new(flow.pkce_verifier.clone()))
+        .request_async(http)
+        .await
+        .map_err(|e| format!("the code was not accepted: {}", error_chain(&e)))?;
+    let id_token = response
+        .id_token()
+        .ok_or("the provider returned no ID token")?;
+    verify(client, id_token, &flow.nonce)
+}
+
+/// Verifies an ID token for this client: signature against the provider's keys, issuer,
+/// audience, expiry, nonce.
+pub fn verify(
+    client: &SsoClient,
+    id_token: &SsoIdToken,
+    nonce: &str,
+) -> Result<SsoIdentity, String> {
+    let claims = id_token
+        .claims(&client.id_token_verifier(), &Nonce::new(nonce.to_owned()))
+        .map_err(|e| format!("the ID token was refused: {}", error_chain(&e)))?;
+    let subject = claims.subject().as_str().to_owned();
+    let email = claims.email().map(|e| e.as_str().to_owned());
+    let login = claims
+        .preferred_username()
+        .map(|u| u.as_str().to_owned())
+        .or_else(|| email.clone())
+        .unwrap_or_else(|| subject.clone());
+    Ok(SsoIdentity {
+        issuer: claims.issuer().as_str().to_owned(),
+        subject,
+        login,
+        name: claims
+            .name()
+            .and_then(|n| n.get(None))
+            .map(|n| n.as_str().to_owned()),
+        email,
+        claims: claims.additional_claims().clone(),
+    })
+}
+
+/// Role and host groups the mappings give for these claims; `None`: no access.
+pub fn map_access(s: &OidcSettings, claims: &GroupClaims) -> Option<(String, Vec<i64>)> {
+    let values: &[String] = if s.claim == "roles" {
+        &claims.roles
+    } else {
+        &claims.groups
+    };
+    let hits: Vec<&OidcMapping> = s
+        .mappings
+        .iter()
+        .filter(|m| values.iter().any(|v| v == &m.value))
+        .collect();
+    if hits.iter().any(|m| m.role == "admin") {
+        return Some(("admin".into(), Vec::new()));
+    }
+    if hits.is_empty() {
+        return None;
+    }
+    let mut groups: Vec<i64> = hits.iter().flat_map(|m| m.group_ids.clone()).collect();
+    groups.sort_unstable();
+    groups.dedup();
+    Some(("operator".into(), groups))
+}
+
+/// A user name for a new SSO account: the login lower-cased, other characters replaced, made
+/// unique.
+fn username_for(c: &mut DbConnection, login: &str) -> Result<String, DbError> {
+    let mut base: String = login
+        .to_lowercase()
+        .chars()
+        .map(|ch| {
+            if ch.is_ascii_alphanumeric() || "._-".contains(ch) {
+                ch
+            } else {
+                '-'
+            }
+        })
+        .take(56)
+        .collect();
+    if !base.starts_with(|ch: char| ch.is_ascii_lowercase()) {
+        base = format!("u-{base}");
+    }
+    while base.len() < 3 {
+        base.push('x');
+    }
+    for n in 1..1000 {
+        let candidate = if n == 1 {
+            base.clone()
+        } else {
+            format!("{base}-{n}")
+        };
+        let taken: i64 = users::table
+            .filter(users::username.eq(&candidate))
+            .count()
+            .get_result(c)?;
+        if taken == 0 {
+            return Ok(candidate);
+        }
+    }
+    Err(DbError::Task("no free user name".into()))
+}
+
+/// Finds or creates the account for this identity and sets its role and groups from the
+/// mapping. Answers (user id, user name, role), or `None` when the account is disabled.
+pub fn provision(
+    c: &mut DbConnection,
+    who: &SsoIdentity,
+    role: &str,
+    groups: &[i64],
+    now: NaiveDateTime,
+) -> Result<Option<(i64, String, String)>, DbError> {
+    c.transaction(|c| {
+        let existing: Option<(i64, String, bool)> = users::table
+            .filter(users::sso_issuer.eq(&who.issuer))
+            .filter(users::sso_subject.eq(&who.subject))
+            .select((users::id, users::username, users::is_disabled))
+            .first(c)
+            .optional()?;
+        let display = who.name.clone().unwrap_or_else(|| who.login.clone());
+        let (id, name) = match existing {
+            Some((_, _, true)) => return Ok(None),
+            Some((id, name, false)) => {
+                diesel::update(users::table.filter(users::id.eq(id)))
+                    .set((
+                        users::role.eq(role),
+                        users::display_name.eq(&display),
+                        users::email.eq(&who.email),
+                        users::updated_at.eq(now),
+                    ))
+                    .execute(c)?;
+                (id, name)
+            }
+            None => {
+                let name = username_for(c, &who.login)?;
+                let id: i64 = diesel::insert_into(users::table)
+                    .values((
+                        users::username.eq(&name),
+                        users::display_name.eq(&display),
+                        users::email.eq(&who.email),
+                        users::role.eq(role),
+                        users::is_disabled.eq(false),
+                        users::mfa_required.eq(false),
+                        users::sso_issuer.eq(&who.issuer),
+                        users::sso_subject.eq(&who.subject),
+                        users::failed_logins.eq(0_i64),
+                        users::created_at.eq(now),
+                        users::updated_at.eq(now),
+                    ))
+                    .returning(users::id)
+                    .get_result(c)?;
+                (id, name)
+            }
+        };
+        diesel::delete(user_groups::table.filter(user_groups::user_id.eq(id))).execute(c)?;
+        for g in groups {
+            // Mappings may name a group deleted since: skip it rather than fail the sign-in.
+            let exists: i64 = crate::db::schema::host_groups::table
+                .filter(crate::db::schema::host_groups::id.eq(g))
+                .count()
+                .get_result(c)?;
+            if exists > 0 {
+                diesel::insert_into(user_groups::table)
+                    .values((
+                        user_groups::user_id.eq(id),
+                        user_groups::group_id.eq(g),
+                        user_groups::created_at.eq(now),
+                    ))
+                    .execute(c)?;
+            }
+        }
+        Ok(Some((id, name, role.to_owned())))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> OidcSettings {
+        OidcSettings {
+            enabled: true,
+            tenant_id: "contoso.onmicrosoft.com".into(),
+            client_id: "app".into(),
+            redirect_url: "https://pm.example.com/api/v1/auth/oidc/callback".into(),
+            claim: "groups".into(),
+            mappings: vec![
+                OidcMapping {
+                    value: "g-admins".into(),
+                    role: "admin".into(),
+                    group_ids: vec![],
+                },
+                OidcMapping {
+                    value: "g-web".into(),
+                    role: "operator".into(),
+                    group_ids: vec![2, 1],
+                },
+                OidcMapping {
+                    value: "g-db".into(),
+                    role: "operator".into(),
+                    group_ids: vec![3, 1],
+                },
+            ],
+            ..OidcSettings::default()
+        }
+    }
+
+    #[test]
+    fn mapping_gives_least_surprise() {
+        let s = settings();
+        let claims = |g: &[&str]| GroupClaims {
+            groups: g.iter().map(|x| x.to_string()).collect(),
+            roles: vec![],
+        };
+        assert_eq!(
+            map_access(&s, &claims(&["g-web", "g-db"])),
+            Some(("operator".into(), vec![1, 2, 3]))
+        );
+        assert_eq!(
+            map_access(&s, &claims(&["g-web", "g-admins"])),
+            Some(("admin".into(), vec![]))
+        );
+        assert_eq!(
+            map_access(&s, &claims(&["g-unknown"])),
+            None,
+            "unknown group: no access"
+        );
+        assert_eq!(map_access(&s, &claims(&[])), None);
+    }
+
+    #[test]
+    fn issuer_and_validation() {
+        let mut s = settings();
+        assert_eq!(
+            issuer(&s).unwrap().as_str(),
+            "https://login.microsoftonline.com/contoso.onmicrosoft.com/v2.0"
+        );
+        assert!(validate(&s).is_ok());
+        s.authority = "http://idp.example.com".into();
+        assert!(issuer(&s).is_err(), "plain http outside loopback");
+        s.authority = "http://127.0.0.1:9000".into();
+        assert!(issuer(&s).is_ok());
+        s.authority.clear();
+        s.tenant_id = "../../evil".into();
+        assert!(issuer(&s).is_err());
+        let mut s = settings();
+        s.redirect_url = "https://pm.example.com/elsewhere".into();
+        assert_eq!(validate(&s).unwrap_err().0, "redirect_url");
+        let mut s = settings();
+        s.mappings.clear();
+        assert_eq!(validate(&s).unwrap_err().0, "mappings");
+        let mut s = settings();
+        s.mappings[0].role = "root".into();
+        assert_eq!(validate(&s).unwrap_err().0, "mappings");
+    }
+}
