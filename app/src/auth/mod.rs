@@ -1,6 +1,7 @@
-//! Accounts and sign-in. So far: password hashing ([`password`]), the first-run bootstrap of the
-//! first Admin ([`setup`]) and signed access tokens with key rotation ([`tokens`]); sessions with
-//! refresh tokens, MFA, RBAC and single sign-on build on these.
+//! Accounts and sign-in: password hashing ([`password`]), the first-run bootstrap of the first
+//! Admin ([`setup`]), signed access tokens with key rotation ([`tokens`]), who is calling
+//! ([`identity`]) and what they may do ([`access`]), second factors ([`mfa`] for TOTP and
+//! recovery codes, [`passkeys`] for WebAuthn) and Azure AD single sign-on ([`sso`]).
 
 pub mod access;
 pub mod identity;
