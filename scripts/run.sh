@@ -67,8 +67,11 @@ step "Starting the demo agent on 127.0.0.1:$agent_port"
 "$bin/patch-agent" --config "$DEMO/agent.toml" serve & pids+=($!)
 
 fingerprint=$(openssl x509 -in "$DATA/ca/ca.crt" -noout -fingerprint -sha256 2>/dev/null | cut -d= -f2)
+# Browsers treat the name "localhost" as the manager's WebAuthn domain; an IP address cannot
+# carry security keys or passkeys.
+url="https://${listen/127.0.0.1/localhost}/"
 if [ -f "$DATA/setup-token" ]; then
-  accounts="    First run: open https://$listen/ in a browser; it leads you to the setup page. Paste
+  accounts="    First run: open $url in a browser; it leads you to the setup page. Paste
                this one-time setup token there to create the first administrator:
                  $(cat "$DATA/setup-token")
                (also in $DATA/setup-token until used). There is no default password."
@@ -79,7 +82,7 @@ fi
 cat <<MSG
 
     patch-manager is running.
-    URL:       https://$listen/
+    URL:       $url
     Health:    https://$listen/status/health
     Database:  $DATA/patch-manager.db (embedded SQLite)
     TLS:       certificate from the manager's own CA. Trust $DATA/ca/ca.crt in your browser
