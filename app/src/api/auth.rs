@@ -416,40 +416,13 @@ pub async fn login_mfa(
     let refused = || {
         AppError::Unauthorized("wrong or expired code; sign in again if it keeps failing".into())
     };
-    let token = body.mfa_token.clone();
-    let Some((challenge_id, user_id, challenge)) = state
-        .db
-        .run(move |c| mfa::find_login_challenge(c, &token, now))
-        .await?
-    else {
-        audit(
-            &state,
-            &req,
-            "unknown",
-            "auth.mfa",
-            Outcome::Denied,
-            serde_json::json!({ "reason": "unknown or expired sign-in challenge" }),
-        )
-        .await;
-        return Err(refused());
-    };
-    let user: Option<(String, String, bool)> = state
-        .db
-        .run(move |c| {
-            Ok(users::table
-                .filter(users::id.eq(user_id))
-                .select((users::username, users::role, users::is_disabled))
-                .first(c)
-                .optional()?)
-        })
-        .await?;
-    let Some((name, role, false)) = user else {
-        state
-            .db
-            .run(move |c| mfa::end_challenge(c, challenge_id))
-            .await?;
-        return Err(refused());
-    };
+    let SecondStep {
+        challenge_id,
+        user_id,
+        challenge,
+        name,
+        role,
+    } = second_step(&state, &req, &body.mfa_token, "totp", refused()).await?;
     let secrets = state.secrets.clone();
     let (ok, method) = match (body.code, body.recovery_code) {
         (Some(code), None) => {
@@ -521,6 +494,73 @@ pub async fn login_mfa(
         method,
     )
     .await
+}
+
+/// A live second sign-in step and its (enabled) user.
+pub(crate) struct SecondStep {
+    /// Challenge row.
+    pub challenge_id: i64,
+    /// The user who gave the right password.
+    pub user_id: i64,
+    /// What the challenge remembers.
+    pub challenge: mfa::LoginChallenge,
+    /// User name.
+    pub name: String,
+    /// Role.
+    pub role: String,
+}
+
+/// Finds the sign-in challenge `token` names and checks its user is still enabled; otherwise
+/// audits the refusal and answers `refused`.
+pub(crate) async fn second_step(
+    state: &AppState,
+    req: &HttpRequest,
+    token: &str,
+    method: &str,
+    refused: AppError,
+) -> Result<SecondStep, AppError> {
+    let now = state.clock.now();
+    let token = token.to_owned();
+    let found = state
+        .db
+        .run(move |c| mfa::find_login_challenge(c, &token, now))
+        .await?;
+    let Some((challenge_id, user_id, challenge)) = found else {
+        audit(
+            state,
+            req,
+            "unknown",
+            "auth.mfa",
+            Outcome::Denied,
+            serde_json::json!({ "method": method, "reason": "unknown or expired sign-in challenge" }),
+        )
+        .await;
+        return Err(refused);
+    };
+    let user: Option<(String, String, bool)> = state
+        .db
+        .run(move |c| {
+            Ok(users::table
+                .filter(users::id.eq(user_id))
+                .select((users::username, users::role, users::is_disabled))
+                .first(c)
+                .optional()?)
+        })
+        .await?;
+    let Some((name, role, false)) = user else {
+        state
+            .db
+            .run(move |c| mfa::end_challenge(c, challenge_id))
+            .await?;
+        return Err(refused);
+    };
+    Ok(SecondStep {
+        challenge_id,
+        user_id,
+        challenge,
+        name,
+        role,
+    })
 }
 
 /// Whether `code` is a fresh code of one of the user's confirmed TOTP credentials; records the

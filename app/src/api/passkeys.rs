@@ -1,7 +1,7 @@
 //! WebAuthn endpoints: registering a security key or passkey on the signed-in account, and using
 //! one as the second sign-in step. See [`crate::auth::passkeys`].
 
-use crate::api::auth::{audit, complete_sign_in, row_failure_update};
+use crate::api::auth::{audit, complete_sign_in, row_failure_update, second_step, SecondStep};
 use crate::api::mfa::valid_name;
 use crate::api::{audit_action, AppError};
 use crate::auth::access::Caller;
@@ -153,17 +153,9 @@ pub async fn login_start(
     body: web::Json<PasskeyLoginStart>,
 ) -> Result<HttpResponse, AppError> {
     let rp = relying_party(&state)?;
-    let now = state.clock.now();
     let token = body.into_inner().mfa_token;
-    let found = state
-        .db
-        .run(move |c| mfa::find_login_challenge(c, &token, now))
-        .await?;
-    let Some((challenge_id, user_id, challenge)) = found else {
-        audit(&state, &req, "unknown", "auth.mfa", Outcome::Denied,
-            serde_json::json!({ "method": "webauthn", "reason": "unknown or expired sign-in challenge" })).await;
-        return Err(refused());
-    };
+    let step = second_step(&state, &req, &token, "webauthn", refused()).await?;
+    let (challenge_id, user_id, challenge) = (step.challenge_id, step.user_id, step.challenge);
     let keys: Vec<_> = state
         .db
         .run(move |c| passkeys::passkeys(c, user_id))
@@ -203,33 +195,13 @@ pub async fn login_finish(
             message: format!("not a WebAuthn assertion: {e}"),
             details: serde_json::json!({ "field": "credential" }),
         })?;
-    let token = body.mfa_token;
-    let found = state
-        .db
-        .run(move |c| mfa::find_login_challenge(c, &token, now))
-        .await?;
-    let Some((challenge_id, user_id, challenge)) = found else {
-        audit(&state, &req, "unknown", "auth.mfa", Outcome::Denied,
-            serde_json::json!({ "method": "webauthn", "reason": "unknown or expired sign-in challenge" })).await;
-        return Err(refused());
-    };
-    let user: Option<(String, String, bool)> = state
-        .db
-        .run(move |c| {
-            Ok(users::table
-                .filter(users::id.eq(user_id))
-                .select((users::username, users::role, users::is_disabled))
-                .first(c)
-                .optional()?)
-        })
-        .await?;
-    let Some((name, role, false)) = user else {
-        state
-            .db
-            .run(move |c| mfa::end_challenge(c, challenge_id))
-            .await?;
-        return Err(refused());
-    };
+    let SecondStep {
+        challenge_id,
+        user_id,
+        challenge,
+        name,
+        role,
+    } = second_step(&state, &req, &body.mfa_token, "webauthn", refused()).await?;
     let auth_state: Option<PasskeyAuthentication> = challenge
         .webauthn
         .clone()
