@@ -98,6 +98,25 @@ async fn text_of(
     }
 }
 
+/// Waits until the element's text contains `needle`; answers the last text seen.
+async fn text_containing(
+    browser: &fantoccini::Client,
+    css: &str,
+    needle: &str,
+) -> Result<String, fantoccini::error::CmdError> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let t = match browser.find(Locator::Css(css)).await {
+            Ok(e) => e.text().await?,
+            Err(_) => String::new(),
+        };
+        if t.contains(needle) || Instant::now() > deadline {
+            return Ok(t);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[actix_rt::test]
 #[ignore = "needs the wasm bundle and chromium; scripts/test.sh runs it"]
 async fn first_run_setup_totp_and_security_key_in_the_browser() {
@@ -221,7 +240,10 @@ async fn first_run_setup_totp_and_security_key_in_the_browser() {
         wait_enabled(&browser, "verify").await?;
         type_into(&browser, "mfa-code", "000000").await?;
         browser.find(Locator::Id("verify")).await?.click().await?;
-        let err = text_of(&browser, "[data-testid='error']").await?;
+        let err = match browser.find(Locator::Css("[data-testid='error']")).await {
+            Ok(e) => e.text().await?,
+            Err(_) => String::new(),
+        };
         assert!(err.contains("wrong or expired code"), "{err}");
         // The code that confirmed the app is spent; the next one signs in.
         clock.advance(30);
@@ -237,6 +259,85 @@ async fn first_run_setup_totp_and_security_key_in_the_browser() {
             "SQLite (embedded)"
         );
         assert_eq!(text_of(&browser, "#signed-in-as").await?, "admin");
+
+        // The Admin pages render their data.
+        for (link, css) in [
+            ("Certificates", "#certificates tr[data-kind='ca']"),
+            ("Users", "#users tr[data-user='admin']"),
+            ("Settings", "#oidc-save:not([disabled])"),
+            ("Hosts", "section.page h1"),
+        ] {
+            browser.find(Locator::LinkText(link)).await?.click().await?;
+            browser
+                .wait()
+                .at_most(Duration::from_secs(30))
+                .for_element(Locator::Css(css))
+                .await?;
+        }
+
+        // A security key: Chromium's virtual authenticator stands in for the hardware.
+        let session = browser.session_id().await?.expect("WebDriver session id");
+        let mut res = awc::Client::default()
+            .post(format!(
+                "http://127.0.0.1:{}/session/{session}/webauthn/authenticator",
+                driver.port
+            ))
+            .send_json(&serde_json::json!({
+                "protocol": "ctap2", "transport": "usb", "hasResidentKey": true,
+                "hasUserVerification": true, "isUserConsenting": true, "isUserVerified": true,
+            }))
+            .await
+            .expect("virtual authenticator");
+        assert!(res.status().is_success(), "{:?}", res.body().await);
+        browser
+            .find(Locator::LinkText("Account"))
+            .await?
+            .click()
+            .await?;
+        wait_enabled(&browser, "key-add").await?;
+        type_into(&browser, "key-name", "virtual key").await?;
+        browser.find(Locator::Id("key-add")).await?.click().await?;
+        let notice = text_containing(&browser, "p.ok[role='status']", "Security key added").await?;
+        let err = match browser.find(Locator::Css("[data-testid='error']")).await {
+            Ok(e) => e.text().await?,
+            Err(_) => String::new(),
+        };
+        assert!(notice.contains("Security key added"), "{notice} / {err}");
+        let factors = text_of(&browser, "#factors").await?;
+        assert!(
+            factors.contains("virtual key") && factors.contains("Security key"),
+            "{factors}"
+        );
+
+        // Sign out and in again, this time with the key.
+        browser.find(Locator::Id("sign-out")).await?.click().await?;
+        wait_enabled(&browser, "sign-in").await?;
+        type_into(&browser, "username", "admin").await?;
+        type_into(&browser, "password", password).await?;
+        browser.find(Locator::Id("sign-in")).await?.click().await?;
+        wait_enabled(&browser, "use-key").await?.click().await?;
+        assert_eq!(
+            text_of(&browser, "#database-backend").await?,
+            "SQLite (embedded)"
+        );
+        assert_eq!(text_of(&browser, "#signed-in-as").await?, "admin");
+        // The last sign-in was the security key's, per the audit log.
+        let methods: Vec<String> = {
+            use diesel::prelude::*;
+            use patch_manager::db::schema::audit_log as l;
+            let mut c = server.state.db.conn().unwrap();
+            l::table
+                .filter(l::action.eq("auth.login"))
+                .order(l::id.desc())
+                .select(l::details_json)
+                .load(&mut *c)
+                .unwrap()
+        };
+        assert!(methods[0].contains("\"webauthn\""), "{methods:?}");
+        assert!(
+            methods.iter().any(|m| m.contains("\"totp\"")),
+            "{methods:?}"
+        );
         Ok::<_, fantoccini::error::CmdError>(())
     }
     .await;

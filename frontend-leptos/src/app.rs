@@ -9,7 +9,7 @@ use crate::api;
 use crate::pages::{
     account::AccountPage,
     admin::UsersPage,
-    fleet::{CertificatesPage, HostsPage},
+    fleet::{CertificatesPage, HostPage, HostsPage},
     home::{HomePage, NotFound},
     settings::SettingsPage,
     signin::{LoginPage, SetupPage},
@@ -94,6 +94,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("login") view=LoginPage/>
                     <Route path=path!("account") view=AccountPage/>
                     <Route path=path!("hosts") view=HostsPage/>
+                    <Route path=path!("hosts/:id") view=HostPage/>
                     <Route path=path!("certificates") view=CertificatesPage/>
                     <Route path=path!("users") view=UsersPage/>
                     <Route path=path!("settings") view=SettingsPage/>

@@ -8,9 +8,10 @@ use crate::ui::{load, loaded, maybe_time, short_time, ErrorLine, Submit};
 use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
+use leptos_router::hooks::use_params_map;
 use shared::fleet::{
     CertificateInfo, CreatedEnrollmentToken, CrlPushResult, EnrollmentTokenInfo, GroupInfo,
-    HostSummary, NewEnrollmentToken, RevokeRequest,
+    HostDetail, HostSummary, NewEnrollmentToken, RevokeRequest,
 };
 
 /// The hosts page.
@@ -45,7 +46,10 @@ pub fn HostsPage() -> impl IntoView {
                             let id = h.id;
                             view! {
                                 <tr>
-                                    <td><strong>{h.display_name}</strong><br/><span class="muted">{h.fqdn.unwrap_or_default()}</span></td>
+                                    <td>
+                                        <a href=format!("/hosts/{id}")><strong>{h.display_name}</strong></a><br/>
+                                        <span class="muted">{h.fqdn.unwrap_or_default()}</span>
+                                    </td>
                                     <td>{format!("{}:{}", h.ip_address, h.agent_port)}</td>
                                     <td>{h.status}</td>
                                     <td>{h.os.unwrap_or_else(|| "—".into())}</td>
@@ -69,6 +73,81 @@ pub fn HostsPage() -> impl IntoView {
                         </tbody>
                     </table>
                 }.into_any(),
+            }}
+        </section>
+    }
+}
+
+/// `/hosts/:id`: one host, its certificate, the public bundle and (Admins) renewal.
+#[component]
+pub fn HostPage() -> impl IntoView {
+    let session = expect_context::<Session>();
+    let params = use_params_map();
+    let id = move || params.with(|p| p.get("id").and_then(|v| v.parse::<i64>().ok()));
+    let host = loaded::<HostDetail>();
+    let reload = move || {
+        if let Some(id) = id() {
+            load(format!("/api/v1/hosts/{id}"), host);
+        }
+    };
+    Effect::new(move |_| reload());
+    let error = RwSignal::new(None::<String>);
+    let notice = RwSignal::new(None::<String>);
+    view! {
+        <section class="page">
+            <p><a href="/hosts">"← Hosts"</a></p>
+            <p class="ok" role="status">{move || notice.get().unwrap_or_default()}</p>
+            <ErrorLine error/>
+            {move || match host.get() {
+                None => view! { <p class="muted">"Loading…"</p> }.into_any(),
+                Some(Err(e)) => view! { <p class="error">{e.message}</p> }.into_any(),
+                Some(Ok(h)) => {
+                    let hid = h.summary.id;
+                    view! {
+                        <h1 id="host-name">{h.summary.display_name.clone()}</h1>
+                        <div class="grid">
+                            <section class="card">
+                                <h2>"Host"</h2>
+                                <dl>
+                                    <dt>"Name"</dt><dd>{h.summary.fqdn.clone().unwrap_or_default()}</dd>
+                                    <dt>"Agent"</dt><dd>{format!("{}:{}", h.summary.ip_address, h.summary.agent_port)}</dd>
+                                    <dt>"Status"</dt><dd>{h.summary.status.clone()}</dd>
+                                    <dt>"OS"</dt><dd>{h.summary.os.clone().unwrap_or_else(|| "—".into())}</dd>
+                                    <dt>"Kernel"</dt><dd>{h.kernel.clone().unwrap_or_else(|| "—".into())}</dd>
+                                    <dt>"Agent version"</dt><dd>{h.agent_version.clone().unwrap_or_else(|| "—".into())}</dd>
+                                    <dt>"Groups"</dt><dd>{h.summary.groups.join(", ")}</dd>
+                                    <dt>"Enrolled"</dt><dd>{short_time(&h.created_at)}</dd>
+                                    <dt>"Last seen"</dt><dd>{maybe_time(h.summary.last_seen_at.as_deref())}</dd>
+                                </dl>
+                            </section>
+                            <section class="card">
+                                <h2>"Certificate"</h2>
+                                {match h.certificate.clone() {
+                                    Some(c) => view! {
+                                        <dl>
+                                            <dt>"Serial"</dt><dd><code>{c.serial.clone()}</code></dd>
+                                            <dt>"Names"</dt><dd>{c.sans.join(", ")}</dd>
+                                            <dt>"Valid until"</dt><dd>{format!("{} ({} days)", short_time(&c.not_after), c.expires_in_days)}</dd>
+                                            <dt>"State"</dt><dd class=if c.state == "valid" { "ok" } else { "warn" }>{c.state.clone()}</dd>
+                                            <dt>"SHA-256"</dt><dd><code class="wrap">{c.fingerprint_sha256.clone()}</code></dd>
+                                        </dl>
+                                        <p class="row">
+                                            <a id="bundle" href=format!("/api/v1/hosts/{hid}/certificate-bundle") download="">
+                                                "Download the certificate bundle (public parts)"
+                                            </a>
+                                        </p>
+                                    }.into_any(),
+                                    None => view! { <p class="warn">"No valid certificate."</p> }.into_any(),
+                                }}
+                                <Show when=move || session.is_admin()>
+                                    <button type="button" id="renew" on:click=move |_| renew_host(hid, notice, error, reload)>
+                                        "Renew certificate now"
+                                    </button>
+                                </Show>
+                            </section>
+                        </div>
+                    }.into_any()
+                }
             }}
         </section>
     }
