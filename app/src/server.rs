@@ -143,7 +143,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartupError> {
         audit,
         pki,
         setup,
-        tokens: Arc::default(),
+        tokens: Arc::new(crate::auth::tokens::KeyCache::new(secrets.clone())),
         secrets,
         webauthn: Arc::new(crate::auth::passkeys::relying_party(&config, addr)),
         netguard,

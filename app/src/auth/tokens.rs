@@ -8,6 +8,7 @@
 
 use crate::db::schema::signing_keys as k;
 use crate::db::{DbConnection, DbError};
+use crate::secrets::SecretBox;
 use chrono::{Duration, NaiveDateTime};
 use diesel::prelude::*;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -73,8 +74,43 @@ impl std::fmt::Debug for TokenKeys {
     }
 }
 
-/// Loads the keys, making a new signing key when none may sign at `now`.
-pub fn load_keys(conn: &mut DbConnection, now: NaiveDateTime) -> Result<TokenKeys, DbError> {
+/// Associated data of a sealed signing key.
+fn seal_context(kid: &str) -> String {
+    format!("signing_key:{kid}")
+}
+
+/// The private key as stored: sealed with the manager's secrets key (`v1.…`). A key stored in
+/// the clear by an earlier version (PKCS#8 DER, starting with 0x30) is accepted and sealed in
+/// place.
+fn unseal(
+    conn: &mut DbConnection,
+    secrets: &SecretBox,
+    kid: &str,
+    stored: Vec<u8>,
+) -> Result<Vec<u8>, DbError> {
+    if stored.starts_with(b"v1.") {
+        let text = String::from_utf8(stored)
+            .map_err(|_| DbError::Inconsistent(format!("signing key {kid} is malformed")))?;
+        return secrets
+            .open(&seal_context(kid), &text)
+            .map_err(|e| DbError::Inconsistent(format!("signing key {kid}: {e}")));
+    }
+    let sealed = secrets
+        .seal(&seal_context(kid), &stored)
+        .map_err(|e| DbError::Inconsistent(e.to_string()))?;
+    diesel::update(k::table.filter(k::kid.eq(kid)))
+        .set(k::private_key.eq(sealed.as_bytes()))
+        .execute(conn)?;
+    Ok(stored)
+}
+
+/// Loads the keys, making a new signing key when none may sign at `now`. Private keys are
+/// sealed with `secrets` in the database.
+pub fn load_keys(
+    conn: &mut DbConnection,
+    secrets: &SecretBox,
+    now: NaiveDateTime,
+) -> Result<TokenKeys, DbError> {
     conn.transaction(|conn| {
         let current: Option<(String, Vec<u8>)> = k::table
             .filter(k::not_after.gt(now))
@@ -84,7 +120,10 @@ pub fn load_keys(conn: &mut DbConnection, now: NaiveDateTime) -> Result<TokenKey
             .first(conn)
             .optional()?;
         let (signing_kid, private) = match current {
-            Some(c) => c,
+            Some((kid, stored)) => {
+                let private = unseal(conn, secrets, &kid, stored)?;
+                (kid, private)
+            }
             None => {
                 use ring::rand::SystemRandom;
                 use ring::signature::{Ed25519KeyPair, KeyPair};
@@ -94,11 +133,14 @@ pub fn load_keys(conn: &mut DbConnection, now: NaiveDateTime) -> Result<TokenKey
                 let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref())
                     .map_err(|_| DbError::Inconsistent("Ed25519 key unreadable".into()))?;
                 let kid = ulid::Ulid::new().to_string();
+                let sealed = secrets
+                    .seal(&seal_context(&kid), pkcs8.as_ref())
+                    .map_err(|e| DbError::Inconsistent(e.to_string()))?;
                 diesel::insert_into(k::table)
                     .values((
                         k::kid.eq(&kid),
                         k::algorithm.eq("EdDSA"),
-                        k::private_key.eq(pkcs8.as_ref()),
+                        k::private_key.eq(sealed.as_bytes()),
                         k::public_key.eq(pair.public_key().as_ref()),
                         k::created_at.eq(now),
                         k::not_after.eq(now + KEY_SIGNING_LIFETIME),
@@ -184,8 +226,9 @@ impl TokenKeys {
 }
 
 /// The keys, cached for a minute so verifying a request costs no database round trip.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct KeyCache {
+    secrets: std::sync::Arc<SecretBox>,
     inner: std::sync::RwLock<Option<(NaiveDateTime, std::sync::Arc<TokenKeys>)>>,
 }
 
@@ -193,6 +236,14 @@ pub struct KeyCache {
 const KEY_CACHE_TTL: Duration = Duration::seconds(60);
 
 impl KeyCache {
+    /// An empty cache whose keys are sealed with `secrets`.
+    pub fn new(secrets: std::sync::Arc<SecretBox>) -> Self {
+        Self {
+            secrets,
+            inner: std::sync::RwLock::new(None),
+        }
+    }
+
     /// The keys at `now`, reloaded (and rotated if due) when the cache is older than a minute.
     pub async fn get(
         &self,
@@ -206,7 +257,8 @@ impl KeyCache {
                 }
             }
         }
-        let keys = std::sync::Arc::new(db.run(move |c| load_keys(c, now)).await?);
+        let secrets = self.secrets.clone();
+        let keys = std::sync::Arc::new(db.run(move |c| load_keys(c, &secrets, now)).await?);
         if let Ok(mut guard) = self.inner.write() {
             *guard = Some((now, keys.clone()));
         }
