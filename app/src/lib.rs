@@ -21,6 +21,7 @@ pub mod error;
 pub mod middleware;
 pub mod netguard;
 pub mod pki;
+pub mod rate;
 pub mod rotation;
 pub mod secrets;
 pub mod server;

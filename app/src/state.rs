@@ -33,6 +33,8 @@ pub struct AppState {
     pub secrets: Arc<crate::secrets::SecretBox>,
     /// The WebAuthn relying party, or why security keys are unavailable.
     pub webauthn: Arc<Result<webauthn_rs::prelude::Webauthn, String>>,
+    /// Starts of single sign-on per address (each fetches the provider's metadata).
+    pub sso_starts: Arc<crate::rate::Limiter>,
     /// The source-address allow-list.
     pub netguard: Arc<crate::netguard::NetGuard>,
     /// Clock of the sign-in code (tests move it).

@@ -78,6 +78,14 @@ pub async fn start(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
     if !st.settings.enabled {
         return Ok(to_login("sso_disabled"));
     }
+    if let Some(ip) = req.peer_addr().map(|a| a.ip()) {
+        if let Err(wait) = state.sso_starts.check(ip) {
+            return Err(AppError::TooManyRequests {
+                message: "too many single sign-on attempts from this address".into(),
+                retry_after: i64::try_from(wait).unwrap_or(60),
+            });
+        }
+    }
     let http = sso::http_client().map_err(AppError::Internal)?;
     let meta = match sso::discover(&st.settings, &http).await {
         Ok(m) => m,
