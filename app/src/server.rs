@@ -147,6 +147,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartupError> {
         secrets,
         webauthn: Arc::new(crate::auth::passkeys::relying_party(&config, addr)),
         netguard,
+        admin_changes: Arc::default(),
         sso_starts: Arc::new(crate::rate::Limiter::new(30, Duration::from_secs(60))),
         clock: Arc::default(),
         login_failures: Arc::default(),

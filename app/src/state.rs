@@ -35,6 +35,9 @@ pub struct AppState {
     pub webauthn: Arc<Result<webauthn_rs::prelude::Webauthn, String>>,
     /// Starts of single sign-on per address (each fetches the provider's metadata).
     pub sso_starts: Arc<crate::rate::Limiter>,
+    /// Serialises changes that could leave no enabled Admin (user edits, deletions, single sign-on
+    /// role updates), so two of them cannot each see the other's Admin as the one remaining.
+    pub admin_changes: Arc<tokio::sync::Mutex<()>>,
     /// The source-address allow-list.
     pub netguard: Arc<crate::netguard::NetGuard>,
     /// Clock of the sign-in code (tests move it).

@@ -309,6 +309,49 @@ async fn totp_recovery_codes_and_admin_controls() {
         assert_eq!(rm.status, 204);
         assert_eq!(login(&base, "admin", PW).await["status"], "signed_in");
 
+        // A session older than fifteen minutes cannot change second factors.
+        {
+            let now = chrono::Utc::now().naive_utc();
+            let old = now - chrono::Duration::minutes(20);
+            let mut c = server.state.db.conn().unwrap();
+            let uid: i64 = {
+                use diesel::prelude::*;
+                use patch_manager::db::schema::users;
+                users::table
+                    .filter(users::username.eq("admin"))
+                    .select(users::id)
+                    .first(&mut *c)
+                    .unwrap()
+            };
+            let session = patch_manager::db::sessions::start(&mut c, uid, None, None, old).unwrap();
+            let keys = server
+                .state
+                .tokens
+                .get(&server.state.db, now)
+                .await
+                .unwrap();
+            let token = keys.issue(uid, "admin", &session.family_id, now).unwrap();
+            let stale = [("authorization", format!("Bearer {token}"))];
+            let me = call("GET", &format!("{base}/api/v1/auth/me"), &stale, None).await;
+            assert_eq!(me.status, 200, "the session itself is fine");
+            let a = call(
+                "POST",
+                &format!("{base}/api/v1/auth/mfa/totp"),
+                &stale,
+                Some(json!({ "name": "thief" })),
+            )
+            .await;
+            assert_eq!(a.status, 403, "{}", a.body);
+            let a = call(
+                "POST",
+                &format!("{base}/api/v1/auth/mfa/webauthn/register/start"),
+                &stale,
+                Some(json!({ "name": "thief" })),
+            )
+            .await;
+            assert_eq!(a.status, 403, "{}", a.body);
+        }
+
         // All of it is in the audit log.
         let actions: Vec<String> = {
             use diesel::prelude::*;
@@ -328,4 +371,103 @@ async fn totp_recovery_codes_and_admin_controls() {
         }
         server.stop().await;
     }
+}
+
+/// Guesses sent in parallel each use up an attempt: a burst on one sign-in challenge gets five
+/// answers checked at most, and parallel wrong passwords each count toward the account lock.
+#[actix_rt::test]
+async fn parallel_guesses_each_count() {
+    let db = TestDb::new(common::Engine::Postgres);
+    let config = test_config(&db);
+    let server = patch_manager::server::start(config.clone()).await.unwrap();
+    let base = format!("http://{}", server.addr);
+    let clock = server.state.clock.clone();
+    setup_admin(&base, &config.data.dir).await;
+    let auth = bearer(&login(&base, "admin", PW).await);
+    let e = call(
+        "POST",
+        &format!("{base}/api/v1/auth/mfa/totp"),
+        &auth,
+        Some(json!({ "name": "app" })),
+    )
+    .await;
+    let t = generator(e.body["secret_base32"].as_str().unwrap());
+    let cred = e.body["credential_id"].as_i64().unwrap();
+    let a = call(
+        "POST",
+        &format!("{base}/api/v1/auth/mfa/totp/{cred}/confirm"),
+        &auth,
+        Some(json!({ "code": totp_code(&t, clock.unix()) })),
+    )
+    .await;
+    assert_eq!(a.status, 200);
+
+    clock.advance(30);
+    let c = login(&base, "admin", PW).await;
+    let guesses = (0..12).map(|i| {
+        second_step(
+            &base,
+            json!({ "mfa_token": c["mfa_token"], "code": format!("{:06}", 100_000 + i) }),
+        )
+    });
+    let answers = futures_util::future::join_all(guesses).await;
+    assert!(answers.iter().all(|a| a.status == 401));
+    let a = second_step(
+        &base,
+        json!({ "mfa_token": c["mfa_token"], "code": totp_code(&t, clock.unix()) }),
+    )
+    .await;
+    assert_eq!(a.status, 401, "the burst used up the challenge");
+    let (checked, denied, failed): (usize, usize, i64) = {
+        use diesel::prelude::*;
+        use patch_manager::db::schema::{audit_log as l, users};
+        let mut conn = server.state.db.conn().unwrap();
+        let details: Vec<String> = l::table
+            .filter(l::action.eq("auth.mfa"))
+            .select(l::details_json)
+            .load(&mut *conn)
+            .unwrap();
+        let failed = users::table
+            .filter(users::username.eq("admin"))
+            .select(users::failed_logins)
+            .first(&mut *conn)
+            .unwrap();
+        (
+            details
+                .iter()
+                .filter(|d| d.contains("wrong or replayed"))
+                .count(),
+            details.len(),
+            failed,
+        )
+    };
+    assert_eq!(checked, 5, "exactly five answers were checked");
+    // The rest were refused unchecked: no attempt left, or the challenge already gone.
+    assert_eq!(denied, 13, "every refusal is audited");
+    assert_eq!(failed, 5);
+
+    // Four wrong passwords at once: each counts.
+    let login_url = format!("{base}/api/v1/auth/login");
+    let wrong = (0..4).map(|_| {
+        call(
+            "POST",
+            &login_url,
+            &[],
+            Some(json!({ "username": "admin", "password": "not-the-password-1", "client": "api" })),
+        )
+    });
+    let answers = futures_util::future::join_all(wrong).await;
+    assert!(answers.iter().all(|a| a.status == 401));
+    let failed: i64 = {
+        use diesel::prelude::*;
+        use patch_manager::db::schema::users;
+        let mut conn = server.state.db.conn().unwrap();
+        users::table
+            .filter(users::username.eq("admin"))
+            .select(users::failed_logins)
+            .first(&mut *conn)
+            .unwrap()
+    };
+    assert_eq!(failed, 9, "5 + 4: no failure lost to a race");
+    server.stop().await;
 }

@@ -109,15 +109,52 @@ fn envelope_error(status: u16, text: &str) -> ApiError {
 /// 2xx answer.
 #[cfg(feature = "hydrate")]
 async fn send(method: &str, path: &str, body: Option<String>) -> Result<String, ApiError> {
+    let generation = REFRESH.with(|r| r.generation.get());
     let (status, text) = once(method, path, body.clone()).await?;
-    if status == 401 && !path.starts_with("/api/v1/auth/") && !path.starts_with("/api/v1/setup") {
-        let (rs, _) = once("POST", "/api/v1/auth/refresh", Some("{}".into())).await?;
-        if (200..300).contains(&rs) {
-            let (status, text) = once(method, path, body).await?;
-            return finish(status, text);
-        }
+    if status == 401
+        && !path.starts_with("/api/v1/auth/")
+        && !path.starts_with("/api/v1/setup")
+        && refresh_once(generation).await
+    {
+        let (status, text) = once(method, path, body).await?;
+        return finish(status, text);
     }
     finish(status, text)
+}
+
+/// One refresh at a time: a refresh token is single-use, and a second concurrent use would look
+/// like a stolen token to the manager (which then ends the session). Calls that failed while a
+/// refresh was running wait for it and reuse its outcome.
+#[cfg(feature = "hydrate")]
+struct RefreshState {
+    lock: std::rc::Rc<futures_util::lock::Mutex<bool>>,
+    generation: std::cell::Cell<u64>,
+}
+
+#[cfg(feature = "hydrate")]
+thread_local! {
+    static REFRESH: RefreshState = RefreshState {
+        lock: std::rc::Rc::new(futures_util::lock::Mutex::new(false)),
+        generation: std::cell::Cell::new(0),
+    };
+}
+
+/// Refreshes the session unless another call did since `seen` (the generation before the failed
+/// request); answers whether the session is usable.
+#[cfg(feature = "hydrate")]
+async fn refresh_once(seen: u64) -> bool {
+    let lock = REFRESH.with(|r| r.lock.clone());
+    let mut last_ok = lock.lock().await;
+    if REFRESH.with(|r| r.generation.get()) != seen {
+        return *last_ok;
+    }
+    let ok = matches!(
+        once("POST", "/api/v1/auth/refresh", Some("{}".into())).await,
+        Ok((s, _)) if (200..300).contains(&s)
+    );
+    *last_ok = ok;
+    REFRESH.with(|r| r.generation.set(seen + 1));
+    ok
 }
 
 #[cfg(feature = "hydrate")]

@@ -151,25 +151,42 @@ pub(crate) fn browser_cookies(
     ])
 }
 
-fn throttled_address(
+/// Takes one of the address's sign-in attempts before the password is checked, so parallel
+/// guesses each count: `Err(seconds to wait)` when the address has had too many failures in the
+/// window. A successful sign-in gives its attempt back ([`release_address_attempt`]).
+fn reserve_address_attempt(
     state: &AppState,
     ip: Option<std::net::IpAddr>,
     now: NaiveDateTime,
-) -> Option<i64> {
-    let ip = ip?;
-    let mut map = state.login_failures.lock().ok()?;
+) -> Result<(), i64> {
+    let Some(ip) = ip.map(|i| i.to_canonical()) else {
+        return Ok(());
+    };
+    let Ok(mut map) = state.login_failures.lock() else {
+        return Ok(());
+    };
+    if map.len() > 50_000 {
+        map.retain(|_, v| v.iter().any(|t| *t + ADDRESS_WINDOW > now));
+    }
     let entries = map.entry(ip).or_default();
     entries.retain(|t| *t + ADDRESS_WINDOW > now);
-    (entries.len() >= ADDRESS_MAX_FAILURES).then(|| {
-        entries
+    if entries.len() >= ADDRESS_MAX_FAILURES {
+        return Err(entries
             .first()
-            .map_or(60, |t| (*t + ADDRESS_WINDOW - now).num_seconds().max(1))
-    })
+            .map_or(60, |t| (*t + ADDRESS_WINDOW - now).num_seconds().max(1)));
+    }
+    entries.push(now);
+    Ok(())
 }
 
-fn note_address_failure(state: &AppState, ip: Option<std::net::IpAddr>, now: NaiveDateTime) {
-    if let (Some(ip), Ok(mut map)) = (ip, state.login_failures.lock()) {
-        map.entry(ip).or_default().push(now);
+/// Gives back the attempt a successful sign-in reserved.
+fn release_address_attempt(state: &AppState, ip: Option<std::net::IpAddr>, at: NaiveDateTime) {
+    if let (Some(ip), Ok(mut map)) = (ip.map(|i| i.to_canonical()), state.login_failures.lock()) {
+        if let Some(entries) = map.get_mut(&ip) {
+            if let Some(pos) = entries.iter().rposition(|t| *t == at) {
+                entries.remove(pos);
+            }
+        }
     }
 }
 
@@ -197,7 +214,7 @@ pub async fn login(
     let body = body.into_inner();
     let now = chrono::Utc::now().naive_utc();
     let ip = req.peer_addr().map(|a| a.ip());
-    if let Some(wait) = throttled_address(&state, ip, now) {
+    if let Err(wait) = reserve_address_attempt(&state, ip, now) {
         audit(
             &state,
             &req,
@@ -263,7 +280,6 @@ pub async fn login(
     .await
     .map_err(|e| AppError::Internal(e.to_string()))?;
     let Some((user_id, name, _, role, _, mfa_required, _, _)) = row.filter(|r| ok && !r.4) else {
-        note_address_failure(&state, ip, now);
         let reason = row_failure_update(&state, &username, now)
             .await?
             .unwrap_or_else(|| "unknown user or wrong password".into());
@@ -279,6 +295,7 @@ pub async fn login(
         return Err(AppError::Unauthorized("wrong user name or password".into()));
     };
     let _ = mfa_required; // enforced at the gate: no factor yet means enrolment only
+    release_address_attempt(&state, ip, now);
     if let Some(h) = rehash {
         state
             .db
@@ -422,7 +439,7 @@ pub async fn login_mfa(
         challenge,
         name,
         role,
-    } = second_step(&state, &req, &body.mfa_token, "totp", refused()).await?;
+    } = second_step(&state, &req, &body.mfa_token, "totp", true, refused()).await?;
     let secrets = state.secrets.clone();
     let (ok, method) = match (body.code, body.recovery_code) {
         (Some(code), None) => {
@@ -451,7 +468,7 @@ pub async fn login_mfa(
     if !ok {
         let alive = state
             .db
-            .run(move |c| mfa::fail_login_challenge(c, challenge_id, challenge))
+            .run(move |c| mfa::fail_login_challenge(c, challenge_id))
             .await?;
         let reason = row_failure_update(&state, &name, now)
             .await?
@@ -510,13 +527,15 @@ pub(crate) struct SecondStep {
     pub role: String,
 }
 
-/// Finds the sign-in challenge `token` names and checks its user is still enabled; otherwise
-/// audits the refusal and answers `refused`.
+/// Finds the sign-in challenge `token` names and checks its user is still enabled and not
+/// locked; with `answering`, also takes one of the challenge's attempts (before the answer is
+/// looked at). Otherwise audits the refusal and answers `refused`.
 pub(crate) async fn second_step(
     state: &AppState,
     req: &HttpRequest,
     token: &str,
     method: &str,
+    answering: bool,
     refused: AppError,
 ) -> Result<SecondStep, AppError> {
     let now = state.clock.now();
@@ -537,23 +556,57 @@ pub(crate) async fn second_step(
         .await;
         return Err(refused);
     };
-    let user: Option<(String, String, bool)> = state
+    type Row = (String, String, bool, Option<NaiveDateTime>);
+    let user: Option<Row> = state
         .db
         .run(move |c| {
             Ok(users::table
                 .filter(users::id.eq(user_id))
-                .select((users::username, users::role, users::is_disabled))
+                .select((
+                    users::username,
+                    users::role,
+                    users::is_disabled,
+                    users::locked_until,
+                ))
                 .first(c)
                 .optional()?)
         })
         .await?;
-    let Some((name, role, false)) = user else {
+    let Some((name, role, false, locked_until)) = user else {
         state
             .db
             .run(move |c| mfa::end_challenge(c, challenge_id))
             .await?;
         return Err(refused);
     };
+    let reason = if locked_until.is_some_and(|t| t > now) {
+        Some("account locked after repeated failures")
+    } else if answering
+        && !state
+            .db
+            .run(move |c| mfa::claim_attempt(c, challenge_id))
+            .await?
+    {
+        Some("no attempts left on this sign-in challenge")
+    } else {
+        None
+    };
+    if let Some(reason) = reason {
+        state
+            .db
+            .run(move |c| mfa::end_challenge(c, challenge_id))
+            .await?;
+        audit(
+            state,
+            req,
+            &name,
+            "auth.mfa",
+            Outcome::Denied,
+            serde_json::json!({ "method": method, "reason": reason }),
+        )
+        .await;
+        return Err(refused);
+    }
     Ok(SecondStep {
         challenge_id,
         user_id,
@@ -606,18 +659,20 @@ pub(crate) async fn row_failure_update(
     Ok(state
         .db
         .run(move |c| {
-            let current: Option<i64> = users::table
-                .filter(users::username.eq(&name))
-                .select(users::failed_logins)
-                .first(c)
-                .optional()?;
-            let Some(n) = current.map(|n| n + 1) else {
+            // One atomic increment: parallel failures each count.
+            let counted: Option<i64> =
+                diesel::update(users::table.filter(users::username.eq(&name)))
+                    .set(users::failed_logins.eq(users::failed_logins + 1))
+                    .returning(users::failed_logins)
+                    .get_result(c)
+                    .optional()?;
+            let Some(n) = counted else {
                 return Ok(None);
             };
             let lock = lock_minutes(n);
             let until = (lock > 0).then(|| now + Duration::minutes(lock));
             diesel::update(users::table.filter(users::username.eq(&name)))
-                .set((users::failed_logins.eq(n), users::locked_until.eq(until)))
+                .set(users::locked_until.eq(until))
                 .execute(c)?;
             Ok(Some(match until {
                 Some(_) => format!("wrong password ({n} in a row); account locked for {lock} min"),

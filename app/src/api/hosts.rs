@@ -56,12 +56,17 @@ fn load_summaries(
     }
     let rows: Vec<HostRow> = q.load(c)?;
     let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
-    let memberships: Vec<(i64, String)> = host_group_members::table
+    // Only the groups the caller may see: an Operator learns nothing of other groups' names.
+    let mut mq = host_group_members::table
         .inner_join(host_groups::table)
         .filter(host_group_members::host_id.eq_any(&ids))
         .order(host_groups::name)
         .select((host_group_members::host_id, host_groups::name))
-        .load(c)?;
+        .into_boxed();
+    if let Some(groups) = scope.groups() {
+        mq = mq.filter(host_group_members::group_id.eq_any(groups.to_vec()));
+    }
+    let memberships: Vec<(i64, String)> = mq.load(c)?;
     Ok(rows
         .into_iter()
         .map(|r| HostSummary {

@@ -13,6 +13,33 @@ use shared::auth::{
     MfaCredential, MfaStatus, RecoveryCodes, TotpConfirmRequest, TotpEnrolRequest, TotpEnrolment,
 };
 
+/// Second factors change only within this long after signing in: a stolen session that is older
+/// (or a browser left signed in) cannot add the thief's authenticator or remove the owner's.
+pub const RECENT_SIGN_IN: chrono::Duration = chrono::Duration::minutes(15);
+
+/// Refuses unless the caller's session began within [`RECENT_SIGN_IN`].
+pub(crate) async fn require_recent_sign_in(state: &AppState, who: &Caller) -> Result<(), AppError> {
+    use crate::db::schema::refresh_tokens as r;
+    let sid = who.identity.session.clone();
+    let started: Option<chrono::NaiveDateTime> = state
+        .db
+        .run(move |c| {
+            Ok(r::table
+                .filter(r::family_id.eq(sid))
+                .select(diesel::dsl::min(r::issued_at))
+                .first(c)?)
+        })
+        .await?;
+    let now = chrono::Utc::now().naive_utc();
+    match started {
+        Some(t) if t + RECENT_SIGN_IN > now => Ok(()),
+        _ => Err(AppError::Forbidden(
+            "sign in again to change your second factors (allowed for 15 minutes after signing in)"
+                .into(),
+        )),
+    }
+}
+
 /// `GET /api/v1/auth/mfa`.
 pub async fn status(state: web::Data<AppState>, who: Caller) -> Result<HttpResponse, AppError> {
     let uid = who.identity.user_id;
@@ -74,6 +101,7 @@ pub async fn totp_start(
     who: Caller,
     body: web::Json<TotpEnrolRequest>,
 ) -> Result<HttpResponse, AppError> {
+    require_recent_sign_in(&state, &who).await?;
     let name = valid_name(&body.name)?;
     let uid = who.identity.user_id;
     let now = state.clock.now();
@@ -206,6 +234,7 @@ pub async fn remove(
     who: Caller,
     path: web::Path<i64>,
 ) -> Result<HttpResponse, AppError> {
+    require_recent_sign_in(&state, &who).await?;
     let cred_id = path.into_inner();
     let uid = who.identity.user_id;
     let outcome = state
@@ -265,6 +294,7 @@ pub async fn renew_recovery_codes(
     req: HttpRequest,
     who: Caller,
 ) -> Result<HttpResponse, AppError> {
+    require_recent_sign_in(&state, &who).await?;
     let uid = who.identity.user_id;
     let now = state.clock.now();
     let codes = state

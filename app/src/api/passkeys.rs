@@ -39,6 +39,7 @@ pub async fn register_start(
     who: Caller,
     body: web::Json<PasskeyRegisterStart>,
 ) -> Result<HttpResponse, AppError> {
+    crate::api::mfa::require_recent_sign_in(&state, &who).await?;
     let rp = relying_party(&state)?;
     let name = valid_name(&body.name)?;
     let uid = who.identity.user_id;
@@ -154,7 +155,7 @@ pub async fn login_start(
 ) -> Result<HttpResponse, AppError> {
     let rp = relying_party(&state)?;
     let token = body.into_inner().mfa_token;
-    let step = second_step(&state, &req, &token, "webauthn", refused()).await?;
+    let step = second_step(&state, &req, &token, "webauthn", false, refused()).await?;
     let (challenge_id, user_id, challenge) = (step.challenge_id, step.user_id, step.challenge);
     let keys: Vec<_> = state
         .db
@@ -174,7 +175,7 @@ pub async fn login_start(
     let saved = serde_json::to_value(&auth_state).map_err(|e| AppError::Internal(e.to_string()))?;
     state
         .db
-        .run(move |c| mfa::set_login_webauthn(c, challenge_id, challenge, saved))
+        .run(move |c| mfa::set_login_webauthn(c, challenge_id, challenge, Some(saved)))
         .await?;
     let options = serde_json::to_value(options).map_err(|e| AppError::Internal(e.to_string()))?;
     Ok(HttpResponse::Ok().json(PasskeyLoginOptions { options }))
@@ -201,7 +202,7 @@ pub async fn login_finish(
         challenge,
         name,
         role,
-    } = second_step(&state, &req, &body.mfa_token, "webauthn", refused()).await?;
+    } = second_step(&state, &req, &body.mfa_token, "webauthn", true, refused()).await?;
     let auth_state: Option<PasskeyAuthentication> = challenge
         .webauthn
         .clone()
@@ -215,11 +216,13 @@ pub async fn login_finish(
     let result = match verdict {
         Ok(r) => r,
         Err(why) => {
-            let mut failed = challenge;
-            failed.webauthn = None;
+            // The ceremony is spent either way: the next try starts a new one.
             let alive = state
                 .db
-                .run(move |c| mfa::fail_login_challenge(c, challenge_id, failed))
+                .run(move |c| {
+                    mfa::set_login_webauthn(c, challenge_id, challenge, None)?;
+                    mfa::fail_login_challenge(c, challenge_id)
+                })
                 .await?;
             let lock = row_failure_update(&state, &name, now)
                 .await?

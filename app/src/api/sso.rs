@@ -212,6 +212,7 @@ pub async fn callback(
     };
     let w = who.clone();
     let r = role.clone();
+    let _serial = state.admin_changes.lock().await;
     let user = state
         .db
         .run(move |c| sso::provision(c, &w, &r, &groups, now))

@@ -292,6 +292,7 @@ pub async fn update(
     };
     let me = who.identity.user_id;
     let b = body.clone();
+    let _serial = state.admin_changes.lock().await;
     let changed = state
         .db
         .run(move |c| {
@@ -398,6 +399,7 @@ pub async fn delete(
 ) -> Result<HttpResponse, AppError> {
     let id = path.into_inner();
     let me = who.identity.user_id;
+    let _serial = state.admin_changes.lock().await;
     let name = state
         .db
         .run(move |c| {

@@ -9,7 +9,8 @@
 //! - Recovery codes (ten, shown once) are stored as SHA-256 hashes (they carry 50 random bits, so a
 //!   slow hash adds nothing) and each works once.
 //! - After the password, a user with a confirmed factor gets a sign-in challenge: an opaque token,
-//!   stored hashed in `auth_challenges`, valid for five minutes and for five wrong codes.
+//!   stored hashed in `auth_challenges`, valid for five minutes and five answers; each answer
+//!   claims an attempt atomically before it is checked.
 //!
 //! Every function takes the time as an argument, so tests drive the clock.
 
@@ -217,8 +218,6 @@ pub struct LoginChallenge {
     pub token_hash: String,
     /// How the session is to be delivered.
     pub client: shared::auth::ClientKind,
-    /// Wrong codes so far.
-    pub attempts: i64,
     /// A WebAuthn sign-in ceremony started on this challenge (webauthn-rs state).
     #[serde(default)]
     pub webauthn: Option<serde_json::Value>,
@@ -235,7 +234,6 @@ pub fn start_login_challenge(
     let state = LoginChallenge {
         token_hash: hex::encode(Sha256::digest(secret.as_bytes())),
         client,
-        attempts: 0,
         webauthn: None,
     };
     // Expired challenges of anyone are swept here; they are small and short-lived.
@@ -285,31 +283,40 @@ pub fn find_login_challenge(
     Ok(Some((id, user_id, state)))
 }
 
-/// Counts a wrong code; the challenge dies at the limit. Answers whether it is still alive.
-pub fn fail_login_challenge(
-    c: &mut DbConnection,
-    id: i64,
-    mut state: LoginChallenge,
-) -> Result<bool, DbError> {
-    state.attempts += 1;
-    if state.attempts >= CHALLENGE_MAX_ATTEMPTS {
-        diesel::delete(ch::table.filter(ch::id.eq(id))).execute(c)?;
-        return Ok(false);
-    }
-    diesel::update(ch::table.filter(ch::id.eq(id)))
-        .set(ch::state_json.eq(serde_json::to_string(&state).unwrap_or_default()))
-        .execute(c)?;
-    Ok(true)
+/// Takes one of the challenge's attempts before an answer is checked: one atomic
+/// `attempts = attempts + 1` guarded by the limit, so parallel guesses each use one up. Answers
+/// whether an attempt was left.
+pub fn claim_attempt(c: &mut DbConnection, id: i64) -> Result<bool, DbError> {
+    let n = diesel::update(
+        ch::table
+            .filter(ch::id.eq(id))
+            .filter(ch::attempts.lt(CHALLENGE_MAX_ATTEMPTS)),
+    )
+    .set(ch::attempts.eq(ch::attempts + 1))
+    .execute(c)?;
+    Ok(n == 1)
 }
 
-/// Stores the state of a WebAuthn ceremony started on a sign-in challenge.
+/// After a wrong answer: the challenge dies once its attempts are used up. Answers whether it is
+/// still alive.
+pub fn fail_login_challenge(c: &mut DbConnection, id: i64) -> Result<bool, DbError> {
+    let spent = diesel::delete(
+        ch::table
+            .filter(ch::id.eq(id))
+            .filter(ch::attempts.ge(CHALLENGE_MAX_ATTEMPTS)),
+    )
+    .execute(c)?;
+    Ok(spent == 0)
+}
+
+/// Stores (or, with `None`, ends) the WebAuthn ceremony started on a sign-in challenge.
 pub fn set_login_webauthn(
     c: &mut DbConnection,
     id: i64,
     mut state: LoginChallenge,
-    webauthn: serde_json::Value,
+    webauthn: Option<serde_json::Value>,
 ) -> Result<(), DbError> {
-    state.webauthn = Some(webauthn);
+    state.webauthn = webauthn;
     diesel::update(ch::table.filter(ch::id.eq(id)))
         .set(ch::state_json.eq(serde_json::to_string(&state).unwrap_or_default()))
         .execute(c)?;

@@ -535,7 +535,7 @@ fn username_for(c: &mut DbConnection, login: &str) -> Result<String, DbError> {
 pub fn provision(
     c: &mut DbConnection,
     who: &SsoIdentity,
-    role: &str,
+    mut role: &str,
     groups: &[i64],
     now: NaiveDateTime,
 ) -> Result<Option<(i64, String, String)>, DbError> {
@@ -550,6 +550,21 @@ pub fn provision(
         let (id, name) = match existing {
             Some((_, _, true)) => return Ok(None),
             Some((id, name, false)) => {
+                // Never demote the last enabled Admin from the directory's side: the manager
+                // would be left without anyone to administer it.
+                let current: String = users::table
+                    .filter(users::id.eq(id))
+                    .select(users::role)
+                    .first(c)?;
+                let others: i64 = users::table
+                    .filter(users::role.eq("admin"))
+                    .filter(users::is_disabled.eq(false))
+                    .filter(users::id.ne(id))
+                    .count()
+                    .get_result(c)?;
+                if current == "admin" && role != "admin" && others == 0 {
+                    role = "admin";
+                }
                 diesel::update(users::table.filter(users::id.eq(id)))
                     .set((
                         users::role.eq(role),

@@ -152,6 +152,7 @@ pub fn load_keys(
         // Every key whose tokens may still be alive.
         let verifying: Vec<(String, Vec<u8>)> = k::table
             .filter(k::not_after.gt(now - ACCESS_TTL))
+            .filter(k::retired_at.is_null())
             .select((k::kid, k::public_key))
             .load(conn)?;
         Ok(TokenKeys {

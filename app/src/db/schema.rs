@@ -107,6 +107,7 @@ diesel::table! {
         state_json -> Text,
         expires_at -> Timestamp,
         created_at -> Timestamp,
+        attempts -> BigInt,
     }
 }
 

@@ -1,0 +1,1 @@
+ALTER TABLE auth_challenges DROP COLUMN attempts;
