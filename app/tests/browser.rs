@@ -240,10 +240,8 @@ async fn first_run_setup_totp_and_security_key_in_the_browser() {
         wait_enabled(&browser, "verify").await?;
         type_into(&browser, "mfa-code", "000000").await?;
         browser.find(Locator::Id("verify")).await?.click().await?;
-        let err = match browser.find(Locator::Css("[data-testid='error']")).await {
-            Ok(e) => e.text().await?,
-            Err(_) => String::new(),
-        };
+        let err =
+            text_containing(&browser, "[data-testid='error']", "wrong or expired code").await?;
         assert!(err.contains("wrong or expired code"), "{err}");
         // The code that confirmed the app is spent; the next one signs in.
         clock.advance(30);
@@ -273,6 +271,12 @@ async fn first_run_setup_totp_and_security_key_in_the_browser() {
                 .at_most(Duration::from_secs(30))
                 .for_element(Locator::Css(css))
                 .await?;
+            // LPM_SCREENSHOTS=<dir> keeps a picture of each page, for looking at the UI.
+            if let Some(dir) = std::env::var_os("LPM_SCREENSHOTS") {
+                let png = browser.screenshot().await?;
+                std::fs::write(std::path::Path::new(&dir).join(format!("{link}.png")), png)
+                    .unwrap();
+            }
         }
 
         // A security key: Chromium's virtual authenticator stands in for the hardware.
