@@ -141,7 +141,7 @@ async fn first_run_setup_totp_and_security_key_in_the_browser() {
             "args": [
                 "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
                 "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--disable-dev-shm-usage",
+                "--disable-sync", "--disable-dev-shm-usage", "--window-size=1280,900",
                 format!("--user-data-dir={}", driver._profile.path().display()),
             ]
         }
