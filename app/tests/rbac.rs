@@ -32,6 +32,7 @@ const MATRIX: &[(&str, &str, [u16; 4])] = &[
     ("POST", "/api/v1/setup", [400, 400, 400, 400]),
     ("POST", "/api/v1/auth/login", [400, 400, 400, 400]),
     ("POST", "/api/v1/auth/login/mfa", [400, 400, 400, 400]),
+    ("GET", "/api/v1/auth/login/pending", [404, 404, 404, 404]),
     ("POST", "/api/v1/auth/login/webauthn/start", [400, 400, 400, 400]),
     ("POST", "/api/v1/auth/login/webauthn/finish", [400, 400, 400, 400]),
     ("POST", "/api/v1/auth/refresh", [401, 401, 401, 401]),

@@ -362,6 +362,90 @@ async fn azure_ad_style_sign_in_against_a_real_provider() {
         "no duplicate account"
     );
 
+    // An SSO account with its own second factor must give it after the directory's sign-in.
+    {
+        let r = sign_in(&http, &base, &idp, "carol", &["azure-web"]).await;
+        let jar: BTreeMap<String, String> = r
+            .cookies
+            .into_iter()
+            .filter(|(_, v)| !v.is_empty())
+            .collect();
+        let csrf = vec![("x-csrf-token", jar["lpm_csrf"].clone())];
+        let e = http
+            .send(
+                "POST",
+                &format!("{base}/api/v1/auth/mfa/totp"),
+                &jar,
+                &csrf,
+                Some(json!({ "name": "phone" })),
+            )
+            .await;
+        assert_eq!(e.status, 201, "{}", e.body);
+        let e: Value = serde_json::from_str(&e.body).unwrap();
+        let seed = totp_rs::Secret::try_from_base32(e["secret_base32"].as_str().unwrap()).unwrap();
+        let app = patch_manager::auth::mfa::totp(seed.as_ref().to_vec(), "carol").unwrap();
+        let clock = server.state.clock.clone();
+        let confirm = http
+            .send(
+                "POST",
+                &format!("{base}/api/v1/auth/mfa/totp/{}/confirm", e["credential_id"]),
+                &jar,
+                &csrf,
+                Some(json!({ "code": patch_manager::auth::mfa::code_at(&app, clock.unix()) })),
+            )
+            .await;
+        assert_eq!(confirm.status, 200, "{}", confirm.body);
+
+        let r = sign_in(&http, &base, &idp, "carol", &["azure-web"]).await;
+        assert_eq!(r.location.as_deref(), Some("/login?sso_mfa=1"));
+        let pending: BTreeMap<String, String> = r
+            .cookies
+            .into_iter()
+            .filter(|(_, v)| !v.is_empty())
+            .collect();
+        assert!(
+            !pending.contains_key("lpm_access"),
+            "no session before the second factor"
+        );
+        let none = http
+            .send(
+                "GET",
+                &format!("{base}/api/v1/auth/login/pending"),
+                &BTreeMap::new(),
+                &[],
+                None,
+            )
+            .await;
+        assert_eq!(none.status, 404);
+        let p = http
+            .send(
+                "GET",
+                &format!("{base}/api/v1/auth/login/pending"),
+                &pending,
+                &[],
+                None,
+            )
+            .await;
+        assert_eq!(p.status, 200, "{}", p.body);
+        let p: Value = serde_json::from_str(&p.body).unwrap();
+        assert!(p["methods"].as_array().unwrap().iter().any(|m| m == "totp"));
+        clock.advance(30);
+        let done = http
+            .send(
+                "POST",
+                &format!("{base}/api/v1/auth/login/mfa"),
+                &BTreeMap::new(),
+                &[],
+                Some(json!({ "mfa_token": p["mfa_token"], "code": patch_manager::auth::mfa::code_at(&app, clock.unix()) })),
+            )
+            .await;
+        assert_eq!(done.status, 200, "{}", done.body);
+        assert!(done
+            .cookies
+            .iter()
+            .any(|(k, v)| k == "lpm_access" && !v.is_empty()));
+    }
+
     // No mapped group: no access, no account.
     let r = sign_in(&http, &base, &idp, "mallory", &["azure-guests"]).await;
     assert_eq!(sso_error(&r), "/login?sso_error=no_access");

@@ -339,7 +339,7 @@ pub async fn login(
 }
 
 /// The second factors a user can sign in with.
-fn second_factor_methods(
+pub(crate) fn second_factor_methods(
     c: &mut crate::db::DbConnection,
     user_id: i64,
 ) -> Result<Vec<String>, crate::db::DbError> {

@@ -53,6 +53,7 @@ pub static ROUTES: &[ApiRoute] = &[
     route!(POST "/api/v1/setup", Public, setup::complete),
     route!(POST "/api/v1/auth/login", Public, auth::login),
     route!(POST "/api/v1/auth/login/mfa", Public, auth::login_mfa),
+    route!(GET "/api/v1/auth/login/pending", Public, sso::pending),
     route!(POST "/api/v1/auth/login/webauthn/start", Public, passkeys::login_start),
     route!(POST "/api/v1/auth/login/webauthn/finish", Public, passkeys::login_finish),
     route!(POST "/api/v1/auth/refresh", Public, auth::refresh),

@@ -72,6 +72,56 @@ fn binding_cookie(value: String, max_age: chrono::Duration) -> Cookie<'static> {
         .finish()
 }
 
+/// Cookie carrying the second-step token after a single sign-on, for the sign-in page.
+pub const PENDING_COOKIE: &str = "lpm_mfa";
+
+fn pending_cookie(value: String, max_age: chrono::Duration) -> Cookie<'static> {
+    Cookie::build(PENDING_COOKIE, value)
+        .path("/api/v1/auth")
+        .secure(true)
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .max_age(actix_web::cookie::time::Duration::seconds(
+            max_age.num_seconds(),
+        ))
+        .finish()
+}
+
+/// `GET /api/v1/auth/login/pending`: the second step a single sign-on left for this browser (its
+/// token came in an `HttpOnly` cookie), so the sign-in page can ask for the factor.
+pub async fn pending(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, AppError> {
+    let token = req
+        .cookie(PENDING_COOKIE)
+        .map(|c| c.value().to_owned())
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| AppError::NotFound("no sign-in is waiting for a second factor".into()))?;
+    let now = state.clock.now();
+    let t = token.clone();
+    let found = state
+        .db
+        .run(move |c| crate::auth::mfa::find_login_challenge(c, &t, now))
+        .await?;
+    let Some((_, user_id, _)) = found else {
+        return Err(AppError::NotFound(
+            "no sign-in is waiting for a second factor".into(),
+        ));
+    };
+    let methods = state
+        .db
+        .run(move |c| crate::api::auth::second_factor_methods(c, user_id))
+        .await?;
+    Ok(HttpResponse::Ok()
+        .cookie(pending_cookie(String::new(), chrono::Duration::zero()))
+        .json(shared::auth::MfaChallenge {
+            mfa_token: token,
+            methods,
+            expires_in: crate::auth::mfa::CHALLENGE_TTL.num_seconds(),
+        }))
+}
+
 /// `GET /api/v1/auth/oidc/start`: redirects to the identity provider.
 pub async fn start(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, AppError> {
     let st = stored(&state).await?;
@@ -217,6 +267,7 @@ pub async fn callback(
         .db
         .run(move |c| sso::provision(c, &w, &r, &groups, now))
         .await?;
+    drop(_serial);
     let Some(user) = user else {
         return deny(
             format!("account of {} is disabled", who.login),
@@ -224,6 +275,53 @@ pub async fn callback(
         )
         .await;
     };
+    if user.2 != role {
+        audit(
+            &state,
+            &req,
+            &user.1,
+            "auth.sso",
+            Outcome::Success,
+            serde_json::json!({
+                "note": "kept the Admin role the directory no longer gives: this is the last enabled Admin",
+            }),
+        )
+        .await;
+    }
+    // An account with its own second factor uses it here too: the directory's sign-in replaces
+    // the password, not the factor.
+    let uid = user.0;
+    let methods = state
+        .db
+        .run(move |c| crate::api::auth::second_factor_methods(c, uid))
+        .await?;
+    if !methods.is_empty() {
+        let token = state
+            .db
+            .run(move |c| {
+                crate::auth::mfa::start_login_challenge(
+                    c,
+                    uid,
+                    shared::auth::ClientKind::Browser,
+                    now,
+                )
+            })
+            .await?;
+        audit(
+            &state,
+            &req,
+            &user.1,
+            "auth.sso",
+            Outcome::Success,
+            serde_json::json!({ "next": methods }),
+        )
+        .await;
+        return Ok(HttpResponse::Found()
+            .insert_header(("location", "/login?sso_mfa=1"))
+            .cookie(pending_cookie(token, crate::auth::mfa::CHALLENGE_TTL))
+            .cookie(binding_cookie(String::new(), chrono::Duration::zero()))
+            .finish());
+    }
     let (access, refresh) = open_session(&state, &req, &user, "sso").await?;
     let mut res = HttpResponse::Found();
     res.insert_header(("location", "/"));

@@ -114,6 +114,18 @@ pub fn LoginPage() -> impl IntoView {
         if let Some(code) = query.with(|q| q.get("sso_error")) {
             error.set(Some(sso_message(&code).to_owned()));
         }
+        // Back from single sign-on with a second factor still to give.
+        if query.with(|q| q.get("sso_mfa").is_some()) {
+            spawn_local(async move {
+                match api::get::<MfaChallenge>("/api/v1/auth/login/pending").await {
+                    Ok(c) => {
+                        username.set("your directory account".into());
+                        challenge.set(Some(c));
+                    }
+                    Err(_) => error.set(Some(sso_message("expired").to_owned())),
+                }
+            });
+        }
     });
     let busy = RwSignal::new(false);
     let navigate = use_navigate();
