@@ -151,6 +151,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartupError> {
         sso_starts: Arc::new(crate::rate::Limiter::new(30, Duration::from_secs(60))),
         clock: Arc::default(),
         login_failures: Arc::default(),
+        unknown_names: Arc::default(),
         config: Arc::new(config),
         started: Instant::now(),
     };

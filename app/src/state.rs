@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 /// How long the health check waits for the database.
 const HEALTH_DB_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Failures and lock per unknown user name.
+pub type UnknownNames = std::collections::HashMap<String, (i64, Option<chrono::NaiveDateTime>)>;
+
 /// Shared application state. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct AppState {
@@ -27,6 +30,9 @@ pub struct AppState {
     pub login_failures: Arc<
         std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, Vec<chrono::NaiveDateTime>>>,
     >,
+    /// Failed sign-ins under names that do not exist: (count, locked until). They lock like real
+    /// accounts, so a lock does not reveal which names exist.
+    pub unknown_names: Arc<std::sync::Mutex<UnknownNames>>,
     /// The first-run setup, while no administrator exists.
     pub setup: Arc<crate::auth::setup::SetupGate>,
     /// Key that seals TOTP seeds.

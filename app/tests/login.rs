@@ -210,6 +210,49 @@ async fn failed_sign_ins_lock_the_account_for_a_while_and_are_audited() {
     server.stop().await;
 }
 
+/// A lock does not tell names that exist from names that do not: after six failures both
+/// answer the same 429.
+#[actix_rt::test]
+async fn unknown_names_lock_like_accounts() {
+    let mut answers = Vec::new();
+    for name in ["admin", "nobody-here"] {
+        let db = TestDb::new(common::Engine::Sqlite);
+        let config = test_config(&db);
+        let server = patch_manager::server::start(config.clone()).await.unwrap();
+        let base = format!("http://{}", server.addr);
+        setup_admin(&base, &config.data.dir).await;
+        let url = format!("{base}/api/v1/auth/login");
+        for _ in 0..6 {
+            let a = call(
+                "POST",
+                &url,
+                &[],
+                Some(json!({ "username": name, "password": "wrong-password-123" })),
+            )
+            .await;
+            assert_eq!(a.status, 401);
+        }
+        let a = call(
+            "POST",
+            &url,
+            &[],
+            Some(json!({ "username": name, "password": "wrong-password-123" })),
+        )
+        .await;
+        answers.push((
+            a.status,
+            a.body["error"]["code"].clone(),
+            a.body["error"]["message"].clone(),
+        ));
+        server.stop().await;
+    }
+    assert_eq!(answers[0].0, 429);
+    assert_eq!(
+        answers[0], answers[1],
+        "a locked name looks the same whether it exists or not"
+    );
+}
+
 #[test]
 fn lock_backoff_is_bounded() {
     use patch_manager::api::auth::lock_minutes;

@@ -250,7 +250,15 @@ pub async fn login(
                 .optional()?)
         })
         .await?;
-    if let Some((_, _, _, _, _, _, _, Some(until))) = &row {
+    let locked_until = match &row {
+        Some(r) => r.7,
+        None => state
+            .unknown_names
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&username).and_then(|e| e.1)),
+    };
+    if let Some(until) = &locked_until {
         if *until > now {
             audit(
                 &state,
@@ -656,6 +664,31 @@ pub(crate) async fn row_failure_update(
     now: NaiveDateTime,
 ) -> Result<Option<String>, AppError> {
     let name = username.to_owned();
+    let counted = state
+        .db
+        .run({
+            let name = name.clone();
+            move |c| {
+                Ok(users::table
+                    .filter(users::username.eq(&name))
+                    .count()
+                    .get_result::<i64>(c)?)
+            }
+        })
+        .await?;
+    if counted == 0 {
+        // Not an account: lock the name the same way, in memory.
+        if let Ok(mut m) = state.unknown_names.lock() {
+            if m.len() > 10_000 {
+                m.retain(|_, e| e.1.is_some_and(|t| t > now));
+            }
+            let e = m.entry(name).or_insert((0, None));
+            e.0 += 1;
+            let lock = lock_minutes(e.0);
+            e.1 = (lock > 0).then(|| now + Duration::minutes(lock));
+        }
+        return Ok(None);
+    }
     Ok(state
         .db
         .run(move |c| {
