@@ -10,14 +10,13 @@
 
 use crate::api::AppError;
 use crate::db::audit::{NewAuditEntry, Outcome};
-use crate::db::schema::settings;
 use crate::db::{Database, DbConnection, DbError};
 use crate::state::AppState;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::web;
-use diesel::prelude::*;
+use chrono::NaiveDateTime;
 use shared::fleet::AllowListSettings;
 use shared::netfilter::AllowList;
 use std::collections::HashMap;
@@ -40,16 +39,9 @@ pub struct NetGuard {
     audited: Mutex<HashMap<IpAddr, Instant>>,
 }
 
-/// Reads the stored setting (default: off, empty).
+/// Reads the stored settings.
 pub fn read(c: &mut DbConnection) -> Result<AllowListSettings, DbError> {
-    let json: Option<String> = settings::table
-        .filter(settings::key.eq(SETTING))
-        .select(settings::value_json)
-        .first(c)
-        .optional()?;
-    Ok(json
-        .and_then(|j| serde_json::from_str(&j).ok())
-        .unwrap_or_default())
+    crate::db::settings::read(c, SETTING)
 }
 
 /// Validates entries: each an address or CIDR range, at most 256.
@@ -60,26 +52,14 @@ pub fn validate(s: &AllowListSettings) -> Result<AllowList, String> {
     AllowList::from_entries(&s.entries)
 }
 
-/// Stores the setting.
+/// Stores the settings.
 pub fn write(
     c: &mut DbConnection,
     s: &AllowListSettings,
     by: &str,
-    now: chrono::NaiveDateTime,
+    now: NaiveDateTime,
 ) -> Result<(), DbError> {
-    let json = serde_json::to_string(s).map_err(|e| DbError::Task(e.to_string()))?;
-    c.transaction(|c| {
-        diesel::delete(settings::table.filter(settings::key.eq(SETTING))).execute(c)?;
-        diesel::insert_into(settings::table)
-            .values((
-                settings::key.eq(SETTING),
-                settings::value_json.eq(json),
-                settings::updated_at.eq(now),
-                settings::updated_by.eq(by),
-            ))
-            .execute(c)?;
-        Ok(())
-    })
+    crate::db::settings::write(c, SETTING, s, by, now)
 }
 
 impl NetGuard {

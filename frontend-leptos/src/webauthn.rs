@@ -5,21 +5,10 @@
 /// Registers a new credential (`navigator.credentials.create`).
 #[cfg(feature = "hydrate")]
 pub async fn create(options: serde_json::Value) -> Result<serde_json::Value, String> {
-    use wasm_bindgen::JsCast;
     let ccr: webauthn_rs_proto::CreationChallengeResponse =
         serde_json::from_value(options).map_err(|e| e.to_string())?;
     let opts: web_sys::CredentialCreationOptions = ccr.into();
-    let promise = web_sys::window()
-        .ok_or("no window")?
-        .navigator()
-        .credentials()
-        .create_with_options(&opts)
-        .map_err(js_error)?;
-    let cred = wasm_bindgen_futures::JsFuture::from(promise)
-        .await
-        .map_err(js_error)?
-        .dyn_into::<web_sys::PublicKeyCredential>()
-        .map_err(|_| "the browser did not return a public-key credential".to_owned())?;
+    let cred = ask(|c| c.create_with_options(&opts)).await?;
     serde_json::to_value(webauthn_rs_proto::RegisterPublicKeyCredential::from(cred))
         .map_err(|e| e.to_string())
 }
@@ -27,23 +16,32 @@ pub async fn create(options: serde_json::Value) -> Result<serde_json::Value, Str
 /// Signs the manager's challenge with a registered credential (`navigator.credentials.get`).
 #[cfg(feature = "hydrate")]
 pub async fn get(options: serde_json::Value) -> Result<serde_json::Value, String> {
-    use wasm_bindgen::JsCast;
     let rcr: webauthn_rs_proto::RequestChallengeResponse =
         serde_json::from_value(options).map_err(|e| e.to_string())?;
     let opts: web_sys::CredentialRequestOptions = rcr.into();
-    let promise = web_sys::window()
+    let cred = ask(|c| c.get_with_options(&opts)).await?;
+    serde_json::to_value(webauthn_rs_proto::PublicKeyCredential::from(cred))
+        .map_err(|e| e.to_string())
+}
+
+/// Runs one `navigator.credentials` call and waits for the public-key credential it yields.
+#[cfg(feature = "hydrate")]
+async fn ask(
+    call: impl FnOnce(
+        &web_sys::CredentialsContainer,
+    ) -> Result<web_sys::js_sys::Promise, wasm_bindgen::JsValue>,
+) -> Result<web_sys::PublicKeyCredential, String> {
+    use wasm_bindgen::JsCast;
+    let container = web_sys::window()
         .ok_or("no window")?
         .navigator()
-        .credentials()
-        .get_with_options(&opts)
-        .map_err(js_error)?;
-    let cred = wasm_bindgen_futures::JsFuture::from(promise)
+        .credentials();
+    let promise = call(&container).map_err(js_error)?;
+    wasm_bindgen_futures::JsFuture::from(promise)
         .await
         .map_err(js_error)?
         .dyn_into::<web_sys::PublicKeyCredential>()
-        .map_err(|_| "the browser did not return a public-key credential".to_owned())?;
-    serde_json::to_value(webauthn_rs_proto::PublicKeyCredential::from(cred))
-        .map_err(|e| e.to_string())
+        .map_err(|_| "the browser did not return a public-key credential".to_owned())
 }
 
 #[cfg(feature = "hydrate")]

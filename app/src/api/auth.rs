@@ -664,19 +664,32 @@ pub(crate) async fn row_failure_update(
     now: NaiveDateTime,
 ) -> Result<Option<String>, AppError> {
     let name = username.to_owned();
-    let counted = state
+    let db_name = name.clone();
+    let reason = state
         .db
-        .run({
-            let name = name.clone();
-            move |c| {
-                Ok(users::table
-                    .filter(users::username.eq(&name))
-                    .count()
-                    .get_result::<i64>(c)?)
-            }
+        .run(move |c| {
+            // One atomic increment: parallel failures each count. No row: not an account.
+            let counted: Option<i64> =
+                diesel::update(users::table.filter(users::username.eq(&db_name)))
+                    .set(users::failed_logins.eq(users::failed_logins + 1))
+                    .returning(users::failed_logins)
+                    .get_result(c)
+                    .optional()?;
+            let Some(n) = counted else {
+                return Ok(None);
+            };
+            let lock = lock_minutes(n);
+            let until = (lock > 0).then(|| now + Duration::minutes(lock));
+            diesel::update(users::table.filter(users::username.eq(&db_name)))
+                .set(users::locked_until.eq(until))
+                .execute(c)?;
+            Ok(Some(match until {
+                Some(_) => format!("wrong password ({n} in a row); account locked for {lock} min"),
+                None => format!("wrong password ({n} in a row)"),
+            }))
         })
         .await?;
-    if counted == 0 {
+    if reason.is_none() {
         // Not an account: lock the name the same way, in memory.
         if let Ok(mut m) = state.unknown_names.lock() {
             if m.len() > 10_000 {
@@ -687,32 +700,8 @@ pub(crate) async fn row_failure_update(
             let lock = lock_minutes(e.0);
             e.1 = (lock > 0).then(|| now + Duration::minutes(lock));
         }
-        return Ok(None);
     }
-    Ok(state
-        .db
-        .run(move |c| {
-            // One atomic increment: parallel failures each count.
-            let counted: Option<i64> =
-                diesel::update(users::table.filter(users::username.eq(&name)))
-                    .set(users::failed_logins.eq(users::failed_logins + 1))
-                    .returning(users::failed_logins)
-                    .get_result(c)
-                    .optional()?;
-            let Some(n) = counted else {
-                return Ok(None);
-            };
-            let lock = lock_minutes(n);
-            let until = (lock > 0).then(|| now + Duration::minutes(lock));
-            diesel::update(users::table.filter(users::username.eq(&name)))
-                .set(users::locked_until.eq(until))
-                .execute(c)?;
-            Ok(Some(match until {
-                Some(_) => format!("wrong password ({n} in a row); account locked for {lock} min"),
-                None => format!("wrong password ({n} in a row)"),
-            }))
-        })
-        .await?)
+    Ok(reason)
 }
 
 /// `POST /api/v1/auth/refresh`: rotates the refresh token and issues a new access token.

@@ -9,7 +9,7 @@
 //! every sign-in, so the directory stays the source of truth. Local accounts keep working when
 //! the identity provider is down (break-glass Admin).
 
-use crate::db::schema::{auth_challenges as ch, settings, user_groups, users};
+use crate::db::schema::{auth_challenges as ch, user_groups, users};
 use crate::db::{DbConnection, DbError};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -99,14 +99,7 @@ pub struct Stored {
 
 /// Reads the stored settings.
 pub fn read(c: &mut DbConnection) -> Result<Stored, DbError> {
-    let json: Option<String> = settings::table
-        .filter(settings::key.eq(SETTING))
-        .select(settings::value_json)
-        .first(c)
-        .optional()?;
-    Ok(json
-        .and_then(|j| serde_json::from_str(&j).ok())
-        .unwrap_or_default())
+    crate::db::settings::read(c, SETTING)
 }
 
 /// Stores the settings.
@@ -116,19 +109,7 @@ pub fn write(
     by: &str,
     now: NaiveDateTime,
 ) -> Result<(), DbError> {
-    let json = serde_json::to_string(s).map_err(|e| DbError::Task(e.to_string()))?;
-    c.transaction(|c| {
-        diesel::delete(settings::table.filter(settings::key.eq(SETTING))).execute(c)?;
-        diesel::insert_into(settings::table)
-            .values((
-                settings::key.eq(SETTING),
-                settings::value_json.eq(json),
-                settings::updated_at.eq(now),
-                settings::updated_by.eq(by),
-            ))
-            .execute(c)?;
-        Ok(())
-    })
+    crate::db::settings::write(c, SETTING, s, by, now)
 }
 
 /// Associated data of the sealed client secret.

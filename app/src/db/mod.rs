@@ -14,6 +14,7 @@ pub mod certificates;
 pub mod enrollment;
 pub mod schema;
 pub mod sessions;
+pub mod settings;
 pub mod stats;
 pub mod users;
 
