@@ -80,6 +80,50 @@ pub enum Outcome {
     Denied,
 }
 
+impl NewAuditEntry {
+    /// An entry: who did what, and how it ended. Add the rest with the builder methods; the
+    /// request id is filled in from the request being handled when the entry is noted.
+    pub fn new(actor: impl Into<String>, action: impl Into<String>, outcome: Outcome) -> Self {
+        Self {
+            actor: actor.into(),
+            action: action.into(),
+            target: None,
+            outcome,
+            details: serde_json::Value::Null,
+            source_ip: None,
+            request_id: None,
+        }
+    }
+
+    /// On what (at most 200 characters are kept: a target may come from a request path).
+    #[must_use]
+    pub fn target(mut self, target: impl AsRef<str>) -> Self {
+        self.target = Some(target.as_ref().chars().take(200).collect());
+        self
+    }
+
+    /// Structured details.
+    #[must_use]
+    pub fn details(mut self, details: serde_json::Value) -> Self {
+        self.details = details;
+        self
+    }
+
+    /// The client address, when a request caused it.
+    #[must_use]
+    pub fn source(mut self, ip: Option<std::net::IpAddr>) -> Self {
+        self.source_ip = ip.map(|ip| ip.to_canonical().to_string());
+        self
+    }
+
+    /// The request id, when known explicitly (otherwise taken from the request being handled).
+    #[must_use]
+    pub fn request_id(mut self, id: Option<String>) -> Self {
+        self.request_id = id;
+        self
+    }
+}
+
 impl Outcome {
     /// Stored form.
     pub fn as_str(self) -> &'static str {
