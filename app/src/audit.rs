@@ -95,7 +95,7 @@ impl AuditLog {
     /// entry has none, and a failure is logged instead of returned.
     pub async fn note(&self, mut entry: NewAuditEntry) {
         if entry.request_id.is_none() {
-            entry.request_id = crate::middleware::current_request_id();
+            entry.request_id = crate::http::middleware::current_request_id();
         }
         let action = entry.action.clone();
         if let Err(e) = self.record(entry).await {

@@ -1,14 +1,10 @@
-//! The manager's error type and its mapping to HTTP answers.
+//! The manager's error type: what a request or a service can fail with.
 //!
-//! Every failure a client sees is an [`shared::ErrorEnvelope`] with a stable `code`. Internal
-//! causes (database text, I/O errors) are logged with the request id and never sent.
+//! Every failure a client sees is an [`shared::ErrorEnvelope`] with a stable `code`; the mapping
+//! to statuses and envelopes lives at the HTTP edge ([`crate::http::errors`]). Internal causes
+//! (database text, I/O errors) are logged with the request id and never sent.
 
 use crate::db::DbError;
-use crate::middleware::current_request_id;
-use actix_web::error::{JsonPayloadError, PathError, PayloadError, QueryPayloadError};
-use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, ResponseError};
-use shared::ErrorEnvelope;
 
 /// Everything a request can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -97,103 +93,22 @@ impl AppError {
             Self::Gone(_) => "gone",
             Self::Agent(_) => "agent_error",
             Self::IdentityProvider(_) => "identity_provider_error",
+            Self::Database(DbError::UnreadableSetting { .. }) => "setting_unreadable",
             Self::Database(_) => "database_unavailable",
             Self::Internal(_) => "internal_error",
         }
     }
 
     /// Message safe to show to the client.
-    fn public_message(&self) -> String {
+    pub fn public_message(&self) -> String {
         match self {
+            Self::Database(DbError::UnreadableSetting { key, .. }) => format!(
+                "The stored setting \"{key}\" cannot be read; an Admin must save it again. \
+                 Nothing was changed."
+            ),
             Self::Database(_) => "the database is unavailable; the request was not applied".into(),
             Self::Internal(_) => "an internal error occurred".into(),
             other => other.to_string(),
-        }
-    }
-}
-
-impl ResponseError for AppError {
-    fn status_code(&self) -> StatusCode {
-        match self {
-            Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) | Self::AddressNotAllowed => StatusCode::FORBIDDEN,
-            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Conflict(_) => StatusCode::CONFLICT,
-            Self::Gone(_) => StatusCode::GONE,
-            Self::Agent(_) | Self::IdentityProvider(_) => StatusCode::BAD_GATEWAY,
-            Self::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        let request_id = current_request_id();
-        match self {
-            Self::Database(e) => {
-                tracing::error!(error = %e, "request failed in the database layer")
-            }
-            Self::Internal(e) => tracing::error!(error = %e, "request failed"),
-            _ => {}
-        }
-        let details = match self {
-            Self::BadRequest { details, .. } => details.clone(),
-            Self::PayloadTooLarge { limit } => serde_json::json!({ "limit_bytes": limit }),
-            Self::TooManyRequests { retry_after, .. } => {
-                serde_json::json!({ "retry_after_secs": retry_after })
-            }
-            _ => serde_json::Value::Null,
-        };
-        let body = ErrorEnvelope::new(self.code(), self.public_message(), request_id)
-            .with_details(details);
-        let mut res = HttpResponse::build(self.status_code());
-        if let Self::TooManyRequests { retry_after, .. } = self {
-            res.insert_header(("retry-after", retry_after.to_string()));
-        }
-        res.json(body)
-    }
-}
-
-impl AppError {
-    /// Maps a JSON extractor failure; `limit` is the configured body limit.
-    pub fn from_json(err: &JsonPayloadError, limit: usize) -> Self {
-        match err {
-            JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
-                Self::PayloadTooLarge { limit }
-            }
-            JsonPayloadError::Payload(PayloadError::Overflow) => Self::PayloadTooLarge { limit },
-            JsonPayloadError::ContentType => Self::UnsupportedMediaType,
-            JsonPayloadError::Deserialize(e) => Self::BadRequest {
-                code: "invalid_json",
-                message: format!("request body is not valid for this endpoint: {e}"),
-                details: serde_json::json!({ "line": e.line(), "column": e.column() }),
-            },
-            other => Self::BadRequest {
-                code: "invalid_body",
-                message: format!("cannot read the request body: {other}"),
-                details: serde_json::Value::Null,
-            },
-        }
-    }
-
-    /// Maps a query-string extractor failure.
-    pub fn from_query(err: &QueryPayloadError) -> Self {
-        Self::BadRequest {
-            code: "invalid_query",
-            message: format!("invalid query string: {err}"),
-            details: serde_json::Value::Null,
-        }
-    }
-
-    /// Maps a path extractor failure.
-    pub fn from_path(err: &PathError) -> Self {
-        Self::BadRequest {
-            code: "invalid_path",
-            message: format!("invalid path parameter: {err}"),
-            details: serde_json::Value::Null,
         }
     }
 }

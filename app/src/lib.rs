@@ -2,9 +2,9 @@
 //!
 //! An actix-based monolith. [`server::start`] opens the database ([`db`], SQLite embedded or
 //! PostgreSQL), starts the single audit-chain writer ([`audit`]) and serves the JSON API ([`api`])
-//! and the server-rendered Leptos UI (crate `frontend-leptos`) behind one request middleware
-//! ([`middleware`]) that assigns request ids and turns every failure into the JSON envelope
-//! ([`error`]). Configuration is layered and validated in [`config`].
+//! and the server-rendered Leptos UI (crate `frontend-leptos`) behind one HTTP edge ([`http`]:
+//! request ids, allow-list, access gate, the JSON envelope for every failure). Configuration is
+//! layered and validated in [`config`].
 //!
 //! `main.rs` only parses the command line and calls into this library, so integration tests start
 //! the very same server on `127.0.0.1:0`.
@@ -18,12 +18,12 @@ pub mod clock;
 pub mod config;
 pub mod db;
 pub mod error;
-pub mod middleware;
-pub mod netguard;
+pub mod http;
 pub mod pki;
 pub mod rate;
 pub mod rotation;
 pub mod secrets;
 pub mod server;
+pub mod settings;
 pub mod state;
 pub mod telemetry;

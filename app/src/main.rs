@@ -109,29 +109,35 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn allow_list(config: &config::Config, disable: bool) -> anyhow::Result<()> {
-    use patch_manager::netguard;
+    use patch_manager::db::DbError;
+    use patch_manager::settings::{self, Disabled};
     let db = open_db(config)?;
     let mut conn = db.conn()?;
-    let mut current = netguard::read(&mut conn)?;
-    if disable && current.enabled {
-        let now = chrono::Utc::now().naive_utc();
-        current.enabled = false;
-        netguard::write(&mut conn, &current, "cli", now)?;
-        audit_store::append(
-            &mut conn,
-            audit_store::NewAuditEntry {
-                actor: "cli".into(),
-                action: "settings.allow_list_changed".into(),
-                target: Some(netguard::SETTING.into()),
-                outcome: audit_store::Outcome::Success,
-                details: serde_json::json!({ "after": current }),
-                source_ip: None,
-                request_id: None,
-            },
-            now,
-        )?;
-        println!("allow-list disabled");
-    }
+    let current = if disable {
+        match settings::disable_allow_list(&mut conn, chrono::Utc::now().naive_utc())? {
+            Disabled::AlreadyOff(s) => s,
+            Disabled::TurnedOff(s) => {
+                println!("allow-list disabled");
+                s
+            }
+            Disabled::ReplacedUnreadable(reason) => {
+                println!(
+                    "the stored allow-list could not be read ({reason}); it was replaced by an \
+                     empty list that is off (the old value is in the audit log)"
+                );
+                settings::read_allow_list(&mut conn)?
+            }
+        }
+    } else {
+        match settings::read_allow_list(&mut conn) {
+            Ok(s) => s,
+            Err(DbError::UnreadableSetting { key, reason }) => anyhow::bail!(
+                "the stored allow-list ({key}) cannot be read: {reason}; every address is \
+                 refused until it is fixed: run `patch-manager allow-list --disable`"
+            ),
+            Err(e) => return Err(e.into()),
+        }
+    };
     println!(
         "allow-list: {} ({} entries){}",
         if current.enabled { "enforced" } else { "off" },

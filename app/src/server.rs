@@ -2,19 +2,12 @@
 //! server-rendered Leptos UI. `main` and the integration tests both start it through [`start`];
 //! tests bind port 0 and read the real address from [`RunningServer::addr`].
 
-use crate::api;
 use crate::audit::AuditLog;
 use crate::config::Config;
 use crate::db::audit::{NewAuditEntry, Outcome};
 use crate::db::{Database, DbError};
-use crate::middleware::request_context;
 use crate::state::AppState;
-use actix_files::Files;
 use actix_web::dev::ServerHandle;
-use actix_web::middleware::{from_fn, Compress};
-use actix_web::{web, App, HttpServer};
-use leptos::config::{Env, LeptosOptions};
-use leptos_actix::{generate_route_list, LeptosRoutes};
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::sync::Arc;
@@ -120,7 +113,8 @@ pub async fn start(config: Config) -> Result<RunningServer, StartupError> {
         })
         .await?;
     let pki = crate::certs::prepare(&config, &db, &audit).await?;
-    let netguard = Arc::new(crate::netguard::NetGuard::load(&db).await?);
+    let netguard = Arc::new(crate::http::allow_list::NetGuard::load(&db).await?);
+    crate::settings::report_unreadable(&db, &audit).await?;
     let secrets = Arc::new(crate::secrets::SecretBox::load_or_create(&config.data.dir)?);
     let setup = Arc::new(crate::auth::setup::SetupGate::prepare(&db, &config.data.dir).await?);
     audit.verify().await?;
@@ -158,7 +152,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartupError> {
     if let Err(why) = state.webauthn.as_ref() {
         tracing::warn!(reason = %why, "security keys and passkeys are unavailable");
     }
-    let server = build_http_server(state.clone(), listener, addr, tls)
+    let server = crate::http::build_server(state.clone(), listener, addr, tls)
         .map_err(|source| StartupError::Bind { addr, source })?;
     let handle = server.handle();
     let task = actix_web::rt::spawn(server);
@@ -170,50 +164,6 @@ pub async fn start(config: Config) -> Result<RunningServer, StartupError> {
         handle,
         task,
     })
-}
-
-fn build_http_server(
-    state: AppState,
-    listener: TcpListener,
-    addr: SocketAddr,
-    tls: Option<rustls::ServerConfig>,
-) -> std::io::Result<actix_web::dev::Server> {
-    let server_cfg = state.config.server.clone();
-    let leptos_options = LeptosOptions::builder()
-        .output_name(frontend_leptos::OUTPUT_NAME)
-        .site_root(server_cfg.site_root.to_string_lossy().into_owned())
-        .site_pkg_dir("pkg")
-        .env(Env::PROD)
-        .site_addr(addr)
-        .build();
-    let pkg_dir = server_cfg.site_root.join("pkg");
-    let assets_dir = server_cfg.assets_dir.clone();
-    let body_limit = server_cfg.body_limit_bytes;
-
-    let mut server = HttpServer::new(move || {
-        let routes = generate_route_list(frontend_leptos::App);
-        let opts = leptos_options.clone();
-        App::new()
-            .app_data(web::Data::new(state.clone()))
-            .app_data(web::Data::new(leptos_options.clone()))
-            .wrap(from_fn(crate::netguard::guard))
-            .wrap(Compress::default())
-            .wrap(from_fn(request_context))
-            .configure(|cfg| api::configure(cfg, body_limit))
-            .service(Files::new("/pkg", &pkg_dir).use_etag(true))
-            .service(Files::new("/assets", &assets_dir).use_etag(true))
-            .leptos_routes(routes, move || frontend_leptos::shell(opts.clone()))
-            .default_service(web::to(api::not_found))
-    })
-    .shutdown_timeout(10);
-    server = match tls {
-        Some(tls) => server.listen_rustls_0_23(listener, tls)?,
-        None => server.listen(listener)?,
-    };
-    if server_cfg.workers > 0 {
-        server = server.workers(server_cfg.workers);
-    }
-    Ok(server.run())
 }
 
 /// Creates the data directory with mode 0700 if it is missing; warns if an existing one is open

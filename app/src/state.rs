@@ -45,7 +45,7 @@ pub struct AppState {
     /// role updates), so two of them cannot each see the other's Admin as the one remaining.
     pub admin_changes: Arc<tokio::sync::Mutex<()>>,
     /// The source-address allow-list.
-    pub netguard: Arc<crate::netguard::NetGuard>,
+    pub netguard: Arc<crate::http::allow_list::NetGuard>,
     /// Clock of the sign-in code (tests move it).
     pub clock: Arc<crate::clock::Clock>,
     /// Configuration in force.

@@ -307,7 +307,8 @@ async fn first_run_setup_totp_and_security_key_in_the_browser() {
             Err(_) => String::new(),
         };
         assert!(notice.contains("Security key added"), "{notice} / {err}");
-        let factors = text_of(&browser, "#factors").await?;
+        // The list refreshes after the notice: wait for the new row rather than read at once.
+        let factors = text_containing(&browser, "#factors", "virtual key").await?;
         assert!(
             factors.contains("virtual key") && factors.contains("Security key"),
             "{factors}"

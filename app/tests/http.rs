@@ -6,7 +6,7 @@ mod common;
 
 use actix_web::{test, web, App, HttpResponse};
 use common::{test_config, Engine, TestDb, BACKENDS};
-use patch_manager::middleware::request_context;
+use patch_manager::http::middleware::request_context;
 use serde::Deserialize;
 use shared::status::{DatabaseBackend, HealthReport, ServiceState};
 use shared::ErrorEnvelope;

@@ -13,8 +13,9 @@ pub mod sso;
 pub mod status;
 pub mod users;
 
-use crate::auth::access::{gate, Access, Rules};
+use crate::auth::access::Access;
 pub use crate::error::AppError;
+use crate::http::gate::{gate, Rules};
 use actix_web::http::Method;
 use actix_web::middleware::from_fn;
 use actix_web::web;

@@ -1,58 +1,47 @@
 //! Installation settings an Admin changes at run time: the manager's source-address allow-list.
+//! The rules are in [`crate::settings`].
 
-use crate::api::{audit_action, AppError};
+use crate::api::AppError;
 use crate::auth::access::Caller;
-use crate::netguard;
+use crate::db::audit::{NewAuditEntry, Outcome};
+use crate::settings;
 use crate::state::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use shared::fleet::AllowListSettings;
 
-/// `GET /api/v1/settings/allow-list`.
-pub async fn allow_list(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(state.netguard.settings())
+/// `GET /api/v1/settings/allow-list`: the list in force, or `500 setting_unreadable` naming the
+/// key when the stored one cannot be read.
+pub async fn allow_list(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
+    Ok(HttpResponse::Ok().json(state.netguard.settings()?))
 }
 
 /// `PUT /api/v1/settings/allow-list`: replaces the list. A list that would refuse the caller's
-/// own address is refused (409), so an Admin cannot lock themselves out by mistake.
+/// own address is refused (409), so an Admin cannot lock themselves out by mistake. Saving also
+/// repairs a stored list that could not be read.
 pub async fn set_allow_list(
     state: web::Data<AppState>,
     req: HttpRequest,
     who: Caller,
     body: web::Json<AllowListSettings>,
 ) -> Result<HttpResponse, AppError> {
-    let mut wanted = body.into_inner();
-    wanted.entries = wanted
-        .entries
-        .iter()
-        .map(|e| e.trim().to_owned())
-        .filter(|e| !e.is_empty())
-        .collect();
-    let list = netguard::validate(&wanted).map_err(|m| AppError::invalid("entries", m))?;
-    if wanted.enabled {
-        if let Some(ip) = req.peer_addr().map(|a| a.ip()) {
-            if !list.allows(ip) {
-                return Err(AppError::Conflict(format!(
-                    "this list does not include your own address {ip}; add it first"
-                )));
-            }
-        }
-    }
-    let before = state.netguard.settings();
-    let (s, by) = (wanted.clone(), who.actor());
-    let now = chrono::Utc::now().naive_utc();
+    let wanted = settings::normalise_allow_list(body.into_inner());
+    let peer = req.peer_addr().map(|a| a.ip());
+    let list = settings::check_new_allow_list(&wanted, peer)?;
+    let before = state.netguard.settings().ok();
+    let (s, by, now) = (wanted.clone(), who.actor(), state.clock.now());
     state
         .db
-        .run(move |c| netguard::write(c, &s, &by, now))
+        .run(move |c| settings::write_allow_list(c, &s, &by, now))
         .await?;
     state.netguard.replace(wanted.clone(), list);
-    audit_action(
-        &state,
-        &req,
-        who.actor(),
-        "settings.allow_list_changed",
-        netguard::SETTING.into(),
-        serde_json::json!({ "before": before, "after": wanted }),
-    )
-    .await;
+    state
+        .audit
+        .note(
+            NewAuditEntry::new(who.actor(), "settings.allow_list_changed", Outcome::Success)
+                .target(settings::ALLOW_LIST)
+                .details(serde_json::json!({ "before": before, "after": wanted }))
+                .source(peer),
+        )
+        .await;
     Ok(HttpResponse::Ok().json(wanted))
 }

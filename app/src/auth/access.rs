@@ -1,26 +1,18 @@
 //! Access control, decided in one place.
 //!
 //! Every JSON route is declared in [`crate::api::ROUTES`] with an [`Access`] rule, and
-//! [`crate::api::configure`] wraps each resource in [`gate`], which applies the rule before any
-//! handler or body extractor runs. Handlers receive the outcome as a [`Caller`]: who is calling
-//! and the [`Scope`] of hosts they may see. Database queries that list or touch hosts take that
-//! `Scope`, and only this module can make one, so an Operator's view is limited to their groups
-//! by construction rather than by each handler remembering to filter.
+//! [`crate::api::configure`] wraps each resource in the gate ([`crate::http::gate`]), which
+//! applies the rule before any handler or body extractor runs. Handlers receive the outcome as a
+//! [`Caller`]: who is calling and the [`Scope`] of hosts they may see. Database queries that list
+//! or touch hosts take that `Scope`, and only this module makes one ([`scope_of`]), so an
+//! Operator's view is limited to their groups by construction rather than by each handler
+//! remembering to filter.
 //!
 //! Hosts outside an Operator's groups answer 404, like hosts that do not exist, so their
 //! existence is not revealed.
 
-use crate::api::AppError;
 use crate::auth::identity::Identity;
-use crate::db::schema::{host_group_members, user_groups};
-use crate::state::AppState;
-use actix_web::body::MessageBody;
-use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
-use actix_web::http::Method;
-use actix_web::middleware::Next;
-use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
-use diesel::prelude::*;
-use std::future::{ready, Ready};
+use crate::db::{scope as membership, Database, DbConnection, DbError};
 use std::sync::Arc;
 
 /// Who may call a route.
@@ -69,41 +61,34 @@ impl Scope {
     }
 
     /// Whether the host is visible: Admins see every host, Operators the members of their groups.
-    pub fn allows_host(
-        &self,
-        c: &mut crate::db::DbConnection,
-        host_id: i64,
-    ) -> Result<bool, crate::db::DbError> {
-        let Some(groups) = self.groups() else {
-            return Ok(true);
-        };
-        let n: i64 = host_group_members::table
-            .filter(host_group_members::host_id.eq(host_id))
-            .filter(host_group_members::group_id.eq_any(groups.to_vec()))
-            .count()
-            .get_result(c)?;
-        Ok(n > 0)
+    pub fn allows_host(&self, c: &mut DbConnection, host_id: i64) -> Result<bool, DbError> {
+        match self.groups() {
+            None => Ok(true),
+            Some(groups) => membership::host_in_groups(c, host_id, groups),
+        }
     }
 
     /// Ids of the visible hosts among all hosts, for list queries (`None`: no restriction).
-    pub fn host_ids(
-        &self,
-        c: &mut crate::db::DbConnection,
-    ) -> Result<Option<Vec<i64>>, crate::db::DbError> {
-        let Some(groups) = self.groups() else {
-            return Ok(None);
-        };
-        let mut ids: Vec<i64> = host_group_members::table
-            .filter(host_group_members::group_id.eq_any(groups.to_vec()))
-            .select(host_group_members::host_id)
-            .load(c)?;
-        ids.sort_unstable();
-        ids.dedup();
-        Ok(Some(ids))
+    pub fn host_ids(&self, c: &mut DbConnection) -> Result<Option<Vec<i64>>, DbError> {
+        match self.groups() {
+            None => Ok(None),
+            Some(groups) => membership::hosts_in_groups(c, groups).map(Some),
+        }
     }
 }
 
-/// The caller of a route that passed its [`Access`] rule. Only [`gate`] makes one; a handler
+/// The scope of a signed-in user: every host for an Admin, the members of their groups for an
+/// Operator.
+pub async fn scope_of(db: &Database, identity: &Identity) -> Result<Scope, DbError> {
+    if identity.is_admin() {
+        return Ok(Scope(ScopeInner::All));
+    }
+    let uid = identity.user_id;
+    let groups = db.run(move |c| membership::groups_of_user(c, uid)).await?;
+    Ok(Scope(ScopeInner::Groups(groups.into())))
+}
+
+/// The caller of a route that passed its [`Access`] rule. Only the gate ([`crate::http::gate`]) makes one; a handler
 /// asking for it on a route the gate does not cover gets a 500, never access.
 #[derive(Debug, Clone)]
 pub struct Caller {
@@ -118,89 +103,4 @@ impl Caller {
     pub fn actor(&self) -> String {
         format!("user:{}", self.identity.user_id)
     }
-}
-
-impl FromRequest for Caller {
-    type Error = actix_web::Error;
-    type Future = Ready<Result<Self, Self::Error>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(req.extensions().get::<Caller>().cloned().ok_or_else(|| {
-            AppError::Internal(format!(
-                "route {} has no access rule; refusing",
-                req.match_pattern().unwrap_or_default()
-            ))
-            .into()
-        }))
-    }
-}
-
-/// The access rules of one resource (one path), by method.
-pub type Rules = Arc<[(Method, Access)]>;
-
-/// Applies the resource's rule for the request's method. Methods without a rule fall through to
-/// the resource, which answers 405.
-pub async fn gate(
-    rules: Rules,
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<impl MessageBody + 'static>, actix_web::Error> {
-    let access = rules
-        .iter()
-        .find(|(m, _)| m == req.method())
-        .map(|(_, a)| *a);
-    let Some(access) = access else {
-        return next.call(req).await;
-    };
-    if access == Access::Public {
-        return next.call(req).await;
-    }
-    let identity = Identity::from_request(req.request(), &mut Payload::None).await?;
-    if identity.mfa_enrolment_pending && access != Access::Session {
-        return Err(AppError::Forbidden(
-            "your account requires a second factor: enrol one before going on".into(),
-        )
-        .into());
-    }
-    if access == Access::Admin && !identity.is_admin() {
-        return Err(AppError::Forbidden("this needs the Admin role".into()).into());
-    }
-    let state = req
-        .app_data::<web::Data<AppState>>()
-        .cloned()
-        .ok_or_else(|| AppError::Internal("application state missing".into()))?;
-    let scope = if identity.is_admin() {
-        Scope(ScopeInner::All)
-    } else {
-        let uid = identity.user_id;
-        let groups: Vec<i64> = state
-            .db
-            .run(move |c| {
-                Ok(user_groups::table
-                    .filter(user_groups::user_id.eq(uid))
-                    .select(user_groups::group_id)
-                    .load(c)?)
-            })
-            .await
-            .map_err(AppError::from)?;
-        Scope(ScopeInner::Groups(groups.into()))
-    };
-    if access == Access::Host {
-        let host_id: i64 = req
-            .match_info()
-            .get("host_id")
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| AppError::NotFound("no such host".into()))?;
-        let s = scope.clone();
-        let visible = state
-            .db
-            .run(move |c| s.allows_host(c, host_id))
-            .await
-            .map_err(AppError::from)?;
-        if !visible {
-            return Err(AppError::NotFound("no such host".into()).into());
-        }
-    }
-    req.extensions_mut().insert(Caller { identity, scope });
-    next.call(req).await
 }

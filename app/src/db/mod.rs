@@ -13,6 +13,7 @@ pub mod audit;
 pub mod certificates;
 pub mod enrollment;
 pub mod schema;
+pub mod scope;
 pub mod sessions;
 pub mod settings;
 pub mod stats;
@@ -92,9 +93,28 @@ pub enum DbError {
     /// The data on disk breaks an invariant of the application.
     #[error("inconsistent data: {0}")]
     Inconsistent(String),
+    /// A stored setting does not parse. It is reported, never replaced by a default: an
+    /// unreadable allow-list keeps denying, unreadable sign-in settings stay off.
+    #[error("stored setting {key} cannot be read: {reason}")]
+    UnreadableSetting {
+        /// Settings key.
+        key: String,
+        /// Why it does not parse.
+        reason: String,
+    },
     /// The blocking task running the query was cancelled or panicked.
     #[error("database task failed: {0}")]
     Task(String),
+}
+
+/// Runs `f` in one transaction: committed when it returns `Ok`, rolled back otherwise. Services
+/// compose repository functions inside it without touching diesel themselves.
+pub fn transaction<T, E, F>(c: &mut DbConnection, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConnection) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    c.transaction(f)
 }
 
 /// Opens connections of the configured engine for r2d2 and prepares each SQLite connection.

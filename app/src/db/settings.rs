@@ -8,16 +8,31 @@ use diesel::prelude::*;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-/// The value under `key`; the default when absent or unreadable.
+/// The value under `key`; the default when absent. A value that does not parse is an error
+/// ([`DbError::UnreadableSetting`]), never silently the default.
 pub fn read<T: DeserializeOwned + Default>(c: &mut DbConnection, key: &str) -> Result<T, DbError> {
     let json: Option<String> = settings::table
         .filter(settings::key.eq(key))
         .select(settings::value_json)
         .first(c)
         .optional()?;
-    Ok(json
-        .and_then(|j| serde_json::from_str(&j).ok())
-        .unwrap_or_default())
+    match json {
+        None => Ok(T::default()),
+        Some(j) => serde_json::from_str(&j).map_err(|e| DbError::UnreadableSetting {
+            key: key.to_owned(),
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// The stored text under `key`, parsed or not (kept in the audit log when an unreadable value is
+/// replaced).
+pub fn read_raw(c: &mut DbConnection, key: &str) -> Result<Option<String>, DbError> {
+    Ok(settings::table
+        .filter(settings::key.eq(key))
+        .select(settings::value_json)
+        .first(c)
+        .optional()?)
 }
 
 /// Replaces the value under `key`, recording who changed it.

@@ -1,19 +1,38 @@
 //! Request-wide plumbing, applied once to every route: a request id, its log span, the JSON
-//! envelope for failures that did not come from our handlers, and security headers.
+//! envelope for failures that did not come from our handlers, security headers, and the draining
+//! of a request body that a refusal left unread.
+//!
+//! Why drain: a request refused before its body was read (a 415 for `text/plain`, a 401 from the
+//! gate) would otherwise drop the body's stream while the client is still sending it. Over HTTP/2
+//! that resets the stream, and a client that has not yet read the answer sees a framing error
+//! instead of the refusal. Reading the rest of the body (bounded by the body limit and
+//! [`DRAIN_TIMEOUT`]) before answering lets every refusal arrive.
 //!
 //! The request id (a ULID) is generated here, never taken from the client, so log lines cannot be
 //! forged by a caller. It is echoed in `X-Request-Id` and made available to
 //! [`crate::error::AppError`] through a task-local while the request is being handled.
 
 use actix_web::body::{BoxBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::error::PayloadError;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
-use actix_web::{Error, HttpResponse};
+use actix_web::web::Bytes;
+use actix_web::{Error, HttpMessage, HttpResponse};
+use futures_util::{Stream, StreamExt};
 use shared::ErrorEnvelope;
-use std::time::Instant;
+use std::cell::RefCell;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 use tracing::Instrument;
+
+/// Longest wait for the unread rest of a refused request's body.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most bytes read from a refused request's body when no application state names the limit.
+const DEFAULT_DRAIN_LIMIT: usize = 1 << 20;
 
 /// Response header carrying the request id.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -29,10 +48,17 @@ pub fn current_request_id() -> Option<String> {
 
 /// Assigns the request id, logs the request, envelopes bare error answers and sets headers.
 pub async fn request_context(
-    req: ServiceRequest,
+    mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
     let id = ulid::Ulid::new().to_string();
+    let drain_limit = req
+        .app_data::<actix_web::web::Data<crate::state::AppState>>()
+        .map_or(DEFAULT_DRAIN_LIMIT, |s| s.config.server.body_limit_bytes);
+    let body = SharedPayload(Rc::new(RefCell::new(req.take_payload())));
+    req.set_payload(Payload::Stream {
+        payload: Box::pin(body.clone()),
+    });
     let started = Instant::now();
     let span = tracing::info_span!(
         "http",
@@ -48,6 +74,7 @@ pub async fn request_context(
     // needs the request uniquely.)
     let mut res = outcome?.map_into_boxed_body();
     if res.status().is_client_error() || res.status().is_server_error() {
+        body.drain(drain_limit).await;
         res = envelope_bare_error(res, &id);
     }
     let headers = res.headers_mut();
@@ -127,5 +154,39 @@ fn set_security_headers(headers: &mut actix_web::http::header::HeaderMap) {
             HeaderName::from_static(name),
             HeaderValue::from_static(value),
         );
+    }
+}
+
+/// The request body, shared between the handler (which may read it) and this middleware (which
+/// reads what a refusal left unread). Requests live on one worker thread, so `Rc` is enough.
+#[derive(Clone)]
+struct SharedPayload(Rc<RefCell<Payload>>);
+
+impl Stream for SharedPayload {
+    type Item = Result<Bytes, PayloadError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match self.0.try_borrow_mut() {
+            Ok(mut payload) => Pin::new(&mut *payload).poll_next(cx),
+            // Never polled from two places at once; if it were, end the stream rather than panic.
+            Err(_) => Poll::Ready(None),
+        }
+    }
+}
+
+impl SharedPayload {
+    /// Reads and discards what is left of the body, at most `limit` bytes and [`DRAIN_TIMEOUT`].
+    async fn drain(mut self, limit: usize) {
+        let read = async {
+            let mut seen = 0_usize;
+            while let Some(Ok(chunk)) = self.next().await {
+                seen = seen.saturating_add(chunk.len());
+                if seen > limit {
+                    break;
+                }
+            }
+        };
+        // Past the bound the client gets its answer with the stream reset; nothing else to do.
+        drop(tokio::time::timeout(DRAIN_TIMEOUT, read).await);
     }
 }

@@ -1,0 +1,68 @@
+//! The HTTP edge: everything between a TCP connection and a handler, written once. The server
+//! ([`build_server`]) applies, outermost first: the request context ([`middleware`]: request id,
+//! log line, security headers, JSON envelope for bare errors, draining of unread bodies), the
+//! source-address allow-list ([`allow_list`]), compression, then routing; each JSON resource sits
+//! behind the access gate ([`gate`]). Every refusal on the way is a response, so it passes back
+//! through the request context like any other answer. [`errors`] maps [`crate::error::AppError`]
+//! to the envelope; [`rate`] is the one rate-limiter type.
+
+pub mod allow_list;
+pub mod errors;
+pub mod gate;
+pub mod middleware;
+
+use crate::api;
+use crate::state::AppState;
+use actix_files::Files;
+use actix_web::middleware::{from_fn, Compress};
+use actix_web::{web, App, HttpServer};
+use leptos::config::{Env, LeptosOptions};
+use leptos_actix::{generate_route_list, LeptosRoutes};
+use middleware::request_context;
+use std::net::{SocketAddr, TcpListener};
+
+/// Builds the HTTP server on `listener`: JSON API, static bundle and assets, server-rendered
+/// pages, behind the edge middleware. HTTPS when `tls` is given (HTTP/1.1 and HTTP/2 by ALPN).
+pub fn build_server(
+    state: AppState,
+    listener: TcpListener,
+    addr: SocketAddr,
+    tls: Option<rustls::ServerConfig>,
+) -> std::io::Result<actix_web::dev::Server> {
+    let server_cfg = state.config.server.clone();
+    let leptos_options = LeptosOptions::builder()
+        .output_name(frontend_leptos::OUTPUT_NAME)
+        .site_root(server_cfg.site_root.to_string_lossy().into_owned())
+        .site_pkg_dir("pkg")
+        .env(Env::PROD)
+        .site_addr(addr)
+        .build();
+    let pkg_dir = server_cfg.site_root.join("pkg");
+    let assets_dir = server_cfg.assets_dir.clone();
+    let body_limit = server_cfg.body_limit_bytes;
+
+    let mut server = HttpServer::new(move || {
+        let routes = generate_route_list(frontend_leptos::App);
+        let opts = leptos_options.clone();
+        App::new()
+            .app_data(web::Data::new(state.clone()))
+            .app_data(web::Data::new(leptos_options.clone()))
+            .wrap(from_fn(allow_list::guard))
+            .wrap(Compress::default())
+            .wrap(from_fn(request_context))
+            .configure(|cfg| api::configure(cfg, body_limit))
+            .service(Files::new("/pkg", &pkg_dir).use_etag(true))
+            .service(Files::new("/assets", &assets_dir).use_etag(true))
+            .leptos_routes(routes, move || frontend_leptos::shell(opts.clone()))
+            .default_service(web::to(api::not_found))
+    })
+    .shutdown_timeout(10);
+    server = match tls {
+        Some(tls) => server.listen_rustls_0_23(listener, tls)?,
+        None => server.listen(listener)?,
+    };
+    if server_cfg.workers > 0 {
+        server = server.workers(server_cfg.workers);
+    }
+    Ok(server.run())
+}
