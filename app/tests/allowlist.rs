@@ -6,30 +6,15 @@
 
 mod common;
 
-use common::{call, setup_admin, test_config, Engine, TestDb};
+use common::{call, get_from, setup_admin, test_config, Engine, TestDb};
 use serde_json::json;
-use std::net::SocketAddr;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::net::{Ipv4Addr, SocketAddr};
 
-/// A GET from 127.0.0.2; answers (status, body).
+/// A GET from 127.0.0.2; answers (status, raw head and body).
 async fn get_from_other(addr: SocketAddr, path: &str) -> (u16, String) {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
-    let mut tcp = socket.connect(addr).await.unwrap();
-    tcp.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: manager\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut raw = Vec::new();
-    tcp.read_to_end(&mut raw).await.unwrap();
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, text)
+    let (status, headers, body) = get_from(Ipv4Addr::new(127, 0, 0, 2), addr, path).await;
+    let head: Vec<String> = headers.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+    (status, format!("{}\r\n\r\n{body}", head.join("\r\n")))
 }
 
 #[actix_rt::test]

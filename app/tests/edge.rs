@@ -6,12 +6,11 @@
 
 mod common;
 
-use common::{call, setup_admin, test_config, Engine, TestDb};
+use common::{bearer_for, call, get_from, setup_admin, test_config, Engine, TestDb};
 use futures_util::future::join_all;
 use serde_json::{json, Value};
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const PASSWORD: &str = "tangerine-Orbit-42";
 
@@ -57,47 +56,14 @@ async fn get(url: &str, headers: &[(&str, String)]) -> (u16, Vec<(String, String
     (res.status().as_u16(), hs, body)
 }
 
-/// A GET from 127.0.0.2 (loopback, but a different source address); raw HTTP/1.1.
+/// A GET from 127.0.0.2, which is loopback but not on the allow-lists these tests save.
 async fn get_from_other(addr: SocketAddr, path: &str) -> (u16, Vec<(String, String)>, Value) {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
-    let mut tcp = socket.connect(addr).await.unwrap();
-    tcp.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: manager\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut raw = Vec::new();
-    tcp.read_to_end(&mut raw).await.unwrap();
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .unwrap();
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .collect();
+    let (status, headers, body) = get_from(Ipv4Addr::new(127, 0, 0, 2), addr, path).await;
     (
         status,
         headers,
-        serde_json::from_str(body).unwrap_or(Value::Null),
+        serde_json::from_str(&body).unwrap_or(Value::Null),
     )
-}
-
-async fn login(base: &str, user: &str) -> String {
-    let a = call(
-        "POST",
-        &format!("{base}/api/v1/auth/login"),
-        &[],
-        Some(json!({ "username": user, "password": PASSWORD, "client": "api" })),
-    )
-    .await;
-    assert_eq!(a.status, 200, "{}", a.body);
-    a.body["access_token"].as_str().unwrap().to_owned()
 }
 
 #[actix_rt::test]
@@ -107,10 +73,7 @@ async fn every_refusal_carries_request_id_and_headers() {
     let server = patch_manager::server::start(config.clone()).await.unwrap();
     let base = format!("http://{}", server.addr);
     setup_admin(&base, &config.data.dir).await;
-    let admin = [(
-        "authorization",
-        format!("Bearer {}", login(&base, "admin").await),
-    )];
+    let admin = bearer_for(&base, "admin", PASSWORD).await;
 
     // 401 from the gate: no credentials.
     let (s, h, b) = get(&format!("{base}/api/v1/auth/me"), &[]).await;
@@ -125,10 +88,7 @@ async fn every_refusal_carries_request_id_and_headers() {
     )
     .await;
     assert_eq!(a.status, 201, "{}", a.body);
-    let oper = [(
-        "authorization",
-        format!("Bearer {}", login(&base, "oper").await),
-    )];
+    let oper = bearer_for(&base, "oper", PASSWORD).await;
     let (s, h, b) = get(&format!("{base}/api/v1/users"), &oper).await;
     assert_edge("403 from the gate", s, 403, &h, &b);
     assert_eq!(b["error"]["code"], "forbidden");
@@ -240,10 +200,7 @@ async fn unreadable_settings_fail_closed_and_are_named() {
     let server = patch_manager::server::start(config.clone()).await.unwrap();
     let base = format!("http://{}", server.addr);
     setup_admin(&base, &config.data.dir).await;
-    let admin = [(
-        "authorization",
-        format!("Bearer {}", login(&base, "admin").await),
-    )];
+    let admin = bearer_for(&base, "admin", PASSWORD).await;
     server.stop().await;
 
     // Corrupt both stored settings behind the manager's back (a bad restore, a hand edit).

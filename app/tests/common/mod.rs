@@ -266,3 +266,52 @@ pub async fn setup_admin(base: &str, data: &std::path::Path) {
     .await;
     assert_eq!(a.status, 201, "{}", a.body);
 }
+
+/// Signs in over the API (`client: api`) and answers the `Authorization: Bearer` header to use.
+pub async fn bearer_for(base: &str, user: &str, password: &str) -> [(&'static str, String); 1] {
+    let a = call(
+        "POST",
+        &format!("{base}/api/v1/auth/login"),
+        &[],
+        Some(json!({ "username": user, "password": password, "client": "api" })),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    [(
+        "authorization",
+        format!("Bearer {}", a.body["access_token"].as_str().unwrap()),
+    )]
+}
+
+/// A raw HTTP/1.1 GET from another loopback source address (`127.0.0.2` stands in for a foreign
+/// host); answers (status, headers, body).
+pub async fn get_from(
+    source: std::net::Ipv4Addr,
+    addr: std::net::SocketAddr,
+    path: &str,
+) -> (u16, Vec<(String, String)>, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind((source, 0).into()).unwrap();
+    let mut tcp = socket.connect(addr).await.unwrap();
+    tcp.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: manager\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut raw = Vec::new();
+    tcp.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    (status, headers, body.to_owned())
+}
