@@ -5,7 +5,7 @@
 //! Features record through the cloneable [`AuditLog`] handle. A timer re-verifies the whole chain
 //! periodically; the latest verdict is kept for the overview page and logged loudly when broken.
 
-use crate::db::audit::{self as store, AuditRow, NewAuditEntry};
+use crate::db::audit::{self as store, AuditRow, NewAuditEntry, Outcome};
 use crate::db::{Database, DbError};
 use actix::prelude::*;
 use shared::status::AuditChainState;
@@ -21,6 +21,48 @@ pub enum AuditError {
     /// The writer actor is gone (shutting down).
     #[error("audit writer unavailable: {0}")]
     Mailbox(#[from] MailboxError),
+}
+
+/// Who asked for an action, as the audit log names them: the actor (`user:<id>`, `cli`,
+/// `system`…) and, for a request, the client address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Requester {
+    /// Audit actor.
+    pub actor: String,
+    /// The signed-in user, if any.
+    pub user_id: Option<i64>,
+    /// Client address, when a request asked.
+    pub source: Option<std::net::IpAddr>,
+}
+
+impl Requester {
+    /// The signed-in caller of a request from `source`.
+    pub fn caller(who: &crate::auth::access::Caller, source: Option<std::net::IpAddr>) -> Self {
+        Self {
+            actor: who.actor(),
+            user_id: Some(who.identity.user_id),
+            source,
+        }
+    }
+
+    /// Someone without an account (`system`, `cli`, `enrollment`, `anonymous`), from `source`.
+    pub fn named(actor: &str, source: Option<std::net::IpAddr>) -> Self {
+        Self {
+            actor: actor.to_owned(),
+            user_id: None,
+            source,
+        }
+    }
+
+    /// An entry for `action` by this requester that ended with `outcome`.
+    pub fn entry(&self, action: &str, outcome: Outcome) -> NewAuditEntry {
+        NewAuditEntry::new(self.actor.clone(), action, outcome).source(self.source)
+    }
+
+    /// An entry for `action` by this requester that succeeded.
+    pub fn success(&self, action: &str) -> NewAuditEntry {
+        self.entry(action, Outcome::Success)
+    }
 }
 
 /// Appends one entry; answers the stored record.

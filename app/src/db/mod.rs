@@ -12,10 +12,12 @@
 pub mod audit;
 pub mod certificates;
 pub mod enrollment;
+pub mod hosts;
 pub mod schema;
 pub mod sessions;
 pub mod settings;
 pub mod stats;
+pub mod transaction;
 pub mod users;
 
 use crate::config::DatabaseTarget;
