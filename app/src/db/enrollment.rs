@@ -94,7 +94,7 @@ pub fn recent(conn: &mut DbConnection, limit: i64) -> Result<Vec<EnrollmentToken
 
 /// Deletes an unused token; answers whether one was deleted.
 pub fn delete_unused(conn: &mut DbConnection, id: i64) -> Result<bool, DbError> {
-    let n = diesel::delete(t::table.filter(t::id.eq(id)).filter(t::used_at.is_null()))
-        .execute(conn)?;
+    let n =
+        diesel::delete(t::table.filter(t::id.eq(id)).filter(t::used_at.is_null())).execute(conn)?;
     Ok(n == 1)
 }

@@ -196,10 +196,7 @@ pub fn memberships(
 }
 
 /// Where to reach the host's agent.
-pub fn agent_address(
-    conn: &mut DbConnection,
-    id: i64,
-) -> Result<Option<AgentAddressRow>, DbError> {
+pub fn agent_address(conn: &mut DbConnection, id: i64) -> Result<Option<AgentAddressRow>, DbError> {
     Ok(h::table
         .filter(h::id.eq(id))
         .select(AgentAddressRow::as_select())
@@ -256,10 +253,7 @@ pub fn add_member(conn: &mut DbConnection, member: &NewMembership) -> Result<(),
 }
 
 /// Groups by name, only `visible` ones when given.
-pub fn groups(
-    conn: &mut DbConnection,
-    visible: Option<&[i64]>,
-) -> Result<Vec<GroupRow>, DbError> {
+pub fn groups(conn: &mut DbConnection, visible: Option<&[i64]>) -> Result<Vec<GroupRow>, DbError> {
     let mut q = g::table
         .order(g::name)
         .select(GroupRow::as_select())

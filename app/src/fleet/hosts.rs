@@ -84,8 +84,11 @@ pub async fn detail(state: &AppState, scope: Scope, id: i64) -> Result<HostDetai
         })
         .await?
         .ok_or_else(|| AppError::NotFound("no such host".into()))?;
-    let (kernel, agent_version, created_at) =
-        (row.kernel.clone(), row.agent_version.clone(), row.created_at);
+    let (kernel, agent_version, created_at) = (
+        row.kernel.clone(),
+        row.agent_version.clone(),
+        row.created_at,
+    );
     let renew_days = state.config.pki.renew_before_days;
     let now = state.clock.now();
     Ok(HostDetail {

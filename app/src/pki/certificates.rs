@@ -158,3 +158,62 @@ pub async fn revoke(
         failed: push.failed,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{Duration, NaiveDate};
+
+    fn now() -> NaiveDateTime {
+        NaiveDate::from_ymd_opt(2026, 11, 23)
+            .unwrap()
+            .and_hms_opt(12, 0, 0)
+            .unwrap()
+    }
+
+    fn row(id: i64, kind: &str, host_id: Option<i64>, days_left: i64) -> CertificateRow {
+        CertificateRow {
+            id,
+            serial: format!("{id:02x}"),
+            kind: kind.into(),
+            subject: "x".into(),
+            sans_json: r#"["DNS:x"]"#.into(),
+            host_id,
+            fingerprint_sha256: format!("{id:064x}"),
+            not_before: now() - Duration::days(1),
+            not_after: now() + Duration::days(days_left),
+            cert_pem: String::new(),
+            revoked_at: None,
+            revocation_reason: None,
+            created_at: now(),
+        }
+    }
+
+    #[test]
+    fn state_follows_revocation_expiry_replacement_and_the_renewal_window() {
+        let mut revoked = row(1, "agent", Some(1), 100);
+        revoked.revoked_at = Some(now());
+        let rows = vec![
+            revoked,
+            row(2, "agent", Some(1), -1),
+            row(3, "agent", Some(2), 10),
+            row(4, "agent", Some(2), 200),
+            row(5, "manager_client", None, 20),
+        ];
+        let views = views(rows, 30, now());
+        let states: Vec<(i64, &str)> = views.iter().map(|v| (v.id, v.state.as_str())).collect();
+        assert_eq!(
+            states,
+            [
+                (5, "expiring"),
+                (4, "valid"),
+                (3, "superseded"),
+                (2, "expired"),
+                (1, "revoked"),
+            ],
+            "newest first; the newest per holder is current"
+        );
+        assert_eq!(views[0].sans, ["DNS:x"]);
+        assert_eq!(views[0].expires_in_days, 20);
+    }
+}

@@ -378,8 +378,8 @@ pub async fn enroll(
         .db
         .run(move |conn| {
             Ok(transaction(conn, |c| {
-                let group = consume(c, &token, ca.fingerprint(), now)?
-                    .map_err(EnrollFailure::Token)?;
+                let group =
+                    consume(c, &token, ca.fingerprint(), now)?.map_err(EnrollFailure::Token)?;
                 let primary = addresses[0].to_string();
                 if hosts::find_by_address(c, &primary, port)?.is_some() {
                     return Err(EnrollFailure::HostExists(format!(
@@ -451,5 +451,192 @@ pub async fn enroll(
         Err(EnrollFailure::HostExists(m)) => Err(AppError::Conflict(m)),
         Err(EnrollFailure::Csr(m)) => Err(bad("invalid_csr", m)),
         Err(EnrollFailure::Db(e)) => Err(AppError::Database(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DatabaseTarget;
+    use crate::db::Database;
+    use chrono::NaiveDate;
+
+    fn database(dir: &tempfile::TempDir) -> Database {
+        let target = DatabaseTarget::Sqlite(dir.path().join("test.db"));
+        Database::open(&target, 1, std::time::Duration::from_secs(10)).unwrap()
+    }
+
+    fn noon() -> NaiveDateTime {
+        NaiveDate::from_ymd_opt(2026, 11, 23)
+            .unwrap()
+            .and_hms_opt(12, 0, 0)
+            .unwrap()
+    }
+
+    fn request(group_id: Option<i64>, minutes: Option<i64>) -> TokenRequest {
+        TokenRequest {
+            group_id,
+            minutes,
+            created_by: None,
+        }
+    }
+
+    #[test]
+    fn a_token_stores_only_the_hash_carries_the_ca_and_expires() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = database(&dir);
+        let mut conn = db.conn().unwrap();
+        let mut config = Config::default();
+        config.pki.enrollment_token_minutes = 30;
+        let fp = "ab".repeat(32);
+        let group = hosts::insert_group(
+            &mut conn,
+            &hosts::NewHostGroup {
+                name: "web",
+                description: "",
+                created_at: noon(),
+                updated_at: noon(),
+            },
+        )
+        .unwrap();
+
+        let created =
+            create_token(&mut conn, &config, &fp, &request(Some(group), None), noon()).unwrap();
+        assert_eq!(created.token.ca_fingerprint, fp, "the CA is in the token");
+        assert_eq!(
+            created.expires_at,
+            noon() + chrono::Duration::minutes(30),
+            "the configured lifetime by default"
+        );
+        let row = store::find(&mut conn, created.token.id).unwrap().unwrap();
+        assert_eq!(row.token_hash, hash_secret(&created.token.secret));
+        assert_ne!(
+            row.token_hash, created.token.secret,
+            "the secret is not stored"
+        );
+        assert_eq!(row.token_hash.len(), 64);
+        assert_eq!(row.group_id, Some(group));
+        assert_eq!(row.expires_at, created.expires_at);
+        assert_eq!(row.used_at, None);
+        // Two tokens never share a secret.
+        let other = create_token(&mut conn, &config, &fp, &request(None, Some(5)), noon()).unwrap();
+        assert_ne!(other.token.secret, created.token.secret);
+        assert_eq!(other.expires_at, noon() + chrono::Duration::minutes(5));
+
+        // It is consumed once, with its group, and not after it expired.
+        assert_eq!(
+            consume(&mut conn, &created.token, &fp, noon()).unwrap(),
+            Ok(Some(group))
+        );
+        assert_eq!(
+            consume(&mut conn, &created.token, &fp, noon()).unwrap(),
+            Err(TokenError::Used)
+        );
+        let late = noon() + chrono::Duration::minutes(5);
+        assert_eq!(
+            consume(&mut conn, &other.token, &fp, late).unwrap(),
+            Err(TokenError::Expired)
+        );
+    }
+
+    #[test]
+    fn lifetime_and_group_are_checked_before_anything_is_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = database(&dir);
+        let mut conn = db.conn().unwrap();
+        let config = Config::default();
+        let fp = "cd".repeat(32);
+        for minutes in [4, MAX_MINUTES + 1, 0, -5] {
+            assert!(matches!(
+                create_token(
+                    &mut conn,
+                    &config,
+                    &fp,
+                    &request(None, Some(minutes)),
+                    noon()
+                ),
+                Err(TokenRequestError::Minutes)
+            ));
+        }
+        assert!(matches!(
+            create_token(
+                &mut conn,
+                &config,
+                &fp,
+                &request(Some(99), Some(60)),
+                noon()
+            ),
+            Err(TokenRequestError::NoSuchGroup)
+        ));
+        assert!(store::recent(&mut conn, 10).unwrap().is_empty());
+        for minutes in [MIN_MINUTES, MAX_MINUTES] {
+            assert!(create_token(
+                &mut conn,
+                &config,
+                &fp,
+                &request(None, Some(minutes)),
+                noon()
+            )
+            .is_ok());
+        }
+        // The API's answers for the refusals.
+        assert_eq!(
+            AppError::from(TokenRequestError::Minutes).code(),
+            "validation_failed"
+        );
+        assert_eq!(
+            AppError::from(TokenRequestError::NoSuchGroup).to_string(),
+            "no such group"
+        );
+    }
+
+    #[test]
+    fn the_api_and_the_command_line_record_the_same_entry() {
+        let created = CreatedToken {
+            token: EnrollmentToken {
+                id: 7,
+                secret: "00".repeat(32),
+                ca_fingerprint: "ab".repeat(32),
+            },
+            group_id: Some(3),
+            expires_at: noon(),
+        };
+        let cli = created.audit_entry(&Requester::named("cli", None));
+        let api = created.audit_entry(&Requester {
+            actor: "user:1".into(),
+            user_id: Some(1),
+            source: Some("192.0.2.1".parse().unwrap()),
+        });
+        for entry in [&cli, &api] {
+            assert_eq!(entry.action, "enrollment_token.created");
+            assert_eq!(entry.target.as_deref(), Some("enrollment_token:7"));
+            assert_eq!(entry.outcome, Outcome::Success);
+            assert_eq!(
+                entry.details,
+                serde_json::json!({ "group_id": 3, "expires_at": "2026-11-23T12:00:00+00:00" })
+            );
+            assert!(
+                !entry.details.to_string().contains(&created.token.secret),
+                "the secret is never audited"
+            );
+        }
+        assert_eq!(cli.actor, "cli");
+        assert_eq!(api.actor, "user:1");
+        assert_eq!(api.source_ip.as_deref(), Some("192.0.2.1"));
+    }
+
+    #[test]
+    fn the_command_names_the_configured_manager() {
+        let mut config = Config::default();
+        config.server.listen = "0.0.0.0:8443".parse().unwrap();
+        assert_eq!(
+            agent_command(&config, "lpm1.x"),
+            "patch-agent enroll --manager https://MANAGER:8443 --token lpm1.x"
+        );
+        config.server.public_names = vec!["pm.example".into(), "10.0.0.1".into()];
+        assert_eq!(
+            agent_command(&config, "lpm1.x"),
+            "patch-agent enroll --manager https://pm.example:8443 --token lpm1.x"
+        );
     }
 }

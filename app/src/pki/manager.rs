@@ -5,8 +5,8 @@
 //! `certificates` table and the audit log.
 
 use crate::audit::AuditLog;
-use crate::config::{Config, TlsMode};
 use crate::audit::Requester;
+use crate::config::{Config, TlsMode};
 use crate::db::{certificates, Database, DbError};
 use crate::pki::{self, Ca, CertKind, PkiError};
 use chrono::NaiveDateTime;
