@@ -629,6 +629,7 @@ mod tests {
     fn the_command_names_the_configured_manager() {
         let mut config = Config::default();
         config.server.listen = "0.0.0.0:8443".parse().unwrap();
+        config.server.public_names.clear();
         assert_eq!(
             agent_command(&config, "lpm1.x"),
             "patch-agent enroll --manager https://MANAGER:8443 --token lpm1.x"
