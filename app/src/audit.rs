@@ -1,11 +1,12 @@
 //! The audit log writer: the one actor that appends to the hash chain.
 //!
 //! Order matters for a hash chain, so every record goes through a single [`AuditWriter`] running on
-//! a `SyncArbiter` thread of its own (its diesel calls block that thread, never an event loop).
+//! a `SyncArbiter` thread of its own (its database calls block that thread, never an event loop).
 //! Features record through the cloneable [`AuditLog`] handle. A timer re-verifies the whole chain
 //! periodically; the latest verdict is kept for the overview page and logged loudly when broken.
 
-use crate::db::audit::{self as store, AuditRow, NewAuditEntry};
+use crate::clock::Clock;
+use crate::db::audit::{self as store, AuditRow, NewAuditEntry, Outcome};
 use crate::db::{Database, DbError};
 use actix::prelude::*;
 use shared::status::AuditChainState;
@@ -23,6 +24,48 @@ pub enum AuditError {
     Mailbox(#[from] MailboxError),
 }
 
+/// Who asked for an action, as the audit log names them: the actor (`user:<id>`, `cli`,
+/// `system`…) and, for a request, the client address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Requester {
+    /// Audit actor.
+    pub actor: String,
+    /// The signed-in user, if any.
+    pub user_id: Option<i64>,
+    /// Client address, when a request asked.
+    pub source: Option<std::net::IpAddr>,
+}
+
+impl Requester {
+    /// The signed-in caller of a request from `source`.
+    pub fn caller(who: &crate::auth::access::Caller, source: Option<std::net::IpAddr>) -> Self {
+        Self {
+            actor: who.actor(),
+            user_id: Some(who.identity.user_id),
+            source,
+        }
+    }
+
+    /// Someone without an account (`system`, `cli`, `enrollment`, `anonymous`), from `source`.
+    pub fn named(actor: &str, source: Option<std::net::IpAddr>) -> Self {
+        Self {
+            actor: actor.to_owned(),
+            user_id: None,
+            source,
+        }
+    }
+
+    /// An entry for `action` by this requester that ended with `outcome`.
+    pub fn entry(&self, action: &str, outcome: Outcome) -> NewAuditEntry {
+        NewAuditEntry::new(self.actor.clone(), action, outcome).source(self.source)
+    }
+
+    /// An entry for `action` by this requester that succeeded.
+    pub fn success(&self, action: &str) -> NewAuditEntry {
+        self.entry(action, Outcome::Success)
+    }
+}
+
 /// Appends one entry; answers the stored record.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<AuditRow, AuditError>")]
@@ -36,6 +79,7 @@ pub struct Verify;
 /// The single writer. Runs on its own thread; blocking is expected here.
 pub struct AuditWriter {
     db: Database,
+    clock: Arc<Clock>,
 }
 
 impl Actor for AuditWriter {
@@ -47,7 +91,7 @@ impl Handler<Append> for AuditWriter {
 
     fn handle(&mut self, msg: Append, _: &mut Self::Context) -> Self::Result {
         let mut conn = self.db.conn()?;
-        let row = store::append(&mut conn, msg.0, chrono::Utc::now().naive_utc())?;
+        let row = store::append(&mut conn, msg.0, self.clock.now())?;
         tracing::debug!(audit_id = row.id, action = %row.action, "audit record appended");
         Ok(row)
     }
@@ -76,9 +120,18 @@ impl std::fmt::Debug for AuditLog {
 }
 
 impl AuditLog {
-    /// Starts the writer thread. Must be called inside an actix system.
+    /// Starts the writer thread with a clock of its own. Must be called inside an actix system.
     pub fn start(db: Database) -> Self {
-        let writer = SyncArbiter::start(1, move || AuditWriter { db: db.clone() });
+        Self::start_with_clock(db, Arc::default())
+    }
+
+    /// Starts the writer thread; records are stamped with `clock`'s time. Must be called inside
+    /// an actix system.
+    pub fn start_with_clock(db: Database, clock: Arc<Clock>) -> Self {
+        let writer = SyncArbiter::start(1, move || AuditWriter {
+            db: db.clone(),
+            clock: clock.clone(),
+        });
         Self {
             writer,
             last_verdict: Arc::new(RwLock::new(None)),

@@ -114,7 +114,8 @@ fn allow_list(config: &config::Config, disable: bool) -> anyhow::Result<()> {
     let db = open_db(config)?;
     let mut conn = db.conn()?;
     let current = if disable {
-        match settings::disable_allow_list(&mut conn, chrono::Utc::now().naive_utc())? {
+        match settings::disable_allow_list(&mut conn, patch_manager::clock::Clock::default().now())?
+        {
             Disabled::AlreadyOff(s) => s,
             Disabled::TurnedOff(s) => {
                 println!("allow-list disabled");
@@ -182,13 +183,7 @@ fn enrollment_token(
     group: Option<&str>,
     minutes: Option<i64>,
 ) -> anyhow::Result<()> {
-    use diesel::prelude::*;
-    use patch_manager::db::schema::host_groups;
-    let minutes = minutes.unwrap_or(config.pki.enrollment_token_minutes);
-    anyhow::ensure!(
-        (5..=7 * 24 * 60).contains(&minutes),
-        "--minutes must be between 5 and 10080"
-    );
+    use patch_manager::pki::enrollment::{agent_command, create_token, TokenRequest};
     let ca_dir = config.data.dir.join("ca");
     anyhow::ensure!(
         ca_dir.join("ca.crt").exists(),
@@ -198,51 +193,29 @@ fn enrollment_token(
     let (ca, _) = patch_manager::pki::Ca::load_or_create(&ca_dir, "Linux Patch Manager CA")?;
     let db = open_db(config)?;
     let mut conn = db.conn()?;
-    let group_id: Option<i64> = match group {
+    let group_id = match group {
         Some(name) => Some(
-            host_groups::table
-                .filter(host_groups::name.eq(name))
-                .select(host_groups::id)
-                .first(&mut *conn)
-                .optional()?
+            patch_manager::db::hosts::group_id_by_name(&mut conn, name)?
                 .with_context(|| format!("no host group named {name}"))?,
         ),
         None => None,
     };
-    let now = chrono::Utc::now().naive_utc();
-    let expires = now + chrono::Duration::minutes(minutes);
-    let token = patch_manager::db::enrollment::create(
-        &mut conn,
-        ca.fingerprint(),
+    let clock = patch_manager::clock::Clock::default();
+    let now = clock.now();
+    let request = TokenRequest {
         group_id,
-        None,
-        expires,
-        now,
-    )?;
-    audit_store::append(
-        &mut conn,
-        audit_store::NewAuditEntry {
-            actor: "cli".into(),
-            action: "enrollment_token.created".into(),
-            target: Some(format!("enrollment_token:{}", token.id)),
-            outcome: audit_store::Outcome::Success,
-            details: serde_json::json!({ "group": group, "expires_at": expires.to_string() }),
-            source_ip: None,
-            request_id: None,
-        },
-        now,
-    )?;
-    let host = config
-        .server
-        .public_names
-        .first()
-        .cloned()
-        .unwrap_or_else(|| "MANAGER".into());
-    println!("{}", token.encode());
+        minutes,
+        created_by: None,
+    };
+    let created = create_token(&mut conn, config, ca.fingerprint(), &request, now)?;
+    let by = patch_manager::audit::Requester::named("cli", None);
+    audit_store::append(&mut conn, created.audit_entry(&by), now)?;
+    let encoded = created.token.encode();
+    println!("{encoded}");
     eprintln!(
-        "valid until {expires} UTC, once. On the new host, as root:\n  patch-agent enroll --manager https://{host}:{} --token {}",
-        config.server.listen.port(),
-        token.encode()
+        "valid until {} UTC, once. On the new host, as root:\n  {}",
+        created.expires_at,
+        agent_command(config, &encoded)
     );
     Ok(())
 }

@@ -43,7 +43,7 @@ pub enum StartupError {
     Audit(#[from] crate::audit::AuditError),
     /// The CA or the manager's certificates could not be prepared.
     #[error(transparent)]
-    Certs(#[from] crate::certs::CertsError),
+    Certs(#[from] crate::pki::manager::CertsError),
     /// The secrets key could not be loaded.
     #[error(transparent)]
     Secrets(#[from] crate::secrets::SecretError),
@@ -112,14 +112,14 @@ pub async fn start(config: Config) -> Result<RunningServer, StartupError> {
             request_id: None,
         })
         .await?;
-    let pki = crate::certs::prepare(&config, &db, &audit).await?;
+    let pki = crate::pki::manager::prepare(&config, &db, &audit).await?;
     let netguard = Arc::new(crate::http::allow_list::NetGuard::load(&db).await?);
     crate::settings::report_unreadable(&db, &audit).await?;
     let secrets = Arc::new(crate::secrets::SecretBox::load_or_create(&config.data.dir)?);
     let setup = Arc::new(crate::auth::setup::SetupGate::prepare(&db, &config.data.dir).await?);
     audit.verify().await?;
     audit.spawn_periodic_verification(Duration::from_secs(config.audit.verify_interval_secs));
-    let tls = crate::certs::web_tls(&config, &pki)?;
+    let tls = crate::pki::manager::web_tls(&config, &pki)?;
 
     let listener =
         TcpListener::bind(config.server.listen).map_err(|source| StartupError::Bind {
@@ -156,7 +156,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartupError> {
         .map_err(|source| StartupError::Bind { addr, source })?;
     let handle = server.handle();
     let task = actix_web::rt::spawn(server);
-    crate::rotation::spawn_renewal(state.clone());
+    crate::pki::renewal::spawn_renewal(state.clone());
     tracing::info!(%addr, scheme, database = ?state.db.backend(), ca_sha256 = state.pki.ca.fingerprint(), "patch-manager listening");
     Ok(RunningServer {
         addr,

@@ -23,7 +23,7 @@ pub struct AppState {
     /// Audit log writer handle.
     pub audit: AuditLog,
     /// The CA and the manager's certificates.
-    pub pki: crate::certs::ManagerPki,
+    pub pki: crate::pki::manager::ManagerPki,
     /// Access-token signing keys.
     pub tokens: Arc<crate::auth::tokens::KeyCache>,
     /// Recent failed sign-ins per source address.

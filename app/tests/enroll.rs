@@ -9,7 +9,8 @@ use common::{test_config, Engine, TestDb};
 use diesel::prelude::*;
 use patch_agent::enroll::{enroll, EnrollError, EnrollOptions};
 use patch_manager::config::TlsMode;
-use patch_manager::db::{enrollment, schema};
+use patch_manager::db::schema;
+use patch_manager::pki::enrollment;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -157,7 +158,7 @@ async fn enroll_then_manager_reaches_the_agent_and_bad_tokens_fail() {
     )
     .unwrap();
     let agent = patch_agent::server::start(&agent_config, backend, jobs, audit, None).unwrap();
-    let health = patch_manager::rotation::client(&server.state, agent.addr)
+    let health = patch_manager::pki::rotation::client(&server.state, agent.addr)
         .unwrap()
         .health()
         .await;

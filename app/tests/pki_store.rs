@@ -6,8 +6,8 @@ mod common;
 use chrono::{Duration, Utc};
 use common::{TestDb, BACKENDS};
 use diesel::prelude::*;
-use patch_manager::db::enrollment::{self, EnrollmentToken, TokenError};
 use patch_manager::db::{certificates, schema};
+use patch_manager::pki::enrollment::{self, EnrollmentToken, TokenError};
 use patch_manager::pki::{Ca, CertKind, San};
 
 #[test]

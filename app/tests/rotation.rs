@@ -5,7 +5,7 @@
 
 mod common;
 
-use patch_manager::rotation;
+use patch_manager::pki::{renewal, rotation};
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -110,7 +110,7 @@ async fn rotation_under_polling_and_revocation() {
     actix_rt::time::sleep(Duration::from_millis(200)).await;
 
     // Agent certificate: renewed through the agent, new connections see the new one.
-    let issued = rotation::renew_agent(&state, fleet.host_id).await.unwrap();
+    let issued = renewal::renew_agent(&state, fleet.host_id).await.unwrap();
     assert_ne!(issued.serial, first_agent_serial);
     assert_eq!(
         agent_serial(addr).await,
@@ -201,10 +201,10 @@ async fn certificates_near_expiry_are_renewed_through_the_agent() {
     let state = fleet.server.state.clone();
     let now = chrono::Utc::now().naive_utc();
     // Fresh certificates (365 days) are not due.
-    assert!(rotation::renew_due(&state, now).await.unwrap().is_empty());
+    assert!(renewal::renew_due(&state, now).await.unwrap().is_empty());
     // 340 days later, fewer than 30 remain: the agent's certificate is renewed through it.
     let later = now + chrono::Duration::days(340);
-    let renewed = rotation::renew_due(&state, later).await.unwrap();
+    let renewed = renewal::renew_due(&state, later).await.unwrap();
     assert_eq!(renewed.len(), 1, "{renewed:?}");
     let (host, serial) = &renewed[0];
     assert_eq!(*host, fleet.host_id);
@@ -213,7 +213,7 @@ async fn certificates_near_expiry_are_renewed_through_the_agent() {
         serial.as_ref().unwrap()
     );
     // The host now points at the new certificate, and nothing is due today.
-    assert!(rotation::renew_due(&state, now).await.unwrap().is_empty());
+    assert!(renewal::renew_due(&state, now).await.unwrap().is_empty());
     let fp: Option<String> = {
         use diesel::prelude::*;
         use patch_manager::db::schema::hosts;

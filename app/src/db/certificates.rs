@@ -38,6 +38,80 @@ pub struct CertificateRow {
     pub created_at: NaiveDateTime,
 }
 
+/// Insert form of a certificate.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = certificates)]
+pub struct NewCertificate<'a> {
+    /// Serial, hex.
+    pub serial: &'a str,
+    /// Kind (stored form of [`CertKind`]).
+    pub kind: &'a str,
+    /// Subject common name.
+    pub subject: &'a str,
+    /// Subject alternative names as a JSON array of strings.
+    pub sans_json: String,
+    /// Host, for agent certificates.
+    pub host_id: Option<i64>,
+    /// SHA-256 of the DER, hex.
+    pub fingerprint_sha256: &'a str,
+    /// Start of validity.
+    pub not_before: NaiveDateTime,
+    /// End of validity.
+    pub not_after: NaiveDateTime,
+    /// The certificate.
+    pub cert_pem: &'a str,
+    /// When it was recorded.
+    pub created_at: NaiveDateTime,
+}
+
+impl<'a> NewCertificate<'a> {
+    /// The record of `issued`.
+    pub fn of(
+        issued: &'a Issued,
+        kind: CertKind,
+        host_id: Option<i64>,
+        now: NaiveDateTime,
+    ) -> Result<Self, DbError> {
+        Ok(Self {
+            serial: &issued.serial,
+            kind: kind.as_str(),
+            subject: &issued.subject,
+            sans_json: serde_json::to_string(&issued.sans)
+                .map_err(|e| DbError::Inconsistent(e.to_string()))?,
+            host_id,
+            fingerprint_sha256: &issued.fingerprint_sha256,
+            not_before: issued.not_before,
+            not_after: issued.not_after,
+            cert_pem: &issued.cert_pem,
+            created_at: now,
+        })
+    }
+}
+
+/// Update form of a revocation.
+#[derive(Debug, AsChangeset)]
+#[diesel(table_name = certificates)]
+struct Revocation<'a> {
+    revoked_at: NaiveDateTime,
+    revocation_reason: &'a str,
+}
+
+/// A revoked serial, as the CRL lists it.
+#[derive(Debug, Queryable, Selectable)]
+#[diesel(table_name = certificates)]
+struct RevokedRow {
+    serial: String,
+    revoked_at: Option<NaiveDateTime>,
+}
+
+/// Holder and end of validity of an agent certificate.
+#[derive(Debug, Queryable, Selectable)]
+#[diesel(table_name = certificates)]
+struct ExpiryRow {
+    host_id: Option<i64>,
+    not_after: NaiveDateTime,
+}
+
 /// Records an issued certificate; answers its row id.
 pub fn insert(
     conn: &mut DbConnection,
@@ -46,23 +120,46 @@ pub fn insert(
     host_id: Option<i64>,
     now: NaiveDateTime,
 ) -> Result<i64, DbError> {
-    let sans =
-        serde_json::to_string(&issued.sans).map_err(|e| DbError::Inconsistent(e.to_string()))?;
     Ok(diesel::insert_into(certificates::table)
-        .values((
-            certificates::serial.eq(&issued.serial),
-            certificates::kind.eq(kind.as_str()),
-            certificates::subject.eq(&issued.subject),
-            certificates::sans_json.eq(sans),
-            certificates::host_id.eq(host_id),
-            certificates::fingerprint_sha256.eq(&issued.fingerprint_sha256),
-            certificates::not_before.eq(issued.not_before),
-            certificates::not_after.eq(issued.not_after),
-            certificates::cert_pem.eq(&issued.cert_pem),
-            certificates::created_at.eq(now),
-        ))
+        .values(NewCertificate::of(issued, kind, host_id, now)?)
         .returning(certificates::id)
         .get_result(conn)?)
+}
+
+/// One certificate by row id.
+pub fn find(conn: &mut DbConnection, id: i64) -> Result<Option<CertificateRow>, DbError> {
+    Ok(certificates::table
+        .filter(certificates::id.eq(id))
+        .select(CertificateRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// One certificate by SHA-256 fingerprint.
+pub fn find_by_fingerprint(
+    conn: &mut DbConnection,
+    fingerprint: &str,
+) -> Result<Option<CertificateRow>, DbError> {
+    Ok(certificates::table
+        .filter(certificates::fingerprint_sha256.eq(fingerprint))
+        .select(CertificateRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// The host's newest unrevoked agent certificate.
+pub fn current_for_host(
+    conn: &mut DbConnection,
+    host_id: i64,
+) -> Result<Option<CertificateRow>, DbError> {
+    Ok(certificates::table
+        .filter(certificates::host_id.eq(host_id))
+        .filter(certificates::kind.eq(CertKind::Agent.as_str()))
+        .filter(certificates::revoked_at.is_null())
+        .order(certificates::id.desc())
+        .select(CertificateRow::as_select())
+        .first(conn)
+        .optional()?)
 }
 
 /// Revokes a certificate by serial. `Ok(false)` if there is no such certificate or it was
@@ -78,10 +175,10 @@ pub fn revoke(
             .filter(certificates::serial.eq(serial))
             .filter(certificates::revoked_at.is_null()),
     )
-    .set((
-        certificates::revoked_at.eq(now),
-        certificates::revocation_reason.eq(reason),
-    ))
+    .set(Revocation {
+        revoked_at: now,
+        revocation_reason: reason,
+    })
     .execute(conn)?;
     Ok(n == 1)
 }
@@ -92,15 +189,15 @@ pub fn revoked(
     conn: &mut DbConnection,
     now: NaiveDateTime,
 ) -> Result<Vec<(String, NaiveDateTime)>, DbError> {
-    let rows: Vec<(String, Option<NaiveDateTime>)> = certificates::table
+    let rows: Vec<RevokedRow> = certificates::table
         .filter(certificates::revoked_at.is_not_null())
         .filter(certificates::not_after.gt(now))
         .order(certificates::id.asc())
-        .select((certificates::serial, certificates::revoked_at))
+        .select(RevokedRow::as_select())
         .load(conn)?;
     Ok(rows
         .into_iter()
-        .filter_map(|(s, t)| Some((s, t?)))
+        .filter_map(|r| Some((r.serial, r.revoked_at?)))
         .collect())
 }
 
@@ -117,16 +214,16 @@ pub fn hosts_due_for_renewal(
     conn: &mut DbConnection,
     threshold: NaiveDateTime,
 ) -> Result<Vec<i64>, DbError> {
-    let rows: Vec<(Option<i64>, NaiveDateTime)> = certificates::table
+    let rows: Vec<ExpiryRow> = certificates::table
         .filter(certificates::kind.eq(CertKind::Agent.as_str()))
         .filter(certificates::revoked_at.is_null())
         .filter(certificates::host_id.is_not_null())
-        .select((certificates::host_id, certificates::not_after))
+        .select(ExpiryRow::as_select())
         .load(conn)?;
     let mut newest: std::collections::BTreeMap<i64, NaiveDateTime> =
         std::collections::BTreeMap::new();
-    for (host, not_after) in rows {
-        if let Some(h) = host {
+    for ExpiryRow { host_id, not_after } in rows {
+        if let Some(h) = host_id {
             let e = newest.entry(h).or_insert(not_after);
             if not_after > *e {
                 *e = not_after;

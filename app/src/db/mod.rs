@@ -12,11 +12,15 @@
 pub mod audit;
 pub mod certificates;
 pub mod enrollment;
+pub mod hosts;
 pub mod schema;
 pub mod scope;
 pub mod sessions;
 pub mod settings;
 pub mod stats;
+pub mod transaction;
+
+pub use transaction::transaction;
 pub mod users;
 
 use crate::config::DatabaseTarget;
@@ -105,16 +109,6 @@ pub enum DbError {
     /// The blocking task running the query was cancelled or panicked.
     #[error("database task failed: {0}")]
     Task(String),
-}
-
-/// Runs `f` in one transaction: committed when it returns `Ok`, rolled back otherwise. Services
-/// compose repository functions inside it without touching diesel themselves.
-pub fn transaction<T, E, F>(c: &mut DbConnection, f: F) -> Result<T, E>
-where
-    F: FnOnce(&mut DbConnection) -> Result<T, E>,
-    E: From<diesel::result::Error>,
-{
-    c.transaction(f)
 }
 
 /// Opens connections of the configured engine for r2d2 and prepares each SQLite connection.

@@ -149,7 +149,7 @@ pub async fn fleet_of_one() -> Fleet {
     let token = {
         let mut conn = server.state.db.conn().unwrap();
         let now = chrono::Utc::now().naive_utc();
-        patch_manager::db::enrollment::create(
+        patch_manager::pki::enrollment::create(
             &mut conn,
             server.state.pki.ca.fingerprint(),
             None,

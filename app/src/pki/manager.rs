@@ -5,10 +5,11 @@
 //! `certificates` table and the audit log.
 
 use crate::audit::AuditLog;
+use crate::audit::Requester;
 use crate::config::{Config, TlsMode};
-use crate::db::audit::{NewAuditEntry, Outcome};
 use crate::db::{certificates, Database, DbError};
 use crate::pki::{self, Ca, CertKind, PkiError};
+use chrono::NaiveDateTime;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -48,12 +49,14 @@ impl std::fmt::Debug for ManagerPki {
     }
 }
 
-/// Loads or creates the CA and the manager's certificates.
+/// Loads or creates the CA and the manager's certificates. Runs at start, before the
+/// application's clock exists, so it reads the system time once.
 pub async fn prepare(
     config: &Config,
     db: &Database,
     audit: &AuditLog,
 ) -> Result<ManagerPki, CertsError> {
+    let now = chrono::Utc::now().naive_utc();
     let data = config.data.dir.clone();
     let (ca, created) = tokio::task::spawn_blocking(move || {
         Ca::load_or_create(&data.join("ca"), "Linux Patch Manager CA")
@@ -64,7 +67,7 @@ pub async fn prepare(
     if created {
         let root = ca.root_record()?;
         let fp = root.fingerprint_sha256.clone();
-        db.run(move |c| certificates::insert(c, &root, CertKind::Ca, None, now()))
+        db.run(move |c| certificates::insert(c, &root, CertKind::Ca, None, now))
             .await?;
         record(
             audit,
@@ -91,6 +94,7 @@ pub async fn prepare(
         &[],
         &client_cert,
         &client_key,
+        now,
     )
     .await?;
     if config.server.tls == TlsMode::Internal {
@@ -110,6 +114,7 @@ pub async fn prepare(
             &names,
             &cert,
             &key,
+            now,
         )
         .await?;
     }
@@ -120,27 +125,17 @@ pub async fn prepare(
     })
 }
 
-fn now() -> chrono::NaiveDateTime {
-    chrono::Utc::now().naive_utc()
-}
-
 async fn record(
     audit: &AuditLog,
     action: &str,
     target: &str,
     details: serde_json::Value,
 ) -> Result<(), CertsError> {
-    audit
-        .record(NewAuditEntry {
-            actor: "system".into(),
-            action: action.into(),
-            target: Some(format!("certificate:{target}")),
-            outcome: Outcome::Success,
-            details,
-            source_ip: None,
-            request_id: None,
-        })
-        .await?;
+    let entry = Requester::named("system", None)
+        .success(action)
+        .target(format!("certificate:{target}"))
+        .details(details);
+    audit.record(entry).await?;
     Ok(())
 }
 
@@ -156,6 +151,7 @@ async fn ensure(
     names: &[String],
     cert: &Path,
     key: &Path,
+    now: NaiveDateTime,
 ) -> Result<(), CertsError> {
     let names_file = cert.with_extension("names");
     let wanted_names = names.join("\n");
@@ -165,17 +161,17 @@ async fn ensure(
     let same_names = std::fs::read_to_string(&names_file)
         .map(|n| n == wanted_names)
         .unwrap_or(names.is_empty());
-    let renew_at = now() + chrono::Duration::days(config.pki.renew_before_days);
+    let renew_at = now + chrono::Duration::days(config.pki.renew_before_days);
     if current.is_some_and(|na| na > renew_at) && same_names && key.exists() {
         return Ok(());
     }
-    issue_to_files(config, db, audit, ca, kind, cn, names, cert, key)
+    issue_to_files(config, db, audit, ca, kind, cn, names, cert, key, now)
         .await
         .map(|_| ())
 }
 
 /// Issues a new certificate and key into `cert`/`key` (replacing them atomically), records and
-/// audits it.
+/// audits it; `now` is when it is recorded.
 #[allow(clippy::too_many_arguments)]
 pub async fn issue_to_files(
     config: &Config,
@@ -187,6 +183,7 @@ pub async fn issue_to_files(
     names: &[String],
     cert: &Path,
     key: &Path,
+    now: NaiveDateTime,
 ) -> Result<pki::Issued, CertsError> {
     let names_file = cert.with_extension("names");
     let wanted_names = names.join("\n");
@@ -200,7 +197,7 @@ pub async fn issue_to_files(
     let details = serde_json::json!({ "kind": kind.as_str(), "subject": issued.subject, "sans": issued.sans,
         "not_after": issued.not_after.to_string(), "renewed": renewed });
     let stored = issued.clone();
-    db.run(move |c| certificates::insert(c, &stored, kind, None, now()))
+    db.run(move |c| certificates::insert(c, &stored, kind, None, now))
         .await?;
     record(audit, "certificate.issued", &serial, details).await?;
     Ok(issued)

@@ -1,0 +1,296 @@
+//! The `hosts`, `host_groups` and `host_group_members` tables.
+//!
+//! Visibility is given by the caller as plain ids (`None`: no restriction); who may see what is
+//! decided by `crate::auth::access::Scope`, not here.
+
+use super::schema::{host_group_members as m, host_groups as g, hosts as h};
+use super::{DbConnection, DbError};
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+/// A host as the inventory pages show it.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = h)]
+pub struct HostRow {
+    /// Row id.
+    pub id: i64,
+    /// Name shown.
+    pub display_name: String,
+    /// Fully qualified name, when known.
+    pub fqdn: Option<String>,
+    /// Primary address.
+    pub ip_address: String,
+    /// Agent's TCP port.
+    pub agent_port: i32,
+    /// `unknown`, `online`, …
+    pub status: String,
+    /// OS id (`debian`).
+    pub os_id: Option<String>,
+    /// OS version (`12`).
+    pub os_version: Option<String>,
+    /// Pending updates.
+    pub pending_patches: i64,
+    /// Pending security updates.
+    pub pending_security_patches: i64,
+    /// A reboot is pending.
+    pub reboot_required: bool,
+    /// Last contact.
+    pub last_seen_at: Option<NaiveDateTime>,
+    /// Running kernel.
+    pub kernel: Option<String>,
+    /// Agent version.
+    pub agent_version: Option<String>,
+    /// When it was registered.
+    pub created_at: NaiveDateTime,
+}
+
+/// Where the manager reaches a host's agent.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = h)]
+pub struct AgentAddressRow {
+    /// Row id.
+    pub id: i64,
+    /// Fully qualified name, when known.
+    pub fqdn: Option<String>,
+    /// Name shown.
+    pub display_name: String,
+    /// Primary address.
+    pub ip_address: String,
+    /// Agent's TCP port.
+    pub agent_port: i32,
+}
+
+/// Insert form of a newly enrolled host.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = h)]
+pub struct NewHost<'a> {
+    /// Fully qualified name.
+    pub fqdn: Option<&'a str>,
+    /// Primary address.
+    pub ip_address: &'a str,
+    /// Name shown.
+    pub display_name: &'a str,
+    /// Agent's TCP port.
+    pub agent_port: i32,
+    /// Initial status.
+    pub status: &'a str,
+    /// A reboot is pending.
+    pub reboot_required: bool,
+    /// Pending updates.
+    pub pending_patches: i64,
+    /// Pending security updates.
+    pub pending_security_patches: i64,
+    /// Fingerprint of its certificate.
+    pub cert_fingerprint: Option<&'a str>,
+    /// Now.
+    pub created_at: NaiveDateTime,
+    /// Now.
+    pub updated_at: NaiveDateTime,
+}
+
+/// Update form: a host's new certificate.
+#[derive(Debug, AsChangeset)]
+#[diesel(table_name = h)]
+pub struct HostCertificateUpdate<'a> {
+    /// Fingerprint of the new certificate.
+    pub cert_fingerprint: &'a str,
+    /// Now.
+    pub updated_at: NaiveDateTime,
+}
+
+/// A host group.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = g)]
+pub struct GroupRow {
+    /// Row id.
+    pub id: i64,
+    /// Unique name.
+    pub name: String,
+    /// Free text.
+    pub description: String,
+    /// Made at.
+    pub created_at: NaiveDateTime,
+    /// Changed at.
+    pub updated_at: NaiveDateTime,
+}
+
+/// Insert form of a group.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = g)]
+pub struct NewHostGroup<'a> {
+    /// Unique name.
+    pub name: &'a str,
+    /// Free text.
+    pub description: &'a str,
+    /// Now.
+    pub created_at: NaiveDateTime,
+    /// Now.
+    pub updated_at: NaiveDateTime,
+}
+
+/// Insert form of a membership.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = m)]
+pub struct NewMembership {
+    /// Host.
+    pub host_id: i64,
+    /// Group.
+    pub group_id: i64,
+    /// Now.
+    pub created_at: NaiveDateTime,
+}
+
+/// A host's membership, with the group's name.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable)]
+pub struct MembershipName {
+    /// Host.
+    pub host_id: i64,
+    /// Group name.
+    pub group: String,
+}
+
+/// Number of hosts in a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Queryable)]
+pub struct GroupSize {
+    /// Group.
+    pub group_id: i64,
+    /// Member hosts.
+    pub hosts: i64,
+}
+
+/// Hosts by display name, among `visible` (`None`: all), optionally only the one with id `only`.
+pub fn list(
+    conn: &mut DbConnection,
+    visible: Option<&[i64]>,
+    only: Option<i64>,
+) -> Result<Vec<HostRow>, DbError> {
+    let mut q = h::table
+        .select(HostRow::as_select())
+        .order(h::display_name)
+        .into_boxed();
+    if let Some(ids) = visible {
+        q = q.filter(h::id.eq_any(ids.to_vec()));
+    }
+    if let Some(id) = only {
+        q = q.filter(h::id.eq(id));
+    }
+    Ok(q.load(conn)?)
+}
+
+/// Group memberships of `hosts`, by group name, only in `groups` when given.
+pub fn memberships(
+    conn: &mut DbConnection,
+    hosts: &[i64],
+    groups: Option<&[i64]>,
+) -> Result<Vec<MembershipName>, DbError> {
+    let mut q = m::table
+        .inner_join(g::table)
+        .filter(m::host_id.eq_any(hosts.to_vec()))
+        .order(g::name)
+        .select((m::host_id, g::name))
+        .into_boxed();
+    if let Some(groups) = groups {
+        q = q.filter(m::group_id.eq_any(groups.to_vec()));
+    }
+    Ok(q.load(conn)?)
+}
+
+/// Where to reach the host's agent.
+pub fn agent_address(conn: &mut DbConnection, id: i64) -> Result<Option<AgentAddressRow>, DbError> {
+    Ok(h::table
+        .filter(h::id.eq(id))
+        .select(AgentAddressRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// Where to reach every agent.
+pub fn agent_addresses(conn: &mut DbConnection) -> Result<Vec<AgentAddressRow>, DbError> {
+    Ok(h::table
+        .order(h::id.asc())
+        .select(AgentAddressRow::as_select())
+        .load(conn)?)
+}
+
+/// The host registered at `ip`:`port`, if any.
+pub fn find_by_address(
+    conn: &mut DbConnection,
+    ip: &str,
+    port: i32,
+) -> Result<Option<i64>, DbError> {
+    Ok(h::table
+        .filter(h::ip_address.eq(ip))
+        .filter(h::agent_port.eq(port))
+        .select(h::id)
+        .first(conn)
+        .optional()?)
+}
+
+/// Registers a host; answers its id.
+pub fn insert(conn: &mut DbConnection, host: &NewHost<'_>) -> Result<i64, DbError> {
+    Ok(diesel::insert_into(h::table)
+        .values(host)
+        .returning(h::id)
+        .get_result(conn)?)
+}
+
+/// Records the host's new certificate.
+pub fn set_certificate(
+    conn: &mut DbConnection,
+    id: i64,
+    update: &HostCertificateUpdate<'_>,
+) -> Result<(), DbError> {
+    diesel::update(h::table.filter(h::id.eq(id)))
+        .set(update)
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Puts a host into a group.
+pub fn add_member(conn: &mut DbConnection, member: &NewMembership) -> Result<(), DbError> {
+    diesel::insert_into(m::table).values(member).execute(conn)?;
+    Ok(())
+}
+
+/// Groups by name, only `visible` ones when given.
+pub fn groups(conn: &mut DbConnection, visible: Option<&[i64]>) -> Result<Vec<GroupRow>, DbError> {
+    let mut q = g::table
+        .order(g::name)
+        .select(GroupRow::as_select())
+        .into_boxed();
+    if let Some(ids) = visible {
+        q = q.filter(g::id.eq_any(ids.to_vec()));
+    }
+    Ok(q.load(conn)?)
+}
+
+/// Member count of every non-empty group.
+pub fn group_sizes(conn: &mut DbConnection) -> Result<Vec<GroupSize>, DbError> {
+    Ok(m::table
+        .group_by(m::group_id)
+        .select((m::group_id, diesel::dsl::count(m::host_id)))
+        .load(conn)?)
+}
+
+/// Whether the group exists.
+pub fn group_exists(conn: &mut DbConnection, id: i64) -> Result<bool, DbError> {
+    let n: i64 = g::table.filter(g::id.eq(id)).count().get_result(conn)?;
+    Ok(n > 0)
+}
+
+/// Id of the group named `name`.
+pub fn group_id_by_name(conn: &mut DbConnection, name: &str) -> Result<Option<i64>, DbError> {
+    Ok(g::table
+        .filter(g::name.eq(name))
+        .select(g::id)
+        .first(conn)
+        .optional()?)
+}
+
+/// Creates a group; answers its id.
+pub fn insert_group(conn: &mut DbConnection, group: &NewHostGroup<'_>) -> Result<i64, DbError> {
+    Ok(diesel::insert_into(g::table)
+        .values(group)
+        .returning(g::id)
+        .get_result(conn)?)
+}

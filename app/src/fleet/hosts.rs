@@ -1,0 +1,200 @@
+//! Hosts and groups, always within the caller's [`Scope`]: Operators see the hosts of their
+//! groups and nothing else (not even other groups' names), Admins everything.
+
+use crate::api::rfc3339;
+use crate::audit::Requester;
+use crate::auth::access::Scope;
+use crate::db::hosts::{self as store, HostRow, MembershipName, NewHostGroup};
+use crate::db::{certificates, DbConnection, DbError};
+use crate::error::AppError;
+use crate::state::AppState;
+use shared::fleet::{GroupInfo, HostDetail, HostSummary};
+
+/// The summary of a host row, with the group names the caller may see.
+fn summary(row: HostRow, memberships: &[MembershipName]) -> HostSummary {
+    HostSummary {
+        groups: memberships
+            .iter()
+            .filter(|m| m.host_id == row.id)
+            .map(|m| m.group.clone())
+            .collect(),
+        id: row.id,
+        display_name: row.display_name,
+        fqdn: row.fqdn,
+        ip_address: row.ip_address,
+        agent_port: row.agent_port,
+        status: row.status,
+        os: match (row.os_id, row.os_version) {
+            (Some(id), Some(v)) => Some(format!("{id} {v}")),
+            (Some(id), None) => Some(id),
+            _ => None,
+        },
+        pending_patches: row.pending_patches,
+        pending_security_patches: row.pending_security_patches,
+        reboot_required: row.reboot_required,
+        last_seen_at: row.last_seen_at.map(rfc3339),
+    }
+}
+
+/// Visible hosts (only `only` when given) with their visible groups.
+fn visible_hosts(
+    c: &mut DbConnection,
+    scope: &Scope,
+    only: Option<i64>,
+) -> Result<Vec<(HostRow, Vec<MembershipName>)>, DbError> {
+    let visible = scope.host_ids(c)?;
+    let rows = store::list(c, visible.as_deref(), only)?;
+    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    let memberships = store::memberships(c, &ids, scope.groups())?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let mine = memberships
+                .iter()
+                .filter(|m| m.host_id == r.id)
+                .cloned()
+                .collect();
+            (r, mine)
+        })
+        .collect())
+}
+
+/// The hosts the caller may see, by name.
+pub async fn list(state: &AppState, scope: Scope) -> Result<Vec<HostSummary>, AppError> {
+    let hosts = state
+        .db
+        .run(move |c| visible_hosts(c, &scope, None))
+        .await?;
+    Ok(hosts
+        .into_iter()
+        .map(|(row, groups)| summary(row, &groups))
+        .collect())
+}
+
+/// One host, with its current certificate, if the caller may see it.
+pub async fn detail(state: &AppState, scope: Scope, id: i64) -> Result<HostDetail, AppError> {
+    let (row, groups, certificate) = state
+        .db
+        .run(move |c| {
+            let Some((row, groups)) = visible_hosts(c, &scope, Some(id))?.pop() else {
+                return Ok(None);
+            };
+            let certificate = certificates::current_for_host(c, id)?;
+            Ok(Some((row, groups, certificate)))
+        })
+        .await?
+        .ok_or_else(|| AppError::NotFound("no such host".into()))?;
+    let (kernel, agent_version, created_at) = (
+        row.kernel.clone(),
+        row.agent_version.clone(),
+        row.created_at,
+    );
+    let renew_days = state.config.pki.renew_before_days;
+    let now = state.clock.now();
+    Ok(HostDetail {
+        summary: summary(row, &groups),
+        kernel,
+        agent_version,
+        certificate: certificate
+            .map(|row| crate::pki::certificates::info(row, renew_days, None, now)),
+        created_at: rfc3339(created_at),
+    })
+}
+
+/// A host's certificate bundle: its current certificate and the CA certificate as one PEM file,
+/// with a file name. Public parts only: private keys never leave the hosts. Audited.
+pub async fn certificate_bundle(
+    state: &AppState,
+    by: &Requester,
+    id: i64,
+) -> Result<(String, String), AppError> {
+    let row = state
+        .db
+        .run(move |c| certificates::current_for_host(c, id))
+        .await?
+        .ok_or_else(|| AppError::NotFound("this host has no valid certificate".into()))?;
+    let entry = by
+        .success("certificate.downloaded")
+        .target(format!("host:{id}"))
+        .details(serde_json::json!({ "serial": row.serial, "bundle": true }));
+    state.audit.note(entry).await;
+    let file = format!("host-{id}-{}.pem", row.serial);
+    let mut body = row.cert_pem.trim_end().to_owned();
+    body.push('\n');
+    body.push_str(state.pki.ca.cert_pem().trim_end());
+    body.push('\n');
+    Ok((file, body))
+}
+
+/// The caller's groups (all for Admins), by name, with member counts.
+pub async fn groups(state: &AppState, scope: Scope) -> Result<Vec<GroupInfo>, AppError> {
+    let (rows, sizes) = state
+        .db
+        .run(move |c| Ok((store::groups(c, scope.groups())?, store::group_sizes(c)?)))
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|g| GroupInfo {
+            hosts: sizes
+                .iter()
+                .find(|s| s.group_id == g.id)
+                .map_or(0, |s| s.hosts),
+            id: g.id,
+            name: g.name,
+            description: g.description,
+        })
+        .collect())
+}
+
+/// Creates a group: a name of 1 to 64 printable characters, not taken, and a description of at
+/// most 500 characters. Audited.
+pub async fn create_group(
+    state: &AppState,
+    by: &Requester,
+    name: &str,
+    description: String,
+) -> Result<GroupInfo, AppError> {
+    let name = name.trim().to_owned();
+    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+        return Err(AppError::invalid(
+            "name",
+            "name must be 1 to 64 printable characters",
+        ));
+    }
+    if description.chars().count() > 500 {
+        return Err(AppError::invalid(
+            "description",
+            "description is limited to 500 characters",
+        ));
+    }
+    let (n, d) = (name.clone(), description.clone());
+    let now = state.clock.now();
+    let id = state
+        .db
+        .run(move |c| {
+            // The unique name also holds in the schema; this check gives the friendly answer.
+            if store::group_id_by_name(c, &n)?.is_some() {
+                return Ok(None);
+            }
+            let group = NewHostGroup {
+                name: &n,
+                description: &d,
+                created_at: now,
+                updated_at: now,
+            };
+            Ok(Some(store::insert_group(c, &group)?))
+        })
+        .await?
+        .ok_or_else(|| AppError::Conflict(format!("a group named {name} exists")))?;
+    let entry = by
+        .success("group.created")
+        .target(format!("group:{id}"))
+        .details(serde_json::json!({ "name": name }));
+    state.audit.note(entry).await;
+    Ok(GroupInfo {
+        id,
+        name,
+        description,
+        hosts: 0,
+    })
+}

@@ -1,0 +1,643 @@
+//! Enrollment: one-time tokens, and a new host joining with one.
+//!
+//! A token (format in `shared::enroll`) carries its id, a random secret and the CA's fingerprint,
+//! so the agent can check the manager before trusting it. Only the SHA-256 of the secret is
+//! stored, and a token is consumed by one conditional update that also checks expiry, so two
+//! hosts racing with the same token cannot both enroll.
+//!
+//! Tokens are made here for both the API and the `patch-manager enrollment-token` command:
+//! [`create_token`] checks the lifetime and the group, stores the token and gives the audit entry
+//! both record. [`enroll`] is the operation behind `POST /api/v1/enroll`: in one transaction the
+//! token is consumed, the host row, its group membership and its certificate record are written,
+//! or nothing is. A refused token answers a generic 401 and the precise reason (unknown, used,
+//! expired) goes to the audit log.
+
+use crate::api::rfc3339;
+use crate::audit::Requester;
+use crate::config::Config;
+use crate::db::audit::{NewAuditEntry, Outcome};
+use crate::db::enrollment::{self as store, EnrollmentTokenRow, NewEnrollmentToken};
+use crate::db::hosts::{self, NewHost, NewMembership};
+use crate::db::transaction::transaction;
+use crate::db::{certificates, DbConnection, DbError};
+use crate::error::AppError;
+use crate::pki::{self, CertKind, Issued, San};
+use crate::state::AppState;
+use chrono::NaiveDateTime;
+use sha2::{Digest, Sha256};
+use shared::enroll::{EnrollRequest, EnrollResponse};
+use shared::fleet::{CreatedEnrollmentToken, EnrollmentTokenInfo};
+use std::net::IpAddr;
+
+pub use shared::enroll::EnrollmentToken;
+
+/// Shortest lifetime of a token, in minutes.
+pub const MIN_MINUTES: i64 = 5;
+/// Longest lifetime of a token, in minutes (a week).
+pub const MAX_MINUTES: i64 = 7 * 24 * 60;
+/// Most addresses one host may register.
+const MAX_ADDRESSES: usize = 16;
+/// Largest CSR accepted.
+const MAX_CSR_BYTES: usize = 16 * 1024;
+/// Tokens listed at most.
+const LIST_LIMIT: i64 = 200;
+
+/// Why a token was refused. Callers tell the client only "invalid token" and audit the reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// Not a token of ours (bad format, unknown id, wrong secret, wrong CA).
+    #[error("unknown or forged token")]
+    Unknown,
+    /// Used before.
+    #[error("token already used")]
+    Used,
+    /// Past its expiry.
+    #[error("token expired")]
+    Expired,
+}
+
+/// Why a token could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenRequestError {
+    /// The lifetime is out of range.
+    #[error("minutes must be between 5 and 10080 (a week)")]
+    Minutes,
+    /// The group does not exist.
+    #[error("no such group")]
+    NoSuchGroup,
+    /// Database.
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<TokenRequestError> for AppError {
+    fn from(e: TokenRequestError) -> Self {
+        match e {
+            TokenRequestError::Minutes => AppError::invalid("minutes", e.to_string()),
+            TokenRequestError::NoSuchGroup => AppError::invalid("group_id", e.to_string()),
+            TokenRequestError::Db(e) => AppError::Database(e),
+        }
+    }
+}
+
+fn hash_secret(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// Makes a token valid until `expires_at`, optionally binding the host to a group: a new random
+/// secret, of which only the hash is stored, and the CA fingerprint the agent will check.
+pub fn create(
+    conn: &mut DbConnection,
+    ca_fingerprint: &str,
+    group_id: Option<i64>,
+    created_by: Option<i64>,
+    expires_at: NaiveDateTime,
+    now: NaiveDateTime,
+) -> Result<EnrollmentToken, DbError> {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 32];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| DbError::Inconsistent("the system random generator failed".into()))?;
+    let secret = hex::encode(bytes);
+    let id = store::insert(
+        conn,
+        &NewEnrollmentToken {
+            token_hash: &hash_secret(&secret),
+            group_id,
+            created_by,
+            expires_at,
+            created_at: now,
+        },
+    )?;
+    Ok(EnrollmentToken {
+        id,
+        secret,
+        ca_fingerprint: ca_fingerprint.to_owned(),
+    })
+}
+
+/// Checks and consumes a token in one step; answers the group it binds to.
+pub fn consume(
+    conn: &mut DbConnection,
+    token: &EnrollmentToken,
+    ca_fingerprint: &str,
+    now: NaiveDateTime,
+) -> Result<Result<Option<i64>, TokenError>, DbError> {
+    if token.ca_fingerprint != ca_fingerprint {
+        return Ok(Err(TokenError::Unknown));
+    }
+    transaction(conn, |conn| {
+        let Some(row) = store::find(conn, token.id)? else {
+            return Ok(Err(TokenError::Unknown));
+        };
+        if row.token_hash != hash_secret(&token.secret) {
+            return Ok(Err(TokenError::Unknown));
+        }
+        if row.used_at.is_some() {
+            return Ok(Err(TokenError::Used));
+        }
+        if row.expires_at <= now {
+            return Ok(Err(TokenError::Expired));
+        }
+        // The conditions again in the update itself: of two racing consumers only one wins.
+        Ok(if store::mark_used(conn, token.id, now)? {
+            Ok(row.group_id)
+        } else {
+            Err(TokenError::Used)
+        })
+    })
+}
+
+/// What a new token is asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRequest {
+    /// Group the host joins.
+    pub group_id: Option<i64>,
+    /// Lifetime in minutes; `None`: `pki.enrollment_token_minutes`.
+    pub minutes: Option<i64>,
+    /// The user asking, when signed in.
+    pub created_by: Option<i64>,
+}
+
+/// A token just made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreatedToken {
+    /// The token (its secret is shown once).
+    pub token: EnrollmentToken,
+    /// Group the host joins.
+    pub group_id: Option<i64>,
+    /// End of validity.
+    pub expires_at: NaiveDateTime,
+}
+
+impl CreatedToken {
+    /// The audit entry of its creation, the same from the API and the command line.
+    pub fn audit_entry(&self, by: &Requester) -> NewAuditEntry {
+        by.success("enrollment_token.created")
+            .target(format!("enrollment_token:{}", self.token.id))
+            .details(serde_json::json!({
+                "group_id": self.group_id,
+                "expires_at": rfc3339(self.expires_at),
+            }))
+    }
+}
+
+/// Makes a token as asked: the lifetime must be 5 minutes to a week and the group must exist.
+pub fn create_token(
+    conn: &mut DbConnection,
+    config: &Config,
+    ca_fingerprint: &str,
+    request: &TokenRequest,
+    now: NaiveDateTime,
+) -> Result<CreatedToken, TokenRequestError> {
+    let minutes = request
+        .minutes
+        .unwrap_or(config.pki.enrollment_token_minutes);
+    if !(MIN_MINUTES..=MAX_MINUTES).contains(&minutes) {
+        return Err(TokenRequestError::Minutes);
+    }
+    if let Some(g) = request.group_id {
+        if !hosts::group_exists(conn, g)? {
+            return Err(TokenRequestError::NoSuchGroup);
+        }
+    }
+    let expires_at = now + chrono::Duration::minutes(minutes);
+    let token = create(
+        conn,
+        ca_fingerprint,
+        request.group_id,
+        request.created_by,
+        expires_at,
+        now,
+    )?;
+    Ok(CreatedToken {
+        token,
+        group_id: request.group_id,
+        expires_at,
+    })
+}
+
+/// The command to run on the new host. It names the configured public name, never a request's
+/// Host header (which the client chooses).
+pub fn agent_command(config: &Config, token: &str) -> String {
+    let name = config
+        .server
+        .public_names
+        .first()
+        .map_or("MANAGER", String::as_str);
+    format!(
+        "patch-agent enroll --manager https://{name}:{} --token {token}",
+        config.server.listen.port()
+    )
+}
+
+/// Makes a token for a signed-in user and audits it.
+pub async fn issue(
+    state: &AppState,
+    by: &Requester,
+    group_id: Option<i64>,
+    minutes: Option<i64>,
+) -> Result<CreatedEnrollmentToken, AppError> {
+    let fingerprint = state.pki.ca.fingerprint().to_owned();
+    let config = state.config.clone();
+    let request = TokenRequest {
+        group_id,
+        minutes,
+        created_by: by.user_id,
+    };
+    let now = state.clock.now();
+    let created = state
+        .db
+        .run(move |c| Ok(create_token(c, &config, &fingerprint, &request, now)))
+        .await??;
+    state.audit.note(created.audit_entry(by)).await;
+    let encoded = created.token.encode();
+    Ok(CreatedEnrollmentToken {
+        id: created.token.id,
+        command: agent_command(&state.config, &encoded),
+        token: encoded,
+        expires_at: rfc3339(created.expires_at),
+    })
+}
+
+/// The newest tokens, secrets never shown again.
+pub async fn list(state: &AppState) -> Result<Vec<EnrollmentTokenInfo>, AppError> {
+    let rows = state.db.run(|c| store::recent(c, LIST_LIMIT)).await?;
+    Ok(rows.into_iter().map(token_info).collect())
+}
+
+fn token_info(row: EnrollmentTokenRow) -> EnrollmentTokenInfo {
+    EnrollmentTokenInfo {
+        id: row.id,
+        group_id: row.group_id,
+        expires_at: rfc3339(row.expires_at),
+        used_at: row.used_at.map(rfc3339),
+        used_by_host_id: row.used_by_host_id,
+        created_at: rfc3339(row.created_at),
+    }
+}
+
+/// Withdraws an unused token and audits it.
+pub async fn withdraw(state: &AppState, by: &Requester, id: i64) -> Result<(), AppError> {
+    if !state.db.run(move |c| store::delete_unused(c, id)).await? {
+        return Err(AppError::NotFound("no such unused token".into()));
+    }
+    state
+        .audit
+        .note(
+            by.success("enrollment_token.deleted")
+                .target(format!("enrollment_token:{id}")),
+        )
+        .await;
+    Ok(())
+}
+
+fn bad(code: &'static str, message: impl Into<String>) -> AppError {
+    AppError::BadRequest {
+        code,
+        message: message.into(),
+        details: serde_json::Value::Null,
+    }
+}
+
+fn refused() -> AppError {
+    AppError::Unauthorized("invalid or expired enrollment token".into())
+}
+
+/// Why an enrollment transaction was rolled back.
+enum EnrollFailure {
+    Db(DbError),
+    Token(TokenError),
+    HostExists(String),
+    Csr(String),
+}
+
+impl From<DbError> for EnrollFailure {
+    fn from(e: DbError) -> Self {
+        Self::Db(e)
+    }
+}
+
+/// A host joining with a one-time token from `source`: its certificate, the CA certificate and
+/// the current CRL.
+pub async fn enroll(
+    state: &AppState,
+    body: EnrollRequest,
+    source: Option<IpAddr>,
+) -> Result<EnrollResponse, AppError> {
+    let by = Requester::named("enrollment", source);
+    let hostname = body.hostname.trim().to_ascii_lowercase();
+    if !pki::valid_dns_name(&hostname) {
+        return Err(bad("validation_failed", "hostname must be a DNS name"));
+    }
+    if body.addresses.is_empty() || body.addresses.len() > MAX_ADDRESSES {
+        return Err(bad(
+            "validation_failed",
+            format!("give 1 to {MAX_ADDRESSES} addresses"),
+        ));
+    }
+    let addresses: Vec<IpAddr> = body
+        .addresses
+        .iter()
+        .map(|a| {
+            a.parse().map_err(|_| {
+                bad(
+                    "validation_failed",
+                    format!("`{}` is not an IP address", a.escape_default()),
+                )
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    if body.port == 0 {
+        return Err(bad("validation_failed", "port must not be 0"));
+    }
+    if body.csr_pem.len() > MAX_CSR_BYTES
+        || rcgen::CertificateSigningRequestParams::from_pem(&body.csr_pem).is_err()
+    {
+        return Err(bad(
+            "invalid_csr",
+            "csr_pem is not a valid, self-signed certificate signing request",
+        ));
+    }
+    let refusal = |reason: &str| {
+        by.entry("agent.enroll", Outcome::Denied)
+            .target(format!("hostname:{hostname}"))
+            .details(serde_json::json!({ "reason": reason }))
+    };
+    let Some(token) = EnrollmentToken::parse(&body.token) else {
+        state.audit.note(refusal("malformed token")).await;
+        return Err(refused());
+    };
+
+    let ca = state.pki.ca.clone();
+    let validity = state.config.pki.validity_days;
+    let (host, csr, port) = (hostname.clone(), body.csr_pem, i32::from(body.port));
+    let now = state.clock.now();
+    let outcome = state
+        .db
+        .run(move |conn| {
+            Ok(transaction(conn, |c| {
+                let group =
+                    consume(c, &token, ca.fingerprint(), now)?.map_err(EnrollFailure::Token)?;
+                let primary = addresses[0].to_string();
+                if hosts::find_by_address(c, &primary, port)?.is_some() {
+                    return Err(EnrollFailure::HostExists(format!(
+                        "a host at {primary}:{port} is already registered"
+                    )));
+                }
+                let mut sans = vec![San::Dns(host.clone())];
+                sans.extend(addresses.iter().map(|ip| San::Ip(*ip)));
+                let issued = ca
+                    .sign_csr(&csr, CertKind::Agent, &host, &sans, validity)
+                    .map_err(|e| EnrollFailure::Csr(e.to_string()))?;
+                let host_id = hosts::insert(
+                    c,
+                    &NewHost {
+                        fqdn: Some(&host),
+                        ip_address: &primary,
+                        display_name: &host,
+                        agent_port: port,
+                        status: "unknown",
+                        reboot_required: false,
+                        pending_patches: 0,
+                        pending_security_patches: 0,
+                        cert_fingerprint: Some(&issued.fingerprint_sha256),
+                        created_at: now,
+                        updated_at: now,
+                    },
+                )?;
+                if let Some(group_id) = group {
+                    hosts::add_member(
+                        c,
+                        &NewMembership {
+                            host_id,
+                            group_id,
+                            created_at: now,
+                        },
+                    )?;
+                }
+                certificates::insert(c, &issued, CertKind::Agent, Some(host_id), now)?;
+                store::set_host(c, token.id, host_id)?;
+                let revoked = certificates::revoked(c, now)?;
+                let crl = ca
+                    .crl(pki::crl_number(now), &revoked, 7)
+                    .map_err(|e| EnrollFailure::Db(DbError::Inconsistent(e.to_string())))?;
+                Ok::<(i64, Issued, String), EnrollFailure>((host_id, issued, crl))
+            }))
+        })
+        .await?;
+    match outcome {
+        Ok((host_id, issued, crl_pem)) => {
+            let entry = by
+                .success("agent.enrolled")
+                .target(format!("host:{host_id}"))
+                .details(serde_json::json!({
+                    "hostname": hostname, "serial": issued.serial,
+                    "not_after": issued.not_after.to_string(),
+                }));
+            state.audit.note(entry).await;
+            Ok(EnrollResponse {
+                host_id,
+                certificate_pem: issued.cert_pem,
+                ca_pem: state.pki.ca.cert_pem().to_owned(),
+                crl_pem,
+            })
+        }
+        Err(EnrollFailure::Token(reason)) => {
+            state.audit.note(refusal(&reason.to_string())).await;
+            Err(refused())
+        }
+        Err(EnrollFailure::HostExists(m)) => Err(AppError::Conflict(m)),
+        Err(EnrollFailure::Csr(m)) => Err(bad("invalid_csr", m)),
+        Err(EnrollFailure::Db(e)) => Err(AppError::Database(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DatabaseTarget;
+    use crate::db::Database;
+    use chrono::NaiveDate;
+
+    fn database(dir: &tempfile::TempDir) -> Database {
+        let target = DatabaseTarget::Sqlite(dir.path().join("test.db"));
+        Database::open(&target, 1, std::time::Duration::from_secs(10)).unwrap()
+    }
+
+    fn noon() -> NaiveDateTime {
+        NaiveDate::from_ymd_opt(2026, 11, 23)
+            .unwrap()
+            .and_hms_opt(12, 0, 0)
+            .unwrap()
+    }
+
+    fn request(group_id: Option<i64>, minutes: Option<i64>) -> TokenRequest {
+        TokenRequest {
+            group_id,
+            minutes,
+            created_by: None,
+        }
+    }
+
+    #[test]
+    fn a_token_stores_only_the_hash_carries_the_ca_and_expires() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = database(&dir);
+        let mut conn = db.conn().unwrap();
+        let mut config = Config::default();
+        config.pki.enrollment_token_minutes = 30;
+        let fp = "ab".repeat(32);
+        let group = hosts::insert_group(
+            &mut conn,
+            &hosts::NewHostGroup {
+                name: "web",
+                description: "",
+                created_at: noon(),
+                updated_at: noon(),
+            },
+        )
+        .unwrap();
+
+        let created =
+            create_token(&mut conn, &config, &fp, &request(Some(group), None), noon()).unwrap();
+        assert_eq!(created.token.ca_fingerprint, fp, "the CA is in the token");
+        assert_eq!(
+            created.expires_at,
+            noon() + chrono::Duration::minutes(30),
+            "the configured lifetime by default"
+        );
+        let row = store::find(&mut conn, created.token.id).unwrap().unwrap();
+        assert_eq!(row.token_hash, hash_secret(&created.token.secret));
+        assert_ne!(
+            row.token_hash, created.token.secret,
+            "the secret is not stored"
+        );
+        assert_eq!(row.token_hash.len(), 64);
+        assert_eq!(row.group_id, Some(group));
+        assert_eq!(row.expires_at, created.expires_at);
+        assert_eq!(row.used_at, None);
+        // Two tokens never share a secret.
+        let other = create_token(&mut conn, &config, &fp, &request(None, Some(5)), noon()).unwrap();
+        assert_ne!(other.token.secret, created.token.secret);
+        assert_eq!(other.expires_at, noon() + chrono::Duration::minutes(5));
+
+        // It is consumed once, with its group, and not after it expired.
+        assert_eq!(
+            consume(&mut conn, &created.token, &fp, noon()).unwrap(),
+            Ok(Some(group))
+        );
+        assert_eq!(
+            consume(&mut conn, &created.token, &fp, noon()).unwrap(),
+            Err(TokenError::Used)
+        );
+        let late = noon() + chrono::Duration::minutes(5);
+        assert_eq!(
+            consume(&mut conn, &other.token, &fp, late).unwrap(),
+            Err(TokenError::Expired)
+        );
+    }
+
+    #[test]
+    fn lifetime_and_group_are_checked_before_anything_is_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = database(&dir);
+        let mut conn = db.conn().unwrap();
+        let config = Config::default();
+        let fp = "cd".repeat(32);
+        for minutes in [4, MAX_MINUTES + 1, 0, -5] {
+            assert!(matches!(
+                create_token(
+                    &mut conn,
+                    &config,
+                    &fp,
+                    &request(None, Some(minutes)),
+                    noon()
+                ),
+                Err(TokenRequestError::Minutes)
+            ));
+        }
+        assert!(matches!(
+            create_token(
+                &mut conn,
+                &config,
+                &fp,
+                &request(Some(99), Some(60)),
+                noon()
+            ),
+            Err(TokenRequestError::NoSuchGroup)
+        ));
+        assert!(store::recent(&mut conn, 10).unwrap().is_empty());
+        for minutes in [MIN_MINUTES, MAX_MINUTES] {
+            assert!(create_token(
+                &mut conn,
+                &config,
+                &fp,
+                &request(None, Some(minutes)),
+                noon()
+            )
+            .is_ok());
+        }
+        // The API's answers for the refusals.
+        assert_eq!(
+            AppError::from(TokenRequestError::Minutes).code(),
+            "validation_failed"
+        );
+        assert_eq!(
+            AppError::from(TokenRequestError::NoSuchGroup).to_string(),
+            "no such group"
+        );
+    }
+
+    #[test]
+    fn the_api_and_the_command_line_record_the_same_entry() {
+        let created = CreatedToken {
+            token: EnrollmentToken {
+                id: 7,
+                secret: "00".repeat(32),
+                ca_fingerprint: "ab".repeat(32),
+            },
+            group_id: Some(3),
+            expires_at: noon(),
+        };
+        let cli = created.audit_entry(&Requester::named("cli", None));
+        let api = created.audit_entry(&Requester {
+            actor: "user:1".into(),
+            user_id: Some(1),
+            source: Some("192.0.2.1".parse().unwrap()),
+        });
+        for entry in [&cli, &api] {
+            assert_eq!(entry.action, "enrollment_token.created");
+            assert_eq!(entry.target.as_deref(), Some("enrollment_token:7"));
+            assert_eq!(entry.outcome, Outcome::Success);
+            assert_eq!(
+                entry.details,
+                serde_json::json!({ "group_id": 3, "expires_at": "2026-11-23T12:00:00+00:00" })
+            );
+            assert!(
+                !entry.details.to_string().contains(&created.token.secret),
+                "the secret is never audited"
+            );
+        }
+        assert_eq!(cli.actor, "cli");
+        assert_eq!(api.actor, "user:1");
+        assert_eq!(api.source_ip.as_deref(), Some("192.0.2.1"));
+    }
+
+    #[test]
+    fn the_command_names_the_configured_manager() {
+        let mut config = Config::default();
+        config.server.listen = "0.0.0.0:8443".parse().unwrap();
+        config.server.public_names.clear();
+        assert_eq!(
+            agent_command(&config, "lpm1.x"),
+            "patch-agent enroll --manager https://MANAGER:8443 --token lpm1.x"
+        );
+        config.server.public_names = vec!["pm.example".into(), "10.0.0.1".into()];
+        assert_eq!(
+            agent_command(&config, "lpm1.x"),
+            "patch-agent enroll --manager https://pm.example:8443 --token lpm1.x"
+        );
+    }
+}
