@@ -129,7 +129,7 @@ pub async fn start(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
         return Ok(to_login("sso_disabled"));
     }
     if let Some(ip) = req.peer_addr().map(|a| a.ip()) {
-        if let Err(wait) = state.sso_starts.check(ip) {
+        if let Err(wait) = state.sso_starts.check(ip, state.clock.now()) {
             return Err(AppError::TooManyRequests {
                 message: "too many single sign-on attempts from this address".into(),
                 retry_after: i64::try_from(wait).unwrap_or(60),

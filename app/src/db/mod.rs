@@ -11,11 +11,14 @@
 
 pub mod audit;
 pub mod certificates;
+pub mod challenges;
+pub mod credentials;
 pub mod enrollment;
 pub mod schema;
 pub mod sessions;
 pub mod settings;
 pub mod stats;
+pub mod tx;
 pub mod users;
 
 use crate::config::DatabaseTarget;
