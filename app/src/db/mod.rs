@@ -17,6 +17,7 @@ pub mod enrollment;
 pub mod schema;
 pub mod sessions;
 pub mod settings;
+pub mod signing_keys;
 pub mod stats;
 pub mod tx;
 pub mod users;

@@ -244,3 +244,20 @@ pub fn started_at(conn: &mut DbConnection, family: &str) -> Result<Option<NaiveD
         .select(diesel::dsl::min(r::issued_at))
         .first(conn)?)
 }
+
+/// Whether session `family` of `user_id` is still alive.
+pub fn is_active_for(
+    conn: &mut DbConnection,
+    family: &str,
+    user_id: i64,
+    now: NaiveDateTime,
+) -> Result<bool, DbError> {
+    let live: i64 = r::table
+        .filter(r::family_id.eq(family))
+        .filter(r::user_id.eq(user_id))
+        .filter(r::revoked_at.is_null())
+        .filter(r::expires_at.gt(now))
+        .count()
+        .get_result(conn)?;
+    Ok(live > 0)
+}
