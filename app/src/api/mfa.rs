@@ -20,10 +20,7 @@ pub const RECENT_SIGN_IN: chrono::Duration = chrono::Duration::minutes(15);
 /// Refuses unless the caller's session began within [`RECENT_SIGN_IN`].
 pub(crate) async fn require_recent_sign_in(state: &AppState, who: &Caller) -> Result<(), AppError> {
     let sid = who.identity.session.clone();
-    let started = state
-        .db
-        .run(move |c| sessions::started_at(c, &sid))
-        .await?;
+    let started = state.db.run(move |c| sessions::started_at(c, &sid)).await?;
     let now = state.clock.now();
     match started {
         Some(t) if t + RECENT_SIGN_IN > now => Ok(()),
@@ -66,7 +63,13 @@ fn account(c: &mut DbConnection, uid: i64) -> Result<users::User, DbError> {
 }
 
 /// Audits a change to the caller's own factors.
-async fn note(state: &AppState, req: &HttpRequest, who: &Caller, action: &str, details: serde_json::Value) {
+async fn note(
+    state: &AppState,
+    req: &HttpRequest,
+    who: &Caller,
+    action: &str,
+    details: serde_json::Value,
+) {
     state
         .audit
         .note(
@@ -151,8 +154,8 @@ pub async fn totp_confirm(
     let secrets = state.secrets.clone();
     let code = body.into_inner().code;
     let outcome = tx::run(&state.db, move |c| {
-        let Some(cred) = credentials::find_of_user(c, uid, cred_id)?
-            .filter(|cr| cr.kind == mfa::KIND_TOTP)
+        let Some(cred) =
+            credentials::find_of_user(c, uid, cred_id)?.filter(|cr| cr.kind == mfa::KIND_TOTP)
         else {
             return Err(AppError::NotFound("no such authenticator".into()));
         };

@@ -45,9 +45,8 @@ pub async fn register_start(
     let (username, display, existing) = state
         .db
         .run(move |c| {
-            let u = users::find(c, uid)?.ok_or_else(|| {
-                crate::db::DbError::Inconsistent(format!("user {uid} not found"))
-            })?;
+            let u = users::find(c, uid)?
+                .ok_or_else(|| crate::db::DbError::Inconsistent(format!("user {uid} not found")))?;
             Ok((u.username, u.display_name, passkeys::existing_ids(c, uid)?))
         })
         .await?;
