@@ -630,4 +630,48 @@ mod tests {
         s.mappings[0].role = "root".into();
         assert_eq!(validate(&s).unwrap_err().0, "mappings");
     }
+
+    #[test]
+    fn provisioning_keeps_the_last_admin_and_skips_missing_groups() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::db::Database::open(
+            &crate::config::DatabaseTarget::Sqlite(dir.path().join("t.db")),
+            2,
+            std::time::Duration::from_secs(5),
+        )
+        .unwrap();
+        let c = &mut *db.conn().unwrap();
+        let now = chrono::DateTime::from_timestamp(1_800_000_000, 0)
+            .unwrap()
+            .naive_utc();
+        let who = SsoIdentity {
+            issuer: "https://idp.example".into(),
+            subject: "s-1".into(),
+            login: "Ada@Example.com".into(),
+            name: Some("Ada".into()),
+            email: Some("ada@example.com".into()),
+            claims: GroupClaims::default(),
+        };
+        let (id, name, role) = provision(c, &who, "admin", &[], now).unwrap().unwrap();
+        assert_eq!((name.as_str(), role.as_str()), ("ada-example.com", "admin"));
+        // The directory demotes the only Admin: refused, the account stays Admin.
+        let (again, _, role) = provision(c, &who, "operator", &[7], now).unwrap().unwrap();
+        assert_eq!((again, role.as_str()), (id, "admin"));
+        let user = crate::db::users::find(c, id).unwrap().unwrap();
+        assert_eq!(user.email.as_deref(), Some("ada@example.com"));
+        assert!(
+            crate::db::users::group_links(c).unwrap().is_empty(),
+            "a group deleted since is skipped"
+        );
+        crate::db::users::update(
+            c,
+            id,
+            &crate::db::users::UserUpdate {
+                is_disabled: Some(true),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(provision(c, &who, "admin", &[], now).unwrap(), None);
+    }
 }
