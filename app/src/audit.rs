@@ -120,14 +120,10 @@ impl std::fmt::Debug for AuditLog {
 }
 
 impl AuditLog {
-    /// Starts the writer thread with a clock of its own. Must be called inside an actix system.
-    pub fn start(db: Database) -> Self {
-        Self::start_with_clock(db, Arc::default())
-    }
-
-    /// Starts the writer thread; records are stamped with `clock`'s time. Must be called inside
-    /// an actix system.
-    pub fn start_with_clock(db: Database, clock: Arc<Clock>) -> Self {
+    /// Starts the writer thread; records are stamped with `clock`'s time (the application's
+    /// clock, so tests that move it see it in the audit log too). Must be called inside an actix
+    /// system.
+    pub fn start(db: Database, clock: Arc<Clock>) -> Self {
         let writer = SyncArbiter::start(1, move || AuditWriter {
             db: db.clone(),
             clock: clock.clone(),

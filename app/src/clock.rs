@@ -27,3 +27,8 @@ impl Clock {
         self.offset_secs.fetch_add(secs, Ordering::Relaxed);
     }
 }
+
+/// A stored UTC time as RFC 3339, the way the API writes times.
+pub fn rfc3339(t: NaiveDateTime) -> String {
+    t.and_utc().to_rfc3339()
+}

@@ -20,7 +20,6 @@ pub mod error;
 pub mod fleet;
 pub mod http;
 pub mod pki;
-pub mod rate;
 pub mod secrets;
 pub mod server;
 pub mod settings;

@@ -97,7 +97,8 @@ pub async fn start(config: Config) -> Result<RunningServer, StartupError> {
         .await
         .map_err(|e| DbError::Task(e.to_string()))??;
 
-    let audit = AuditLog::start(db.clone());
+    let clock = Arc::new(crate::clock::Clock::default());
+    let audit = AuditLog::start(db.clone(), clock.clone());
     audit
         .record(NewAuditEntry {
             actor: "system".into(),
@@ -112,7 +113,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartupError> {
             request_id: None,
         })
         .await?;
-    let pki = crate::pki::manager::prepare(&config, &db, &audit).await?;
+    let pki = crate::pki::manager::prepare(&config, &db, &audit, clock.now()).await?;
     let netguard = Arc::new(crate::http::allow_list::NetGuard::load(&db).await?);
     crate::settings::report_unreadable(&db, &audit).await?;
     let secrets = Arc::new(crate::secrets::SecretBox::load_or_create(&config.data.dir)?);
@@ -142,8 +143,8 @@ pub async fn start(config: Config) -> Result<RunningServer, StartupError> {
         webauthn: Arc::new(crate::auth::passkeys::relying_party(&config, addr)),
         netguard,
         admin_changes: Arc::default(),
-        sso_starts: Arc::new(crate::rate::Limiter::new(30, Duration::from_secs(60))),
-        clock: Arc::default(),
+        sso_starts: Arc::new(crate::http::rate::Limiter::new(30, Duration::from_secs(60))),
+        clock,
         login_failures: Arc::default(),
         unknown_names: Arc::default(),
         config: Arc::new(config),

@@ -124,7 +124,8 @@ pub fn disable_allow_list(c: &mut DbConnection, now: NaiveDateTime) -> Result<Di
 /// Logs every stored setting that cannot be read, naming its key, so an operator sees it at
 /// start-up; the manager still starts (each setting fails closed on its own).
 pub async fn report_unreadable(db: &Database, audit: &AuditLog) -> Result<(), DbError> {
-    let checks: [(&str, fn(&mut DbConnection) -> Result<(), DbError>); 2] = [
+    type Check = fn(&mut DbConnection) -> Result<(), DbError>;
+    let checks: [(&str, Check); 2] = [
         (ALLOW_LIST, |c| read_allow_list(c).map(drop)),
         (crate::auth::sso::SETTING, |c| {
             crate::auth::sso::read(c).map(drop)

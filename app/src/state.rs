@@ -12,9 +12,6 @@ use std::time::{Duration, Instant};
 /// How long the health check waits for the database.
 const HEALTH_DB_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Failures and lock per unknown user name.
-pub type UnknownNames = std::collections::HashMap<String, (i64, Option<chrono::NaiveDateTime>)>;
-
 /// Shared application state. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct AppState {
@@ -26,13 +23,12 @@ pub struct AppState {
     pub pki: crate::pki::manager::ManagerPki,
     /// Access-token signing keys.
     pub tokens: Arc<crate::auth::tokens::KeyCache>,
-    /// Recent failed sign-ins per source address.
-    pub login_failures: Arc<
-        std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, Vec<chrono::NaiveDateTime>>>,
-    >,
-    /// Failed sign-ins under names that do not exist: (count, locked until). They lock like real
-    /// accounts, so a lock does not reveal which names exist.
-    pub unknown_names: Arc<std::sync::Mutex<UnknownNames>>,
+    /// Recent sign-in attempts per source address (the sign-in throttle; successes give theirs
+    /// back).
+    pub login_failures: Arc<crate::http::rate::Limiter>,
+    /// Failed sign-ins under names that do not exist. They lock like real accounts, so a lock
+    /// does not reveal which names exist.
+    pub unknown_names: Arc<crate::auth::login::NameLocks>,
     /// The first-run setup, while no administrator exists.
     pub setup: Arc<crate::auth::setup::SetupGate>,
     /// Key that seals TOTP seeds.
@@ -40,7 +36,7 @@ pub struct AppState {
     /// The WebAuthn relying party, or why security keys are unavailable.
     pub webauthn: Arc<Result<webauthn_rs::prelude::Webauthn, String>>,
     /// Starts of single sign-on per address (each fetches the provider's metadata).
-    pub sso_starts: Arc<crate::rate::Limiter>,
+    pub sso_starts: Arc<crate::http::rate::Limiter>,
     /// Serialises changes that could leave no enabled Admin (user edits, deletions, single sign-on
     /// role updates), so two of them cannot each see the other's Admin as the one remaining.
     pub admin_changes: Arc<tokio::sync::Mutex<()>>,

@@ -38,7 +38,7 @@ async fn appended_chain_verifies_and_edits_are_named() {
     for engine in BACKENDS {
         let db = TestDb::new(engine);
         let database = db.open();
-        let log = AuditLog::start(database.clone());
+        let log = AuditLog::start(database.clone(), Default::default());
         fill(&log, 5).await;
         assert_eq!(
             log.verify().await.unwrap(),
@@ -72,7 +72,7 @@ async fn recomputed_hash_breaks_the_next_link() {
     for engine in BACKENDS {
         let db = TestDb::new(engine);
         let database = db.open();
-        let log = AuditLog::start(database.clone());
+        let log = AuditLog::start(database.clone(), Default::default());
         fill(&log, 4).await;
         let mut conn = database.conn().unwrap();
         let mut row: AuditRow = audit_log::table
@@ -104,7 +104,7 @@ async fn deleted_record_is_named() {
     for engine in BACKENDS {
         let db = TestDb::new(engine);
         let database = db.open();
-        let log = AuditLog::start(database.clone());
+        let log = AuditLog::start(database.clone(), Default::default());
         fill(&log, 4).await;
         let mut conn = database.conn().unwrap();
         diesel::delete(audit_log::table.filter(audit_log::id.eq(2)))
@@ -126,7 +126,7 @@ async fn concurrent_appends_stay_linear() {
     for engine in BACKENDS {
         let db = TestDb::new(engine);
         let database = db.open();
-        let log = AuditLog::start(database.clone());
+        let log = AuditLog::start(database.clone(), Default::default());
         let handles: Vec<_> = (0..40)
             .map(|i| {
                 let log = log.clone();
@@ -151,7 +151,7 @@ async fn concurrent_appends_stay_linear() {
 async fn empty_log_is_intact() {
     for engine in BACKENDS {
         let db = TestDb::new(engine);
-        let log = AuditLog::start(db.open());
+        let log = AuditLog::start(db.open(), Default::default());
         assert_eq!(
             log.verify().await.unwrap(),
             AuditChainState::Intact { records: 0 },

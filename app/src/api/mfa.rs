@@ -2,13 +2,14 @@
 //! remove a factor, renew recovery codes. Every change is audited. Admins reset other users'
 //! factors through the user administration endpoints.
 
-use crate::api::{rfc3339, AppError};
+use crate::api::AppError;
 use crate::auth::access::Caller;
 use crate::auth::mfa;
-use crate::db::schema::{user_credentials as uc, users};
+use crate::clock::rfc3339;
+use crate::db::audit::{NewAuditEntry, Outcome};
+use crate::db::{credentials, sessions, transaction, users, DbConnection, DbError};
 use crate::state::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
-use diesel::prelude::*;
 use shared::auth::{
     MfaCredential, MfaStatus, RecoveryCodes, TotpConfirmRequest, TotpEnrolRequest, TotpEnrolment,
 };
@@ -19,18 +20,9 @@ pub const RECENT_SIGN_IN: chrono::Duration = chrono::Duration::minutes(15);
 
 /// Refuses unless the caller's session began within [`RECENT_SIGN_IN`].
 pub(crate) async fn require_recent_sign_in(state: &AppState, who: &Caller) -> Result<(), AppError> {
-    use crate::db::schema::refresh_tokens as r;
     let sid = who.identity.session.clone();
-    let started: Option<chrono::NaiveDateTime> = state
-        .db
-        .run(move |c| {
-            Ok(r::table
-                .filter(r::family_id.eq(sid))
-                .select(diesel::dsl::min(r::issued_at))
-                .first(c)?)
-        })
-        .await?;
-    let now = chrono::Utc::now().naive_utc();
+    let started = state.db.run(move |c| sessions::started_at(c, &sid)).await?;
+    let now = state.clock.now();
     match started {
         Some(t) if t + RECENT_SIGN_IN > now => Ok(()),
         _ => Err(AppError::Forbidden(
@@ -46,33 +38,17 @@ pub async fn status(state: web::Data<AppState>, who: Caller) -> Result<HttpRespo
     let status = state
         .db
         .run(move |c| {
-            let required: bool = users::table
-                .filter(users::id.eq(uid))
-                .select(users::mfa_required)
-                .first(c)?;
-            let rows: Vec<(
-                i64,
-                String,
-                String,
-                chrono::NaiveDateTime,
-                Option<chrono::NaiveDateTime>,
-            )> = uc::table
-                .filter(uc::user_id.eq(uid))
-                .filter(uc::confirmed.eq(true))
-                .filter(uc::kind.ne(mfa::KIND_RECOVERY))
-                .order(uc::id)
-                .select((uc::id, uc::kind, uc::name, uc::created_at, uc::last_used_at))
-                .load(c)?;
+            let required = account(c, uid)?.mfa_required;
             Ok(MfaStatus {
                 required,
-                credentials: rows
+                credentials: credentials::factors(c, uid)?
                     .into_iter()
-                    .map(|(id, kind, name, created, used)| MfaCredential {
-                        id,
-                        kind,
-                        name,
-                        created_at: rfc3339(created),
-                        last_used_at: used.map(rfc3339),
+                    .map(|f| MfaCredential {
+                        id: f.id,
+                        kind: f.kind,
+                        name: f.name,
+                        created_at: rfc3339(f.created_at),
+                        last_used_at: f.last_used_at.map(rfc3339),
                     })
                     .collect(),
                 recovery_codes_left: mfa::recovery_codes_left(c, uid)?,
@@ -80,6 +56,30 @@ pub async fn status(state: web::Data<AppState>, who: Caller) -> Result<HttpRespo
         })
         .await?;
     Ok(HttpResponse::Ok().json(status))
+}
+
+/// The signed-in account (it exists while its session does).
+fn account(c: &mut DbConnection, uid: i64) -> Result<users::User, DbError> {
+    users::find(c, uid)?.ok_or_else(|| DbError::Inconsistent(format!("user {uid} not found")))
+}
+
+/// Audits a change to the caller's own factors.
+async fn note(
+    state: &AppState,
+    req: &HttpRequest,
+    who: &Caller,
+    action: &str,
+    details: serde_json::Value,
+) {
+    state
+        .audit
+        .note(
+            NewAuditEntry::new(who.actor(), action, Outcome::Success)
+                .target(format!("user:{}", who.identity.user_id))
+                .details(details)
+                .source(req.peer_addr().map(|a| a.ip())),
+        )
+        .await;
 }
 
 /// Checks a credential name: 1–64 printable characters.
@@ -113,28 +113,19 @@ pub async fn totp_start(
     let (id, username) = state
         .db
         .run(move |c| {
-            let username: String = users::table
-                .filter(users::id.eq(uid))
-                .select(users::username)
-                .first(c)?;
-            diesel::delete(
-                uc::table
-                    .filter(uc::user_id.eq(uid))
-                    .filter(uc::kind.eq(mfa::KIND_TOTP))
-                    .filter(uc::confirmed.eq(false)),
-            )
-            .execute(c)?;
-            let id: i64 = diesel::insert_into(uc::table)
-                .values((
-                    uc::user_id.eq(uid),
-                    uc::kind.eq(mfa::KIND_TOTP),
-                    uc::name.eq(&name),
-                    uc::data.eq(&sealed),
-                    uc::confirmed.eq(false),
-                    uc::created_at.eq(now),
-                ))
-                .returning(uc::id)
-                .get_result(c)?;
+            let username = account(c, uid)?.username;
+            credentials::delete_unconfirmed_totp(c, uid)?;
+            let id = credentials::insert(
+                c,
+                &credentials::NewCredential {
+                    user_id: uid,
+                    kind: mfa::KIND_TOTP,
+                    name: &name,
+                    data: &sealed,
+                    confirmed: false,
+                    created_at: now,
+                },
+            )?;
             Ok((id, username))
         })
         .await?;
@@ -163,61 +154,47 @@ pub async fn totp_confirm(
     let unix = state.clock.unix();
     let secrets = state.secrets.clone();
     let code = body.into_inner().code;
-    let outcome = state
-        .db
-        .run(move |c| {
-            let row: Option<(String, bool)> = uc::table
-                .filter(uc::id.eq(cred_id))
-                .filter(uc::user_id.eq(uid))
-                .filter(uc::kind.eq(mfa::KIND_TOTP))
-                .select((uc::data, uc::confirmed))
-                .first(c)
-                .optional()?;
-            let Some((sealed, confirmed)) = row else {
-                return Ok(Err(AppError::NotFound("no such authenticator".into())));
+    let outcome = transaction::run(&state.db, move |c| {
+        let Some(cred) =
+            credentials::find_of_user(c, uid, cred_id)?.filter(|cr| cr.kind == mfa::KIND_TOTP)
+        else {
+            return Err(AppError::NotFound("no such authenticator".into()));
+        };
+        if cred.confirmed {
+            return Err(AppError::Conflict(
+                "this authenticator is already confirmed".into(),
+            ));
+        }
+        let username = account(c, uid)?.username;
+        let seed = secrets
+            .open(&mfa::seal_context(uid), &cred.data)
+            .map_err(|e| DbError::Task(e.to_string()))?;
+        let t = mfa::totp(seed, &username).map_err(DbError::Task)?;
+        let Some(step) = mfa::matching_step(&t, &code, unix) else {
+            return Err(AppError::BadRequest {
+                code: "wrong_code",
+                message: "that code does not match; check the app's clock and try the next code"
+                    .into(),
+                details: serde_json::json!({ "field": "code" }),
+            });
+        };
+        transaction(c, |c| {
+            mfa::consume_totp_step(c, cred_id, step, now)?;
+            credentials::confirm(c, cred_id)?;
+            let codes = if mfa::recovery_codes_left(c, uid)? == 0 {
+                mfa::replace_recovery_codes(c, uid, now)?
+            } else {
+                Vec::new()
             };
-            if confirmed {
-                return Ok(Err(AppError::Conflict(
-                    "this authenticator is already confirmed".into(),
-                )));
-            }
-            let username: String = users::table
-                .filter(users::id.eq(uid))
-                .select(users::username)
-                .first(c)?;
-            let seed = secrets
-                .open(&mfa::seal_context(uid), &sealed)
-                .map_err(|e| crate::db::DbError::Task(e.to_string()))?;
-            let t = mfa::totp(seed, &username).map_err(crate::db::DbError::Task)?;
-            let Some(step) = mfa::matching_step(&t, &code, unix) else {
-                return Ok(Err(AppError::BadRequest {
-                    code: "wrong_code",
-                    message:
-                        "that code does not match; check the app's clock and try the next code"
-                            .into(),
-                    details: serde_json::json!({ "field": "code" }),
-                }));
-            };
-            c.transaction(|c| {
-                mfa::consume_totp_step(c, cred_id, step, now)?;
-                diesel::update(uc::table.filter(uc::id.eq(cred_id)))
-                    .set(uc::confirmed.eq(true))
-                    .execute(c)?;
-                let codes = if mfa::recovery_codes_left(c, uid)? == 0 {
-                    mfa::replace_recovery_codes(c, uid, now)?
-                } else {
-                    Vec::new()
-                };
-                Ok(Ok(codes))
-            })
+            Ok(codes)
         })
-        .await??;
-    crate::api::audit_action(
+    })
+    .await?;
+    note(
         &state,
         &req,
-        who.actor(),
+        &who,
         "mfa.totp_enrolled",
-        format!("user:{uid}"),
         serde_json::json!({ "credential": cred_id }),
     )
     .await;
@@ -237,51 +214,34 @@ pub async fn remove(
     require_recent_sign_in(&state, &who).await?;
     let cred_id = path.into_inner();
     let uid = who.identity.user_id;
-    let outcome = state
-        .db
-        .run(move |c| {
-            c.transaction(|c| {
-                let row: Option<(String, bool)> = uc::table
-                    .filter(uc::id.eq(cred_id))
-                    .filter(uc::user_id.eq(uid))
-                    .filter(uc::kind.ne(mfa::KIND_RECOVERY))
-                    .select((uc::kind, uc::confirmed))
-                    .first(c)
-                    .optional()?;
-                let Some((kind, confirmed)) = row else {
-                    return Ok(Err(AppError::NotFound("no such factor".into())));
-                };
-                let required: bool = users::table
-                    .filter(users::id.eq(uid))
-                    .select(users::mfa_required)
-                    .first(c)?;
-                let left = mfa::confirmed_factors(c, uid)? - i64::from(confirmed);
-                if left == 0 && required {
-                    return Ok(Err(AppError::Conflict(
-                        "your account requires a second factor: add another before removing the last"
-                            .into(),
-                    )));
-                }
-                diesel::delete(uc::table.filter(uc::id.eq(cred_id))).execute(c)?;
-                if left == 0 {
-                    diesel::delete(
-                        uc::table
-                            .filter(uc::user_id.eq(uid))
-                            .filter(uc::kind.eq(mfa::KIND_RECOVERY)),
-                    )
-                    .execute(c)?;
-                }
-                Ok(Ok(kind))
-            })
+    let kind = transaction::run(&state.db, move |c| {
+        transaction(c, |c| {
+            let Some(cred) = credentials::find_of_user(c, uid, cred_id)?
+                .filter(|cr| cr.kind != mfa::KIND_RECOVERY)
+            else {
+                return Err(AppError::NotFound("no such factor".into()));
+            };
+            let required = account(c, uid)?.mfa_required;
+            let left = mfa::confirmed_factors(c, uid)? - i64::from(cred.confirmed);
+            if left == 0 && required {
+                return Err(AppError::Conflict(
+                    "your account requires a second factor: add another before removing the last"
+                        .into(),
+                ));
+            }
+            credentials::delete(c, cred_id)?;
+            if left == 0 {
+                credentials::delete_kind(c, uid, mfa::KIND_RECOVERY)?;
+            }
+            Ok(cred.kind)
         })
-        .await?;
-    let kind = outcome?;
-    crate::api::audit_action(
+    })
+    .await?;
+    note(
         &state,
         &req,
-        who.actor(),
+        &who,
         "mfa.removed",
-        format!("user:{uid}"),
         serde_json::json!({ "credential": cred_id, "kind": kind }),
     )
     .await;
@@ -297,23 +257,20 @@ pub async fn renew_recovery_codes(
     require_recent_sign_in(&state, &who).await?;
     let uid = who.identity.user_id;
     let now = state.clock.now();
-    let codes = state
-        .db
-        .run(move |c| {
-            if mfa::confirmed_factors(c, uid)? == 0 {
-                return Ok(Err(AppError::Conflict(
-                    "recovery codes come with a second factor: enrol one first".into(),
-                )));
-            }
-            Ok(Ok(mfa::replace_recovery_codes(c, uid, now)?))
-        })
-        .await??;
-    crate::api::audit_action(
+    let codes = transaction::run(&state.db, move |c| {
+        if mfa::confirmed_factors(c, uid)? == 0 {
+            return Err(AppError::Conflict(
+                "recovery codes come with a second factor: enrol one first".into(),
+            ));
+        }
+        Ok(mfa::replace_recovery_codes(c, uid, now)?)
+    })
+    .await?;
+    note(
         &state,
         &req,
-        who.actor(),
+        &who,
         "mfa.recovery_codes_renewed",
-        format!("user:{uid}"),
         serde_json::Value::Null,
     )
     .await;

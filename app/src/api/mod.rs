@@ -126,35 +126,6 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
     }
 }
 
-/// A stored UTC time as RFC 3339, the way the API writes times.
-pub(crate) fn rfc3339(t: chrono::NaiveDateTime) -> String {
-    t.and_utc().to_rfc3339()
-}
-
-/// Records a successful action of a signed-in user in the audit log (best effort: a failure to
-/// write is logged and does not undo the action, which already happened).
-pub(crate) async fn audit_action(
-    state: &crate::state::AppState,
-    req: &actix_web::HttpRequest,
-    actor: String,
-    action: &str,
-    target: String,
-    details: serde_json::Value,
-) {
-    state
-        .audit
-        .note(crate::db::audit::NewAuditEntry {
-            actor,
-            action: action.into(),
-            target: Some(target),
-            outcome: crate::db::audit::Outcome::Success,
-            details,
-            source_ip: req.peer_addr().map(|a| a.ip().to_string()),
-            request_id: None,
-        })
-        .await;
-}
-
 /// Answer for any path no route matches.
 pub async fn not_found() -> Result<actix_web::HttpResponse, AppError> {
     Err(AppError::NotFound("no such resource".into()))

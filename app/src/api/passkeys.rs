@@ -3,14 +3,13 @@
 
 use crate::api::auth::{audit, complete_sign_in, row_failure_update, second_step, SecondStep};
 use crate::api::mfa::valid_name;
-use crate::api::{audit_action, AppError};
+use crate::api::AppError;
 use crate::auth::access::Caller;
 use crate::auth::{mfa, passkeys};
-use crate::db::audit::Outcome;
-use crate::db::schema::users;
+use crate::db::audit::{NewAuditEntry, Outcome};
+use crate::db::{transaction, users};
 use crate::state::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
-use diesel::prelude::*;
 use shared::auth::{
     PasskeyLoginFinish, PasskeyLoginOptions, PasskeyLoginStart, PasskeyRegisterFinish,
     PasskeyRegisterOptions, PasskeyRegisterStart, RecoveryCodes,
@@ -46,11 +45,9 @@ pub async fn register_start(
     let (username, display, existing) = state
         .db
         .run(move |c| {
-            let (u, d): (String, String) = users::table
-                .filter(users::id.eq(uid))
-                .select((users::username, users::display_name))
-                .first(c)?;
-            Ok((u, d, passkeys::existing_ids(c, uid)?))
+            let u = users::find(c, uid)?
+                .ok_or_else(|| crate::db::DbError::Inconsistent(format!("user {uid} not found")))?;
+            Ok((u.username, u.display_name, passkeys::existing_ids(c, uid)?))
         })
         .await?;
     let (options, reg_state) = rp
@@ -112,36 +109,34 @@ pub async fn register_finish(
             details: serde_json::Value::Null,
         })?;
     let name = reg.name.clone();
-    let (cred_id, codes) = state
-        .db
-        .run(move |c| {
-            c.transaction(|c| {
-                // Authenticators are asked not to register twice, but the answer is theirs to
-                // give: check here too.
-                if passkeys::existing_ids(c, uid)?.contains(key.cred_id()) {
-                    return Ok(Err(AppError::Conflict(
-                        "this security key is already registered".into(),
-                    )));
-                }
-                let cred_id = passkeys::store(c, uid, &name, &key, now)?;
-                let codes = if mfa::recovery_codes_left(c, uid)? == 0 {
-                    mfa::replace_recovery_codes(c, uid, now)?
-                } else {
-                    Vec::new()
-                };
-                Ok::<_, crate::db::DbError>(Ok((cred_id, codes)))
-            })
+    let (cred_id, codes) = transaction::run(&state.db, move |c| {
+        transaction(c, |c| {
+            // Authenticators are asked not to register twice, but the answer is theirs to
+            // give: check here too.
+            if passkeys::existing_ids(c, uid)?.contains(key.cred_id()) {
+                return Err(AppError::Conflict(
+                    "this security key is already registered".into(),
+                ));
+            }
+            let cred_id = passkeys::store(c, uid, &name, &key, now)?;
+            let codes = if mfa::recovery_codes_left(c, uid)? == 0 {
+                mfa::replace_recovery_codes(c, uid, now)?
+            } else {
+                Vec::new()
+            };
+            Ok((cred_id, codes))
         })
-        .await??;
-    audit_action(
-        &state,
-        &req,
-        who.actor(),
-        "mfa.webauthn_enrolled",
-        format!("user:{uid}"),
-        serde_json::json!({ "credential": cred_id, "name": reg.name }),
-    )
-    .await;
+    })
+    .await?;
+    state
+        .audit
+        .note(
+            NewAuditEntry::new(who.actor(), "mfa.webauthn_enrolled", Outcome::Success)
+                .target(format!("user:{uid}"))
+                .details(serde_json::json!({ "credential": cred_id, "name": reg.name }))
+                .source(req.peer_addr().map(|a| a.ip())),
+        )
+        .await;
     Ok(HttpResponse::Ok().json(RecoveryCodes {
         recovery_codes: codes,
     }))
@@ -237,7 +232,7 @@ pub async fn login_finish(
     let won = state
         .db
         .run(move |c| {
-            c.transaction(|c| {
+            transaction(c, |c| {
                 for (id, mut key) in passkeys::passkeys(c, user_id)? {
                     if key.update_credential(&result).is_some() {
                         passkeys::save_used(c, id, &key, now)?;

@@ -30,6 +30,7 @@ pub async fn complete(
             &body.username,
             &body.display_name,
             &body.password,
+            state.clock.now(),
         )
         .await;
     let (outcome, details) = match &result {
@@ -46,18 +47,13 @@ pub async fn complete(
             serde_json::json!({ "reason": e.to_string() }),
         ),
     };
-    let entry = NewAuditEntry {
-        actor: format!(
-            "setup:{}",
-            body.username.chars().take(64).collect::<String>()
-        ),
-        action: "setup.first_admin".into(),
-        target: None,
-        outcome,
-        details,
-        source_ip: req.peer_addr().map(|a| a.ip().to_string()),
-        request_id: None,
-    };
+    let actor = format!(
+        "setup:{}",
+        body.username.chars().take(64).collect::<String>()
+    );
+    let entry = NewAuditEntry::new(actor, "setup.first_admin", outcome)
+        .details(details)
+        .source(req.peer_addr().map(|a| a.ip()));
     state.audit.note(entry).await;
     match result {
         Ok(user_id) => Ok(HttpResponse::Created().json(SetupDone { user_id })),

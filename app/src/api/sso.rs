@@ -7,10 +7,10 @@
 //! to a role, and redirects to the UI signed in — or to the sign-in page with the reason.
 
 use crate::api::auth::{audit, browser_cookies, open_session};
-use crate::api::{audit_action, AppError};
+use crate::api::AppError;
 use crate::auth::access::Caller;
 use crate::auth::sso::{self, Stored};
-use crate::db::audit::Outcome;
+use crate::db::audit::{NewAuditEntry, Outcome};
 use crate::state::AppState;
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -129,7 +129,7 @@ pub async fn start(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
         return Ok(to_login("sso_disabled"));
     }
     if let Some(ip) = req.peer_addr().map(|a| a.ip()) {
-        if let Err(wait) = state.sso_starts.check(ip) {
+        if let Err(wait) = state.sso_starts.check(ip, state.clock.now()) {
             return Err(AppError::TooManyRequests {
                 message: "too many single sign-on attempts from this address".into(),
                 retry_after: i64::try_from(wait).unwrap_or(60),
@@ -366,20 +366,20 @@ pub async fn put_settings(
         sealed_secret,
     };
     let (n, by) = (new.clone(), who.actor());
-    let now = chrono::Utc::now().naive_utc();
+    let now = state.clock.now();
     state.db.run(move |c| sso::write(c, &n, &by, now)).await?;
-    audit_action(
-        &state,
-        &req,
-        who.actor(),
-        "settings.oidc_changed",
-        sso::SETTING.into(),
-        serde_json::json!({
-            "before": old.settings, "after": s,
-            "secret_changed": new.sealed_secret != old.sealed_secret,
-        }),
-    )
-    .await;
+    state
+        .audit
+        .note(
+            NewAuditEntry::new(who.actor(), "settings.oidc_changed", Outcome::Success)
+                .target(sso::SETTING)
+                .details(serde_json::json!({
+                    "before": old.settings, "after": s,
+                    "secret_changed": new.sealed_secret != old.sealed_secret,
+                }))
+                .source(req.peer_addr().map(|a| a.ip())),
+        )
+        .await;
     s.secret_set = new.sealed_secret.is_some();
     Ok(HttpResponse::Ok().json(s))
 }

@@ -4,12 +4,10 @@
 //! requests that change something — that the `X-CSRF-Token` header matches the `lpm_csrf` cookie.
 
 use crate::api::AppError;
-use crate::db::schema::{refresh_tokens, users};
 use crate::state::AppState;
 use actix_web::dev::Payload;
 use actix_web::http::Method;
 use actix_web::{web, FromRequest, HttpRequest};
-use diesel::prelude::*;
 use futures_util::future::LocalBoxFuture;
 
 /// Cookie holding the access token.
@@ -89,7 +87,7 @@ impl FromRequest for Identity {
                     }
                 }
             }
-            let now = chrono::Utc::now().naive_utc();
+            let now = state.clock.now();
             let keys = state
                 .tokens
                 .get(&state.db, now)
@@ -101,24 +99,15 @@ impl FromRequest for Identity {
             let alive = state
                 .db
                 .run(move |c| {
-                    let session: i64 = refresh_tokens::table
-                        .filter(refresh_tokens::family_id.eq(&sid))
-                        .filter(refresh_tokens::user_id.eq(user_id))
-                        .filter(refresh_tokens::revoked_at.is_null())
-                        .filter(refresh_tokens::expires_at.gt(now))
-                        .count()
-                        .get_result(c)?;
-                    let enabled: Option<(bool, String, bool)> = users::table
-                        .filter(users::id.eq(user_id))
-                        .select((users::is_disabled, users::role, users::mfa_required))
-                        .first(c)
-                        .optional()?;
+                    let session = crate::db::sessions::is_active_for(c, &sid, user_id, now)?;
+                    let enabled = crate::db::users::find(c, user_id)?
+                        .map(|u| (u.is_disabled, u.role, u.mfa_required));
                     let factors = if enabled.as_ref().is_some_and(|e| e.2) {
                         crate::auth::mfa::confirmed_factors(c, user_id)?
                     } else {
                         0
                     };
-                    Ok((session > 0, enabled, factors))
+                    Ok((session, enabled, factors))
                 })
                 .await
                 .map_err(AppError::from)?;

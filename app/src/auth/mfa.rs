@@ -14,10 +14,9 @@
 //!
 //! Every function takes the time as an argument, so tests drive the clock.
 
-use crate::db::schema::{auth_challenges as ch, user_credentials as uc};
-use crate::db::{DbConnection, DbError};
+use crate::db::challenges::{self, NewChallenge};
+use crate::db::{credentials, DbConnection, DbError};
 use chrono::NaiveDateTime;
-use diesel::prelude::*;
 use ring::rand::{SecureRandom, SystemRandom};
 use sha2::{Digest, Sha256};
 use totp_rs::{Algorithm, Builder, Totp};
@@ -25,11 +24,11 @@ use totp_rs::{Algorithm, Builder, Totp};
 /// Seconds per TOTP step.
 pub const TOTP_STEP: u64 = 30;
 /// Credential kind of a TOTP authenticator.
-pub const KIND_TOTP: &str = "totp";
+pub const KIND_TOTP: &str = credentials::KIND_TOTP;
 /// Credential kind of a WebAuthn security key or passkey.
-pub const KIND_WEBAUTHN: &str = "webauthn";
+pub const KIND_WEBAUTHN: &str = credentials::KIND_WEBAUTHN;
 /// Credential kind of one recovery code.
-pub const KIND_RECOVERY: &str = "recovery";
+pub const KIND_RECOVERY: &str = credentials::KIND_RECOVERY;
 /// Recovery codes issued at a time.
 pub const RECOVERY_CODES: usize = 10;
 /// Challenge kind of the second sign-in step.
@@ -57,12 +56,7 @@ pub fn random_bytes<const N: usize>() -> Result<[u8; N], DbError> {
 
 /// Number of confirmed TOTP and WebAuthn credentials of the user (recovery codes do not count).
 pub fn confirmed_factors(c: &mut DbConnection, user_id: i64) -> Result<i64, DbError> {
-    Ok(uc::table
-        .filter(uc::user_id.eq(user_id))
-        .filter(uc::confirmed.eq(true))
-        .filter(uc::kind.eq_any([KIND_TOTP, KIND_WEBAUTHN]))
-        .count()
-        .get_result(c)?)
+    credentials::confirmed_factors(c, user_id)
 }
 
 /// The TOTP generator for a seed.
@@ -114,14 +108,7 @@ pub fn consume_totp_step(
     step: i64,
     now: NaiveDateTime,
 ) -> Result<bool, DbError> {
-    let n = diesel::update(
-        uc::table
-            .filter(uc::id.eq(credential_id))
-            .filter(uc::last_used_step.is_null().or(uc::last_used_step.lt(step))),
-    )
-    .set((uc::last_used_step.eq(step), uc::last_used_at.eq(now)))
-    .execute(c)?;
-    Ok(n == 1)
+    credentials::consume_step(c, credential_id, step, now)
 }
 
 /// Ten fresh recovery codes like `k7qp2-xm4ra`.
@@ -158,27 +145,8 @@ pub fn replace_recovery_codes(
     now: NaiveDateTime,
 ) -> Result<Vec<String>, DbError> {
     let codes = new_recovery_codes()?;
-    c.transaction(|c| {
-        diesel::delete(
-            uc::table
-                .filter(uc::user_id.eq(user_id))
-                .filter(uc::kind.eq(KIND_RECOVERY)),
-        )
-        .execute(c)?;
-        for code in &codes {
-            diesel::insert_into(uc::table)
-                .values((
-                    uc::user_id.eq(user_id),
-                    uc::kind.eq(KIND_RECOVERY),
-                    uc::name.eq("recovery code"),
-                    uc::data.eq(recovery_hash(code)),
-                    uc::confirmed.eq(true),
-                    uc::created_at.eq(now),
-                ))
-                .execute(c)?;
-        }
-        Ok::<_, DbError>(())
-    })?;
+    let hashes: Vec<String> = codes.iter().map(|c| recovery_hash(c)).collect();
+    credentials::replace_recovery(c, user_id, &hashes, now)?;
     Ok(codes)
 }
 
@@ -189,26 +157,12 @@ pub fn consume_recovery_code(
     code: &str,
     now: NaiveDateTime,
 ) -> Result<bool, DbError> {
-    let n = diesel::update(
-        uc::table
-            .filter(uc::user_id.eq(user_id))
-            .filter(uc::kind.eq(KIND_RECOVERY))
-            .filter(uc::data.eq(recovery_hash(code)))
-            .filter(uc::last_used_at.is_null()),
-    )
-    .set(uc::last_used_at.eq(now))
-    .execute(c)?;
-    Ok(n == 1)
+    credentials::consume_recovery(c, user_id, &recovery_hash(code), now)
 }
 
 /// Unused recovery codes left.
 pub fn recovery_codes_left(c: &mut DbConnection, user_id: i64) -> Result<i64, DbError> {
-    Ok(uc::table
-        .filter(uc::user_id.eq(user_id))
-        .filter(uc::kind.eq(KIND_RECOVERY))
-        .filter(uc::last_used_at.is_null())
-        .count()
-        .get_result(c)?)
+    credentials::recovery_left(c, user_id)
 }
 
 /// What a sign-in challenge remembers between the password and the second factor.
@@ -237,17 +191,17 @@ pub fn start_login_challenge(
         webauthn: None,
     };
     // Expired challenges of anyone are swept here; they are small and short-lived.
-    diesel::delete(ch::table.filter(ch::expires_at.lt(now))).execute(c)?;
-    let id: i64 = diesel::insert_into(ch::table)
-        .values((
-            ch::user_id.eq(user_id),
-            ch::kind.eq(CHALLENGE_LOGIN),
-            ch::state_json.eq(serde_json::to_string(&state).unwrap_or_default()),
-            ch::expires_at.eq(now + CHALLENGE_TTL),
-            ch::created_at.eq(now),
-        ))
-        .returning(ch::id)
-        .get_result(c)?;
+    let json = serde_json::to_string(&state).unwrap_or_default();
+    let id = challenges::insert(
+        c,
+        &NewChallenge {
+            user_id: Some(user_id),
+            kind: CHALLENGE_LOGIN,
+            state_json: &json,
+            expires_at: now + CHALLENGE_TTL,
+            created_at: now,
+        },
+    )?;
     Ok(format!("{id}.{secret}"))
 }
 
@@ -263,17 +217,13 @@ pub fn find_login_challenge(
     let Ok(id) = id.parse::<i64>() else {
         return Ok(None);
     };
-    let row: Option<(Option<i64>, String)> = ch::table
-        .filter(ch::id.eq(id))
-        .filter(ch::kind.eq(CHALLENGE_LOGIN))
-        .filter(ch::expires_at.gt(now))
-        .select((ch::user_id, ch::state_json))
-        .first(c)
-        .optional()?;
-    let Some((Some(user_id), json)) = row else {
+    let Some(row) = challenges::find_live(c, id, CHALLENGE_LOGIN, now)? else {
         return Ok(None);
     };
-    let Ok(state) = serde_json::from_str::<LoginChallenge>(&json) else {
+    let Some(user_id) = row.user_id else {
+        return Ok(None);
+    };
+    let Ok(state) = serde_json::from_str::<LoginChallenge>(&row.state_json) else {
         return Ok(None);
     };
     let presented = hex::encode(Sha256::digest(secret.as_bytes()));
@@ -287,26 +237,13 @@ pub fn find_login_challenge(
 /// `attempts = attempts + 1` guarded by the limit, so parallel guesses each use one up. Answers
 /// whether an attempt was left.
 pub fn claim_attempt(c: &mut DbConnection, id: i64) -> Result<bool, DbError> {
-    let n = diesel::update(
-        ch::table
-            .filter(ch::id.eq(id))
-            .filter(ch::attempts.lt(CHALLENGE_MAX_ATTEMPTS)),
-    )
-    .set(ch::attempts.eq(ch::attempts + 1))
-    .execute(c)?;
-    Ok(n == 1)
+    challenges::claim_attempt(c, id, CHALLENGE_MAX_ATTEMPTS)
 }
 
 /// After a wrong answer: the challenge dies once its attempts are used up. Answers whether it is
 /// still alive.
 pub fn fail_login_challenge(c: &mut DbConnection, id: i64) -> Result<bool, DbError> {
-    let spent = diesel::delete(
-        ch::table
-            .filter(ch::id.eq(id))
-            .filter(ch::attempts.ge(CHALLENGE_MAX_ATTEMPTS)),
-    )
-    .execute(c)?;
-    Ok(spent == 0)
+    challenges::delete_if_spent(c, id, CHALLENGE_MAX_ATTEMPTS)
 }
 
 /// Stores (or, with `None`, ends) the WebAuthn ceremony started on a sign-in challenge.
@@ -317,16 +254,13 @@ pub fn set_login_webauthn(
     webauthn: Option<serde_json::Value>,
 ) -> Result<(), DbError> {
     state.webauthn = webauthn;
-    diesel::update(ch::table.filter(ch::id.eq(id)))
-        .set(ch::state_json.eq(serde_json::to_string(&state).unwrap_or_default()))
-        .execute(c)?;
-    Ok(())
+    challenges::set_state(c, id, &serde_json::to_string(&state).unwrap_or_default())
 }
 
 /// Ends a challenge (used or abandoned). Answers whether this call removed it, so only one of
 /// two racing completions wins.
 pub fn end_challenge(c: &mut DbConnection, id: i64) -> Result<bool, DbError> {
-    Ok(diesel::delete(ch::table.filter(ch::id.eq(id))).execute(c)? == 1)
+    challenges::delete(c, id)
 }
 
 /// An SVG QR code of `text` (the otpauth URL) for authenticator apps.

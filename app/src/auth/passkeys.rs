@@ -7,10 +7,10 @@
 //! authenticator shows up as a counter that goes backwards and is refused.
 
 use crate::config::{Config, TlsMode};
-use crate::db::schema::{auth_challenges as ch, user_credentials as uc};
+use crate::db::challenges::{self, NewChallenge};
+use crate::db::credentials::{self, NewCredential};
 use crate::db::{DbConnection, DbError};
 use chrono::NaiveDateTime;
-use diesel::prelude::*;
 use std::net::SocketAddr;
 use webauthn_rs::prelude::{
     CredentialID, Passkey, PasskeyRegistration, Url, Uuid, Webauthn, WebauthnBuilder,
@@ -57,14 +57,10 @@ pub fn user_handle(user_id: i64) -> Uuid {
 
 /// The user's registered passkeys: (credential row id, passkey).
 pub fn passkeys(c: &mut DbConnection, user_id: i64) -> Result<Vec<(i64, Passkey)>, DbError> {
-    let rows: Vec<(i64, String)> = uc::table
-        .filter(uc::user_id.eq(user_id))
-        .filter(uc::kind.eq(crate::auth::mfa::KIND_WEBAUTHN))
-        .filter(uc::confirmed.eq(true))
-        .select((uc::id, uc::data))
-        .load(c)?;
+    let rows = credentials::confirmed_of_kind(c, user_id, credentials::KIND_WEBAUTHN)?;
     Ok(rows
         .into_iter()
+        .map(|cred| (cred.id, cred.data))
         .filter_map(|(id, json)| match serde_json::from_str::<Passkey>(&json) {
             Ok(p) => Some((id, p)),
             Err(e) => {
@@ -100,17 +96,16 @@ pub fn start_registration(
     now: NaiveDateTime,
 ) -> Result<i64, DbError> {
     let json = serde_json::to_string(reg).map_err(|e| DbError::Task(e.to_string()))?;
-    diesel::delete(ch::table.filter(ch::expires_at.lt(now))).execute(c)?;
-    Ok(diesel::insert_into(ch::table)
-        .values((
-            ch::user_id.eq(user_id),
-            ch::kind.eq(CHALLENGE_REGISTER),
-            ch::state_json.eq(json),
-            ch::expires_at.eq(now + CEREMONY_TTL),
-            ch::created_at.eq(now),
-        ))
-        .returning(ch::id)
-        .get_result(c)?)
+    challenges::insert(
+        c,
+        &NewChallenge {
+            user_id: Some(user_id),
+            kind: CHALLENGE_REGISTER,
+            state_json: &json,
+            expires_at: now + CEREMONY_TTL,
+            created_at: now,
+        },
+    )
 }
 
 /// Takes (reads and deletes) the user's live registration ceremony `id`.
@@ -120,23 +115,8 @@ pub fn take_registration(
     id: i64,
     now: NaiveDateTime,
 ) -> Result<Option<Registration>, DbError> {
-    c.transaction(|c| {
-        let json: Option<String> = ch::table
-            .filter(ch::id.eq(id))
-            .filter(ch::user_id.eq(user_id))
-            .filter(ch::kind.eq(CHALLENGE_REGISTER))
-            .filter(ch::expires_at.gt(now))
-            .select(ch::state_json)
-            .first(c)
-            .optional()?;
-        let Some(json) = json else {
-            return Ok(None);
-        };
-        if diesel::delete(ch::table.filter(ch::id.eq(id))).execute(c)? != 1 {
-            return Ok(None);
-        }
-        Ok(serde_json::from_str(&json).ok())
-    })
+    let row = challenges::take_live_of_user(c, id, user_id, CHALLENGE_REGISTER, now)?;
+    Ok(row.and_then(|r| serde_json::from_str(&r.state_json).ok()))
 }
 
 /// Stores a newly registered passkey; answers its credential row id.
@@ -148,17 +128,17 @@ pub fn store(
     now: NaiveDateTime,
 ) -> Result<i64, DbError> {
     let json = serde_json::to_string(key).map_err(|e| DbError::Task(e.to_string()))?;
-    Ok(diesel::insert_into(uc::table)
-        .values((
-            uc::user_id.eq(user_id),
-            uc::kind.eq(crate::auth::mfa::KIND_WEBAUTHN),
-            uc::name.eq(name),
-            uc::data.eq(json),
-            uc::confirmed.eq(true),
-            uc::created_at.eq(now),
-        ))
-        .returning(uc::id)
-        .get_result(c)?)
+    credentials::insert(
+        c,
+        &NewCredential {
+            user_id,
+            kind: credentials::KIND_WEBAUTHN,
+            name,
+            data: &json,
+            confirmed: true,
+            created_at: now,
+        },
+    )
 }
 
 /// Saves a passkey after use (its counter and backup state moved).
@@ -169,8 +149,5 @@ pub fn save_used(
     now: NaiveDateTime,
 ) -> Result<(), DbError> {
     let json = serde_json::to_string(key).map_err(|e| DbError::Task(e.to_string()))?;
-    diesel::update(uc::table.filter(uc::id.eq(id)))
-        .set((uc::data.eq(json), uc::last_used_at.eq(now)))
-        .execute(c)?;
-    Ok(())
+    credentials::set_data_used(c, id, &json, now)
 }

@@ -3,9 +3,8 @@
 //! `POST /api/v1/setup` with that token creates the first Admin; the token is then dead and the
 //! file removed. A restart before setup reuses the file (and does not print the token again).
 
-use crate::db::schema::users;
 use crate::db::{Database, DbError};
-use diesel::prelude::*;
+use chrono::NaiveDateTime;
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -48,7 +47,7 @@ impl SetupGate {
     /// Opens the gate on a database without users; closes (and cleans up) otherwise.
     pub async fn prepare(db: &Database, data_dir: &std::path::Path) -> Result<Self, SetupError> {
         let file = data_dir.join(TOKEN_FILE);
-        let users: i64 = db.run(|c| Ok(users::table.count().get_result(c)?)).await?;
+        let users: i64 = db.run(crate::db::users::count).await?;
         if users > 0 {
             let _ = std::fs::remove_file(&file);
             return Ok(Self {
@@ -104,6 +103,7 @@ impl SetupGate {
         username: &str,
         display_name: &str,
         password: &str,
+        now: NaiveDateTime,
     ) -> Result<i64, SetupError> {
         let taken = {
             let mut slot = self.lock();
@@ -114,7 +114,7 @@ impl SetupGate {
             }
         };
         let result = self
-            .create_admin(db, username, display_name, password)
+            .create_admin(db, username, display_name, password, now)
             .await;
         match &result {
             Ok(_) => {
@@ -132,6 +132,7 @@ impl SetupGate {
         username: &str,
         display_name: &str,
         password: &str,
+        now: NaiveDateTime,
     ) -> Result<i64, SetupError> {
         let username = username.trim().to_owned();
         if !valid_username(&username) {
@@ -158,25 +159,13 @@ impl SetupGate {
             .map_err(|e| SetupError::Internal(e.to_string()))?;
         let id = db
             .run(move |c| {
-                let now = chrono::Utc::now().naive_utc();
-                c.transaction(|c| {
-                    let existing: i64 = users::table.count().get_result(c)?;
-                    if existing > 0 {
+                crate::db::transaction(c, |c| {
+                    if crate::db::users::count(c)? > 0 {
                         return Ok(None);
                     }
-                    let id = crate::db::users::insert_local(
-                        c,
-                        &crate::db::users::NewLocalUser {
-                            username: &username,
-                            display_name: &display,
-                            email: None,
-                            password_hash: &phc,
-                            role: "admin",
-                            mfa_required: false,
-                        },
-                        now,
-                    )?;
-                    Ok(Some(id))
+                    let new =
+                        crate::db::users::NewUser::local(&username, &display, &phc, "admin", now);
+                    Ok(Some(super::users::insert_account(c, &new)?))
                 })
             })
             .await?;

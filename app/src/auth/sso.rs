@@ -9,10 +9,10 @@
 //! every sign-in, so the directory stays the source of truth. Local accounts keep working when
 //! the identity provider is down (break-glass Admin).
 
-use crate::db::schema::{auth_challenges as ch, user_groups, users};
+use crate::db::challenges::{self, NewChallenge};
+use crate::db::users::NewUser;
 use crate::db::{DbConnection, DbError};
 use chrono::NaiveDateTime;
-use diesel::prelude::*;
 use openidconnect::core::{
     CoreAuthDisplay, CoreAuthPrompt, CoreErrorResponseType, CoreGenderClaim, CoreJsonWebKey,
     CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm, CoreProviderMetadata,
@@ -297,16 +297,16 @@ pub fn start(
     let secret = hex::encode(crate::auth::mfa::random_bytes::<32>()?);
     let binding = hex::encode(crate::auth::mfa::random_bytes::<32>()?);
     let (pkce_challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-    diesel::delete(ch::table.filter(ch::expires_at.lt(now))).execute(c)?;
-    let id: i64 = diesel::insert_into(ch::table)
-        .values((
-            ch::kind.eq(CHALLENGE),
-            ch::state_json.eq("{}"),
-            ch::expires_at.eq(now + FLOW_TTL),
-            ch::created_at.eq(now),
-        ))
-        .returning(ch::id)
-        .get_result(c)?;
+    let id = challenges::insert(
+        c,
+        &NewChallenge {
+            user_id: None,
+            kind: CHALLENGE,
+            state_json: "{}",
+            expires_at: now + FLOW_TTL,
+            created_at: now,
+        },
+    )?;
     let state = format!("{id}.{secret}");
     let mut req = client
         .authorize_url(
@@ -330,12 +330,11 @@ pub fn start(
         nonce: nonce.secret().clone(),
         pkce_verifier: verifier.secret().clone(),
     };
-    diesel::update(ch::table.filter(ch::id.eq(id)))
-        .set(
-            ch::state_json
-                .eq(serde_json::to_string(&flow).map_err(|e| DbError::Task(e.to_string()))?),
-        )
-        .execute(c)?;
+    challenges::set_state(
+        c,
+        id,
+        &serde_json::to_string(&flow).map_err(|e| DbError::Task(e.to_string()))?,
+    )?;
     Ok(Started { url, binding })
 }
 
@@ -352,16 +351,11 @@ pub fn take(
     let Ok(id) = id.parse::<i64>() else {
         return Ok(Err("malformed state"));
     };
-    c.transaction(|c| {
-        let row: Option<(String, NaiveDateTime)> = ch::table
-            .filter(ch::id.eq(id))
-            .filter(ch::kind.eq(CHALLENGE))
-            .select((ch::state_json, ch::expires_at))
-            .first(c)
-            .optional()?;
-        let Some((json, expires)) = row else {
+    crate::db::transaction(c, |c| {
+        let Some(row) = challenges::find(c, id, CHALLENGE)? else {
             return Ok(Err("unknown or used state"));
         };
+        let (json, expires) = (row.state_json, row.expires_at);
         let Ok(flow) = serde_json::from_str::<Flow>(&json) else {
             return Ok(Err("unknown or used state"));
         };
@@ -369,7 +363,7 @@ pub fn take(
             return Ok(Err("state does not match"));
         }
         // Single use from here on, whatever the outcome.
-        diesel::delete(ch::table.filter(ch::id.eq(id))).execute(c)?;
+        challenges::delete(c, id)?;
         if expires <= now {
             return Ok(Err("the sign-in took too long"));
         }
@@ -500,11 +494,7 @@ fn username_for(c: &mut DbConnection, login: &str) -> Result<String, DbError> {
         } else {
             format!("{base}-{n}")
         };
-        let taken: i64 = users::table
-            .filter(users::username.eq(&candidate))
-            .count()
-            .get_result(c)?;
-        if taken == 0 {
+        if !crate::db::users::name_taken(c, &candidate)? {
             return Ok(candidate);
         }
     }
@@ -512,90 +502,52 @@ fn username_for(c: &mut DbConnection, login: &str) -> Result<String, DbError> {
 }
 
 /// Finds or creates the account for this identity and sets its role and groups from the
-/// mapping. Answers (user id, user name, role), or `None` when the account is disabled.
+/// mapping (the last enabled Admin stays Admin; groups deleted since are skipped). Answers
+/// (user id, user name, role), or `None` when the account is disabled.
 pub fn provision(
     c: &mut DbConnection,
     who: &SsoIdentity,
-    mut role: &str,
+    role: &str,
     groups: &[i64],
     now: NaiveDateTime,
 ) -> Result<Option<(i64, String, String)>, DbError> {
-    c.transaction(|c| {
-        let existing: Option<(i64, String, bool)> = users::table
-            .filter(users::sso_issuer.eq(&who.issuer))
-            .filter(users::sso_subject.eq(&who.subject))
-            .select((users::id, users::username, users::is_disabled))
-            .first(c)
-            .optional()?;
+    use crate::auth::users::{self as accounts, UserError};
+    let provisioned = crate::db::transaction(c, |c| {
+        let existing = crate::db::users::find_by_sso(c, &who.issuer, &who.subject)?;
         let display = who.name.clone().unwrap_or_else(|| who.login.clone());
-        let (id, name) = match existing {
-            Some((_, _, true)) => return Ok(None),
-            Some((id, name, false)) => {
-                // Never demote the last enabled Admin from the directory's side: the manager
-                // would be left without anyone to administer it.
-                let current: String = users::table
-                    .filter(users::id.eq(id))
-                    .select(users::role)
-                    .first(c)?;
-                let others: i64 = users::table
-                    .filter(users::role.eq("admin"))
-                    .filter(users::is_disabled.eq(false))
-                    .filter(users::id.ne(id))
-                    .count()
-                    .get_result(c)?;
-                if current == "admin" && role != "admin" && others == 0 {
-                    role = "admin";
-                }
-                diesel::update(users::table.filter(users::id.eq(id)))
-                    .set((
-                        users::role.eq(role),
-                        users::display_name.eq(&display),
-                        users::email.eq(&who.email),
-                        users::updated_at.eq(now),
-                    ))
-                    .execute(c)?;
-                (id, name)
+        let (id, name, role) = match existing {
+            Some(u) if u.is_disabled => return Ok(None),
+            Some(u) => {
+                let role = accounts::sso_role(c, &u, role)?;
+                crate::db::users::update(
+                    c,
+                    u.id,
+                    &crate::db::users::UserUpdate {
+                        role: Some(role.to_owned()),
+                        display_name: Some(display),
+                        email: Some(who.email.clone()),
+                        updated_at: Some(now),
+                        ..Default::default()
+                    },
+                )?;
+                (u.id, u.username, role)
             }
             None => {
                 let name = username_for(c, &who.login)?;
-                let id: i64 = diesel::insert_into(users::table)
-                    .values((
-                        users::username.eq(&name),
-                        users::display_name.eq(&display),
-                        users::email.eq(&who.email),
-                        users::role.eq(role),
-                        users::is_disabled.eq(false),
-                        users::mfa_required.eq(false),
-                        users::sso_issuer.eq(&who.issuer),
-                        users::sso_subject.eq(&who.subject),
-                        users::failed_logins.eq(0_i64),
-                        users::created_at.eq(now),
-                        users::updated_at.eq(now),
-                    ))
-                    .returning(users::id)
-                    .get_result(c)?;
-                (id, name)
+                let mut new = NewUser::sso(&name, &display, role, &who.issuer, &who.subject, now);
+                new.email = who.email.as_deref();
+                let id = accounts::insert_account(c, &new)?;
+                (id, name, role)
             }
         };
-        diesel::delete(user_groups::table.filter(user_groups::user_id.eq(id))).execute(c)?;
-        for g in groups {
-            // Mappings may name a group deleted since: skip it rather than fail the sign-in.
-            let exists: i64 = crate::db::schema::host_groups::table
-                .filter(crate::db::schema::host_groups::id.eq(g))
-                .count()
-                .get_result(c)?;
-            if exists > 0 {
-                diesel::insert_into(user_groups::table)
-                    .values((
-                        user_groups::user_id.eq(id),
-                        user_groups::group_id.eq(g),
-                        user_groups::created_at.eq(now),
-                    ))
-                    .execute(c)?;
-            }
-        }
-        Ok(Some((id, name, role.to_owned())))
-    })
+        accounts::replace_groups(c, id, groups, true, now)?;
+        Ok::<_, UserError>(Some((id, name, role.to_owned())))
+    });
+    match provisioned {
+        Ok(p) => Ok(p),
+        Err(UserError::Db(e)) => Err(e),
+        Err(e) => Err(DbError::Inconsistent(e.to_string())),
+    }
 }
 
 #[cfg(test)]
@@ -677,5 +629,49 @@ mod tests {
         let mut s = settings();
         s.mappings[0].role = "root".into();
         assert_eq!(validate(&s).unwrap_err().0, "mappings");
+    }
+
+    #[test]
+    fn provisioning_keeps_the_last_admin_and_skips_missing_groups() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::db::Database::open(
+            &crate::config::DatabaseTarget::Sqlite(dir.path().join("t.db")),
+            2,
+            std::time::Duration::from_secs(5),
+        )
+        .unwrap();
+        let c = &mut *db.conn().unwrap();
+        let now = chrono::DateTime::from_timestamp(1_800_000_000, 0)
+            .unwrap()
+            .naive_utc();
+        let who = SsoIdentity {
+            issuer: "https://idp.example".into(),
+            subject: "s-1".into(),
+            login: "Ada@Example.com".into(),
+            name: Some("Ada".into()),
+            email: Some("ada@example.com".into()),
+            claims: GroupClaims::default(),
+        };
+        let (id, name, role) = provision(c, &who, "admin", &[], now).unwrap().unwrap();
+        assert_eq!((name.as_str(), role.as_str()), ("ada-example.com", "admin"));
+        // The directory demotes the only Admin: refused, the account stays Admin.
+        let (again, _, role) = provision(c, &who, "operator", &[7], now).unwrap().unwrap();
+        assert_eq!((again, role.as_str()), (id, "admin"));
+        let user = crate::db::users::find(c, id).unwrap().unwrap();
+        assert_eq!(user.email.as_deref(), Some("ada@example.com"));
+        assert!(
+            crate::db::users::group_links(c).unwrap().is_empty(),
+            "a group deleted since is skipped"
+        );
+        crate::db::users::update(
+            c,
+            id,
+            &crate::db::users::UserUpdate {
+                is_disabled: Some(true),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(provision(c, &who, "admin", &[], now).unwrap(), None);
     }
 }

@@ -6,11 +6,10 @@
 //! shares them. Verification accepts EdDSA only (the algorithm in the header is never trusted),
 //! requires a known `kid`, and checks issuer, audience and expiry.
 
-use crate::db::schema::signing_keys as k;
+use crate::db::signing_keys::{self as keys, NewSigningKey};
 use crate::db::{DbConnection, DbError};
 use crate::secrets::SecretBox;
 use chrono::{Duration, NaiveDateTime};
-use diesel::prelude::*;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -98,9 +97,7 @@ fn unseal(
     let sealed = secrets
         .seal(&seal_context(kid), &stored)
         .map_err(|e| DbError::Inconsistent(e.to_string()))?;
-    diesel::update(k::table.filter(k::kid.eq(kid)))
-        .set(k::private_key.eq(sealed.as_bytes()))
-        .execute(conn)?;
+    keys::set_private(conn, kid, sealed.as_bytes())?;
     Ok(stored)
 }
 
@@ -111,18 +108,11 @@ pub fn load_keys(
     secrets: &SecretBox,
     now: NaiveDateTime,
 ) -> Result<TokenKeys, DbError> {
-    conn.transaction(|conn| {
-        let current: Option<(String, Vec<u8>)> = k::table
-            .filter(k::not_after.gt(now))
-            .filter(k::retired_at.is_null())
-            .order(k::not_after.desc())
-            .select((k::kid, k::private_key))
-            .first(conn)
-            .optional()?;
-        let (signing_kid, private) = match current {
-            Some((kid, stored)) => {
-                let private = unseal(conn, secrets, &kid, stored)?;
-                (kid, private)
+    crate::db::transaction(conn, |conn| {
+        let (signing_kid, private) = match keys::current(conn, now)? {
+            Some(key) => {
+                let private = unseal(conn, secrets, &key.kid, key.private_key)?;
+                (key.kid, private)
             }
             None => {
                 use ring::rand::SystemRandom;
@@ -136,31 +126,28 @@ pub fn load_keys(
                 let sealed = secrets
                     .seal(&seal_context(&kid), pkcs8.as_ref())
                     .map_err(|e| DbError::Inconsistent(e.to_string()))?;
-                diesel::insert_into(k::table)
-                    .values((
-                        k::kid.eq(&kid),
-                        k::algorithm.eq("EdDSA"),
-                        k::private_key.eq(sealed.as_bytes()),
-                        k::public_key.eq(pair.public_key().as_ref()),
-                        k::created_at.eq(now),
-                        k::not_after.eq(now + KEY_SIGNING_LIFETIME),
-                    ))
-                    .execute(conn)?;
+                keys::insert(
+                    conn,
+                    &NewSigningKey {
+                        kid: &kid,
+                        algorithm: "EdDSA",
+                        private_key: sealed.as_bytes(),
+                        public_key: pair.public_key().as_ref(),
+                        created_at: now,
+                        not_after: now + KEY_SIGNING_LIFETIME,
+                    },
+                )?;
                 (kid, pkcs8.as_ref().to_vec())
             }
         };
         // Every key whose tokens may still be alive.
-        let verifying: Vec<(String, Vec<u8>)> = k::table
-            .filter(k::not_after.gt(now - ACCESS_TTL))
-            .filter(k::retired_at.is_null())
-            .select((k::kid, k::public_key))
-            .load(conn)?;
+        let verifying = keys::verifying(conn, now - ACCESS_TTL)?;
         Ok(TokenKeys {
             signing: EncodingKey::from_ed_der(&private),
             signing_kid,
             verifying: verifying
                 .into_iter()
-                .map(|(kid, public)| (kid, DecodingKey::from_ed_der(&public)))
+                .map(|key| (key.kid, DecodingKey::from_ed_der(&key.public_key)))
                 .collect(),
         })
     })

@@ -11,12 +11,15 @@
 
 pub mod audit;
 pub mod certificates;
+pub mod challenges;
+pub mod credentials;
 pub mod enrollment;
 pub mod hosts;
 pub mod schema;
 pub mod scope;
 pub mod sessions;
 pub mod settings;
+pub mod signing_keys;
 pub mod stats;
 pub mod transaction;
 

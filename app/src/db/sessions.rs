@@ -46,15 +46,30 @@ pub struct Issued {
     pub token: String,
 }
 
-/// (id, user, family, expiry, revocation reason, user agent) of a stored token.
-type TokenRow = (
-    i64,
-    i64,
-    String,
-    NaiveDateTime,
-    Option<String>,
-    Option<String>,
-);
+/// What a rotation reads of a stored token.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = r)]
+struct TokenRow {
+    id: i64,
+    user_id: i64,
+    family_id: String,
+    expires_at: NaiveDateTime,
+    revoked_reason: Option<String>,
+    user_agent: Option<String>,
+}
+
+/// A refresh token to store.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = r)]
+struct NewToken<'a> {
+    user_id: i64,
+    family_id: &'a str,
+    token_hash: String,
+    issued_at: NaiveDateTime,
+    expires_at: NaiveDateTime,
+    user_agent: Option<String>,
+    source_ip: Option<&'a str>,
+}
 
 fn hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
@@ -79,15 +94,15 @@ fn insert(
     now: NaiveDateTime,
 ) -> Result<i64, DbError> {
     Ok(diesel::insert_into(r::table)
-        .values((
-            r::user_id.eq(user_id),
-            r::family_id.eq(family),
-            r::token_hash.eq(hash(token)),
-            r::issued_at.eq(now),
-            r::expires_at.eq(now + IDLE_TIMEOUT),
-            r::user_agent.eq(ua.map(|s| s.chars().take(256).collect::<String>())),
-            r::source_ip.eq(ip),
-        ))
+        .values(NewToken {
+            user_id,
+            family_id: family,
+            token_hash: hash(token),
+            issued_at: now,
+            expires_at: now + IDLE_TIMEOUT,
+            user_agent: ua.map(|s| s.chars().take(256).collect::<String>()),
+            source_ip: ip,
+        })
         .returning(r::id)
         .get_result(conn)?)
 }
@@ -120,17 +135,18 @@ pub fn rotate(
     conn.transaction(|conn| {
         let row: Option<TokenRow> = r::table
             .filter(r::token_hash.eq(hash(presented)))
-            .select((
-                r::id,
-                r::user_id,
-                r::family_id,
-                r::expires_at,
-                r::revoked_reason,
-                r::user_agent,
-            ))
+            .select(TokenRow::as_select())
             .first(conn)
             .optional()?;
-        let Some((id, user_id, family, expires_at, revoked, ua)) = row else {
+        let Some(TokenRow {
+            id,
+            user_id,
+            family_id: family,
+            expires_at,
+            revoked_reason: revoked,
+            user_agent: ua,
+        }) = row
+        else {
             return Ok(Err(RefreshError::Unknown));
         };
         match revoked.as_deref() {
@@ -141,10 +157,7 @@ pub fn rotate(
             Some(_) => return Ok(Err(RefreshError::Revoked)),
             None => {}
         }
-        let started: Option<NaiveDateTime> = r::table
-            .filter(r::family_id.eq(&family))
-            .select(diesel::dsl::min(r::issued_at))
-            .first(conn)?;
+        let started = started_at(conn, &family)?;
         if expires_at <= now || started.is_some_and(|s| s + MAX_LIFETIME <= now) {
             revoke_family(conn, &family, "expired", now)?;
             return Ok(Err(RefreshError::Expired));
@@ -217,6 +230,31 @@ pub fn is_active(
 ) -> Result<bool, DbError> {
     let live: i64 = r::table
         .filter(r::family_id.eq(family))
+        .filter(r::revoked_at.is_null())
+        .filter(r::expires_at.gt(now))
+        .count()
+        .get_result(conn)?;
+    Ok(live > 0)
+}
+
+/// When a session began (its first token was issued); `None` for an unknown session.
+pub fn started_at(conn: &mut DbConnection, family: &str) -> Result<Option<NaiveDateTime>, DbError> {
+    Ok(r::table
+        .filter(r::family_id.eq(family))
+        .select(diesel::dsl::min(r::issued_at))
+        .first(conn)?)
+}
+
+/// Whether session `family` of `user_id` is still alive.
+pub fn is_active_for(
+    conn: &mut DbConnection,
+    family: &str,
+    user_id: i64,
+    now: NaiveDateTime,
+) -> Result<bool, DbError> {
+    let live: i64 = r::table
+        .filter(r::family_id.eq(family))
+        .filter(r::user_id.eq(user_id))
         .filter(r::revoked_at.is_null())
         .filter(r::expires_at.gt(now))
         .count()

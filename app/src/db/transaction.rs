@@ -29,3 +29,14 @@ where
             Failure::Diesel(e) => E::from(DbError::Query(e)),
         })
 }
+
+/// Runs `f` on a pooled connection on the blocking pool (like [`super::Database::run`]) for a
+/// service whose errors are its own.
+pub async fn run<T, E, F>(db: &super::Database, f: F) -> Result<T, E>
+where
+    E: From<DbError> + Send + 'static,
+    T: Send + 'static,
+    F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+{
+    db.run(move |c| Ok(f(c))).await?
+}

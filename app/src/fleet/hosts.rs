@@ -1,9 +1,9 @@
 //! Hosts and groups, always within the caller's [`Scope`]: Operators see the hosts of their
 //! groups and nothing else (not even other groups' names), Admins everything.
 
-use crate::api::rfc3339;
 use crate::audit::Requester;
 use crate::auth::access::Scope;
+use crate::clock::rfc3339;
 use crate::db::hosts::{self as store, HostRow, MembershipName, NewHostGroup};
 use crate::db::{certificates, DbConnection, DbError};
 use crate::error::AppError;

@@ -10,6 +10,7 @@ pub mod allow_list;
 pub mod errors;
 pub mod gate;
 pub mod middleware;
+pub mod rate;
 
 use crate::api;
 use crate::state::AppState;

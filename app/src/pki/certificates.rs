@@ -4,8 +4,8 @@
 //! requester; the steps themselves are audited by [`renewal`](super::renewal) and
 //! [`rotation`](super::rotation).
 
-use crate::api::rfc3339;
 use crate::audit::Requester;
+use crate::clock::rfc3339;
 use crate::db::certificates::{self as store, CertificateRow};
 use crate::error::AppError;
 use crate::pki::{renewal, rotation, CertKind};

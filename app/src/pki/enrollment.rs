@@ -12,8 +12,8 @@
 //! or nothing is. A refused token answers a generic 401 and the precise reason (unknown, used,
 //! expired) goes to the audit log.
 
-use crate::api::rfc3339;
 use crate::audit::Requester;
+use crate::clock::rfc3339;
 use crate::config::Config;
 use crate::db::audit::{NewAuditEntry, Outcome};
 use crate::db::enrollment::{self as store, EnrollmentTokenRow, NewEnrollmentToken};

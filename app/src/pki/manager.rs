@@ -49,14 +49,15 @@ impl std::fmt::Debug for ManagerPki {
     }
 }
 
-/// Loads or creates the CA and the manager's certificates. Runs at start, before the
-/// application's clock exists, so it reads the system time once.
+/// Loads or creates the CA and the manager's certificates at start; `now` is the application
+/// clock's time for the records it writes. (Certificate validity itself is always the system
+/// time: peers check it against their own clocks.)
 pub async fn prepare(
     config: &Config,
     db: &Database,
     audit: &AuditLog,
+    now: chrono::NaiveDateTime,
 ) -> Result<ManagerPki, CertsError> {
-    let now = chrono::Utc::now().naive_utc();
     let data = config.data.dir.clone();
     let (ca, created) = tokio::task::spawn_blocking(move || {
         Ca::load_or_create(&data.join("ca"), "Linux Patch Manager CA")
