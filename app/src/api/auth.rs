@@ -10,40 +10,19 @@
 use crate::api::AppError;
 use crate::auth::access::Caller;
 use crate::auth::identity::{ACCESS_COOKIE, CSRF_COOKIE, REFRESH_COOKIE};
-use crate::auth::login::{self, Origin, PasswordStep, SignedUser};
+use crate::auth::login::{self, Origin, PasswordStep, SignedIn, SignedUser};
 use crate::auth::{mfa, tokens};
-use crate::db::audit::Outcome;
 use crate::db::sessions;
 use crate::state::AppState;
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::{web, HttpRequest, HttpResponse};
-use chrono::{Duration, NaiveDateTime};
+use chrono::Duration;
 use shared::auth::{
     ClientKind, LoginRequest, LoginResult, Me, MfaChallenge, MfaLoginRequest, RefreshRequest,
     SessionInfo,
 };
 
-pub use crate::auth::login::{lock_minutes, SecondStep};
-
-/// Audits a sign-in event of this request.
-pub(crate) async fn audit(
-    state: &AppState,
-    req: &HttpRequest,
-    actor: &str,
-    action: &str,
-    outcome: Outcome,
-    details: serde_json::Value,
-) {
-    login::audit(
-        state,
-        req.peer_addr().map(|a| a.ip()),
-        actor,
-        action,
-        outcome,
-        details,
-    )
-    .await;
-}
+pub use crate::auth::login::lock_minutes;
 
 fn cookie(
     name: &'static str,
@@ -70,6 +49,11 @@ fn random_hex() -> Result<String, AppError> {
         .fill(&mut b)
         .map_err(|_| AppError::Internal("random generator failed".into()))?;
     Ok(hex::encode(b))
+}
+
+/// The answer to a sign-in that became a session (after a second factor).
+pub(crate) fn signed_in_answer(s: SignedIn) -> Result<HttpResponse, AppError> {
+    session_answer(s.client, s.user, s.access, s.refresh)
 }
 
 fn session_answer(
@@ -165,47 +149,6 @@ pub async fn login(
     }
 }
 
-/// The second factors a user can sign in with.
-pub(crate) fn second_factor_methods(
-    c: &mut crate::db::DbConnection,
-    user_id: i64,
-) -> Result<Vec<String>, crate::db::DbError> {
-    login::second_factor_methods(c, user_id)
-}
-
-/// Ends a successful sign-in (after the password, or after the second factor): resets the
-/// failure counter, starts the session, issues the tokens and audits it.
-pub(crate) async fn complete_sign_in(
-    state: &AppState,
-    req: &HttpRequest,
-    user: (i64, String, String),
-    client: ClientKind,
-    method: &str,
-) -> Result<HttpResponse, AppError> {
-    let user = SignedUser {
-        id: user.0,
-        name: user.1,
-        role: user.2,
-    };
-    let (access, refresh) = login::open_session(state, &Origin::of(req), &user, method).await?;
-    session_answer(client, user, access, refresh)
-}
-
-/// Starts the session of a user who passed every check. Answers (access token, refresh token).
-pub(crate) async fn open_session(
-    state: &AppState,
-    req: &HttpRequest,
-    user: &(i64, String, String),
-    method: &str,
-) -> Result<(String, String), AppError> {
-    let user = SignedUser {
-        id: user.0,
-        name: user.1.clone(),
-        role: user.2.clone(),
-    };
-    Ok(login::open_session(state, &Origin::of(req), &user, method).await?)
-}
-
 /// `POST /api/v1/auth/login/mfa`: the second step, with a TOTP code or a recovery code.
 pub async fn login_mfa(
     state: web::Data<AppState>,
@@ -213,119 +156,15 @@ pub async fn login_mfa(
     body: web::Json<MfaLoginRequest>,
 ) -> Result<HttpResponse, AppError> {
     let body = body.into_inner();
-    let now = state.clock.now();
-    let unix = state.clock.unix();
-    let refused = || {
-        AppError::Unauthorized("wrong or expired code; sign in again if it keeps failing".into())
-    };
-    let SecondStep {
-        challenge_id,
-        user_id,
-        challenge,
-        name,
-        role,
-    } = second_step(&state, &req, &body.mfa_token, "totp", true, refused()).await?;
-    let secrets = state.secrets.clone();
-    let (ok, method) = match (body.code, body.recovery_code) {
-        (Some(code), None) => {
-            let account = name.clone();
-            let ok = state
-                .db
-                .run(move |c| login::check_totp(c, &secrets, user_id, &account, &code, unix, now))
-                .await?;
-            (ok, "totp")
-        }
-        (None, Some(code)) => (
-            state
-                .db
-                .run(move |c| mfa::consume_recovery_code(c, user_id, &code, now))
-                .await?,
-            "recovery_code",
-        ),
-        _ => {
-            return Err(AppError::BadRequest {
-                code: "validation_failed",
-                message: "send exactly one of code or recovery_code".into(),
-                details: serde_json::Value::Null,
-            })
-        }
-    };
-    if !ok {
-        let alive = state
-            .db
-            .run(move |c| mfa::fail_login_challenge(c, challenge_id))
-            .await?;
-        let reason = row_failure_update(&state, &name, now)
-            .await?
-            .unwrap_or_default();
-        audit(
-            &state,
-            &req,
-            &name,
-            "auth.mfa",
-            Outcome::Denied,
-            serde_json::json!({ "method": method, "reason": format!("wrong or replayed code; {reason}"), "challenge_alive": alive }),
-        )
-        .await;
-        return Err(refused());
-    }
-    // Only one of two racing completions may turn the challenge into a session.
-    if !state
-        .db
-        .run(move |c| mfa::end_challenge(c, challenge_id))
-        .await?
-    {
-        return Err(refused());
-    }
-    if method == "recovery_code" {
-        audit(
-            &state,
-            &req,
-            &name,
-            "mfa.recovery_code_used",
-            Outcome::Success,
-            serde_json::Value::Null,
-        )
-        .await;
-    }
-    complete_sign_in(
+    let signed = login::second_factor(
         &state,
-        &req,
-        (user_id, name, role),
-        challenge.client,
-        method,
+        &Origin::of(&req),
+        &body.mfa_token,
+        body.code,
+        body.recovery_code,
     )
-    .await
-}
-
-/// Finds the sign-in challenge `token` names (see [`login::second_step`]); `refused` when it
-/// does not lead on.
-pub(crate) async fn second_step(
-    state: &AppState,
-    req: &HttpRequest,
-    token: &str,
-    method: &str,
-    answering: bool,
-    refused: AppError,
-) -> Result<SecondStep, AppError> {
-    login::second_step(
-        state,
-        req.peer_addr().map(|a| a.ip()),
-        token,
-        method,
-        answering,
-    )
-    .await?
-    .ok_or(refused)
-}
-
-/// Counts a failure against an existing account and locks it when due; answers the audit reason.
-pub(crate) async fn row_failure_update(
-    state: &AppState,
-    username: &str,
-    now: NaiveDateTime,
-) -> Result<Option<String>, AppError> {
-    Ok(login::count_failure(state, username, now).await?)
+    .await?;
+    signed_in_answer(signed)
 }
 
 /// `POST /api/v1/auth/refresh`: rotates the refresh token and issues a new access token.

@@ -476,6 +476,164 @@ pub async fn second_step(
     }))
 }
 
+/// A sign-in that became a session: how to deliver it, who, and the tokens.
+#[derive(Debug)]
+pub struct SignedIn {
+    /// How the session is to be delivered.
+    pub client: ClientKind,
+    /// Who signed in.
+    pub user: SignedUser,
+    /// Access token.
+    pub access: String,
+    /// Refresh token.
+    pub refresh: String,
+}
+
+/// Why the second sign-in step with a code was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SecondFactorError {
+    /// Unknown or expired challenge, wrong or replayed code (not told apart).
+    #[error("wrong or expired code; sign in again if it keeps failing")]
+    Refused,
+    /// Neither or both of a TOTP code and a recovery code.
+    #[error("send exactly one of code or recovery_code")]
+    OneAnswer,
+    /// Starting the session failed.
+    #[error(transparent)]
+    Login(#[from] LoginError),
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<SecondFactorError> for AppError {
+    fn from(e: SecondFactorError) -> Self {
+        match e {
+            SecondFactorError::Refused => AppError::Unauthorized(e.to_string()),
+            SecondFactorError::OneAnswer => AppError::BadRequest {
+                code: "validation_failed",
+                message: e.to_string(),
+                details: serde_json::Value::Null,
+            },
+            SecondFactorError::Login(e) => e.into(),
+            SecondFactorError::Db(e) => AppError::Database(e),
+        }
+    }
+}
+
+/// After a wrong answer to the second step (at `now`): counts a failure against the account
+/// (locking it when due) and audits the refusal with `why`.
+pub async fn wrong_answer(
+    state: &AppState,
+    ip: Option<IpAddr>,
+    name: &str,
+    method: &str,
+    why: &str,
+    challenge_alive: bool,
+    now: NaiveDateTime,
+) -> Result<(), DbError> {
+    let lock = count_failure(state, name, now).await?.unwrap_or_default();
+    audit(
+        state,
+        ip,
+        name,
+        "auth.mfa",
+        Outcome::Denied,
+        serde_json::json!({ "method": method, "reason": format!("{why}; {lock}"), "challenge_alive": challenge_alive }),
+    )
+    .await;
+    Ok(())
+}
+
+/// The second step of `POST /auth/login/mfa`: exactly one of a TOTP `code` and a
+/// `recovery_code` answers the sign-in challenge `token`. A recovery code works once.
+pub async fn second_factor(
+    state: &AppState,
+    origin: &Origin,
+    token: &str,
+    code: Option<String>,
+    recovery_code: Option<String>,
+) -> Result<SignedIn, SecondFactorError> {
+    let now = state.clock.now();
+    let unix = state.clock.unix();
+    let SecondStep {
+        challenge_id,
+        user_id,
+        challenge,
+        name,
+        role,
+    } = second_step(state, origin.ip, token, "totp", true)
+        .await?
+        .ok_or(SecondFactorError::Refused)?;
+    let secrets = state.secrets.clone();
+    let (ok, method) = match (code, recovery_code) {
+        (Some(code), None) => {
+            let account = name.clone();
+            let ok = state
+                .db
+                .run(move |c| check_totp(c, &secrets, user_id, &account, &code, unix, now))
+                .await?;
+            (ok, "totp")
+        }
+        (None, Some(code)) => (
+            state
+                .db
+                .run(move |c| mfa::consume_recovery_code(c, user_id, &code, now))
+                .await?,
+            "recovery_code",
+        ),
+        _ => return Err(SecondFactorError::OneAnswer),
+    };
+    if !ok {
+        let alive = state
+            .db
+            .run(move |c| mfa::fail_login_challenge(c, challenge_id))
+            .await?;
+        wrong_answer(
+            state,
+            origin.ip,
+            &name,
+            method,
+            "wrong or replayed code",
+            alive,
+            now,
+        )
+        .await?;
+        return Err(SecondFactorError::Refused);
+    }
+    // Only one of two racing completions may turn the challenge into a session.
+    if !state
+        .db
+        .run(move |c| mfa::end_challenge(c, challenge_id))
+        .await?
+    {
+        return Err(SecondFactorError::Refused);
+    }
+    if method == "recovery_code" {
+        audit(
+            state,
+            origin.ip,
+            &name,
+            "mfa.recovery_code_used",
+            Outcome::Success,
+            serde_json::Value::Null,
+        )
+        .await;
+    }
+    let user = SignedUser {
+        id: user_id,
+        name,
+        role,
+    };
+    let (access, refresh) = open_session(state, origin, &user, method).await?;
+    Ok(SignedIn {
+        client: challenge.client,
+        user,
+        access,
+        refresh,
+    })
+}
+
 /// Whether `code` is a fresh code of one of the user's confirmed TOTP credentials; records the
 /// step so it cannot be used again.
 pub fn check_totp(

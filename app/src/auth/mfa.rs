@@ -12,13 +12,26 @@
 //!   stored hashed in `auth_challenges`, valid for five minutes and five answers; each answer
 //!   claims an attempt atomically before it is checked.
 //!
-//! Every function takes the time as an argument, so tests drive the clock.
+//! - A user changes their own factors (enrols, removes, renews recovery codes) only within
+//!   [`RECENT_SIGN_IN`] of signing in ([`signed_in_recently`], checked by [`check_recent`]).
+//!
+//! Every function takes the time as an argument, so tests drive the clock. The functions taking
+//! `&mut DbConnection` are the rules; the async ones wrap them for handlers, with the audit
+//! record.
 
+use crate::auth::identity::Identity;
+use crate::clock::rfc3339;
+use crate::db::audit::{NewAuditEntry, Outcome};
 use crate::db::challenges::{self, NewChallenge};
-use crate::db::{credentials, DbConnection, DbError};
-use chrono::NaiveDateTime;
+use crate::db::{credentials, sessions, transaction, users, DbConnection, DbError};
+use crate::error::AppError;
+use crate::secrets::SecretBox;
+use crate::state::AppState;
+use chrono::{Duration, NaiveDateTime};
 use ring::rand::{SecureRandom, SystemRandom};
 use sha2::{Digest, Sha256};
+use shared::auth::{MfaCredential, MfaStatus, TotpEnrolment};
+use std::net::IpAddr;
 use totp_rs::{Algorithm, Builder, Totp};
 
 /// Seconds per TOTP step.
@@ -271,6 +284,345 @@ pub fn qr_svg(text: &str) -> Result<String, String> {
         .min_dimensions(200, 200)
         .quiet_zone(true)
         .build())
+}
+
+/// Second factors change only within this long after signing in: a stolen session that is older
+/// (or a browser left signed in) cannot add the thief's authenticator or remove the owner's.
+pub const RECENT_SIGN_IN: Duration = Duration::minutes(15);
+
+/// Why a change to the caller's own second factors was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum MfaError {
+    /// The session began longer than [`RECENT_SIGN_IN`] ago (or is gone).
+    #[error(
+        "sign in again to change your second factors (allowed for 15 minutes after signing in)"
+    )]
+    NotRecent,
+    /// A field is not acceptable.
+    #[error("{message}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// No such factor of the caller.
+    #[error("{0}")]
+    NotFound(&'static str),
+    /// The change conflicts with the account's factors.
+    #[error("{0}")]
+    Conflict(&'static str),
+    /// The confirmation code does not match the new authenticator.
+    #[error("that code does not match; check the app's clock and try the next code")]
+    WrongCode,
+    /// Something failed inside.
+    #[error("{0}")]
+    Internal(String),
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<MfaError> for AppError {
+    fn from(e: MfaError) -> Self {
+        match e {
+            MfaError::NotRecent => AppError::Forbidden(e.to_string()),
+            MfaError::Invalid { field, message } => AppError::invalid(field, message),
+            MfaError::NotFound(m) => AppError::NotFound(m.into()),
+            MfaError::Conflict(m) => AppError::Conflict(m.into()),
+            MfaError::WrongCode => AppError::BadRequest {
+                code: "wrong_code",
+                message: e.to_string(),
+                details: serde_json::json!({ "field": "code" }),
+            },
+            MfaError::Internal(m) => AppError::Internal(m),
+            MfaError::Db(e) => AppError::Database(e),
+        }
+    }
+}
+
+/// The re-authentication rule: a session that began at `started` may change second factors at
+/// `now` (strictly less than [`RECENT_SIGN_IN`] later). An unknown session may not.
+pub fn signed_in_recently(started: Option<NaiveDateTime>, now: NaiveDateTime) -> bool {
+    started.is_some_and(|t| t + RECENT_SIGN_IN > now)
+}
+
+/// [`signed_in_recently`] for the stored session `family`.
+pub fn check_recent(
+    c: &mut DbConnection,
+    family: &str,
+    now: NaiveDateTime,
+) -> Result<(), MfaError> {
+    if signed_in_recently(sessions::started_at(c, family)?, now) {
+        Ok(())
+    } else {
+        Err(MfaError::NotRecent)
+    }
+}
+
+/// Refuses unless the caller's session began within [`RECENT_SIGN_IN`].
+pub async fn require_recent_sign_in(state: &AppState, who: &Identity) -> Result<(), MfaError> {
+    let sid = who.session.clone();
+    let now = state.clock.now();
+    crate::db::transaction::run(&state.db, move |c| check_recent(c, &sid, now)).await
+}
+
+/// Checks a credential name: 1–64 printable characters.
+pub fn valid_name(name: &str) -> Result<String, MfaError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+        return Err(MfaError::Invalid {
+            field: "name",
+            message: "name must be 1 to 64 printable characters".into(),
+        });
+    }
+    Ok(name.to_owned())
+}
+
+/// The signed-in account (it exists while its session does).
+fn account(c: &mut DbConnection, uid: i64) -> Result<users::User, DbError> {
+    users::find(c, uid)?.ok_or_else(|| DbError::Inconsistent(format!("user {uid} not found")))
+}
+
+/// Audits a change to the caller's own factors.
+async fn note(
+    state: &AppState,
+    who: &Identity,
+    ip: Option<IpAddr>,
+    action: &str,
+    details: serde_json::Value,
+) {
+    state
+        .audit
+        .note(
+            NewAuditEntry::new(format!("user:{}", who.user_id), action, Outcome::Success)
+                .target(format!("user:{}", who.user_id))
+                .details(details)
+                .source(ip),
+        )
+        .await;
+}
+
+/// The user's factors, whether an admin requires one, and the recovery codes left.
+pub fn status_of(c: &mut DbConnection, uid: i64) -> Result<MfaStatus, DbError> {
+    let required = account(c, uid)?.mfa_required;
+    Ok(MfaStatus {
+        required,
+        credentials: credentials::factors(c, uid)?
+            .into_iter()
+            .map(|f| MfaCredential {
+                id: f.id,
+                kind: f.kind,
+                name: f.name,
+                created_at: rfc3339(f.created_at),
+                last_used_at: f.last_used_at.map(rfc3339),
+            })
+            .collect(),
+        recovery_codes_left: recovery_codes_left(c, uid)?,
+    })
+}
+
+/// [`status_of`] the caller.
+pub async fn status(state: &AppState, who: &Identity) -> Result<MfaStatus, MfaError> {
+    let uid = who.user_id;
+    Ok(state.db.run(move |c| status_of(c, uid)).await?)
+}
+
+/// Adds a new, unconfirmed TOTP credential with its sealed seed; earlier unconfirmed ones of the
+/// user are dropped. Answers (credential id, user name).
+pub fn add_unconfirmed_totp(
+    c: &mut DbConnection,
+    uid: i64,
+    name: &str,
+    sealed: &str,
+    now: NaiveDateTime,
+) -> Result<(i64, String), DbError> {
+    let username = account(c, uid)?.username;
+    credentials::delete_unconfirmed_totp(c, uid)?;
+    let id = credentials::insert(
+        c,
+        &credentials::NewCredential {
+            user_id: uid,
+            kind: KIND_TOTP,
+            name,
+            data: sealed,
+            confirmed: false,
+            created_at: now,
+        },
+    )?;
+    Ok((id, username))
+}
+
+/// Starts enrolling an authenticator app (within [`RECENT_SIGN_IN`] of signing in).
+pub async fn start_totp(
+    state: &AppState,
+    who: &Identity,
+    name: &str,
+) -> Result<TotpEnrolment, MfaError> {
+    require_recent_sign_in(state, who).await?;
+    let name = valid_name(name)?;
+    let uid = who.user_id;
+    let now = state.clock.now();
+    let seed = random_bytes::<20>()?.to_vec();
+    let sealed = state
+        .secrets
+        .seal(&seal_context(uid), &seed)
+        .map_err(|e| MfaError::Internal(e.to_string()))?;
+    let (id, username) = state
+        .db
+        .run(move |c| add_unconfirmed_totp(c, uid, &name, &sealed, now))
+        .await?;
+    let t = totp(seed, &username).map_err(MfaError::Internal)?;
+    let url = url(&t).map_err(MfaError::Internal)?;
+    Ok(TotpEnrolment {
+        credential_id: id,
+        secret_base32: secret_base32(&t),
+        qr_svg: qr_svg(&url).map_err(MfaError::Internal)?,
+        otpauth_url: url,
+    })
+}
+
+/// Confirms the unconfirmed TOTP credential `cred_id` of the user with a code of its app. The
+/// first factor of an account also brings its recovery codes (answered, to show once).
+pub fn confirm(
+    c: &mut DbConnection,
+    secrets: &SecretBox,
+    uid: i64,
+    cred_id: i64,
+    code: &str,
+    unix: u64,
+    now: NaiveDateTime,
+) -> Result<Vec<String>, MfaError> {
+    let Some(cred) = credentials::find_of_user(c, uid, cred_id)?.filter(|cr| cr.kind == KIND_TOTP)
+    else {
+        return Err(MfaError::NotFound("no such authenticator"));
+    };
+    if cred.confirmed {
+        return Err(MfaError::Conflict(
+            "this authenticator is already confirmed",
+        ));
+    }
+    let username = account(c, uid)?.username;
+    let seed = secrets
+        .open(&seal_context(uid), &cred.data)
+        .map_err(|e| DbError::Task(e.to_string()))?;
+    let t = totp(seed, &username).map_err(DbError::Task)?;
+    let Some(step) = matching_step(&t, code, unix) else {
+        return Err(MfaError::WrongCode);
+    };
+    transaction(c, |c| {
+        consume_totp_step(c, cred_id, step, now)?;
+        credentials::confirm(c, cred_id)?;
+        let codes = if recovery_codes_left(c, uid)? == 0 {
+            replace_recovery_codes(c, uid, now)?
+        } else {
+            Vec::new()
+        };
+        Ok(codes)
+    })
+}
+
+/// [`confirm`] for the caller, audited.
+pub async fn confirm_totp(
+    state: &AppState,
+    who: &Identity,
+    ip: Option<IpAddr>,
+    cred_id: i64,
+    code: String,
+) -> Result<Vec<String>, MfaError> {
+    let uid = who.user_id;
+    let now = state.clock.now();
+    let unix = state.clock.unix();
+    let secrets = state.secrets.clone();
+    let codes = crate::db::transaction::run(&state.db, move |c| {
+        confirm(c, &secrets, uid, cred_id, &code, unix, now)
+    })
+    .await?;
+    note(
+        state,
+        who,
+        ip,
+        "mfa.totp_enrolled",
+        serde_json::json!({ "credential": cred_id }),
+    )
+    .await;
+    Ok(codes)
+}
+
+/// Removes the user's factor `cred_id`. The last one cannot go while an admin requires MFA on the
+/// account; with it go the recovery codes. Answers the kind removed.
+pub fn remove(c: &mut DbConnection, uid: i64, cred_id: i64) -> Result<String, MfaError> {
+    transaction(c, |c| {
+        let Some(cred) =
+            credentials::find_of_user(c, uid, cred_id)?.filter(|cr| cr.kind != KIND_RECOVERY)
+        else {
+            return Err(MfaError::NotFound("no such factor"));
+        };
+        let required = account(c, uid)?.mfa_required;
+        let left = confirmed_factors(c, uid)? - i64::from(cred.confirmed);
+        if left == 0 && required {
+            return Err(MfaError::Conflict(
+                "your account requires a second factor: add another before removing the last",
+            ));
+        }
+        credentials::delete(c, cred_id)?;
+        if left == 0 {
+            credentials::delete_kind(c, uid, KIND_RECOVERY)?;
+        }
+        Ok(cred.kind)
+    })
+}
+
+/// [`remove`] for the caller (within [`RECENT_SIGN_IN`] of signing in), audited.
+pub async fn remove_factor(
+    state: &AppState,
+    who: &Identity,
+    ip: Option<IpAddr>,
+    cred_id: i64,
+) -> Result<(), MfaError> {
+    require_recent_sign_in(state, who).await?;
+    let uid = who.user_id;
+    let kind = crate::db::transaction::run(&state.db, move |c| remove(c, uid, cred_id)).await?;
+    note(
+        state,
+        who,
+        ip,
+        "mfa.removed",
+        serde_json::json!({ "credential": cred_id, "kind": kind }),
+    )
+    .await;
+    Ok(())
+}
+
+/// New recovery codes for a user who has a second factor (the old ones stop working).
+pub fn renew(c: &mut DbConnection, uid: i64, now: NaiveDateTime) -> Result<Vec<String>, MfaError> {
+    if confirmed_factors(c, uid)? == 0 {
+        return Err(MfaError::Conflict(
+            "recovery codes come with a second factor: enrol one first",
+        ));
+    }
+    Ok(replace_recovery_codes(c, uid, now)?)
+}
+
+/// [`renew`] for the caller (within [`RECENT_SIGN_IN`] of signing in), audited.
+pub async fn renew_recovery_codes(
+    state: &AppState,
+    who: &Identity,
+    ip: Option<IpAddr>,
+) -> Result<Vec<String>, MfaError> {
+    require_recent_sign_in(state, who).await?;
+    let uid = who.user_id;
+    let now = state.clock.now();
+    let codes = crate::db::transaction::run(&state.db, move |c| renew(c, uid, now)).await?;
+    note(
+        state,
+        who,
+        ip,
+        "mfa.recovery_codes_renewed",
+        serde_json::Value::Null,
+    )
+    .await;
+    Ok(codes)
 }
 
 #[cfg(test)]

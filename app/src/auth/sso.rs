@@ -8,10 +8,21 @@
 //! whose token matches no mapping gets no access. Role and groups are set from the token at
 //! every sign-in, so the directory stays the source of truth. Local accounts keep working when
 //! the identity provider is down (break-glass Admin).
+//!
+//! The sign-in as a service: [`begin`] sends the browser away, [`complete`] takes it back
+//! (state, binding, code, ID token, mapping, provisioning, then the account's own second factor
+//! or a session) and answers where it lands; [`pending`] hands the sign-in page the second step a
+//! single sign-on left. The settings are read, saved and tested through [`status`],
+//! [`settings`], [`save_settings`] and [`test_connection`].
 
+use super::login::{self, LoginError, Origin, SignedUser};
+use super::Actor;
+use crate::db::audit::{NewAuditEntry, Outcome};
 use crate::db::challenges::{self, NewChallenge};
 use crate::db::users::NewUser;
 use crate::db::{DbConnection, DbError};
+use crate::error::AppError;
+use crate::state::AppState;
 use chrono::NaiveDateTime;
 use openidconnect::core::{
     CoreAuthDisplay, CoreAuthPrompt, CoreErrorResponseType, CoreGenderClaim, CoreJsonWebKey,
@@ -28,7 +39,9 @@ use openidconnect::{
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use shared::auth::{ClientKind, MfaChallenge, OidcStatus, OidcTestResult};
 use shared::auth::{OidcMapping, OidcSettings};
+use std::net::IpAddr;
 
 /// Settings key.
 pub const SETTING: &str = "auth.oidc";
@@ -38,6 +51,8 @@ pub const CHALLENGE: &str = "oidc";
 pub const FLOW_TTL: chrono::Duration = chrono::Duration::minutes(10);
 /// Cookie binding the sign-in to the browser that started it.
 pub const BINDING_COOKIE: &str = "lpm_sso";
+/// Cookie carrying the second-step token after a single sign-on, for the sign-in page.
+pub const PENDING_COOKIE: &str = "lpm_mfa";
 
 /// The group and role claims Azure AD puts into ID tokens.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -548,6 +563,426 @@ pub fn provision(
         Err(UserError::Db(e)) => Err(e),
         Err(e) => Err(DbError::Inconsistent(e.to_string())),
     }
+}
+
+/// Why a single sign-on request was refused (a refused sign-in itself lands on the sign-in page
+/// instead: see [`Landing`]).
+#[derive(Debug, thiserror::Error)]
+pub enum SsoError {
+    /// Too many starts from the address.
+    #[error("too many single sign-on attempts from this address")]
+    Throttled(i64),
+    /// A setting is not acceptable.
+    #[error("{message}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// The identity provider could not be reached or gave an unusable answer.
+    #[error("{0}")]
+    Provider(String),
+    /// No sign-in waits for a second factor in this browser.
+    #[error("no sign-in is waiting for a second factor")]
+    NothingPending,
+    /// Starting the session failed.
+    #[error(transparent)]
+    Login(#[from] LoginError),
+    /// Something failed inside.
+    #[error("{0}")]
+    Internal(String),
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<SsoError> for AppError {
+    fn from(e: SsoError) -> Self {
+        match e {
+            SsoError::Throttled(retry_after) => AppError::TooManyRequests {
+                message: e.to_string(),
+                retry_after,
+            },
+            SsoError::Invalid { field, message } => AppError::invalid(field, message),
+            SsoError::Provider(m) => AppError::IdentityProvider(m),
+            SsoError::NothingPending => AppError::NotFound(e.to_string()),
+            SsoError::Login(e) => e.into(),
+            SsoError::Internal(m) => AppError::Internal(m),
+            SsoError::Db(e) => AppError::Database(e),
+        }
+    }
+}
+
+/// The stored settings.
+async fn stored(state: &AppState) -> Result<Stored, DbError> {
+    state.db.run(read).await
+}
+
+/// The client secret in the clear, if one is stored.
+fn client_secret(state: &AppState, s: &Stored) -> Result<Option<String>, SsoError> {
+    s.sealed_secret
+        .as_deref()
+        .map(|sealed| {
+            state
+                .secrets
+                .open(SECRET_CONTEXT, sealed)
+                .map_err(|e| SsoError::Internal(format!("client secret: {e}")))
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+        })
+        .transpose()
+}
+
+/// The sign-in button's label.
+pub fn label(s: &OidcSettings) -> String {
+    if s.button_label.trim().is_empty() {
+        "Sign in with Microsoft".into()
+    } else {
+        s.button_label.clone()
+    }
+}
+
+/// Whether single sign-on is on, and the button's label.
+pub async fn status(state: &AppState) -> Result<OidcStatus, SsoError> {
+    let s = stored(state).await?.settings;
+    Ok(OidcStatus {
+        enabled: s.enabled,
+        label: label(&s),
+    })
+}
+
+/// The settings, without the secret (only whether one is set).
+pub async fn settings(state: &AppState) -> Result<OidcSettings, SsoError> {
+    let st = stored(state).await?;
+    let mut s = st.settings;
+    s.client_secret = None;
+    s.secret_set = st.sealed_secret.is_some();
+    Ok(s)
+}
+
+/// Validates and stores the settings (a missing secret keeps the stored one), audited. Answers
+/// them as [`settings`] would.
+pub async fn save_settings(
+    state: &AppState,
+    actor: &Actor,
+    mut s: OidcSettings,
+) -> Result<OidcSettings, SsoError> {
+    validate(&s).map_err(|(field, message)| SsoError::Invalid { field, message })?;
+    let old = stored(state).await?;
+    let sealed_secret = match s.client_secret.take().filter(|x| !x.is_empty()) {
+        Some(secret) => Some(
+            state
+                .secrets
+                .seal(SECRET_CONTEXT, secret.as_bytes())
+                .map_err(|e| SsoError::Internal(e.to_string()))?,
+        ),
+        None => old.sealed_secret.clone(),
+    };
+    s.secret_set = false;
+    let new = Stored {
+        settings: s.clone(),
+        sealed_secret,
+    };
+    let (n, by) = (new.clone(), actor.name.clone());
+    let now = state.clock.now();
+    state.db.run(move |c| write(c, &n, &by, now)).await?;
+    state
+        .audit
+        .note(
+            NewAuditEntry::new(
+                actor.name.clone(),
+                "settings.oidc_changed",
+                Outcome::Success,
+            )
+            .target(SETTING)
+            .details(serde_json::json!({
+                "before": old.settings, "after": s,
+                "secret_changed": new.sealed_secret != old.sealed_secret,
+            }))
+            .source(actor.ip),
+        )
+        .await;
+    s.secret_set = new.sealed_secret.is_some();
+    Ok(s)
+}
+
+/// Fetches and checks the discovery document and signing keys for the given (unsaved) settings.
+/// Enables nothing.
+pub async fn test_connection(s: &OidcSettings) -> Result<OidcTestResult, SsoError> {
+    issuer(s).map_err(|message| SsoError::Invalid {
+        field: "authority",
+        message,
+    })?;
+    let http = http_client().map_err(SsoError::Internal)?;
+    let meta = discover(s, &http).await.map_err(SsoError::Provider)?;
+    Ok(OidcTestResult {
+        issuer: meta.issuer().as_str().to_owned(),
+        authorization_endpoint: meta.authorization_endpoint().as_str().to_owned(),
+        token_endpoint: meta
+            .token_endpoint()
+            .map(|t| t.as_str().to_owned())
+            .unwrap_or_default(),
+        keys: meta.jwks().keys().len(),
+    })
+}
+
+/// The second step a single sign-on left for this browser (its token, from the
+/// [`PENDING_COOKIE`]), so the sign-in page can ask for the factor.
+pub async fn pending(state: &AppState, token: Option<String>) -> Result<MfaChallenge, SsoError> {
+    let token = token
+        .filter(|t| !t.is_empty())
+        .ok_or(SsoError::NothingPending)?;
+    let now = state.clock.now();
+    let t = token.clone();
+    let found = state
+        .db
+        .run(move |c| super::mfa::find_login_challenge(c, &t, now))
+        .await?;
+    let Some((_, user_id, _)) = found else {
+        return Err(SsoError::NothingPending);
+    };
+    let methods = state
+        .db
+        .run(move |c| login::second_factor_methods(c, user_id))
+        .await?;
+    Ok(MfaChallenge {
+        mfa_token: token,
+        methods,
+        expires_in: super::mfa::CHALLENGE_TTL.num_seconds(),
+    })
+}
+
+/// Where [`begin`] sends the browser.
+pub enum Begin {
+    /// Back to the sign-in page with this reason.
+    Refused(&'static str),
+    /// To the identity provider, bound to the browser.
+    Redirect(Started),
+}
+
+/// Starts a single sign-on from `ip`: checks it is on and the address not throttled, discovers
+/// the provider and records the flow.
+pub async fn begin(state: &AppState, ip: Option<IpAddr>) -> Result<Begin, SsoError> {
+    let st = stored(state).await?;
+    if !st.settings.enabled {
+        return Ok(Begin::Refused("sso_disabled"));
+    }
+    if let Some(ip) = ip {
+        if let Err(wait) = state.sso_starts.check(ip, state.clock.now()) {
+            return Err(SsoError::Throttled(i64::try_from(wait).unwrap_or(60)));
+        }
+    }
+    let http = http_client().map_err(SsoError::Internal)?;
+    let meta = match discover(&st.settings, &http).await {
+        Ok(m) => m,
+        Err(why) => {
+            login::audit(
+                state,
+                ip,
+                "anonymous",
+                "auth.sso",
+                Outcome::Failure,
+                serde_json::json!({ "reason": format!("identity provider unreachable: {why}") }),
+            )
+            .await;
+            return Ok(Begin::Refused("provider_unreachable"));
+        }
+    };
+    let client =
+        client(meta, &st.settings, client_secret(state, &st)?).map_err(SsoError::Internal)?;
+    let now = state.clock.now();
+    let settings = st.settings.clone();
+    let started = state
+        .db
+        .run(move |c| start(c, &client, &settings, now))
+        .await?;
+    Ok(Begin::Redirect(started))
+}
+
+/// What the identity provider sent the browser back with.
+#[derive(Debug, Default)]
+pub struct ProviderAnswer {
+    /// Authorization code.
+    pub code: Option<String>,
+    /// The state [`begin`] sent.
+    pub state: Option<String>,
+    /// The provider's error code.
+    pub error: Option<String>,
+    /// The provider's explanation.
+    pub error_description: Option<String>,
+}
+
+/// Where [`complete`] lands the browser.
+#[derive(Debug)]
+pub enum Landing {
+    /// On the sign-in page with this reason (the refusal is audited).
+    Refused(&'static str),
+    /// On the sign-in page, to answer the account's second factor on this sign-in challenge.
+    SecondFactor(String),
+    /// Signed in: (access token, refresh token).
+    SignedIn(String, String),
+}
+
+/// Audits a refused sign-on and answers where it lands.
+async fn deny(
+    state: &AppState,
+    ip: Option<IpAddr>,
+    reason: String,
+    code: &'static str,
+) -> Result<Landing, SsoError> {
+    login::audit(
+        state,
+        ip,
+        "anonymous",
+        "auth.sso",
+        Outcome::Denied,
+        serde_json::json!({ "reason": reason }),
+    )
+    .await;
+    Ok(Landing::Refused(code))
+}
+
+/// Completes a single sign-on: checks state and the browser's `binding` cookie, exchanges the
+/// code (with the PKCE verifier), verifies the ID token, maps the claims to a role and host
+/// groups, provisions the account, then asks for the account's own second factor or starts the
+/// session.
+pub async fn complete(
+    state: &AppState,
+    origin: &Origin,
+    answer: ProviderAnswer,
+    binding: Option<String>,
+) -> Result<Landing, SsoError> {
+    let ip = origin.ip;
+    if let Some(e) = answer.error {
+        let why = format!(
+            "the identity provider answered {}: {}",
+            e.chars().take(100).collect::<String>(),
+            answer
+                .error_description
+                .unwrap_or_default()
+                .chars()
+                .take(300)
+                .collect::<String>()
+        );
+        return deny(state, ip, why, "provider_refused").await;
+    }
+    let (Some(code), Some(st_param)) = (answer.code, answer.state) else {
+        return deny(
+            state,
+            ip,
+            "callback without code or state".into(),
+            "bad_callback",
+        )
+        .await;
+    };
+    let now = state.clock.now();
+    let flow = state
+        .db
+        .run(move |c| take(c, &st_param, binding.as_deref(), now))
+        .await?;
+    let flow = match flow {
+        Ok(f) => f,
+        Err(why) => return deny(state, ip, why.into(), "bad_state").await,
+    };
+    let st = stored(state).await?;
+    if !st.settings.enabled {
+        return deny(
+            state,
+            ip,
+            "single sign-on was turned off".into(),
+            "sso_disabled",
+        )
+        .await;
+    }
+    let http = http_client().map_err(SsoError::Internal)?;
+    let meta = match discover(&st.settings, &http).await {
+        Ok(m) => m,
+        Err(why) => {
+            return deny(
+                state,
+                ip,
+                format!("identity provider unreachable: {why}"),
+                "provider_unreachable",
+            )
+            .await
+        }
+    };
+    let client =
+        client(meta, &st.settings, client_secret(state, &st)?).map_err(SsoError::Internal)?;
+    let who = match finish(&client, &http, &flow, code).await {
+        Ok(w) => w,
+        Err(why) => return deny(state, ip, why, "token_refused").await,
+    };
+    let Some((role, groups)) = map_access(&st.settings, &who.claims) else {
+        return deny(
+            state,
+            ip,
+            format!(
+                "{} ({}) is in no mapped group or role",
+                who.login, who.subject
+            ),
+            "no_access",
+        )
+        .await;
+    };
+    let (w, r) = (who.clone(), role.clone());
+    let serial = state.admin_changes.lock().await;
+    let user = state
+        .db
+        .run(move |c| provision(c, &w, &r, &groups, now))
+        .await?;
+    drop(serial);
+    let Some((uid, name, kept_role)) = user else {
+        return deny(
+            state,
+            ip,
+            format!("account of {} is disabled", who.login),
+            "account_disabled",
+        )
+        .await;
+    };
+    if kept_role != role {
+        login::audit(
+            state,
+            ip,
+            &name,
+            "auth.sso",
+            Outcome::Success,
+            serde_json::json!({
+                "note": "kept the Admin role the directory no longer gives: this is the last enabled Admin",
+            }),
+        )
+        .await;
+    }
+    // An account with its own second factor uses it here too: the directory's sign-in replaces
+    // the password, not the factor.
+    let methods = state
+        .db
+        .run(move |c| login::second_factor_methods(c, uid))
+        .await?;
+    if !methods.is_empty() {
+        let token = state
+            .db
+            .run(move |c| super::mfa::start_login_challenge(c, uid, ClientKind::Browser, now))
+            .await?;
+        login::audit(
+            state,
+            ip,
+            &name,
+            "auth.sso",
+            Outcome::Success,
+            serde_json::json!({ "next": methods }),
+        )
+        .await;
+        return Ok(Landing::SecondFactor(token));
+    }
+    let user = SignedUser {
+        id: uid,
+        name,
+        role: kept_role,
+    };
+    let (access, refresh) = login::open_session(state, origin, &user, "sso").await?;
+    Ok(Landing::SignedIn(access, refresh))
 }
 
 #[cfg(test)]
