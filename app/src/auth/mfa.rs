@@ -678,4 +678,259 @@ mod tests {
         let svg = qr_svg(&url(&t).unwrap()).unwrap();
         assert!(svg.contains("<svg") || svg.contains("<?xml"));
     }
+
+    fn t(secs: i64) -> NaiveDateTime {
+        chrono::DateTime::from_timestamp(1_800_000_000 + secs, 0)
+            .unwrap()
+            .naive_utc()
+    }
+
+    /// Unix time of [`t`].
+    fn unix(secs: i64) -> u64 {
+        u64::try_from(t(secs).and_utc().timestamp()).unwrap()
+    }
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        db: crate::db::Database,
+        secrets: SecretBox,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::db::Database::open(
+            &crate::config::DatabaseTarget::Sqlite(dir.path().join("t.db")),
+            2,
+            std::time::Duration::from_secs(5),
+        )
+        .unwrap();
+        let secrets = SecretBox::load_or_create(dir.path()).unwrap();
+        Fixture {
+            _dir: dir,
+            db,
+            secrets,
+        }
+    }
+
+    fn user(c: &mut DbConnection, name: &str, mfa_required: bool) -> i64 {
+        let account = crate::auth::users::LocalAccount {
+            username: name.into(),
+            display_name: name.into(),
+            email: None,
+            password_hash: "x".into(),
+            role: "operator".into(),
+            mfa_required,
+            group_ids: vec![],
+        };
+        crate::auth::users::create_local(c, &account, t(0))
+            .unwrap()
+            .id
+    }
+
+    /// Enrols and confirms an authenticator at `t(0)`: (credential id, generator, recovery codes).
+    fn enrol(f: &Fixture, c: &mut DbConnection, uid: i64) -> (i64, Totp, Vec<String>) {
+        let seed = random_bytes::<20>().unwrap().to_vec();
+        let sealed = f.secrets.seal(&seal_context(uid), &seed).unwrap();
+        let (id, username) = add_unconfirmed_totp(c, uid, "phone", &sealed, t(0)).unwrap();
+        let gen = totp(seed, &username).unwrap();
+        let codes = confirm(
+            c,
+            &f.secrets,
+            uid,
+            id,
+            &code_at(&gen, unix(0)),
+            unix(0),
+            t(0),
+        )
+        .unwrap();
+        (id, gen, codes)
+    }
+
+    fn signs_in_with_totp(
+        f: &Fixture,
+        c: &mut DbConnection,
+        uid: i64,
+        gen: &Totp,
+        at: i64,
+    ) -> bool {
+        let name = users::find(c, uid).unwrap().unwrap().username;
+        crate::auth::login::check_totp(
+            c,
+            &f.secrets,
+            uid,
+            &name,
+            &code_at(gen, unix(at)),
+            unix(at),
+            t(at),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn factor_changes_only_within_fifteen_minutes_of_signing_in() {
+        assert!(signed_in_recently(Some(t(0)), t(0)));
+        assert!(signed_in_recently(Some(t(0)), t(15 * 60 - 1)));
+        assert!(!signed_in_recently(Some(t(0)), t(15 * 60)));
+        assert!(!signed_in_recently(None, t(0)), "no such session");
+
+        let f = fixture();
+        let c = &mut *f.db.conn().unwrap();
+        let uid = user(c, "alice", false);
+        let session = sessions::start(c, uid, None, None, t(0)).unwrap();
+        assert!(check_recent(c, &session.family_id, t(14 * 60)).is_ok());
+        assert!(matches!(
+            check_recent(c, &session.family_id, t(15 * 60)),
+            Err(MfaError::NotRecent)
+        ));
+        assert!(matches!(
+            check_recent(c, "no-such-session", t(0)),
+            Err(MfaError::NotRecent)
+        ));
+        // A refresh does not make a session recent: the sign-in does.
+        sessions::rotate(c, &session.token, None, t(14 * 60))
+            .unwrap()
+            .unwrap();
+        assert!(matches!(
+            check_recent(c, &session.family_id, t(16 * 60)),
+            Err(MfaError::NotRecent)
+        ));
+        let refused: AppError = MfaError::NotRecent.into();
+        assert_eq!(refused.code(), "forbidden");
+    }
+
+    #[test]
+    fn confirmation_needs_the_apps_code_once() {
+        let f = fixture();
+        let c = &mut *f.db.conn().unwrap();
+        let uid = user(c, "alice", false);
+        let seed = random_bytes::<20>().unwrap().to_vec();
+        let sealed = f.secrets.seal(&seal_context(uid), &seed).unwrap();
+        let (id, username) = add_unconfirmed_totp(c, uid, "phone", &sealed, t(0)).unwrap();
+        let gen = totp(seed, &username).unwrap();
+        assert!(matches!(
+            confirm(c, &f.secrets, uid, id, "000000x", unix(0), t(0)),
+            Err(MfaError::WrongCode)
+        ));
+        let codes = confirm(
+            c,
+            &f.secrets,
+            uid,
+            id,
+            &code_at(&gen, unix(0)),
+            unix(0),
+            t(0),
+        )
+        .unwrap();
+        assert_eq!(codes.len(), RECOVERY_CODES, "the first factor brings codes");
+        assert!(matches!(
+            confirm(
+                c,
+                &f.secrets,
+                uid,
+                id,
+                &code_at(&gen, unix(30)),
+                unix(30),
+                t(30)
+            ),
+            Err(MfaError::Conflict(_))
+        ));
+        let other = user(c, "bob", false);
+        assert!(matches!(
+            confirm(
+                c,
+                &f.secrets,
+                other,
+                id,
+                &code_at(&gen, unix(30)),
+                unix(30),
+                t(30)
+            ),
+            Err(MfaError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn recovery_codes_work_once_and_renewal_retires_them() {
+        let f = fixture();
+        let c = &mut *f.db.conn().unwrap();
+        let uid = user(c, "alice", false);
+        assert!(
+            matches!(renew(c, uid, t(0)), Err(MfaError::Conflict(_))),
+            "no codes without a factor"
+        );
+        let (_, _, codes) = enrol(&f, c, uid);
+        assert!(consume_recovery_code(c, uid, &codes[0], t(1)).unwrap());
+        assert!(
+            !consume_recovery_code(c, uid, &codes[0], t(2)).unwrap(),
+            "a recovery code works once"
+        );
+        assert!(
+            consume_recovery_code(c, uid, &codes[1].to_uppercase(), t(3)).unwrap(),
+            "case does not matter"
+        );
+        assert_eq!(recovery_codes_left(c, uid).unwrap(), 8);
+        let other = user(c, "bob", false);
+        assert!(
+            !consume_recovery_code(c, other, &codes[2], t(4)).unwrap(),
+            "codes are the owner's"
+        );
+        let fresh = renew(c, uid, t(5)).unwrap();
+        assert_eq!(recovery_codes_left(c, uid).unwrap(), 10);
+        assert!(
+            !consume_recovery_code(c, uid, &codes[2], t(6)).unwrap(),
+            "renewal retires the old codes"
+        );
+        assert!(consume_recovery_code(c, uid, &fresh[0], t(7)).unwrap());
+    }
+
+    #[test]
+    fn a_removed_factor_cannot_be_used() {
+        let f = fixture();
+        let c = &mut *f.db.conn().unwrap();
+        let uid = user(c, "alice", false);
+        let (id, gen, codes) = enrol(&f, c, uid);
+        assert!(signs_in_with_totp(&f, c, uid, &gen, 60));
+        assert_eq!(remove(c, uid, id).unwrap(), KIND_TOTP);
+        assert!(
+            !signs_in_with_totp(&f, c, uid, &gen, 120),
+            "the removed authenticator's codes are refused"
+        );
+        assert!(
+            !consume_recovery_code(c, uid, &codes[0], t(120)).unwrap(),
+            "the recovery codes go with the last factor"
+        );
+        assert_eq!(confirmed_factors(c, uid).unwrap(), 0);
+        assert!(status_of(c, uid).unwrap().credentials.is_empty());
+        assert!(matches!(remove(c, uid, id), Err(MfaError::NotFound(_))));
+    }
+
+    #[test]
+    fn the_last_factor_stays_while_required() {
+        let f = fixture();
+        let c = &mut *f.db.conn().unwrap();
+        let uid = user(c, "alice", true);
+        let (first, gen, _) = enrol(&f, c, uid);
+        assert!(matches!(remove(c, uid, first), Err(MfaError::Conflict(_))));
+        assert!(signs_in_with_totp(&f, c, uid, &gen, 60), "still usable");
+        // With a second authenticator the first may go; the codes stay with the second.
+        let seed = random_bytes::<20>().unwrap().to_vec();
+        let sealed = f.secrets.seal(&seal_context(uid), &seed).unwrap();
+        let (second, name) = add_unconfirmed_totp(c, uid, "tablet", &sealed, t(0)).unwrap();
+        let gen2 = totp(seed, &name).unwrap();
+        let codes = confirm(
+            c,
+            &f.secrets,
+            uid,
+            second,
+            &code_at(&gen2, unix(0)),
+            unix(0),
+            t(0),
+        )
+        .unwrap();
+        assert!(codes.is_empty(), "codes exist already");
+        remove(c, uid, first).unwrap();
+        assert_eq!(recovery_codes_left(c, uid).unwrap(), 10);
+        assert!(!signs_in_with_totp(&f, c, uid, &gen, 120));
+        assert!(signs_in_with_totp(&f, c, uid, &gen2, 120));
+    }
 }
