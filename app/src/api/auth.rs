@@ -18,7 +18,7 @@ use actix_web::cookie::{Cookie, SameSite};
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Duration;
 use shared::auth::{
-    ClientKind, LoginRequest, LoginResult, Me, MfaChallenge, MfaLoginRequest, RefreshRequest,
+    ClientKind, LoginRequest, LoginResult, MfaChallenge, MfaLoginRequest, RefreshRequest,
     SessionInfo,
 };
 
@@ -229,18 +229,5 @@ pub async fn logout(
 
 /// `GET /api/v1/auth/me`.
 pub async fn me(state: web::Data<AppState>, who: Caller) -> Result<HttpResponse, AppError> {
-    let uid = who.identity.user_id;
-    let user = state
-        .db
-        .run(move |c| crate::db::users::find(c, uid))
-        .await?
-        .ok_or_else(|| AppError::Internal("signed-in user not found".into()))?;
-    Ok(HttpResponse::Ok().json(Me {
-        user_id: uid,
-        username: user.username,
-        display_name: user.display_name,
-        role: who.identity.role,
-        session: who.identity.session,
-        mfa_enrolment_pending: who.identity.mfa_enrolment_pending,
-    }))
+    Ok(HttpResponse::Ok().json(login::me(&state, &who.identity).await?))
 }

@@ -1,8 +1,11 @@
 //! Signing in as a service: the password step (address throttle, account lock, credential
-//! check), the second step's checks, session issue and refresh. The throttle and lock decisions
+//! check), the second step's checks and its answer with a TOTP or recovery code
+//! ([`second_factor`]; security keys answer it in [`super::passkeys`]), session issue, refresh,
+//! sign-out and "who am I". The throttle and lock decisions
 //! are pure functions of counts and times ([`lock_minutes`], [`lock_until`], [`retry_after`],
 //! [`crate::http::rate::wait`]); the handlers in [`crate::api::auth`] only parse and answer.
 
+use super::identity::Identity;
 use super::{mfa, password};
 use crate::db::audit::{NewAuditEntry, Outcome};
 use crate::db::sessions::{self, RefreshError};
@@ -11,7 +14,7 @@ use crate::db::{credentials, DbConnection, DbError};
 use crate::error::AppError;
 use crate::state::AppState;
 use chrono::{Duration, NaiveDateTime};
-use shared::auth::ClientKind;
+use shared::auth::{ClientKind, Me};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
@@ -769,6 +772,24 @@ pub async fn logout(
     )
     .await;
     Ok(())
+}
+
+/// Who the signed-in caller is, as `GET /auth/me` answers.
+pub async fn me(state: &AppState, who: &Identity) -> Result<Me, LoginError> {
+    let uid = who.user_id;
+    let user = state
+        .db
+        .run(move |c| repo::find(c, uid))
+        .await?
+        .ok_or_else(|| LoginError::Internal("signed-in user not found".into()))?;
+    Ok(Me {
+        user_id: uid,
+        username: user.username,
+        display_name: user.display_name,
+        role: who.role.clone(),
+        session: who.session.clone(),
+        mfa_enrolment_pending: who.mfa_enrolment_pending,
+    })
 }
 
 #[cfg(test)]
