@@ -301,7 +301,7 @@ async fn run(opts: &EnrollOptions) -> Result<Enrolled, EnrollError> {
     let text = toml::to_string(&config).map_err(|e| EnrollError::Answer(e.to_string()))?;
     write(&opts.config_path, &text, 0o600)?;
     Ok(Enrolled {
-        host_id: answer.host_id,
+        host_id: answer.host_id.into(),
         config,
     })
 }

@@ -57,3 +57,20 @@ fn the_check_sees_what_it_must() {
     assert!(diesel_uses("// diesel is used in db/ only").is_empty());
     assert!(diesel_uses("let table = 3;").is_empty());
 }
+
+#[test]
+fn every_declared_endpoint_is_routed_exactly_once() {
+    use patch_manager::api::ROUTES;
+    for (method, path) in shared::api::ALL {
+        let n = ROUTES
+            .iter()
+            .filter(|r| r.method.as_str() == method.as_str() && r.path == *path)
+            .count();
+        assert_eq!(n, 1, "{} {path} is routed {n} times", method.as_str());
+    }
+    assert_eq!(
+        ROUTES.len(),
+        shared::api::ALL.len(),
+        "a route exists that shared::api does not declare"
+    );
+}

@@ -40,7 +40,7 @@ fn issued_certificates_are_recorded_and_revoked_once() {
         let list = certificates::list(&mut conn).unwrap();
         assert_eq!(list.len(), 2);
         assert_eq!(list[0].serial, b.serial, "soonest expiry first");
-        assert_eq!(list[0].kind, "web");
+        assert_eq!(list[0].kind, patch_manager::pki::CertKind::Web);
         assert_eq!(list[0].sans_json, r#"["DNS:manager.example"]"#);
 
         assert!(certificates::revoke(&mut conn, &a.serial, "key compromise", now).unwrap());

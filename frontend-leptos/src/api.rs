@@ -6,7 +6,7 @@
 //! it refreshes the session once and repeats the request.
 
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use shared::api::{Endpoint, Method, NoBody};
 use shared::ErrorEnvelope;
 
 /// A failed API call, ready to show.
@@ -37,42 +37,34 @@ impl ApiError {
     }
 }
 
-/// GET and decode.
-pub async fn get<T: DeserializeOwned>(path: &str) -> Result<T, ApiError> {
-    decode(send("GET", path, None).await?)
+/// Calls endpoint `E` with its path parameters and request body and decodes its answer. The
+/// method, path and both body types come from the endpoint's declaration in `shared::api`, so a
+/// call cannot pair a path with the wrong method or answer type.
+pub async fn call<E: Endpoint>(
+    params: E::Params,
+    body: &E::Request,
+) -> Result<E::Response, ApiError> {
+    let body = match serde_json::to_value(body).map_err(encode_error)? {
+        serde_json::Value::Null => None,
+        v => Some(v.to_string()),
+    };
+    decode(send(E::METHOD, &E::path(&params), body).await?)
 }
 
-/// POST a JSON body and decode the answer.
-pub async fn post<B: Serialize, T: DeserializeOwned>(path: &str, body: &B) -> Result<T, ApiError> {
-    decode(send("POST", path, Some(to_json(body)?)).await?)
+/// Calls an endpoint that takes neither path parameters nor a body (most reads).
+pub async fn fetch<E>() -> Result<E::Response, ApiError>
+where
+    E: Endpoint<Params = (), Request = NoBody>,
+{
+    call::<E>((), &NoBody).await
 }
 
-/// POST a JSON body, ignore the answer's body.
-pub async fn post_unit<B: Serialize>(path: &str, body: &B) -> Result<(), ApiError> {
-    send("POST", path, Some(to_json(body)?)).await.map(|_| ())
-}
-
-/// PATCH a JSON body and decode the answer.
-pub async fn patch<B: Serialize, T: DeserializeOwned>(path: &str, body: &B) -> Result<T, ApiError> {
-    decode(send("PATCH", path, Some(to_json(body)?)).await?)
-}
-
-/// PUT a JSON body and decode the answer.
-pub async fn put<B: Serialize, T: DeserializeOwned>(path: &str, body: &B) -> Result<T, ApiError> {
-    decode(send("PUT", path, Some(to_json(body)?)).await?)
-}
-
-/// DELETE.
-pub async fn delete(path: &str) -> Result<(), ApiError> {
-    send("DELETE", path, None).await.map(|_| ())
-}
-
-fn to_json<B: Serialize>(body: &B) -> Result<String, ApiError> {
-    serde_json::to_string(body).map_err(|e| ApiError {
+fn encode_error(e: serde_json::Error) -> ApiError {
+    ApiError {
         status: 0,
         code: "encode".into(),
         message: e.to_string(),
-    })
+    }
 }
 
 fn decode<T: DeserializeOwned>(text: String) -> Result<T, ApiError> {
@@ -108,7 +100,7 @@ fn envelope_error(status: u16, text: &str) -> ApiError {
 /// Sends a request; on 401 refreshes the session once and repeats it. Answers the body text of a
 /// 2xx answer.
 #[cfg(feature = "hydrate")]
-async fn send(method: &str, path: &str, body: Option<String>) -> Result<String, ApiError> {
+async fn send(method: Method, path: &str, body: Option<String>) -> Result<String, ApiError> {
     let generation = REFRESH.with(|r| r.generation.get());
     let (status, text) = once(method, path, body.clone()).await?;
     if status == 401
@@ -149,7 +141,12 @@ async fn refresh_once(seen: u64) -> bool {
         return *last_ok;
     }
     let ok = matches!(
-        once("POST", "/api/v1/auth/refresh", Some("{}".into())).await,
+        once(
+            Method::Post,
+            <shared::api::Refresh as Endpoint>::PATH,
+            Some("{}".into())
+        )
+        .await,
         Ok((s, _)) if (200..300).contains(&s)
     );
     *last_ok = ok;
@@ -167,19 +164,19 @@ fn finish(status: u16, text: String) -> Result<String, ApiError> {
 }
 
 #[cfg(feature = "hydrate")]
-async fn once(method: &str, path: &str, body: Option<String>) -> Result<(u16, String), ApiError> {
-    use gloo_net::http::{Method, RequestBuilder};
+async fn once(method: Method, path: &str, body: Option<String>) -> Result<(u16, String), ApiError> {
+    use gloo_net::http::{Method as M, RequestBuilder};
     let m = match method {
-        "POST" => Method::POST,
-        "PATCH" => Method::PATCH,
-        "PUT" => Method::PUT,
-        "DELETE" => Method::DELETE,
-        _ => Method::GET,
+        Method::Get => M::GET,
+        Method::Post => M::POST,
+        Method::Put => M::PUT,
+        Method::Patch => M::PATCH,
+        Method::Delete => M::DELETE,
     };
     let mut rb = RequestBuilder::new(path)
         .method(m)
         .header("accept", "application/json");
-    if method != "GET" {
+    if method != Method::Get {
         if let Some(token) = csrf_token() {
             rb = rb.header("x-csrf-token", &token);
         }
@@ -217,7 +214,7 @@ fn csrf_token() -> Option<String> {
 
 /// On the server nothing calls the API through HTTP: pages load their data in the browser.
 #[cfg(not(feature = "hydrate"))]
-async fn send(_method: &str, _path: &str, _body: Option<String>) -> Result<String, ApiError> {
+async fn send(_method: Method, _path: &str, _body: Option<String>) -> Result<String, ApiError> {
     Err(ApiError {
         status: 0,
         code: "server_side".into(),

@@ -22,7 +22,8 @@ use leptos_router::{
     hooks::{use_location, use_navigate},
     path,
 };
-use shared::auth::{Me, SetupStatus};
+use shared::api::{self as ep, NoBody};
+use shared::auth::Me;
 
 /// The full HTML document the server sends; the hydration scripts load `/pkg/<OUTPUT_NAME>.js`.
 #[cfg(feature = "ssr")]
@@ -58,13 +59,15 @@ pub struct Session {
 impl Session {
     /// Whether the signed-in user is an Admin.
     pub fn is_admin(&self) -> bool {
-        self.me
-            .with(|m| m.as_ref().is_some_and(|m| m.role == "admin"))
+        self.me.with(|m| {
+            m.as_ref()
+                .is_some_and(|m| m.role == shared::vocab::Role::Admin)
+        })
     }
 
     /// Reads the session again (after sign-in or enrolment).
     pub async fn reload(&self) -> Option<Me> {
-        let me = api::get::<Me>("/api/v1/auth/me").await.ok();
+        let me = api::fetch::<ep::GetMe>().await.ok();
         self.me.set(me.clone());
         self.checked.set(true);
         me
@@ -118,7 +121,7 @@ fn SessionGuard() -> impl IntoView {
             let public = path == "/login" || path == "/setup";
             match me {
                 None if !public => {
-                    let setup = api::get::<SetupStatus>("/api/v1/setup").await.ok();
+                    let setup = api::fetch::<ep::GetSetup>().await.ok();
                     let to = if setup.is_some_and(|s| s.required) {
                         "/setup"
                     } else {
@@ -144,7 +147,7 @@ fn Nav() -> impl IntoView {
         let navigate = navigate.clone();
         spawn_local(async move {
             // Even if the manager cannot be reached, forget the session here.
-            let _ = api::post_unit("/api/v1/auth/logout", &serde_json::json!({})).await;
+            let _ = api::call::<ep::Logout>((), &NoBody).await;
             session.me.set(None);
             navigate("/login", Default::default());
         });

@@ -3,7 +3,7 @@
 use crate::api::{self, ApiError};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use serde::de::DeserializeOwned;
+use shared::api::{Endpoint, NoBody};
 
 /// Data loaded from the API: `None` while loading.
 pub type Loaded<T> = RwSignal<Option<Result<T, ApiError>>>;
@@ -13,25 +13,28 @@ pub fn loaded<T: Send + Sync + 'static>() -> Loaded<T> {
     RwSignal::new(None)
 }
 
-/// Fetches `path` into `target` (in the browser; the server renders the loading state).
-pub fn load<T>(path: impl Into<String>, target: Loaded<T>)
+/// Calls endpoint `E` (a read) into `target` (in the browser; the server renders the loading
+/// state).
+pub fn load<E>(params: E::Params, target: Loaded<E::Response>)
 where
-    T: DeserializeOwned + Send + Sync + 'static,
+    E: Endpoint<Request = NoBody>,
+    E::Params: 'static,
+    E::Response: Send + Sync + 'static,
 {
-    let path = path.into();
     spawn_local(async move {
-        let r = api::get::<T>(&path).await;
+        let r = api::call::<E>(params, &NoBody).await;
         target.set(Some(r));
     });
 }
 
-/// Loads `path` once the page is in the browser.
-pub fn load_on_mount<T>(path: &'static str) -> Loaded<T>
+/// Loads endpoint `E` (a read without parameters) once the page is in the browser.
+pub fn load_on_mount<E>() -> Loaded<E::Response>
 where
-    T: DeserializeOwned + Send + Sync + 'static,
+    E: Endpoint<Params = (), Request = NoBody>,
+    E::Response: Send + Sync + 'static,
 {
     let target = loaded();
-    Effect::new(move |_| load(path, target));
+    Effect::new(move |_| load::<E>((), target));
     target
 }
 

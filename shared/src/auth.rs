@@ -28,7 +28,7 @@ pub struct SetupRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SetupDone {
     /// The new administrator's id.
-    pub user_id: i64,
+    pub user_id: crate::ids::UserId,
 }
 
 /// `POST /api/v1/auth/login`.
@@ -60,7 +60,7 @@ pub enum ClientKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionInfo {
     /// User id.
-    pub user_id: i64,
+    pub user_id: crate::ids::UserId,
     /// User name.
     pub username: String,
     /// `admin` or `operator`.
@@ -129,7 +129,7 @@ pub struct TotpEnrolRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TotpEnrolment {
     /// Credential to confirm.
-    pub credential_id: i64,
+    pub credential_id: crate::ids::CredentialId,
     /// The seed in base32, for typing in by hand.
     pub secret_base32: String,
     /// `otpauth://` URL (what the QR code holds).
@@ -157,9 +157,9 @@ pub struct RecoveryCodes {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MfaCredential {
     /// Id (for removal).
-    pub id: i64,
-    /// `totp` or `webauthn`.
-    pub kind: String,
+    pub id: crate::ids::CredentialId,
+    /// Kind of factor.
+    pub kind: crate::vocab::FactorKind,
     /// Name given at enrolment.
     pub name: String,
     /// Enrolment time (RFC 3339).
@@ -183,13 +183,13 @@ pub struct MfaStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Me {
     /// User id.
-    pub user_id: i64,
+    pub user_id: crate::ids::UserId,
     /// User name.
     pub username: String,
     /// Display name.
     pub display_name: String,
-    /// `admin` or `operator`.
-    pub role: String,
+    /// Role.
+    pub role: crate::vocab::Role,
     /// Session id.
     pub session: String,
     /// The account must enrol a second factor before anything else.

@@ -71,7 +71,7 @@ pub struct EnrollRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnrollResponse {
     /// The new host's id.
-    pub host_id: i64,
+    pub host_id: crate::ids::HostId,
     /// The agent's server certificate (PEM).
     pub certificate_pem: String,
     /// The root CA certificate (PEM): client certificates must chain to it.

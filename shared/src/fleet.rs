@@ -1,12 +1,14 @@
 //! Hosts, groups, users, certificates and enrollment tokens as the manager's API and UI see them.
 
+use crate::ids::{CertificateId, EnrollmentTokenId, GroupId, HostId, UserId};
+use crate::vocab::{CertKind, CertState, HostStatus, Role};
 use serde::{Deserialize, Serialize};
 
 /// A host in lists.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostSummary {
     /// Id.
-    pub id: i64,
+    pub id: HostId,
     /// Name shown.
     pub display_name: String,
     /// DNS name.
@@ -15,8 +17,8 @@ pub struct HostSummary {
     pub ip_address: String,
     /// Agent port.
     pub agent_port: i32,
-    /// `online`, `offline`, `unknown`…
-    pub status: String,
+    /// State as last seen.
+    pub status: HostStatus,
     /// OS id and version (`debian 12`).
     pub os: Option<String>,
     /// Pending updates.
@@ -51,7 +53,7 @@ pub struct HostDetail {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupInfo {
     /// Id.
-    pub id: i64,
+    pub id: GroupId,
     /// Name.
     pub name: String,
     /// Description.
@@ -75,15 +77,15 @@ pub struct NewGroup {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserInfo {
     /// Id.
-    pub id: i64,
+    pub id: UserId,
     /// Sign-in name.
     pub username: String,
     /// Display name.
     pub display_name: String,
     /// E-mail.
     pub email: Option<String>,
-    /// `admin` or `operator`.
-    pub role: String,
+    /// Role.
+    pub role: Role,
     /// Cannot sign in.
     pub disabled: bool,
     /// Must use a second factor.
@@ -91,7 +93,7 @@ pub struct UserInfo {
     /// Confirmed second factors.
     pub mfa_factors: i64,
     /// Groups (Operators see only their hosts).
-    pub group_ids: Vec<i64>,
+    pub group_ids: Vec<GroupId>,
     /// Signed in through single sign-on.
     pub sso: bool,
     /// Last sign-in (RFC 3339).
@@ -114,11 +116,11 @@ pub struct NewUser {
     pub email: Option<String>,
     /// Initial password (policy applies).
     pub password: String,
-    /// `admin` or `operator`.
-    pub role: String,
+    /// Role.
+    pub role: Role,
     /// Groups of an Operator.
     #[serde(default)]
-    pub group_ids: Vec<i64>,
+    pub group_ids: Vec<GroupId>,
     /// Require a second factor.
     #[serde(default)]
     pub mfa_required: bool,
@@ -137,9 +139,9 @@ pub struct UserUpdate {
     /// New password (policy applies; ends the user's sessions).
     #[serde(default)]
     pub password: Option<String>,
-    /// `admin` or `operator`.
+    /// Role.
     #[serde(default)]
-    pub role: Option<String>,
+    pub role: Option<Role>,
     /// Disable (ends the user's sessions) or enable.
     #[serde(default)]
     pub disabled: Option<bool>,
@@ -148,24 +150,24 @@ pub struct UserUpdate {
     pub mfa_required: Option<bool>,
     /// Replace the groups.
     #[serde(default)]
-    pub group_ids: Option<Vec<i64>>,
+    pub group_ids: Option<Vec<GroupId>>,
 }
 
 /// A certificate issued by the manager's CA.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CertificateInfo {
     /// Id.
-    pub id: i64,
+    pub id: CertificateId,
     /// Serial (hex).
     pub serial: String,
-    /// `ca`, `agent`, `manager_client` or `web`.
-    pub kind: String,
+    /// What it is for.
+    pub kind: CertKind,
     /// Subject common name.
     pub subject: String,
     /// Subject alternative names.
     pub sans: Vec<String>,
     /// Host, for agent certificates.
-    pub host_id: Option<i64>,
+    pub host_id: Option<HostId>,
     /// SHA-256 fingerprint (hex).
     pub fingerprint_sha256: String,
     /// Start of validity (RFC 3339).
@@ -174,8 +176,8 @@ pub struct CertificateInfo {
     pub not_after: String,
     /// Whole days until expiry (negative: expired).
     pub expires_in_days: i64,
-    /// `valid`, `expiring` (within the renewal window), `expired`, `revoked` or `superseded`.
-    pub state: String,
+    /// Where it stands (`expiring`: within the renewal window).
+    pub state: CertState,
     /// Revocation time (RFC 3339).
     pub revoked_at: Option<String>,
     /// Revocation reason.
@@ -196,7 +198,14 @@ pub struct CrlPushResult {
     /// Agents that installed the new CRL.
     pub delivered: usize,
     /// Agents that did not, with the reason (retry by revoking again or wait for the next push).
-    pub failed: Vec<(i64, String)>,
+    pub failed: Vec<(HostId, String)>,
+}
+
+/// The manager's new client certificate after a rotation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RotatedClient {
+    /// Serial (hex) of the certificate now in use.
+    pub serial: String,
 }
 
 /// `POST /api/v1/enrollment-tokens`.
@@ -205,7 +214,7 @@ pub struct CrlPushResult {
 pub struct NewEnrollmentToken {
     /// Group the new host joins.
     #[serde(default)]
-    pub group_id: Option<i64>,
+    pub group_id: Option<GroupId>,
     /// Minutes of validity (5 to 10080; the configured default when absent).
     #[serde(default)]
     pub minutes: Option<i64>,
@@ -215,7 +224,7 @@ pub struct NewEnrollmentToken {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreatedEnrollmentToken {
     /// Id.
-    pub id: i64,
+    pub id: EnrollmentTokenId,
     /// The whole token for `patch-agent enroll --token`.
     pub token: String,
     /// The command to run on the host.
@@ -228,15 +237,15 @@ pub struct CreatedEnrollmentToken {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnrollmentTokenInfo {
     /// Id.
-    pub id: i64,
+    pub id: EnrollmentTokenId,
     /// Group the host joins.
-    pub group_id: Option<i64>,
+    pub group_id: Option<GroupId>,
     /// Expiry (RFC 3339).
     pub expires_at: String,
     /// Use time (RFC 3339).
     pub used_at: Option<String>,
     /// Host that used it.
-    pub used_by_host_id: Option<i64>,
+    pub used_by_host_id: Option<HostId>,
     /// Creation time (RFC 3339).
     pub created_at: String,
 }

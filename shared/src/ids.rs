@@ -21,6 +21,20 @@ macro_rules! id_type {
                 Self(v)
             }
         }
+
+        impl From<$name> for i64 {
+            fn from(v: $name) -> Self {
+                v.0
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = std::num::ParseIntError;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                s.parse().map(Self)
+            }
+        }
     )*};
 }
 
@@ -41,6 +55,10 @@ id_type!(
     AuditId,
     /// A CIDR discovery run (row of `discovery_runs`).
     DiscoveryRunId,
+    /// A one-time enrollment token (row of `enrollment_tokens`).
+    EnrollmentTokenId,
+    /// A second factor of a user (row of `mfa_credentials`).
+    CredentialId,
 );
 
 #[cfg(test)]

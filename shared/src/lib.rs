@@ -5,6 +5,7 @@
 //! run time. It has no I/O and compiles to `wasm32-unknown-unknown` with default features.
 
 pub mod agent;
+pub mod api;
 pub mod auth;
 #[cfg(feature = "config")]
 pub mod config;
@@ -16,5 +17,6 @@ pub mod fleet;
 pub mod ids;
 pub mod netfilter;
 pub mod status;
+pub mod vocab;
 
 pub use error::{ErrorBody, ErrorEnvelope};

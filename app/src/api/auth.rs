@@ -13,6 +13,7 @@ use crate::auth::identity::{ACCESS_COOKIE, CSRF_COOKIE, REFRESH_COOKIE};
 use crate::auth::login::{self, Origin, PasswordStep, SignedIn, SignedUser};
 use crate::auth::{mfa, tokens};
 use crate::db::sessions;
+use crate::http::extract::Json;
 use crate::state::AppState;
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -70,7 +71,7 @@ fn session_answer(
     let expires_in = tokens::ACCESS_TTL.num_seconds();
     match client {
         ClientKind::Api => Ok(HttpResponse::Ok().json(LoginResult::SignedIn(SessionInfo {
-            user_id,
+            user_id: user_id.into(),
             username,
             role,
             expires_in,
@@ -83,7 +84,7 @@ fn session_answer(
                 res.cookie(c);
             }
             Ok(res.json(LoginResult::SignedIn(SessionInfo {
-                user_id,
+                user_id: user_id.into(),
                 username,
                 role,
                 expires_in,
@@ -123,7 +124,7 @@ pub(crate) fn browser_cookies(
 pub async fn login(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<LoginRequest>,
+    body: Json<LoginRequest>,
 ) -> Result<HttpResponse, AppError> {
     let body = body.into_inner();
     let client = body.client;
@@ -153,7 +154,7 @@ pub async fn login(
 pub async fn login_mfa(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<MfaLoginRequest>,
+    body: Json<MfaLoginRequest>,
 ) -> Result<HttpResponse, AppError> {
     let body = body.into_inner();
     let signed = login::second_factor(

@@ -6,6 +6,7 @@
 use crate::api::AppError;
 use crate::audit::Requester;
 use crate::auth::access::Caller;
+use crate::http::extract::Json;
 use crate::pki::{certificates, enrollment};
 use crate::state::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -51,7 +52,7 @@ pub async fn revoke(
     req: HttpRequest,
     who: Caller,
     path: web::Path<i64>,
-    body: web::Json<RevokeRequest>,
+    body: Json<RevokeRequest>,
 ) -> Result<HttpResponse, AppError> {
     let by = requester(&who, &req);
     let push = certificates::revoke(&state, &by, path.into_inner(), &body.reason).await?;
@@ -69,11 +70,12 @@ pub async fn create_token(
     state: web::Data<AppState>,
     req: HttpRequest,
     who: Caller,
-    body: web::Json<NewEnrollmentToken>,
+    body: Json<NewEnrollmentToken>,
 ) -> Result<HttpResponse, AppError> {
     let body = body.into_inner();
     let by = requester(&who, &req);
-    let created = enrollment::issue(&state, &by, body.group_id, body.minutes).await?;
+    let created =
+        enrollment::issue(&state, &by, body.group_id.map(i64::from), body.minutes).await?;
     Ok(HttpResponse::Created().json(created))
 }
 

@@ -3,6 +3,7 @@
 //! in [`crate::pki::enrollment::enroll`].
 
 use crate::api::AppError;
+use crate::http::extract::Json;
 use crate::pki::enrollment;
 use crate::state::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -12,7 +13,7 @@ use shared::enroll::EnrollRequest;
 pub async fn enroll(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<EnrollRequest>,
+    body: Json<EnrollRequest>,
 ) -> Result<HttpResponse, AppError> {
     let source = req.peer_addr().map(|a| a.ip());
     let answer = enrollment::enroll(&state, body.into_inner(), source).await?;

@@ -5,6 +5,7 @@ use crate::api::AppError;
 use crate::audit::Requester;
 use crate::auth::access::Caller;
 use crate::fleet::hosts;
+use crate::http::extract::Json;
 use crate::state::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use shared::fleet::NewGroup;
@@ -52,7 +53,7 @@ pub async fn create_group(
     state: web::Data<AppState>,
     req: HttpRequest,
     who: Caller,
-    body: web::Json<NewGroup>,
+    body: Json<NewGroup>,
 ) -> Result<HttpResponse, AppError> {
     let body = body.into_inner();
     let by = Requester::caller(&who, req.peer_addr().map(|a| a.ip()));

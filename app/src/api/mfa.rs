@@ -9,6 +9,7 @@
 use crate::api::AppError;
 use crate::auth::access::Caller;
 use crate::auth::mfa;
+use crate::http::extract::Json;
 use crate::state::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use shared::auth::{RecoveryCodes, TotpConfirmRequest, TotpEnrolRequest};
@@ -26,7 +27,7 @@ pub async fn status(state: web::Data<AppState>, who: Caller) -> Result<HttpRespo
 pub async fn totp_start(
     state: web::Data<AppState>,
     who: Caller,
-    body: web::Json<TotpEnrolRequest>,
+    body: Json<TotpEnrolRequest>,
 ) -> Result<HttpResponse, AppError> {
     let enrolment = mfa::start_totp(&state, &who.identity, &body.name).await?;
     Ok(HttpResponse::Created().json(enrolment))
@@ -39,7 +40,7 @@ pub async fn totp_confirm(
     req: HttpRequest,
     who: Caller,
     path: web::Path<i64>,
-    body: web::Json<TotpConfirmRequest>,
+    body: Json<TotpConfirmRequest>,
 ) -> Result<HttpResponse, AppError> {
     let recovery_codes = mfa::confirm_totp(
         &state,

@@ -19,6 +19,7 @@ use crate::http::gate::{gate, Rules};
 use actix_web::http::Method;
 use actix_web::middleware::from_fn;
 use actix_web::web;
+use shared::api::{self as ep, Endpoint};
 
 /// One endpoint and who may call it. [`configure`] registers exactly these, each behind
 /// [`gate`], so a route cannot exist without an access rule; the RBAC matrix test walks this
@@ -33,83 +34,105 @@ pub struct ApiRoute {
     route: fn() -> actix_web::Route,
 }
 
+/// One route: the endpoint's declaration in `shared::api` gives method and path.
 macro_rules! route {
-    ($m:ident $path:literal, $access:ident, $handler:path) => {
+    ($endpoint:ty, $access:ident, $handler:path) => {
         ApiRoute {
-            method: Method::$m,
-            path: $path,
+            method: method_of(<$endpoint as Endpoint>::METHOD),
+            path: <$endpoint as Endpoint>::PATH,
             access: Access::$access,
-            route: || web::route().method(Method::$m).to($handler),
+            route: || {
+                web::route()
+                    .method(method_of(<$endpoint as Endpoint>::METHOD))
+                    .to($handler)
+            },
         }
     };
 }
 
+/// The HTTP method of a declared endpoint.
+pub const fn method_of(m: shared::api::Method) -> Method {
+    match m {
+        shared::api::Method::Get => Method::GET,
+        shared::api::Method::Post => Method::POST,
+        shared::api::Method::Put => Method::PUT,
+        shared::api::Method::Patch => Method::PATCH,
+        shared::api::Method::Delete => Method::DELETE,
+    }
+}
+
 /// Every JSON endpoint of the manager.
 pub static ROUTES: &[ApiRoute] = &[
-    route!(GET "/status/health", Public, status::health),
-    route!(GET "/api/v1/ca/root.crt", Public, ca::root_certificate),
-    route!(GET "/api/v1/overview", Operator, status::overview),
-    route!(POST "/api/v1/enroll", Public, enroll::enroll),
-    route!(GET "/api/v1/setup", Public, setup::status),
-    route!(POST "/api/v1/setup", Public, setup::complete),
-    route!(POST "/api/v1/auth/login", Public, auth::login),
-    route!(POST "/api/v1/auth/login/mfa", Public, auth::login_mfa),
-    route!(GET "/api/v1/auth/login/pending", Public, sso::pending),
-    route!(POST "/api/v1/auth/login/webauthn/start", Public, passkeys::login_start),
-    route!(POST "/api/v1/auth/login/webauthn/finish", Public, passkeys::login_finish),
-    route!(POST "/api/v1/auth/refresh", Public, auth::refresh),
-    route!(GET "/api/v1/auth/oidc/status", Public, sso::status),
-    route!(GET "/api/v1/auth/oidc/start", Public, sso::start),
-    route!(GET "/api/v1/auth/oidc/callback", Public, sso::callback),
-    route!(POST "/api/v1/auth/logout", Session, auth::logout),
-    route!(GET "/api/v1/auth/me", Session, auth::me),
-    route!(GET "/api/v1/auth/mfa", Session, mfa::status),
-    route!(POST "/api/v1/auth/mfa/totp", Session, mfa::totp_start),
-    route!(POST "/api/v1/auth/mfa/totp/{credential_id}/confirm", Session, mfa::totp_confirm),
-    route!(POST "/api/v1/auth/mfa/recovery-codes", Session, mfa::renew_recovery_codes),
-    route!(POST "/api/v1/auth/mfa/webauthn/register/start", Session, passkeys::register_start),
-    route!(POST "/api/v1/auth/mfa/webauthn/register/finish", Session, passkeys::register_finish),
-    route!(DELETE "/api/v1/auth/mfa/{credential_id}", Session, mfa::remove),
-    route!(GET "/api/v1/hosts", Operator, hosts::list),
-    route!(GET "/api/v1/hosts/{host_id}", Host, hosts::detail),
-    route!(GET "/api/v1/hosts/{host_id}/certificate-bundle", Host, hosts::certificate_bundle),
-    route!(POST "/api/v1/hosts/{host_id}/certificate/renew", Admin, certificates::renew_host),
-    route!(GET "/api/v1/groups", Operator, hosts::groups),
-    route!(POST "/api/v1/groups", Admin, hosts::create_group),
-    route!(GET "/api/v1/users", Admin, users::list),
-    route!(POST "/api/v1/users", Admin, users::create),
-    route!(PATCH "/api/v1/users/{user_id}", Admin, users::update),
-    route!(DELETE "/api/v1/users/{user_id}", Admin, users::delete),
-    route!(POST "/api/v1/users/{user_id}/reset-mfa", Admin, users::reset_mfa),
-    route!(POST "/api/v1/users/{user_id}/logout", Admin, users::force_logout),
-    route!(GET "/api/v1/certificates", Admin, certificates::list),
-    route!(POST "/api/v1/certificates/manager-client/rotate", Admin, certificates::rotate_client),
-    route!(POST "/api/v1/certificates/{certificate_id}/revoke", Admin, certificates::revoke),
-    route!(GET "/api/v1/settings/allow-list", Admin, settings::allow_list),
-    route!(PUT "/api/v1/settings/allow-list", Admin, settings::set_allow_list),
-    route!(GET "/api/v1/settings/oidc", Admin, sso::get_settings),
-    route!(PUT "/api/v1/settings/oidc", Admin, sso::put_settings),
-    route!(POST "/api/v1/settings/oidc/test", Admin, sso::test_connection),
-    route!(GET "/api/v1/enrollment-tokens", Admin, certificates::list_tokens),
-    route!(POST "/api/v1/enrollment-tokens", Admin, certificates::create_token),
-    route!(DELETE "/api/v1/enrollment-tokens/{token_id}", Admin, certificates::delete_token),
+    route!(ep::Health, Public, status::health),
+    route!(ep::RootCertificate, Public, ca::root_certificate),
+    route!(ep::Overview, Operator, status::overview),
+    route!(ep::Enroll, Public, enroll::enroll),
+    route!(ep::GetSetup, Public, setup::status),
+    route!(ep::CompleteSetup, Public, setup::complete),
+    route!(ep::Login, Public, auth::login),
+    route!(ep::LoginMfa, Public, auth::login_mfa),
+    route!(ep::LoginPending, Public, sso::pending),
+    route!(ep::LoginWebauthnStart, Public, passkeys::login_start),
+    route!(ep::LoginWebauthnFinish, Public, passkeys::login_finish),
+    route!(ep::Refresh, Public, auth::refresh),
+    route!(ep::OidcStatusGet, Public, sso::status),
+    route!(ep::OidcStart, Public, sso::start),
+    route!(ep::OidcCallback, Public, sso::callback),
+    route!(ep::Logout, Session, auth::logout),
+    route!(ep::GetMe, Session, auth::me),
+    route!(ep::GetMfa, Session, mfa::status),
+    route!(ep::TotpStart, Session, mfa::totp_start),
+    route!(ep::TotpConfirm, Session, mfa::totp_confirm),
+    route!(ep::RenewRecoveryCodes, Session, mfa::renew_recovery_codes),
+    route!(ep::WebauthnRegisterStart, Session, passkeys::register_start),
+    route!(
+        ep::WebauthnRegisterFinish,
+        Session,
+        passkeys::register_finish
+    ),
+    route!(ep::RemoveFactor, Session, mfa::remove),
+    route!(ep::ListHosts, Operator, hosts::list),
+    route!(ep::GetHost, Host, hosts::detail),
+    route!(ep::HostBundle, Host, hosts::certificate_bundle),
+    route!(ep::RenewHostCertificate, Admin, certificates::renew_host),
+    route!(ep::ListGroups, Operator, hosts::groups),
+    route!(ep::CreateGroup, Admin, hosts::create_group),
+    route!(ep::ListUsers, Admin, users::list),
+    route!(ep::CreateUser, Admin, users::create),
+    route!(ep::UpdateUser, Admin, users::update),
+    route!(ep::DeleteUser, Admin, users::delete),
+    route!(ep::ResetUserMfa, Admin, users::reset_mfa),
+    route!(ep::LogoutUser, Admin, users::force_logout),
+    route!(ep::ListCertificates, Admin, certificates::list),
+    route!(ep::RotateManagerClient, Admin, certificates::rotate_client),
+    route!(ep::RevokeCertificate, Admin, certificates::revoke),
+    route!(ep::GetAllowList, Admin, settings::allow_list),
+    route!(ep::PutAllowList, Admin, settings::set_allow_list),
+    route!(ep::GetOidcSettings, Admin, sso::get_settings),
+    route!(ep::PutOidcSettings, Admin, sso::put_settings),
+    route!(ep::TestOidc, Admin, sso::test_connection),
+    route!(ep::ListEnrollmentTokens, Admin, certificates::list_tokens),
+    route!(ep::CreateEnrollmentToken, Admin, certificates::create_token),
+    route!(ep::DeleteEnrollmentToken, Admin, certificates::delete_token),
 ];
 
 /// Registers every JSON endpoint behind its access rule, and the extractor configuration that
 /// envelopes their errors.
 pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
-    cfg.app_data(
-        web::JsonConfig::default()
-            .limit(body_limit)
-            .error_handler(move |err, _req| AppError::from_json(&err, body_limit).into()),
-    )
-    .app_data(web::PayloadConfig::default().limit(body_limit))
-    .app_data(
-        web::QueryConfig::default().error_handler(|err, _req| AppError::from_query(&err).into()),
-    )
-    .app_data(
-        web::PathConfig::default().error_handler(|err, _req| AppError::from_path(&err).into()),
-    );
+    cfg.app_data(crate::http::extract::BodyLimit(body_limit))
+        .app_data(
+            web::JsonConfig::default()
+                .limit(body_limit)
+                .error_handler(move |err, _req| AppError::from_json(&err, body_limit).into()),
+        )
+        .app_data(web::PayloadConfig::default().limit(body_limit))
+        .app_data(
+            web::QueryConfig::default()
+                .error_handler(|err, _req| AppError::from_query(&err).into()),
+        )
+        .app_data(
+            web::PathConfig::default().error_handler(|err, _req| AppError::from_path(&err).into()),
+        );
     let mut paths: Vec<&'static str> = Vec::new();
     for r in ROUTES {
         if !paths.contains(&r.path) {

@@ -7,6 +7,7 @@ use crate::api::AppError;
 use crate::auth::access::Caller;
 use crate::auth::login::Origin;
 use crate::auth::passkeys;
+use crate::http::extract::Json;
 use crate::state::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use shared::auth::{
@@ -18,7 +19,7 @@ use shared::auth::{
 pub async fn register_start(
     state: web::Data<AppState>,
     who: Caller,
-    body: web::Json<PasskeyRegisterStart>,
+    body: Json<PasskeyRegisterStart>,
 ) -> Result<HttpResponse, AppError> {
     let options = passkeys::register_start(&state, &who.identity, &body.name).await?;
     Ok(HttpResponse::Ok().json(options))
@@ -29,7 +30,7 @@ pub async fn register_finish(
     state: web::Data<AppState>,
     req: HttpRequest,
     who: Caller,
-    body: web::Json<PasskeyRegisterFinish>,
+    body: Json<PasskeyRegisterFinish>,
 ) -> Result<HttpResponse, AppError> {
     let body = body.into_inner();
     let recovery_codes = passkeys::register_finish(
@@ -47,7 +48,7 @@ pub async fn register_finish(
 pub async fn login_start(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<PasskeyLoginStart>,
+    body: Json<PasskeyLoginStart>,
 ) -> Result<HttpResponse, AppError> {
     let options = passkeys::login_start(
         &state,
@@ -62,7 +63,7 @@ pub async fn login_start(
 pub async fn login_finish(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<PasskeyLoginFinish>,
+    body: Json<PasskeyLoginFinish>,
 ) -> Result<HttpResponse, AppError> {
     let body = body.into_inner();
     let signed =

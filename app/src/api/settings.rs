@@ -4,6 +4,7 @@
 use crate::api::AppError;
 use crate::auth::access::Caller;
 use crate::db::audit::{NewAuditEntry, Outcome};
+use crate::http::extract::Json;
 use crate::settings;
 use crate::state::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -22,7 +23,7 @@ pub async fn set_allow_list(
     state: web::Data<AppState>,
     req: HttpRequest,
     who: Caller,
-    body: web::Json<AllowListSettings>,
+    body: Json<AllowListSettings>,
 ) -> Result<HttpResponse, AppError> {
     let wanted = settings::normalise_allow_list(body.into_inner());
     let peer = req.peer_addr().map(|a| a.ip());

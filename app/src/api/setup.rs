@@ -4,6 +4,7 @@
 use crate::api::AppError;
 use crate::auth::setup::SetupError;
 use crate::db::audit::{NewAuditEntry, Outcome};
+use crate::http::extract::Json;
 use crate::state::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use shared::auth::{SetupDone, SetupRequest, SetupStatus};
@@ -19,7 +20,7 @@ pub async fn status(state: web::Data<AppState>) -> HttpResponse {
 pub async fn complete(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<SetupRequest>,
+    body: Json<SetupRequest>,
 ) -> Result<HttpResponse, AppError> {
     let body = body.into_inner();
     let result = state
@@ -56,7 +57,9 @@ pub async fn complete(
         .source(req.peer_addr().map(|a| a.ip()));
     state.audit.note(entry).await;
     match result {
-        Ok(user_id) => Ok(HttpResponse::Created().json(SetupDone { user_id })),
+        Ok(user_id) => Ok(HttpResponse::Created().json(SetupDone {
+            user_id: user_id.into(),
+        })),
         Err(SetupError::Completed) => Err(AppError::Gone("setup is already complete".into())),
         Err(SetupError::BadToken) => Err(AppError::Unauthorized("invalid setup token".into())),
         Err(SetupError::Invalid(m)) => Err(AppError::BadRequest {

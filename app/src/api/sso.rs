@@ -14,6 +14,7 @@ use crate::auth::access::Caller;
 use crate::auth::login::Origin;
 use crate::auth::sso::{self, Begin, Landing, ProviderAnswer};
 use crate::auth::{mfa, Actor};
+use crate::http::extract::Json;
 use crate::state::AppState;
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -146,7 +147,7 @@ pub async fn put_settings(
     state: web::Data<AppState>,
     req: HttpRequest,
     who: Caller,
-    body: web::Json<OidcSettings>,
+    body: Json<OidcSettings>,
 ) -> Result<HttpResponse, AppError> {
     let saved = sso::save_settings(&state, &Actor::of(&who, &req), body.into_inner()).await?;
     Ok(HttpResponse::Ok().json(saved))
@@ -154,6 +155,6 @@ pub async fn put_settings(
 
 /// `POST /api/v1/settings/oidc/test`: fetches and checks the discovery document and signing
 /// keys for the given (unsaved) settings. Enables nothing.
-pub async fn test_connection(body: web::Json<OidcSettings>) -> Result<HttpResponse, AppError> {
+pub async fn test_connection(body: Json<OidcSettings>) -> Result<HttpResponse, AppError> {
     Ok(HttpResponse::Ok().json(sso::test_connection(&body.into_inner()).await?))
 }

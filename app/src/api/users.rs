@@ -9,6 +9,7 @@ use crate::api::AppError;
 use crate::auth::access::Caller;
 use crate::auth::{users, Actor};
 use crate::db::transaction;
+use crate::http::extract::Json;
 use crate::state::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use shared::fleet::{NewUser, UserUpdate};
@@ -25,7 +26,7 @@ pub async fn create(
     state: web::Data<AppState>,
     req: HttpRequest,
     who: Caller,
-    body: web::Json<NewUser>,
+    body: Json<NewUser>,
 ) -> Result<HttpResponse, AppError> {
     let created = users::create(&state, &Actor::of(&who, &req), body.into_inner()).await?;
     Ok(HttpResponse::Created().json(created))
@@ -37,7 +38,7 @@ pub async fn update(
     req: HttpRequest,
     who: Caller,
     path: web::Path<i64>,
-    body: web::Json<UserUpdate>,
+    body: Json<UserUpdate>,
 ) -> Result<HttpResponse, AppError> {
     let me = who.identity.user_id;
     let user = users::update(

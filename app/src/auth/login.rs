@@ -783,10 +783,13 @@ pub async fn me(state: &AppState, who: &Identity) -> Result<Me, LoginError> {
         .await?
         .ok_or_else(|| LoginError::Internal("signed-in user not found".into()))?;
     Ok(Me {
-        user_id: uid,
+        user_id: uid.into(),
         username: user.username,
         display_name: user.display_name,
-        role: who.role.clone(),
+        role: who
+            .role
+            .parse()
+            .map_err(|e: shared::vocab::UnknownWord| LoginError::Internal(e.to_string()))?,
         session: who.session.clone(),
         mfa_enrolment_pending: who.mfa_enrolment_pending,
     })

@@ -410,14 +410,18 @@ pub fn status_of(c: &mut DbConnection, uid: i64) -> Result<MfaStatus, DbError> {
         required,
         credentials: credentials::factors(c, uid)?
             .into_iter()
-            .map(|f| MfaCredential {
-                id: f.id,
-                kind: f.kind,
-                name: f.name,
-                created_at: rfc3339(f.created_at),
-                last_used_at: f.last_used_at.map(rfc3339),
+            .map(|f| {
+                Ok(MfaCredential {
+                    id: f.id.into(),
+                    kind: f.kind.parse().map_err(|e: shared::vocab::UnknownWord| {
+                        DbError::Inconsistent(e.to_string())
+                    })?,
+                    name: f.name,
+                    created_at: rfc3339(f.created_at),
+                    last_used_at: f.last_used_at.map(rfc3339),
+                })
             })
-            .collect(),
+            .collect::<Result<_, DbError>>()?,
         recovery_codes_left: recovery_codes_left(c, uid)?,
     })
 }
@@ -475,7 +479,7 @@ pub async fn start_totp(
     let t = totp(seed, &username).map_err(MfaError::Internal)?;
     let url = url(&t).map_err(MfaError::Internal)?;
     Ok(TotpEnrolment {
-        credential_id: id,
+        credential_id: id.into(),
         secret_base32: secret_base32(&t),
         qr_svg: qr_svg(&url).map_err(MfaError::Internal)?,
         otpauth_url: url,
@@ -725,6 +729,7 @@ mod tests {
         crate::auth::users::create_local(c, &account, t(0))
             .unwrap()
             .id
+            .0
     }
 
     /// Enrols and confirms an authenticator at `t(0)`: (credential id, generator, recovery codes).

@@ -21,6 +21,8 @@ use crate::error::AppError;
 use crate::state::AppState;
 use chrono::NaiveDateTime;
 use shared::fleet::{NewUser as NewUserRequest, UserInfo, UserUpdate as UserUpdateRequest};
+use shared::ids::{GroupId, UserId};
+use shared::vocab::UnknownWord;
 
 /// Why an account change was refused.
 #[derive(Debug, thiserror::Error)]
@@ -131,13 +133,6 @@ pub fn replace_groups(
     Ok(())
 }
 
-fn check_role(role: &str) -> Result<(), UserError> {
-    match role {
-        "admin" | "operator" => Ok(()),
-        _ => Err(invalid("role", "role must be admin or operator")),
-    }
-}
-
 fn check_display_name(name: &str) -> Result<(), UserError> {
     if name.chars().count() > 128 || name.chars().any(char::is_control) {
         return Err(invalid(
@@ -177,30 +172,34 @@ pub fn infos(
     let rows = repo::list(c, only)?;
     let groups = repo::group_links(c)?;
     let factors = repo::factor_counts(c)?;
-    Ok(rows
-        .into_iter()
-        .map(|u| UserInfo {
-            id: u.id,
-            mfa_factors: factors
-                .iter()
-                .find(|(id, _)| *id == u.id)
-                .map_or(0, |(_, n)| *n),
-            group_ids: groups
-                .iter()
-                .filter(|(id, _)| *id == u.id)
-                .map(|(_, g)| *g)
-                .collect(),
-            username: u.username,
-            display_name: u.display_name,
-            email: u.email,
-            role: u.role,
-            disabled: u.is_disabled,
-            mfa_required: u.mfa_required,
-            sso: u.sso_subject.is_some(),
-            last_login_at: u.last_login_at.map(rfc3339),
-            locked_until: u.locked_until.filter(|t| *t > now).map(rfc3339),
+    rows.into_iter()
+        .map(|u| {
+            Ok(UserInfo {
+                id: UserId(u.id),
+                mfa_factors: factors
+                    .iter()
+                    .find(|(id, _)| *id == u.id)
+                    .map_or(0, |(_, n)| *n),
+                group_ids: groups
+                    .iter()
+                    .filter(|(id, _)| *id == u.id)
+                    .map(|(_, g)| GroupId(*g))
+                    .collect(),
+                username: u.username,
+                display_name: u.display_name,
+                email: u.email,
+                role: u
+                    .role
+                    .parse()
+                    .map_err(|e: UnknownWord| DbError::Inconsistent(e.to_string()))?,
+                disabled: u.is_disabled,
+                mfa_required: u.mfa_required,
+                sso: u.sso_subject.is_some(),
+                last_login_at: u.last_login_at.map(rfc3339),
+                locked_until: u.locked_until.filter(|t| *t > now).map(rfc3339),
+            })
         })
-        .collect())
+        .collect()
 }
 
 fn info(c: &mut DbConnection, id: i64, now: NaiveDateTime) -> Result<UserInfo, UserError> {
@@ -254,7 +253,6 @@ pub async fn prepare_local(body: NewUserRequest) -> Result<LocalAccount, UserErr
             "user names are 3 to 64 characters of a-z, 0-9, '.', '_' and '-', starting with a letter",
         ));
     }
-    check_role(&body.role)?;
     check_display_name(&body.display_name)?;
     if let Some(e) = &body.email {
         check_email(e)?;
@@ -271,9 +269,9 @@ pub async fn prepare_local(body: NewUserRequest) -> Result<LocalAccount, UserErr
         display_name,
         email: body.email,
         password_hash,
-        role: body.role,
+        role: body.role.as_str().to_owned(),
         mfa_required: body.mfa_required,
-        group_ids: body.group_ids,
+        group_ids: body.group_ids.into_iter().map(i64::from).collect(),
     })
 }
 
@@ -385,9 +383,6 @@ pub async fn update(
     id: i64,
     body: UserUpdateRequest,
 ) -> Result<UserInfo, UserError> {
-    if let Some(r) = &body.role {
-        check_role(r)?;
-    }
     if let Some(d) = &body.display_name {
         check_display_name(d)?;
     }
@@ -406,10 +401,13 @@ pub async fn update(
         None => None,
     };
     let change_set = AccountChange {
-        role: body.role.clone(),
+        role: body.role.map(|r| r.as_str().to_owned()),
         disabled: body.disabled,
         mfa_required: body.mfa_required,
-        group_ids: body.group_ids.clone(),
+        group_ids: body
+            .group_ids
+            .as_ref()
+            .map(|g| g.iter().copied().map(i64::from).collect()),
         display_name: body.display_name.clone(),
         email: body.email.clone(),
         password_hash,
@@ -582,27 +580,33 @@ mod tests {
             ..AccountChange::default()
         };
         assert!(matches!(
-            change(c, a.id, o.id, &demote, now()),
+            change(c, a.id.0, o.id.0, &demote, now()),
             Err(UserError::Conflict(_))
         ));
         assert!(matches!(
-            change(c, a.id, o.id, &disable, now()),
+            change(c, a.id.0, o.id.0, &disable, now()),
             Err(UserError::Conflict(_))
         ));
-        assert!(matches!(remove(c, a.id, o.id), Err(UserError::Conflict(_))));
+        assert!(matches!(
+            remove(c, a.id.0, o.id.0),
+            Err(UserError::Conflict(_))
+        ));
         // With a second Admin, the first may go.
         let promote = AccountChange {
             role: Some("admin".into()),
             ..AccountChange::default()
         };
-        change(c, o.id, a.id, &promote, now()).unwrap();
-        let (alice, _) = change(c, a.id, o.id, &demote, now()).unwrap();
-        assert_eq!(alice.role, "operator");
+        change(c, o.id.0, a.id.0, &promote, now()).unwrap();
+        let (alice, _) = change(c, a.id.0, o.id.0, &demote, now()).unwrap();
+        assert_eq!(alice.role, shared::vocab::Role::Operator);
         // Now Oscar is the last one.
-        assert!(matches!(remove(c, o.id, a.id), Err(UserError::Conflict(_))));
-        let user = repo::find(c, o.id).unwrap().unwrap();
+        assert!(matches!(
+            remove(c, o.id.0, a.id.0),
+            Err(UserError::Conflict(_))
+        ));
+        let user = repo::find(c, o.id.0).unwrap().unwrap();
         assert_eq!(sso_role(c, &user, "operator").unwrap(), "admin");
-        assert_eq!(remove(c, a.id, o.id).unwrap(), "alice");
+        assert_eq!(remove(c, a.id.0, o.id.0).unwrap(), "alice");
     }
 
     #[test]
@@ -626,9 +630,9 @@ mod tests {
             "a refused creation leaves nothing behind"
         );
         let bob = create_local(c, &account("bob", "operator", vec![]), now()).unwrap();
-        replace_groups(c, bob.id, &[42, 42], true, now()).unwrap();
+        replace_groups(c, bob.id.0, &[42, 42], true, now()).unwrap();
         assert!(
-            info(c, bob.id, now()).unwrap().group_ids.is_empty(),
+            info(c, bob.id.0, now()).unwrap().group_ids.is_empty(),
             "missing groups skipped"
         );
     }

@@ -14,8 +14,9 @@ pub struct CertificateRow {
     pub id: i64,
     /// Serial, hex.
     pub serial: String,
-    /// `ca`, `agent`, `manager_client` or `web`.
-    pub kind: String,
+    /// What it is for (a stored word that is not a kind fails the read).
+    #[diesel(deserialize_as = String)]
+    pub kind: shared::vocab::CertKind,
     /// Subject common name.
     pub subject: String,
     /// Subject alternative names as a JSON array of strings.

@@ -23,7 +23,8 @@ pub struct HostRow {
     /// Agent's TCP port.
     pub agent_port: i32,
     /// `unknown`, `online`, …
-    pub status: String,
+    #[diesel(deserialize_as = String)]
+    pub status: shared::vocab::HostStatus,
     /// OS id (`debian`).
     pub os_id: Option<String>,
     /// OS version (`12`).

@@ -18,7 +18,7 @@ fn summary(row: HostRow, memberships: &[MembershipName]) -> HostSummary {
             .filter(|m| m.host_id == row.id)
             .map(|m| m.group.clone())
             .collect(),
-        id: row.id,
+        id: row.id.into(),
         display_name: row.display_name,
         fqdn: row.fqdn,
         ip_address: row.ip_address,
@@ -139,7 +139,7 @@ pub async fn groups(state: &AppState, scope: Scope) -> Result<Vec<GroupInfo>, Ap
                 .iter()
                 .find(|s| s.group_id == g.id)
                 .map_or(0, |s| s.hosts),
-            id: g.id,
+            id: g.id.into(),
             name: g.name,
             description: g.description,
         })
@@ -192,7 +192,7 @@ pub async fn create_group(
         .details(serde_json::json!({ "name": name }));
     state.audit.note(entry).await;
     Ok(GroupInfo {
-        id,
+        id: id.into(),
         name,
         description,
         hosts: 0,

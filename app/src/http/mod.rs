@@ -4,10 +4,12 @@
 //! source-address allow-list ([`allow_list`]), compression, then routing; each JSON resource sits
 //! behind the access gate ([`gate`]). Every refusal on the way is a response, so it passes back
 //! through the request context like any other answer. [`errors`] maps [`crate::error::AppError`]
-//! to the envelope; [`rate`] is the one rate-limiter type.
+//! to the envelope; [`extract`] reads JSON bodies naming the field a refusal concerns; [`rate`] is
+//! the one rate-limiter type.
 
 pub mod allow_list;
 pub mod errors;
+pub mod extract;
 pub mod gate;
 pub mod middleware;
 pub mod rate;

@@ -41,36 +41,14 @@ pub enum PkiError {
     Invalid(String),
 }
 
-/// What an issued certificate is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CertKind {
-    /// The root certificate itself (recorded, never issued through [`Ca::sign_csr`]).
-    Ca,
-    /// An agent's TLS server certificate.
-    Agent,
-    /// The manager's client certificate for agents.
-    ManagerClient,
-    /// The web UI's server certificate.
-    Web,
-}
+pub use shared::vocab::CertKind;
 
-impl CertKind {
-    /// Stored form (`certificates.kind`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Ca => "ca",
-            Self::Agent => "agent",
-            Self::ManagerClient => "manager_client",
-            Self::Web => "web",
-        }
-    }
-
-    fn eku(self) -> Option<ExtendedKeyUsagePurpose> {
-        match self {
-            Self::Ca => None,
-            Self::Agent | Self::Web => Some(ExtendedKeyUsagePurpose::ServerAuth),
-            Self::ManagerClient => Some(ExtendedKeyUsagePurpose::ClientAuth),
-        }
+/// The extended key usage a certificate of `kind` carries.
+fn eku(kind: CertKind) -> Option<ExtendedKeyUsagePurpose> {
+    match kind {
+        CertKind::Ca => None,
+        CertKind::Agent | CertKind::Web => Some(ExtendedKeyUsagePurpose::ServerAuth),
+        CertKind::ManagerClient => Some(ExtendedKeyUsagePurpose::ClientAuth),
     }
 }
 
@@ -325,8 +303,7 @@ impl Ca {
             .collect::<Result<_, rcgen::Error>>()?;
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        let eku = kind
-            .eku()
+        let eku = eku(kind)
             .ok_or_else(|| PkiError::Invalid("the CA certificate is not issued".into()))?;
         params.extended_key_usages = vec![eku];
         params.serial_number = Some(random_serial()?);

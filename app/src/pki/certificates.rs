@@ -12,6 +12,7 @@ use crate::pki::{renewal, rotation, CertKind};
 use crate::state::AppState;
 use chrono::NaiveDateTime;
 use shared::fleet::{CertificateInfo, CrlPushResult};
+use shared::vocab::CertState;
 
 /// The API view of a stored certificate at `now`. `superseded`: a newer certificate replaced it.
 pub fn info(
@@ -22,28 +23,28 @@ pub fn info(
 ) -> CertificateInfo {
     let days = (row.not_after - now).num_days();
     let state = if row.revoked_at.is_some() {
-        "revoked"
+        CertState::Revoked
     } else if row.not_after <= now {
-        "expired"
+        CertState::Expired
     } else if superseded == Some(true) {
-        "superseded"
+        CertState::Superseded
     } else if days < renew_before_days {
-        "expiring"
+        CertState::Expiring
     } else {
-        "valid"
+        CertState::Valid
     };
     CertificateInfo {
-        id: row.id,
+        id: row.id.into(),
         serial: row.serial,
         kind: row.kind,
         subject: row.subject,
         sans: serde_json::from_str(&row.sans_json).unwrap_or_default(),
-        host_id: row.host_id,
+        host_id: row.host_id.map(Into::into),
         fingerprint_sha256: row.fingerprint_sha256,
         not_before: rfc3339(row.not_before),
         not_after: rfc3339(row.not_after),
         expires_in_days: days,
-        state: state.into(),
+        state,
         revoked_at: row.revoked_at.map(rfc3339),
         revocation_reason: row.revocation_reason,
     }
@@ -60,7 +61,7 @@ pub fn views(
     let mut seen = std::collections::HashSet::new();
     rows.into_iter()
         .map(|r| {
-            let holder = (r.kind.clone(), r.host_id);
+            let holder = (r.kind, r.host_id);
             let superseded = r.revoked_at.is_none() && !seen.insert(holder);
             info(r, renew_before_days, Some(superseded), now)
         })
@@ -134,7 +135,7 @@ pub async fn revoke(
         .run(move |c| store::find(c, id))
         .await?
         .ok_or_else(|| AppError::NotFound("no such certificate".into()))?;
-    if row.kind == CertKind::Ca.as_str() {
+    if row.kind == CertKind::Ca {
         return Err(AppError::Conflict(
             "the root CA cannot revoke itself; replacing the CA means re-enrolling the fleet"
                 .into(),
@@ -155,7 +156,11 @@ pub async fn revoke(
     state.audit.note(entry).await;
     Ok(CrlPushResult {
         delivered: push.delivered,
-        failed: push.failed,
+        failed: push
+            .failed
+            .into_iter()
+            .map(|(host, why)| (host.into(), why))
+            .collect(),
     })
 }
 
@@ -175,7 +180,7 @@ mod tests {
         CertificateRow {
             id,
             serial: format!("{id:02x}"),
-            kind: kind.into(),
+            kind: kind.parse().unwrap(),
             subject: "x".into(),
             sans_json: r#"["DNS:x"]"#.into(),
             host_id,
@@ -201,7 +206,7 @@ mod tests {
             row(5, "manager_client", None, 20),
         ];
         let views = views(rows, 30, now());
-        let states: Vec<(i64, &str)> = views.iter().map(|v| (v.id, v.state.as_str())).collect();
+        let states: Vec<(i64, &str)> = views.iter().map(|v| (v.id.0, v.state.as_str())).collect();
         assert_eq!(
             states,
             [

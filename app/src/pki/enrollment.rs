@@ -254,7 +254,7 @@ pub async fn issue(
     state.audit.note(created.audit_entry(by)).await;
     let encoded = created.token.encode();
     Ok(CreatedEnrollmentToken {
-        id: created.token.id,
+        id: created.token.id.into(),
         command: agent_command(&state.config, &encoded),
         token: encoded,
         expires_at: rfc3339(created.expires_at),
@@ -269,11 +269,11 @@ pub async fn list(state: &AppState) -> Result<Vec<EnrollmentTokenInfo>, AppError
 
 fn token_info(row: EnrollmentTokenRow) -> EnrollmentTokenInfo {
     EnrollmentTokenInfo {
-        id: row.id,
-        group_id: row.group_id,
+        id: row.id.into(),
+        group_id: row.group_id.map(Into::into),
         expires_at: rfc3339(row.expires_at),
         used_at: row.used_at.map(rfc3339),
-        used_by_host_id: row.used_by_host_id,
+        used_by_host_id: row.used_by_host_id.map(Into::into),
         created_at: rfc3339(row.created_at),
     }
 }
@@ -438,7 +438,7 @@ pub async fn enroll(
                 }));
             state.audit.note(entry).await;
             Ok(EnrollResponse {
-                host_id,
+                host_id: host_id.into(),
                 certificate_pem: issued.cert_pem,
                 ca_pem: state.pki.ca.cert_pem().to_owned(),
                 crl_pem,

@@ -8,17 +8,20 @@ use crate::ui::{load, loaded, maybe_time, short_time, ErrorLine, Submit};
 use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
+use shared::api::{self as ep, NoBody};
 use shared::auth::{
-    MfaStatus, PasskeyRegisterFinish, PasskeyRegisterOptions, PasskeyRegisterStart, RecoveryCodes,
-    TotpConfirmRequest, TotpEnrolRequest, TotpEnrolment,
+    MfaStatus, PasskeyRegisterFinish, PasskeyRegisterStart, TotpConfirmRequest, TotpEnrolRequest,
+    TotpEnrolment,
 };
+use shared::ids::CredentialId;
+use shared::vocab::FactorKind;
 
 /// The account page.
 #[component]
 pub fn AccountPage() -> impl IntoView {
     let session = expect_context::<Session>();
     let status = loaded::<MfaStatus>();
-    let reload = move || load("/api/v1/auth/mfa", status);
+    let reload = move || load::<ep::GetMfa>((), status);
     Effect::new(move |_| reload());
 
     let name = RwSignal::new("Authenticator app".to_owned());
@@ -34,7 +37,7 @@ pub fn AccountPage() -> impl IntoView {
             name: name.get_untracked(),
         };
         spawn_local(async move {
-            match api::post::<_, TotpEnrolment>("/api/v1/auth/mfa/totp", &body).await {
+            match api::call::<ep::TotpStart>((), &body).await {
                 Ok(e) => {
                     error.set(None);
                     code.set(String::new());
@@ -53,8 +56,7 @@ pub fn AccountPage() -> impl IntoView {
             code: code.get_untracked().trim().to_owned(),
         };
         spawn_local(async move {
-            let path = format!("/api/v1/auth/mfa/totp/{}/confirm", e.credential_id);
-            match api::post::<_, RecoveryCodes>(&path, &body).await {
+            match api::call::<ep::TotpConfirm>(e.credential_id, &body).await {
                 Ok(r) => {
                     error.set(None);
                     enrolment.set(None);
@@ -78,15 +80,12 @@ pub fn AccountPage() -> impl IntoView {
         ));
         spawn_local(async move {
             let outcome = async {
-                let start = api::post::<_, PasskeyRegisterOptions>(
-                    "/api/v1/auth/mfa/webauthn/register/start",
-                    &body,
-                )
-                .await
-                .map_err(|e| e.message)?;
+                let start = api::call::<ep::WebauthnRegisterStart>((), &body)
+                    .await
+                    .map_err(|e| e.message)?;
                 let credential = crate::webauthn::create(start.options).await?;
-                api::post::<_, RecoveryCodes>(
-                    "/api/v1/auth/mfa/webauthn/register/finish",
+                api::call::<ep::WebauthnRegisterFinish>(
+                    (),
                     &PasskeyRegisterFinish {
                         challenge_id: start.challenge_id,
                         credential,
@@ -111,10 +110,10 @@ pub fn AccountPage() -> impl IntoView {
             }
         });
     };
-    let remove = move |id: i64| {
+    let remove = move |id: CredentialId| {
         spawn_local(async move {
-            match api::delete(&format!("/api/v1/auth/mfa/{id}")).await {
-                Ok(()) => {
+            match api::call::<ep::RemoveFactor>(id, &NoBody).await {
+                Ok(NoBody) => {
                     error.set(None);
                     notice.set(Some("Removed.".into()));
                     reload();
@@ -125,12 +124,7 @@ pub fn AccountPage() -> impl IntoView {
     };
     let renew_codes = move |_| {
         spawn_local(async move {
-            match api::post::<_, RecoveryCodes>(
-                "/api/v1/auth/mfa/recovery-codes",
-                &serde_json::json!({}),
-            )
-            .await
-            {
+            match api::call::<ep::RenewRecoveryCodes>((), &NoBody).await {
                 Ok(r) => {
                     error.set(None);
                     recovery.set(r.recovery_codes);
@@ -168,7 +162,7 @@ pub fn AccountPage() -> impl IntoView {
                                     view! {
                                         <tr>
                                             <td>{c.name}</td>
-                                            <td>{if c.kind == "totp" { "Authenticator app" } else { "Security key / passkey" }}</td>
+                                            <td>{if c.kind == FactorKind::Totp { "Authenticator app" } else { "Security key / passkey" }}</td>
                                             <td>{short_time(&c.created_at)}</td>
                                             <td>{maybe_time(c.last_used_at.as_deref())}</td>
                                             <td><button type="button" class="danger" on:click=move |_| remove(id)>"Remove"</button></td>

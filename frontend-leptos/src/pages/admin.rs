@@ -7,7 +7,10 @@ use crate::ui::{load, loaded, maybe_time, ErrorLine, Submit};
 use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
+use shared::api::{self as ep, NoBody};
 use shared::fleet::{GroupInfo, NewGroup, NewUser, UserInfo, UserUpdate};
+use shared::ids::{GroupId, UserId};
+use shared::vocab::Role;
 
 /// The users page.
 #[component]
@@ -15,8 +18,8 @@ pub fn UsersPage() -> impl IntoView {
     let users = loaded::<Vec<UserInfo>>();
     let groups = loaded::<Vec<GroupInfo>>();
     let reload = move || {
-        load("/api/v1/users", users);
-        load("/api/v1/groups", groups);
+        load::<ep::ListUsers>((), users);
+        load::<ep::ListGroups>((), groups);
     };
     Effect::new(move |_| reload());
     let error = RwSignal::new(None::<String>);
@@ -37,44 +40,40 @@ pub fn UsersPage() -> impl IntoView {
             }
         });
     };
-    let update = move |id: i64, body: UserUpdate, what: &'static str| {
+    let update = move |id: UserId, body: UserUpdate, what: &'static str| {
         act(
             what,
-            Box::pin(async move {
-                api::patch::<_, UserInfo>(&format!("/api/v1/users/{id}"), &body)
-                    .await
-                    .map(|_| ())
-            }),
+            Box::pin(async move { api::call::<ep::UpdateUser>(id, &body).await.map(|_| ()) }),
         );
     };
-    let post_action = move |id: i64, action: &'static str, what: &'static str| {
+    let reset_mfa = move |id: UserId| {
         act(
-            what,
-            Box::pin(async move {
-                api::post_unit(
-                    &format!("/api/v1/users/{id}/{action}"),
-                    &serde_json::json!({}),
-                )
-                .await
-            }),
+            "Second factors removed; the user enrols again.",
+            Box::pin(async move { api::call::<ep::ResetUserMfa>(id, &NoBody).await.map(|_| ()) }),
         );
     };
-    let remove = move |id: i64| {
+    let sign_out = move |id: UserId| {
+        act(
+            "Sessions ended.",
+            Box::pin(async move { api::call::<ep::LogoutUser>(id, &NoBody).await.map(|_| ()) }),
+        );
+    };
+    let remove = move |id: UserId| {
         act(
             "User deleted.",
-            Box::pin(async move { api::delete(&format!("/api/v1/users/{id}")).await }),
+            Box::pin(async move { api::call::<ep::DeleteUser>(id, &NoBody).await.map(|_| ()) }),
         );
     };
-    let confirm_delete = RwSignal::new(None::<i64>);
+    let confirm_delete = RwSignal::new(None::<UserId>);
 
     // New user form.
     let username = RwSignal::new(String::new());
     let display = RwSignal::new(String::new());
     let email = RwSignal::new(String::new());
     let password = RwSignal::new(String::new());
-    let role = RwSignal::new("operator".to_owned());
+    let role = RwSignal::new(Role::Operator);
     let mfa_required = RwSignal::new(false);
-    let chosen = RwSignal::new(Vec::<i64>::new());
+    let chosen = RwSignal::new(Vec::<GroupId>::new());
     let create = move |ev: SubmitEvent| {
         ev.prevent_default();
         let e = email.get_untracked();
@@ -90,9 +89,7 @@ pub fn UsersPage() -> impl IntoView {
         act(
             "User created.",
             Box::pin(async move {
-                let r = api::post::<_, UserInfo>("/api/v1/users", &body)
-                    .await
-                    .map(|_| ());
+                let r = api::call::<ep::CreateUser>((), &body).await.map(|_| ());
                 if r.is_ok() {
                     username.set(String::new());
                     password.set(String::new());
@@ -110,14 +107,10 @@ pub fn UsersPage() -> impl IntoView {
         };
         act(
             "Group created.",
-            Box::pin(async move {
-                api::post::<_, GroupInfo>("/api/v1/groups", &body)
-                    .await
-                    .map(|_| ())
-            }),
+            Box::pin(async move { api::call::<ep::CreateGroup>((), &body).await.map(|_| ()) }),
         );
     };
-    let group_names = move |ids: &[i64]| -> String {
+    let group_names = move |ids: &[GroupId]| -> String {
         groups.with(|g| match g {
             Some(Ok(g)) => ids
                 .iter()
@@ -148,11 +141,11 @@ pub fn UsersPage() -> impl IntoView {
                                 let id = u.id;
                                 let disabled = u.disabled;
                                 let required = u.mfa_required;
-                                let is_admin = u.role == "admin";
+                                let is_admin = u.role == Role::Admin;
                                 view! {
                                     <tr data-user=u.username.clone()>
                                         <td><strong>{u.username.clone()}</strong><br/><span class="muted">{u.display_name.clone()}</span></td>
-                                        <td>{u.role.clone()}</td>
+                                        <td>{role_label(u.role)}</td>
                                         <td>{if is_admin { "all".to_owned() } else { group_names(&u.group_ids) }}</td>
                                         <td>
                                             {format!("{} enrolled", u.mfa_factors)}
@@ -170,11 +163,11 @@ pub fn UsersPage() -> impl IntoView {
                                             <button type="button" on:click=move |_| update(id, UserUpdate { mfa_required: Some(!required), ..Default::default() }, "MFA requirement changed.")>
                                                 {if required { "Don't require MFA" } else { "Require MFA" }}
                                             </button>
-                                            <button type="button" on:click=move |_| update(id, UserUpdate { role: Some(if is_admin { "operator".into() } else { "admin".into() }), ..Default::default() }, "Role changed.")>
+                                            <button type="button" on:click=move |_| update(id, UserUpdate { role: Some(if is_admin { Role::Operator } else { Role::Admin }), ..Default::default() }, "Role changed.")>
                                                 {if is_admin { "Make Operator" } else { "Make Admin" }}
                                             </button>
-                                            <button type="button" on:click=move |_| post_action(id, "reset-mfa", "Second factors removed; the user enrols again.")>"Reset MFA"</button>
-                                            <button type="button" on:click=move |_| post_action(id, "logout", "Sessions ended.")>"Sign out everywhere"</button>
+                                            <button type="button" on:click=move |_| reset_mfa(id)>"Reset MFA"</button>
+                                            <button type="button" on:click=move |_| sign_out(id)>"Sign out everywhere"</button>
                                             {move || if confirm_delete.get() == Some(id) {
                                                 view! { <button type="button" class="danger" on:click=move |_| { confirm_delete.set(None); remove(id) }>"Confirm delete"</button> }.into_any()
                                             } else {
@@ -197,9 +190,9 @@ pub fn UsersPage() -> impl IntoView {
                     <Field id="new-email" label="E-mail" value=email kind="email" autocomplete="off"/>
                     <Field id="new-password" label="Initial password" value=password kind="password" autocomplete="new-password" required=true/>
                     <label for="new-role">"Role"</label>
-                    <select id="new-role" on:change=move |ev| role.set(event_target_value(&ev)) prop:value=move || role.get()>
-                        <option value="operator">"Operator (hosts of their groups)"</option>
-                        <option value="admin">"Admin (everything)"</option>
+                    <select id="new-role" on:change=move |ev| if let Ok(r) = event_target_value(&ev).parse() { role.set(r) } prop:value=move || role.get().as_str()>
+                        <option value=Role::Operator.as_str()>"Operator (hosts of their groups)"</option>
+                        <option value=Role::Admin.as_str()>"Admin (everything)"</option>
                     </select>
                     <fieldset>
                         <legend>"Groups"</legend>
@@ -234,5 +227,13 @@ pub fn UsersPage() -> impl IntoView {
                 </form>
             </div>
         </section>
+    }
+}
+
+/// How a role reads in the users table.
+fn role_label(role: Role) -> &'static str {
+    match role {
+        Role::Admin => "Admin",
+        Role::Operator => "Operator",
     }
 }

@@ -9,21 +9,24 @@ use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use leptos_router::hooks::use_params_map;
+use shared::api::{self as ep, NoBody};
 use shared::fleet::{
-    CertificateInfo, CreatedEnrollmentToken, CrlPushResult, EnrollmentTokenInfo, GroupInfo,
-    HostDetail, HostSummary, NewEnrollmentToken, RevokeRequest,
+    CertificateInfo, CreatedEnrollmentToken, EnrollmentTokenInfo, GroupInfo, HostDetail,
+    HostSummary, NewEnrollmentToken, RevokeRequest,
 };
+use shared::ids::{CertificateId, EnrollmentTokenId, HostId};
+use shared::vocab::{CertKind, CertState};
 
 /// The hosts page.
 #[component]
 pub fn HostsPage() -> impl IntoView {
     let session = expect_context::<Session>();
     let hosts = loaded::<Vec<HostSummary>>();
-    let reload = move || load("/api/v1/hosts", hosts);
+    let reload = move || load::<ep::ListHosts>((), hosts);
     Effect::new(move |_| reload());
     let error = RwSignal::new(None::<String>);
     let notice = RwSignal::new(None::<String>);
-    let renew = move |id: i64| renew_host(id, notice, error, || ());
+    let renew = move |id: HostId| renew_host(id, notice, error, || ());
     view! {
         <section class="page">
             <h1>"Hosts"</h1>
@@ -51,7 +54,7 @@ pub fn HostsPage() -> impl IntoView {
                                         <span class="muted">{h.fqdn.unwrap_or_default()}</span>
                                     </td>
                                     <td>{format!("{}:{}", h.ip_address, h.agent_port)}</td>
-                                    <td>{h.status}</td>
+                                    <td>{h.status.as_str()}</td>
                                     <td>{h.os.unwrap_or_else(|| "—".into())}</td>
                                     <td>
                                         {h.pending_patches} {(h.pending_security_patches > 0).then(|| view! {
@@ -83,11 +86,11 @@ pub fn HostsPage() -> impl IntoView {
 pub fn HostPage() -> impl IntoView {
     let session = expect_context::<Session>();
     let params = use_params_map();
-    let id = move || params.with(|p| p.get("id").and_then(|v| v.parse::<i64>().ok()));
+    let id = move || params.with(|p| p.get("id").and_then(|v| v.parse::<HostId>().ok()));
     let host = loaded::<HostDetail>();
     let reload = move || {
         if let Some(id) = id() {
-            load(format!("/api/v1/hosts/{id}"), host);
+            load::<ep::GetHost>(id, host);
         }
     };
     Effect::new(move |_| reload());
@@ -111,7 +114,7 @@ pub fn HostPage() -> impl IntoView {
                                 <dl>
                                     <dt>"Name"</dt><dd>{h.summary.fqdn.clone().unwrap_or_default()}</dd>
                                     <dt>"Agent"</dt><dd>{format!("{}:{}", h.summary.ip_address, h.summary.agent_port)}</dd>
-                                    <dt>"Status"</dt><dd>{h.summary.status.clone()}</dd>
+                                    <dt>"Status"</dt><dd>{h.summary.status.as_str()}</dd>
                                     <dt>"OS"</dt><dd>{h.summary.os.clone().unwrap_or_else(|| "—".into())}</dd>
                                     <dt>"Kernel"</dt><dd>{h.kernel.clone().unwrap_or_else(|| "—".into())}</dd>
                                     <dt>"Agent version"</dt><dd>{h.agent_version.clone().unwrap_or_else(|| "—".into())}</dd>
@@ -128,7 +131,7 @@ pub fn HostPage() -> impl IntoView {
                                             <dt>"Serial"</dt><dd><code>{c.serial.clone()}</code></dd>
                                             <dt>"Names"</dt><dd>{c.sans.join(", ")}</dd>
                                             <dt>"Valid until"</dt><dd>{format!("{} ({} days)", short_time(&c.not_after), c.expires_in_days)}</dd>
-                                            <dt>"State"</dt><dd class=if c.state == "valid" { "ok" } else { "warn" }>{c.state.clone()}</dd>
+                                            <dt>"State"</dt><dd class=if c.state == CertState::Valid { "ok" } else { "warn" }>{c.state.as_str()}</dd>
                                             <dt>"SHA-256"</dt><dd><code class="wrap">{c.fingerprint_sha256.clone()}</code></dd>
                                         </dl>
                                         <p class="row">
@@ -155,15 +158,14 @@ pub fn HostPage() -> impl IntoView {
 
 /// Renews a host's certificate through its agent and reports the outcome.
 fn renew_host(
-    id: i64,
+    id: HostId,
     notice: RwSignal<Option<String>>,
     error: RwSignal<Option<String>>,
     then: impl Fn() + 'static,
 ) {
     notice.set(Some("Renewing…".into()));
     spawn_local(async move {
-        let path = format!("/api/v1/hosts/{id}/certificate/renew");
-        match api::post::<_, CertificateInfo>(&path, &serde_json::json!({})).await {
+        match api::call::<ep::RenewHostCertificate>(id, &NoBody).await {
             Ok(c) => {
                 error.set(None);
                 notice.set(Some(format!(
@@ -181,13 +183,12 @@ fn renew_host(
     });
 }
 
-fn kind_label(kind: &str) -> &'static str {
+fn kind_label(kind: CertKind) -> &'static str {
     match kind {
-        "ca" => "Root CA",
-        "agent" => "Agent",
-        "manager_client" => "Manager client",
-        "web" => "Web UI",
-        _ => "Other",
+        CertKind::Ca => "Root CA",
+        CertKind::Agent => "Agent",
+        CertKind::ManagerClient => "Manager client",
+        CertKind::Web => "Web UI",
     }
 }
 
@@ -198,25 +199,23 @@ pub fn CertificatesPage() -> impl IntoView {
     let tokens = loaded::<Vec<EnrollmentTokenInfo>>();
     let groups = loaded::<Vec<GroupInfo>>();
     let reload = move || {
-        load("/api/v1/certificates", certs);
-        load("/api/v1/enrollment-tokens", tokens);
-        load("/api/v1/groups", groups);
+        load::<ep::ListCertificates>((), certs);
+        load::<ep::ListEnrollmentTokens>((), tokens);
+        load::<ep::ListGroups>((), groups);
     };
     Effect::new(move |_| reload());
     let error = RwSignal::new(None::<String>);
     let notice = RwSignal::new(None::<String>);
     let show_all = RwSignal::new(false);
-    let revoking = RwSignal::new(None::<i64>);
+    let revoking = RwSignal::new(None::<CertificateId>);
     let reason = RwSignal::new(String::new());
 
-    let revoke = move |id: i64| {
+    let revoke = move |id: CertificateId| {
         let body = RevokeRequest {
             reason: reason.get_untracked(),
         };
         spawn_local(async move {
-            match api::post::<_, CrlPushResult>(&format!("/api/v1/certificates/{id}/revoke"), &body)
-                .await
-            {
+            match api::call::<ep::RevokeCertificate>(id, &body).await {
                 Ok(r) => {
                     error.set(None);
                     revoking.set(None);
@@ -238,22 +237,17 @@ pub fn CertificatesPage() -> impl IntoView {
     };
     let rotate = move |_| {
         spawn_local(async move {
-            match api::post_unit(
-                "/api/v1/certificates/manager-client/rotate",
-                &serde_json::json!({}),
-            )
-            .await
-            {
-                Ok(()) => {
+            match api::call::<ep::RotateManagerClient>((), &NoBody).await {
+                Ok(r) => {
                     error.set(None);
-                    notice.set(Some("The manager's client certificate was replaced; new agent connections use it.".into()));
+                    notice.set(Some(format!("The manager's client certificate was replaced (serial {}); new agent connections use it.", r.serial)));
                     reload();
                 }
                 Err(e) => error.set(Some(e.message)),
             }
         });
     };
-    let renew = move |host: i64| renew_host(host, notice, error, reload);
+    let renew = move |host: HostId| renew_host(host, notice, error, reload);
 
     // Enrollment tokens.
     let created = RwSignal::new(None::<CreatedEnrollmentToken>);
@@ -270,7 +264,7 @@ pub fn CertificatesPage() -> impl IntoView {
             minutes: Some(m),
         };
         spawn_local(async move {
-            match api::post::<_, CreatedEnrollmentToken>("/api/v1/enrollment-tokens", &body).await {
+            match api::call::<ep::CreateEnrollmentToken>((), &body).await {
                 Ok(t) => {
                     error.set(None);
                     created.set(Some(t));
@@ -280,10 +274,10 @@ pub fn CertificatesPage() -> impl IntoView {
             }
         });
     };
-    let withdraw = move |id: i64| {
+    let withdraw = move |id: EnrollmentTokenId| {
         spawn_local(async move {
-            match api::delete(&format!("/api/v1/enrollment-tokens/{id}")).await {
-                Ok(()) => {
+            match api::call::<ep::DeleteEnrollmentToken>(id, &NoBody).await {
+                Ok(NoBody) => {
                     error.set(None);
                     reload();
                 }
@@ -318,26 +312,26 @@ pub fn CertificatesPage() -> impl IntoView {
                             </tr></thead>
                             <tbody>
                             {list.into_iter()
-                                .filter(|c| show_all.get() || (c.state != "superseded" && c.state != "revoked"))
+                                .filter(|c| show_all.get() || !matches!(c.state, CertState::Superseded | CertState::Revoked))
                                 .map(|c| {
                                 let id = c.id;
                                 let host = c.host_id;
-                                let class = match c.state.as_str() {
-                                    "expiring" => "warn",
-                                    "expired" | "revoked" => "bad",
-                                    "valid" => "ok",
-                                    _ => "muted",
+                                let class = match c.state {
+                                    CertState::Expiring => "warn",
+                                    CertState::Expired | CertState::Revoked => "bad",
+                                    CertState::Valid => "ok",
+                                    CertState::Superseded => "muted",
                                 };
-                                let revocable = c.kind != "ca" && c.state != "revoked";
+                                let revocable = c.kind != CertKind::Ca && c.state != CertState::Revoked;
                                 view! {
-                                    <tr data-kind=c.kind.clone() data-state=c.state.clone()>
-                                        <td>{kind_label(&c.kind)}</td>
+                                    <tr data-kind=c.kind.as_str() data-state=c.state.as_str()>
+                                        <td>{kind_label(c.kind)}</td>
                                         <td>{c.subject}<br/><span class="muted">{c.sans.join(", ")}</span></td>
                                         <td><code title=c.fingerprint_sha256>{c.serial.chars().take(16).collect::<String>()}</code></td>
                                         <td>{short_time(&c.not_after)}<br/><span class="muted">{format!("{} days", c.expires_in_days)}</span></td>
-                                        <td class=class>{c.state.clone()}{c.revocation_reason.map(|r| format!(": {r}"))}</td>
+                                        <td class=class>{c.state.as_str()}{c.revocation_reason.map(|r| format!(": {r}"))}</td>
                                         <td class="actions">
-                                            {(c.kind == "agent" && c.state != "revoked").then(|| host.map(|h| view! {
+                                            {(c.kind == CertKind::Agent && c.state != CertState::Revoked).then(|| host.map(|h| view! {
                                                 <button type="button" on:click=move |_| renew(h)>"Renew"</button>
                                             }))}
                                             {revocable.then(|| view! {
@@ -395,7 +389,7 @@ pub fn CertificatesPage() -> impl IntoView {
                                         <td>{format!("#{id}")}</td>
                                         <td>{short_time(&t.created_at)}</td>
                                         <td>{short_time(&t.expires_at)}</td>
-                                        <td>{t.used_at.as_deref().map_or_else(|| "unused".to_owned(), |u| format!("{} (host {})", short_time(u), t.used_by_host_id.unwrap_or_default()))}</td>
+                                        <td>{t.used_at.as_deref().map_or_else(|| "unused".to_owned(), |u| match t.used_by_host_id { Some(h) => format!("{} (host {h})", short_time(u)), None => short_time(u) })}</td>
                                         <td>{unused.then(|| view! { <button type="button" on:click=move |_| withdraw(id)>"Withdraw"</button> })}</td>
                                     </tr>
                                 }

@@ -4,12 +4,13 @@
 
 use crate::ui::{load_on_mount, ErrorLine};
 use leptos::prelude::*;
+use shared::api as ep;
 use shared::status::{AuditChainState, ServiceState, SystemOverview};
 
 /// Front page: installation status and an interactivity check.
 #[component]
 pub fn HomePage() -> impl IntoView {
-    let overview = load_on_mount::<SystemOverview>("/api/v1/overview");
+    let overview = load_on_mount::<ep::Overview>();
     let (hydrated, set_hydrated) = signal(false);
     // Effects run only in the browser, so this flips once the WASM bundle has hydrated the page.
     Effect::new(move |_| set_hydrated.set(true));

@@ -6,7 +6,8 @@ use crate::ui::{load, loaded, ErrorLine, Submit};
 use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use shared::auth::{OidcMapping, OidcSettings, OidcTestResult};
+use shared::api as ep;
+use shared::auth::{OidcMapping, OidcSettings};
 use shared::fleet::AllowListSettings;
 
 fn lines(text: &str) -> Vec<String> {
@@ -71,7 +72,7 @@ pub fn SettingsPage() -> impl IntoView {
     let claim = RwSignal::new("groups".to_owned());
     let mappings = RwSignal::new(String::new());
     let secret_set = RwSignal::new(false);
-    Effect::new(move |_| load("/api/v1/settings/oidc", oidc));
+    Effect::new(move |_| load::<ep::GetOidcSettings>((), oidc));
     Effect::new(move |_| {
         if let Some(Ok(s)) = oidc.get() {
             enabled.set(s.enabled);
@@ -117,7 +118,7 @@ pub fn SettingsPage() -> impl IntoView {
             Err(e) => return error.set(Some(e)),
         };
         spawn_local(async move {
-            match api::put::<_, OidcSettings>("/api/v1/settings/oidc", &body).await {
+            match api::call::<ep::PutOidcSettings>((), &body).await {
                 Ok(s) => {
                     error.set(None);
                     secret.set(String::new());
@@ -135,7 +136,7 @@ pub fn SettingsPage() -> impl IntoView {
         };
         notice.set(Some("Contacting the identity provider…".into()));
         spawn_local(async move {
-            match api::post::<_, OidcTestResult>("/api/v1/settings/oidc/test", &body).await {
+            match api::call::<ep::TestOidc>((), &body).await {
                 Ok(r) => {
                     error.set(None);
                     notice.set(Some(format!(
@@ -155,7 +156,7 @@ pub fn SettingsPage() -> impl IntoView {
     let allow = loaded::<AllowListSettings>();
     let allow_on = RwSignal::new(false);
     let allow_text = RwSignal::new(String::new());
-    Effect::new(move |_| load("/api/v1/settings/allow-list", allow));
+    Effect::new(move |_| load::<ep::GetAllowList>((), allow));
     Effect::new(move |_| {
         if let Some(Ok(a)) = allow.get() {
             allow_on.set(a.enabled);
@@ -169,7 +170,7 @@ pub fn SettingsPage() -> impl IntoView {
             entries: lines(&allow_text.get_untracked()),
         };
         spawn_local(async move {
-            match api::put::<_, AllowListSettings>("/api/v1/settings/allow-list", &body).await {
+            match api::call::<ep::PutAllowList>((), &body).await {
                 Ok(_) => {
                     error.set(None);
                     notice.set(Some("Allow-list saved.".into()));

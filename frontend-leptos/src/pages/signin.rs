@@ -7,9 +7,10 @@ use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use leptos_router::hooks::use_navigate;
+use shared::api as ep;
 use shared::auth::{
-    ClientKind, LoginRequest, LoginResult, MfaChallenge, MfaLoginRequest, OidcStatus,
-    PasskeyLoginFinish, PasskeyLoginOptions, PasskeyLoginStart, SetupDone, SetupRequest,
+    ClientKind, LoginRequest, LoginResult, MfaChallenge, MfaLoginRequest, PasskeyLoginFinish,
+    PasskeyLoginStart, SetupRequest,
 };
 
 /// A text input bound to a signal.
@@ -63,7 +64,7 @@ pub fn SetupPage() -> impl IntoView {
         let navigate = navigate.clone();
         busy.set(true);
         spawn_local(async move {
-            match api::post::<_, SetupDone>("/api/v1/setup", &body).await {
+            match api::call::<ep::CompleteSetup>((), &body).await {
                 Ok(_) => {
                     error.set(None);
                     done.set(true);
@@ -108,7 +109,7 @@ pub fn LoginPage() -> impl IntoView {
     let use_recovery = RwSignal::new(false);
     let challenge = RwSignal::new(None::<MfaChallenge>);
     let error = RwSignal::new(None::<String>);
-    let sso = crate::ui::load_on_mount::<OidcStatus>("/api/v1/auth/oidc/status");
+    let sso = crate::ui::load_on_mount::<ep::OidcStatusGet>();
     let query = leptos_router::hooks::use_query_map();
     Effect::new(move |_| {
         if let Some(code) = query.with(|q| q.get("sso_error")) {
@@ -117,7 +118,7 @@ pub fn LoginPage() -> impl IntoView {
         // Back from single sign-on with a second factor still to give.
         if query.with(|q| q.get("sso_mfa").is_some()) {
             spawn_local(async move {
-                match api::get::<MfaChallenge>("/api/v1/auth/login/pending").await {
+                match api::fetch::<ep::LoginPending>().await {
                     Ok(c) => {
                         username.set("your directory account".into());
                         challenge.set(Some(c));
@@ -158,7 +159,7 @@ pub fn LoginPage() -> impl IntoView {
             let signed_in = signed_in.clone();
             busy.set(true);
             spawn_local(async move {
-                match api::post::<_, LoginResult>("/api/v1/auth/login", &body).await {
+                match api::call::<ep::Login>((), &body).await {
                     Ok(LoginResult::SignedIn(_)) => {
                         error.set(None);
                         signed_in();
@@ -199,7 +200,7 @@ pub fn LoginPage() -> impl IntoView {
             let signed_in = signed_in.clone();
             busy.set(true);
             spawn_local(async move {
-                match api::post::<_, LoginResult>("/api/v1/auth/login/mfa", &body).await {
+                match api::call::<ep::LoginMfa>((), &body).await {
                     Ok(LoginResult::SignedIn(_)) => {
                         error.set(None);
                         signed_in();
@@ -228,8 +229,8 @@ pub fn LoginPage() -> impl IntoView {
             spawn_local(async move {
                 let token = c.mfa_token.clone();
                 let outcome = async {
-                    let start = api::post::<_, PasskeyLoginOptions>(
-                        "/api/v1/auth/login/webauthn/start",
+                    let start = api::call::<ep::LoginWebauthnStart>(
+                        (),
                         &PasskeyLoginStart {
                             mfa_token: token.clone(),
                         },
@@ -237,8 +238,8 @@ pub fn LoginPage() -> impl IntoView {
                     .await
                     .map_err(|e| e.message)?;
                     let credential = crate::webauthn::get(start.options).await?;
-                    api::post::<_, LoginResult>(
-                        "/api/v1/auth/login/webauthn/finish",
+                    api::call::<ep::LoginWebauthnFinish>(
+                        (),
                         &PasskeyLoginFinish {
                             mfa_token: token,
                             credential,

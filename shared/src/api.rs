@@ -1,0 +1,298 @@
+//! Every endpoint of the manager's JSON API, declared once: method, path, path parameters, request
+//! and response types. The manager registers its routes from these declarations (with the access
+//! rule and handler beside each), the web UI calls them through a client typed by them, and the
+//! OpenAPI document is generated from them — so a path, a method or a body type cannot differ
+//! between the three, and pairing a request with the wrong answer type fails to compile.
+
+use crate::auth::{
+    LoginRequest, LoginResult, Me, MfaChallenge, MfaLoginRequest, MfaStatus, OidcSettings,
+    OidcStatus, OidcTestResult, PasskeyLoginFinish, PasskeyLoginOptions, PasskeyLoginStart,
+    PasskeyRegisterFinish, PasskeyRegisterOptions, PasskeyRegisterStart, RecoveryCodes,
+    RefreshRequest, SessionInfo, SetupDone, SetupRequest, SetupStatus, TotpConfirmRequest,
+    TotpEnrolRequest, TotpEnrolment,
+};
+use crate::enroll::{EnrollRequest, EnrollResponse};
+use crate::fleet::{
+    AllowListSettings, CertificateInfo, CreatedEnrollmentToken, CrlPushResult, EnrollmentTokenInfo,
+    GroupInfo, HostDetail, HostSummary, NewEnrollmentToken, NewGroup, NewUser, RevokeRequest,
+    RotatedClient, UserInfo, UserUpdate,
+};
+use crate::ids::{CertificateId, CredentialId, EnrollmentTokenId, HostId, UserId};
+use crate::status::{HealthReport, SystemOverview};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// An HTTP method of the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Method {
+    /// `GET`: reads, no body.
+    Get,
+    /// `POST`.
+    Post,
+    /// `PUT`: replaces.
+    Put,
+    /// `PATCH`: changes the given fields.
+    Patch,
+    /// `DELETE`.
+    Delete,
+}
+
+impl Method {
+    /// The method's name on the wire.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Get => "GET",
+            Self::Post => "POST",
+            Self::Put => "PUT",
+            Self::Patch => "PATCH",
+            Self::Delete => "DELETE",
+        }
+    }
+}
+
+/// No body: the request has none (`GET`, `DELETE`, actions), or the answer is `204 No Content`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoBody;
+
+/// What an answer is when it is not JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Content {
+    /// A JSON document of the endpoint's response type (or nothing, for [`NoBody`]).
+    Json,
+    /// A PEM file (`application/x-pem-file`).
+    Pem,
+    /// A gzip-compressed tar archive (`application/gzip`).
+    Archive,
+    /// A redirect (`302 Found` with `Location`): part of a browser flow, not for programs.
+    Redirect,
+}
+
+/// Values for the `{…}` segments of a path, in order.
+pub trait PathParams {
+    /// The segment values, in the order the path names them.
+    fn segments(&self) -> Vec<String>;
+}
+
+impl PathParams for () {
+    fn segments(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+macro_rules! id_params {
+    ($($id:ty),*) => {$(
+        impl PathParams for $id {
+            fn segments(&self) -> Vec<String> {
+                vec![self.to_string()]
+            }
+        }
+    )*};
+}
+id_params!(
+    HostId,
+    UserId,
+    CertificateId,
+    CredentialId,
+    EnrollmentTokenId
+);
+
+/// One endpoint of the API.
+pub trait Endpoint {
+    /// Method.
+    const METHOD: Method;
+    /// Path, with `{name}` segments for the parameters.
+    const PATH: &'static str;
+    /// What the answer is.
+    const CONTENT: Content = Content::Json;
+    /// One-line description (the OpenAPI summary).
+    const SUMMARY: &'static str;
+    /// The `{…}` segments of the path.
+    type Params: PathParams;
+    /// The request body ([`NoBody`] for none).
+    type Request: Serialize + DeserializeOwned;
+    /// The answer's body on success ([`NoBody`] for none or a non-JSON answer).
+    type Response: Serialize + DeserializeOwned;
+
+    /// The path with `params` filled in.
+    fn path(params: &Self::Params) -> String {
+        fill(Self::PATH, &params.segments())
+    }
+}
+
+/// Replaces each `{…}` segment of `template` by the next value (percent-encoding what is not
+/// safe in a path segment).
+pub fn fill(template: &str, values: &[String]) -> String {
+    let mut out = String::with_capacity(template.len() + 16);
+    let mut values = values.iter();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let Some(close) = rest[open..].find('}') else {
+            break;
+        };
+        for b in values.next().map_or("", String::as_str).bytes() {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                out.push(char::from(b));
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+        rest = &rest[open + close + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Declares endpoints: a doc line (the summary), then `Name: METHOD "path" [as Content], Params,
+/// Request => Response;`.
+macro_rules! endpoints {
+    ($(
+        $(#[doc = $doc:literal])+
+        $name:ident: $method:ident $path:literal $(as $content:ident)?,
+        $params:ty, $req:ty => $resp:ty;
+    )*) => {
+        $(
+            $(#[doc = $doc])+
+            #[derive(Debug, Clone, Copy)]
+            pub struct $name;
+
+            impl Endpoint for $name {
+                const METHOD: Method = Method::$method;
+                const PATH: &'static str = $path;
+                $(const CONTENT: Content = Content::$content;)?
+                const SUMMARY: &'static str = endpoints!(@first $($doc),+);
+                type Params = $params;
+                type Request = $req;
+                type Response = $resp;
+            }
+        )*
+
+        /// Method and path of every endpoint, in declaration order (the manager checks that its
+        /// route table registers exactly these).
+        pub const ALL: &[(Method, &str)] = &[$((Method::$method, $path)),*];
+    };
+    (@first $first:literal $(, $rest:literal)*) => { $first.trim_ascii() };
+}
+
+endpoints! {
+    /// Liveness and database health.
+    Health: Get "/status/health", (), NoBody => HealthReport;
+    /// The fleet CA's root certificate (PEM), to trust the manager and its agents.
+    RootCertificate: Get "/api/v1/ca/root.crt" as Pem, (), NoBody => NoBody;
+    /// What the front page shows: health, counts, the audit chain's state.
+    Overview: Get "/api/v1/overview", (), NoBody => SystemOverview;
+    /// A new host enrols with a one-time token and its CSR.
+    Enroll: Post "/api/v1/enroll", (), EnrollRequest => EnrollResponse;
+    /// Whether first-run setup is still pending.
+    GetSetup: Get "/api/v1/setup", (), NoBody => SetupStatus;
+    /// First-run setup: the one-time token creates the first Admin.
+    CompleteSetup: Post "/api/v1/setup", (), SetupRequest => SetupDone;
+    /// Sign in with user name and password.
+    Login: Post "/api/v1/auth/login", (), LoginRequest => LoginResult;
+    /// The second sign-in step with a code (TOTP or recovery code).
+    LoginMfa: Post "/api/v1/auth/login/mfa", (), MfaLoginRequest => LoginResult;
+    /// The second step a single sign-on left pending for this browser.
+    LoginPending: Get "/api/v1/auth/login/pending", (), NoBody => MfaChallenge;
+    /// Starts the second sign-in step with a security key.
+    LoginWebauthnStart: Post "/api/v1/auth/login/webauthn/start", (), PasskeyLoginStart => PasskeyLoginOptions;
+    /// Finishes the second sign-in step with a security key.
+    LoginWebauthnFinish: Post "/api/v1/auth/login/webauthn/finish", (), PasskeyLoginFinish => LoginResult;
+    /// Exchanges the refresh token for new tokens (rotated on every use).
+    Refresh: Post "/api/v1/auth/refresh", (), RefreshRequest => SessionInfo;
+    /// Whether single sign-on is offered.
+    OidcStatusGet: Get "/api/v1/auth/oidc/status", (), NoBody => OidcStatus;
+    /// Starts single sign-on (a browser redirect to the identity provider).
+    OidcStart: Get "/api/v1/auth/oidc/start" as Redirect, (), NoBody => NoBody;
+    /// The identity provider's redirect back (a browser redirect to the UI).
+    OidcCallback: Get "/api/v1/auth/oidc/callback" as Redirect, (), NoBody => NoBody;
+    /// Signs out this session.
+    Logout: Post "/api/v1/auth/logout", (), NoBody => NoBody;
+    /// Who is signed in.
+    GetMe: Get "/api/v1/auth/me", (), NoBody => Me;
+    /// The signed-in user's second factors.
+    GetMfa: Get "/api/v1/auth/mfa", (), NoBody => MfaStatus;
+    /// Starts enrolling an authenticator app.
+    TotpStart: Post "/api/v1/auth/mfa/totp", (), TotpEnrolRequest => TotpEnrolment;
+    /// Confirms an authenticator app with a code.
+    TotpConfirm: Post "/api/v1/auth/mfa/totp/{credential_id}/confirm", CredentialId, TotpConfirmRequest => RecoveryCodes;
+    /// Replaces the recovery codes.
+    RenewRecoveryCodes: Post "/api/v1/auth/mfa/recovery-codes", (), NoBody => RecoveryCodes;
+    /// Starts registering a security key.
+    WebauthnRegisterStart: Post "/api/v1/auth/mfa/webauthn/register/start", (), PasskeyRegisterStart => PasskeyRegisterOptions;
+    /// Finishes registering a security key.
+    WebauthnRegisterFinish: Post "/api/v1/auth/mfa/webauthn/register/finish", (), PasskeyRegisterFinish => RecoveryCodes;
+    /// Removes a second factor.
+    RemoveFactor: Delete "/api/v1/auth/mfa/{credential_id}", CredentialId, NoBody => NoBody;
+    /// Hosts the caller may see.
+    ListHosts: Get "/api/v1/hosts", (), NoBody => Vec<HostSummary>;
+    /// One host with its certificate.
+    GetHost: Get "/api/v1/hosts/{host_id}", HostId, NoBody => HostDetail;
+    /// The host's public certificate bundle (tar.gz).
+    HostBundle: Get "/api/v1/hosts/{host_id}/certificate-bundle" as Archive, HostId, NoBody => NoBody;
+    /// Renews the host's agent certificate through the agent.
+    RenewHostCertificate: Post "/api/v1/hosts/{host_id}/certificate/renew", HostId, NoBody => CertificateInfo;
+    /// Host groups the caller may see.
+    ListGroups: Get "/api/v1/groups", (), NoBody => Vec<GroupInfo>;
+    /// Creates a host group.
+    CreateGroup: Post "/api/v1/groups", (), NewGroup => GroupInfo;
+    /// Every user account.
+    ListUsers: Get "/api/v1/users", (), NoBody => Vec<UserInfo>;
+    /// Creates a local account.
+    CreateUser: Post "/api/v1/users", (), NewUser => UserInfo;
+    /// Changes the given fields of an account.
+    UpdateUser: Patch "/api/v1/users/{user_id}", UserId, UserUpdate => UserInfo;
+    /// Deletes an account.
+    DeleteUser: Delete "/api/v1/users/{user_id}", UserId, NoBody => NoBody;
+    /// Removes every second factor of an account and ends its sessions.
+    ResetUserMfa: Post "/api/v1/users/{user_id}/reset-mfa", UserId, NoBody => NoBody;
+    /// Ends every session of an account.
+    LogoutUser: Post "/api/v1/users/{user_id}/logout", UserId, NoBody => NoBody;
+    /// Every certificate the CA issued.
+    ListCertificates: Get "/api/v1/certificates", (), NoBody => Vec<CertificateInfo>;
+    /// Rotates the manager's client certificate for agents.
+    RotateManagerClient: Post "/api/v1/certificates/manager-client/rotate", (), NoBody => RotatedClient;
+    /// Revokes a certificate and pushes the new CRL to the agents.
+    RevokeCertificate: Post "/api/v1/certificates/{certificate_id}/revoke", CertificateId, RevokeRequest => CrlPushResult;
+    /// The manager's source-address allow-list.
+    GetAllowList: Get "/api/v1/settings/allow-list", (), NoBody => AllowListSettings;
+    /// Replaces the allow-list.
+    PutAllowList: Put "/api/v1/settings/allow-list", (), AllowListSettings => AllowListSettings;
+    /// Single sign-on settings (the client secret is never sent back).
+    GetOidcSettings: Get "/api/v1/settings/oidc", (), NoBody => OidcSettings;
+    /// Replaces the single sign-on settings.
+    PutOidcSettings: Put "/api/v1/settings/oidc", (), OidcSettings => OidcSettings;
+    /// Checks the tenant's discovery document and keys without enabling anything.
+    TestOidc: Post "/api/v1/settings/oidc/test", (), OidcSettings => OidcTestResult;
+    /// Enrollment tokens (no secrets).
+    ListEnrollmentTokens: Get "/api/v1/enrollment-tokens", (), NoBody => Vec<EnrollmentTokenInfo>;
+    /// Makes a one-time enrollment token (its secret is shown once).
+    CreateEnrollmentToken: Post "/api/v1/enrollment-tokens", (), NewEnrollmentToken => CreatedEnrollmentToken;
+    /// Withdraws an unused enrollment token.
+    DeleteEnrollmentToken: Delete "/api/v1/enrollment-tokens/{token_id}", EnrollmentTokenId, NoBody => NoBody;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_fill_in_order_and_encode() {
+        assert_eq!(UpdateUser::path(&UserId(7)), "/api/v1/users/7");
+        assert_eq!(
+            fill("/a/{x}/b/{y}", &["1 2".into(), "é/".into()]),
+            "/a/1%202/b/%C3%A9%2F"
+        );
+        assert_eq!(ListHosts::path(&()), "/api/v1/hosts");
+        assert_eq!(GetMe::SUMMARY, "Who is signed in.");
+    }
+
+    #[test]
+    fn every_endpoint_is_declared_once() {
+        let mut seen = std::collections::HashSet::new();
+        for (m, p) in ALL {
+            assert!(seen.insert((m.as_str(), *p)), "{m:?} {p} declared twice");
+            let params = p.matches('{').count();
+            assert_eq!(params, p.matches('}').count(), "{p}");
+        }
+    }
+}
