@@ -395,18 +395,66 @@ async fn queue_limit_and_exclusive_rollback() {
     e.agent.stop().await;
 }
 
-fn hung_children() -> usize {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|d| std::fs::read(d.ok()?.path().join("cmdline")).ok())
-        .filter(|c| c == b"sleep\x00600\x00")
-        .count()
+/// A process: its pid and its start time (field 22 of /proc/PID/stat), which tells it apart from
+/// a later process that reuses the pid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ProcessId {
+    pid: i32,
+    start: u64,
+}
+
+/// State letter, parent pid and start time of a process, from /proc/PID/stat.
+fn proc_stat(pid: i32) -> Option<(char, i32, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces; fields after its closing parenthesis are fixed.
+    let rest: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    Some((
+        rest.first()?.chars().next()?,
+        rest.get(1)?.parse().ok()?,
+        rest.get(19)?.parse().ok()?,
+    ))
+}
+
+/// Whether `p` still runs (a zombie has ended: it only waits to be reaped).
+fn running(p: ProcessId) -> bool {
+    proc_stat(p.pid).is_some_and(|(state, _, start)| start == p.start && state != 'Z')
+}
+
+/// The running `sleep 600` processes among this test process's own descendants: the hanging
+/// maintainer script of lpm-test-hang that this test's agent started, never another test's or
+/// anything else on the machine.
+fn own_hung_scripts() -> Vec<ProcessId> {
+    let mut children: std::collections::BTreeMap<i32, Vec<i32>> = Default::default();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
+            continue;
+        };
+        if let Some((_, ppid, _)) = proc_stat(pid) {
+            children.entry(ppid).or_default().push(pid);
+        }
+    }
+    let mut descendants = vec![i32::try_from(std::process::id()).unwrap()];
+    let mut i = 0;
+    while i < descendants.len() {
+        descendants.extend(children.get(&descendants[i]).cloned().unwrap_or_default());
+        i += 1;
+    }
+    descendants
+        .into_iter()
+        .skip(1)
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == b"sleep\x00600\x00")
+        })
+        .filter_map(|pid| {
+            let (state, _, start) = proc_stat(pid)?;
+            (state != 'Z').then_some(ProcessId { pid, start })
+        })
+        .collect()
 }
 
 #[actix_rt::test]
 async fn timeout_kills_the_process_group_and_restart_reports_interrupted() {
     let e = env(5, Duration::from_secs(4));
-    let before = hung_children();
     let id = e
         .api
         .submit(
@@ -432,6 +480,25 @@ async fn timeout_kills_the_process_group_and_restart_reports_interrupted() {
     .unwrap();
     assert_eq!(restarted.interrupted(), std::slice::from_ref(&id));
 
+    // The maintainer script hangs: find the process it started, before the timeout ends it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let hung = loop {
+        let found = own_hung_scripts();
+        if !found.is_empty() {
+            break found;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no hanging maintainer script (sleep 600) within 30 s"
+        );
+        assert_eq!(
+            e.api.get(&format!("/jobs/{id}")).await["status"],
+            "running",
+            "the job ended before its hanging maintainer script (sleep 600) was seen"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+
     let job = e.api.wait(&id).await;
     assert_eq!(job.status, JobStatus::TimedOut, "{job:?}");
     let error = job.error.unwrap();
@@ -439,12 +506,15 @@ async fn timeout_kills_the_process_group_and_restart_reports_interrupted() {
         error.contains("timed out") && error.contains("interrupted"),
         "{error}"
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(
-        hung_children(),
-        before,
-        "the hanging maintainer script survived the kill"
-    );
+    // The kill was sent before the job was reported; wait (bounded) for the script to end.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while hung.iter().any(|p| running(*p)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the hanging maintainer script survived the kill: {hung:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(e.api.get("/health").await["package_db_interrupted"], true);
     e.agent.stop().await;
 }

@@ -311,7 +311,7 @@ async fn totp_recovery_codes_and_admin_controls() {
 
         // A session older than fifteen minutes cannot change second factors.
         {
-            let now = chrono::Utc::now().naive_utc();
+            let now = clock.now();
             let old = now - chrono::Duration::minutes(20);
             let mut c = server.state.db.conn().unwrap();
             let uid: i64 = {

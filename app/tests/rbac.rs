@@ -73,10 +73,6 @@ const MATRIX: &[(&str, &str, [u16; 4])] = &[
     ("DELETE", "/api/v1/enrollment-tokens/{token_id}", [401, 403, 403, 404]),
 ];
 
-fn now() -> chrono::NaiveDateTime {
-    chrono::Utc::now().naive_utc()
-}
-
 #[actix_rt::test]
 async fn every_route_by_every_kind_of_caller() {
     // The table covers the routes exactly, and agrees with the declared rules.
@@ -125,7 +121,7 @@ async fn every_route_by_every_kind_of_caller() {
 
     // Groups A and B, one host in each, an Operator in each.
     let mut conn = state.db.conn().unwrap();
-    let t = now();
+    let t = state.clock.now();
     let mut ids = Vec::new();
     for (group, host, port) in [("group-a", "host-a", 9), ("group-b", "host-b", 10)] {
         let g: i64 = diesel::insert_into(host_groups::table)
@@ -225,10 +221,22 @@ async fn every_route_by_every_kind_of_caller() {
             );
             let mut headers = Vec::new();
             if let Some((uid, role)) = who {
-                let s =
-                    patch_manager::db::sessions::start(&mut conn, *uid, None, None, now()).unwrap();
-                let keys = state.tokens.get(&state.db, now()).await.unwrap();
-                let token = keys.issue(*uid, role, &s.family_id, now()).unwrap();
+                let s = patch_manager::db::sessions::start(
+                    &mut conn,
+                    *uid,
+                    None,
+                    None,
+                    state.clock.now(),
+                )
+                .unwrap();
+                let keys = state
+                    .tokens
+                    .get(&state.db, state.clock.now())
+                    .await
+                    .unwrap();
+                let token = keys
+                    .issue(*uid, role, &s.family_id, state.clock.now())
+                    .unwrap();
                 headers.push(("authorization", format!("Bearer {token}")));
             }
             let body = matches!(*method, "POST" | "PATCH" | "PUT").then(|| json!({}));
@@ -253,9 +261,16 @@ async fn every_route_by_every_kind_of_caller() {
 
     // Scope also filters lists: each Operator sees only their own group's host.
     for (i, (host, user)) in ids.iter().enumerate() {
-        let s = patch_manager::db::sessions::start(&mut conn, *user, None, None, now()).unwrap();
-        let keys = state.tokens.get(&state.db, now()).await.unwrap();
-        let token = keys.issue(*user, "operator", &s.family_id, now()).unwrap();
+        let s = patch_manager::db::sessions::start(&mut conn, *user, None, None, state.clock.now())
+            .unwrap();
+        let keys = state
+            .tokens
+            .get(&state.db, state.clock.now())
+            .await
+            .unwrap();
+        let token = keys
+            .issue(*user, "operator", &s.family_id, state.clock.now())
+            .unwrap();
         let auth = [("authorization", format!("Bearer {token}"))];
         let a = call("GET", &format!("{base}/api/v1/hosts"), &auth, None).await;
         let seen: Vec<i64> = a

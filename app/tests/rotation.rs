@@ -76,6 +76,30 @@ async fn agent_serial(addr: SocketAddr) -> String {
     cert.raw_serial_as_string().replace(':', "")
 }
 
+/// Polls the rotation test waits for in each phase (before, after the agent's renewal, after
+/// the manager's rotation).
+const POLLS_PER_PHASE: u32 = 10;
+
+/// Waits until the poll loop has completed `n` more polls than it had on entry; fails with
+/// `phase` if that takes more than 30 s.
+async fn polls_completed(completed: &mut tokio::sync::watch::Receiver<u32>, n: u32, phase: &str) {
+    let target = *completed.borrow() + n;
+    let waited = tokio::time::timeout(
+        Duration::from_secs(30),
+        completed.wait_for(|&done| done >= target),
+    )
+    .await
+    .map(|r| r.map(|_| ()));
+    match waited {
+        Ok(Ok(())) => {}
+        Ok(Err(_)) => panic!("the poll loop ended before {n} polls {phase}"),
+        Err(_) => panic!(
+            "the poll loop did not complete {n} polls {phase} within 30 s (at {} of {target})",
+            *completed.borrow()
+        ),
+    }
+}
+
 #[actix_rt::test]
 async fn rotation_under_polling_and_revocation() {
     let fleet = common::fleet_of_one().await;
@@ -83,31 +107,28 @@ async fn rotation_under_polling_and_revocation() {
     let addr = fleet.agent.addr;
     let first_agent_serial = agent_serial(addr).await;
 
-    // The poll loop: a health request every 20 ms, each on a client made from the manager's
-    // current certificate files.
-    let (polls, failures, stop) = (
-        Rc::new(Cell::new(0u32)),
-        Rc::new(Cell::new(0u32)),
-        Rc::new(Cell::new(false)),
-    );
+    // The poll loop: a health request every 20 ms (pacing, so that polls interleave with the
+    // rotation steps), each on a client made from the manager's current certificate files. It
+    // publishes how many polls it has completed; the test waits for polls, not for time.
+    let (count_tx, mut completed) = tokio::sync::watch::channel(0u32);
+    let (failures, stop) = (Rc::new(Cell::new(0u32)), Rc::new(Cell::new(false)));
     let poller = {
-        let (state, polls, failures, stop) =
-            (state.clone(), polls.clone(), failures.clone(), stop.clone());
+        let (state, failures, stop) = (state.clone(), failures.clone(), stop.clone());
         actix_rt::spawn(async move {
             while !stop.get() {
                 let ok = match rotation::client(&state, addr) {
                     Ok(c) => c.health().await.is_ok(),
                     Err(_) => false,
                 };
-                polls.set(polls.get() + 1);
                 if !ok {
                     failures.set(failures.get() + 1);
                 }
+                count_tx.send_modify(|n| *n += 1);
                 actix_rt::time::sleep(Duration::from_millis(20)).await;
             }
         })
     };
-    actix_rt::time::sleep(Duration::from_millis(200)).await;
+    polls_completed(&mut completed, POLLS_PER_PHASE, "before any rotation").await;
 
     // Agent certificate: renewed through the agent, new connections see the new one.
     let issued = renewal::renew_agent(&state, fleet.host_id).await.unwrap();
@@ -117,7 +138,12 @@ async fn rotation_under_polling_and_revocation() {
         issued.serial,
         "the agent serves the renewed certificate"
     );
-    actix_rt::time::sleep(Duration::from_millis(200)).await;
+    polls_completed(
+        &mut completed,
+        POLLS_PER_PHASE,
+        "after the agent's certificate was renewed",
+    )
+    .await;
 
     // Manager client certificate: rotated; polls continue with the new one.
     let old_client = (
@@ -136,21 +162,25 @@ async fn rotation_under_polling_and_revocation() {
     };
     let new_client = rotation::rotate_manager_client(&state).await.unwrap();
     assert_ne!(new_client.serial, old_serial);
-    actix_rt::time::sleep(Duration::from_millis(300)).await;
+    polls_completed(
+        &mut completed,
+        POLLS_PER_PHASE,
+        "after the manager's client certificate was rotated",
+    )
+    .await;
 
     stop.set(true);
     poller.await.unwrap();
+    let polls = *completed.borrow();
     assert!(
-        polls.get() >= 20,
-        "the poll loop barely ran: {}",
-        polls.get()
+        polls >= 3 * POLLS_PER_PHASE,
+        "the poll loop barely ran: {polls}"
     );
     assert_eq!(
         failures.get(),
         0,
-        "{} of {} polls failed during rotation",
+        "{} of {polls} polls failed during rotation",
         failures.get(),
-        polls.get()
     );
 
     // Revoke the old client certificate: the CRL reaches the agent, which refuses that
@@ -199,12 +229,17 @@ async fn rotation_under_polling_and_revocation() {
 async fn certificates_near_expiry_are_renewed_through_the_agent() {
     let fleet = common::fleet_of_one().await;
     let state = fleet.server.state.clone();
-    let now = chrono::Utc::now().naive_utc();
     // Fresh certificates (365 days) are not due.
-    assert!(renewal::renew_due(&state, now).await.unwrap().is_empty());
-    // 340 days later, fewer than 30 remain: the agent's certificate is renewed through it.
-    let later = now + chrono::Duration::days(340);
-    let renewed = renewal::renew_due(&state, later).await.unwrap();
+    assert!(renewal::renew_due(&state, state.clock.now())
+        .await
+        .unwrap()
+        .is_empty());
+    // 340 days later on the manager's clock, fewer than 30 remain: the agent's certificate is
+    // renewed through it.
+    const LATER_SECS: i64 = 340 * 24 * 3600;
+    state.clock.advance(LATER_SECS);
+    let renewed = renewal::renew_due(&state, state.clock.now()).await.unwrap();
+    state.clock.advance(-LATER_SECS);
     assert_eq!(renewed.len(), 1, "{renewed:?}");
     let (host, serial) = &renewed[0];
     assert_eq!(*host, fleet.host_id);
@@ -213,7 +248,10 @@ async fn certificates_near_expiry_are_renewed_through_the_agent() {
         serial.as_ref().unwrap()
     );
     // The host now points at the new certificate, and nothing is due today.
-    assert!(renewal::renew_due(&state, now).await.unwrap().is_empty());
+    assert!(renewal::renew_due(&state, state.clock.now())
+        .await
+        .unwrap()
+        .is_empty());
     let fp: Option<String> = {
         use diesel::prelude::*;
         use patch_manager::db::schema::hosts;

@@ -109,28 +109,37 @@ fn rotation_reuse_expiry_and_logout() {
 }
 
 #[test]
-fn two_racing_uses_of_one_token_never_both_win() {
+fn two_racing_uses_of_one_token_exactly_one_wins() {
     for engine in BACKENDS {
         let db = TestDb::new(engine);
         let database = db.open();
         let bob = user(&mut database.conn().unwrap(), "bob");
         let now = Utc::now().naive_utc();
         let s = sessions::start(&mut database.conn().unwrap(), bob, None, None, now).unwrap();
-        let wins: usize = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..4)
+        const RACERS: usize = 4;
+        // Every racer holds its connection before any of them starts, so the uses overlap.
+        let start = std::sync::Barrier::new(RACERS);
+        let outcomes: Vec<String> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..RACERS)
                 .map(|_| {
-                    let (database, token) = (database.clone(), s.token.clone());
+                    let (database, token, start) = (database.clone(), s.token.clone(), &start);
                     scope.spawn(move || {
                         let mut c = database.conn().unwrap();
-                        matches!(sessions::rotate(&mut c, &token, None, now), Ok(Ok(_)))
+                        start.wait();
+                        match sessions::rotate(&mut c, &token, None, now) {
+                            Ok(Ok(_)) => "won".to_owned(),
+                            Ok(Err(e)) => format!("{e:?}"),
+                            Err(e) => format!("database: {e}"),
+                        }
                     })
                 })
                 .collect();
-            handles
-                .into_iter()
-                .map(|h| usize::from(h.join().unwrap()))
-                .sum()
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
-        assert!(wins <= 1, "{engine:?}: {wins} uses of one token succeeded");
+        let wins = outcomes.iter().filter(|o| *o == "won").count();
+        assert_eq!(
+            wins, 1,
+            "{engine:?}: {wins} uses of one token succeeded, not exactly one: {outcomes:?}"
+        );
     }
 }

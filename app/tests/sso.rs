@@ -16,7 +16,9 @@ use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-const CODE_TTL_SECS: u64 = 5;
+/// Lifetime of the provider's authorization codes. The expired-code case moves the provider's
+/// clock past it rather than waiting, so it can be generous for the other cases.
+const CODE_TTL_SECS: i64 = 60;
 
 struct Provider {
     child: Child,
@@ -164,6 +166,20 @@ async fn next_login(http: &Http, provider: &str, sub: &str, groups: &[&str]) {
         )
         .await;
     assert_eq!(r.status, 204);
+}
+
+/// Moves the provider's clock by `secs` (its codes and sessions age with it).
+async fn advance_provider_clock(http: &Http, provider: &str, secs: i64) {
+    let r = http
+        .send(
+            "POST",
+            &format!("{provider}/test/clock"),
+            &BTreeMap::new(),
+            &[],
+            Some(json!({ "advance": secs })),
+        )
+        .await;
+    assert_eq!(r.status, 200, "moving the provider's clock: {}", r.body);
 }
 
 /// Starts a sign-in at the manager; answers (authorization URL, binding cookie).
@@ -527,11 +543,12 @@ async fn azure_ad_style_sign_in_against_a_real_provider() {
     next_login(&http, &idp, "alice", &["azure-admins"]).await;
     let (auth_url, binding) = start(&http, &base).await;
     let cb = through_provider(&http, &idp, auth_url).await;
-    tokio::time::sleep(Duration::from_secs(CODE_TTL_SECS + 2)).await;
+    advance_provider_clock(&http, &idp, CODE_TTL_SECS + 2).await;
     assert_eq!(
         sso_error(&http.send("GET", &cb, &binding, &[], None).await),
         "/login?sso_error=token_refused"
     );
+    advance_provider_clock(&http, &idp, -(CODE_TTL_SECS + 2)).await;
 
     // An ID token the provider issued to another application is refused by the manager's
     // verifier on its audience.

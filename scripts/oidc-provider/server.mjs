@@ -9,6 +9,10 @@
 //
 // POST /test/next-login  {"sub", "name", "preferred_username", "email", "groups": [...]}
 //   sets the account the next authorization request signs in as.
+// POST /test/clock  {"advance": seconds}
+//   moves the provider's clock (may be negative); answers {"offset": total seconds}. Every
+//   lifetime the provider checks (codes, sessions, its stores' expiry) follows it, so a test
+//   expires a code by moving time rather than by waiting for it.
 
 import http from 'node:http';
 import crypto from 'node:crypto';
@@ -19,6 +23,12 @@ const clientId = env('CLIENT_ID', 'patch-manager');
 const clientSecret = env('CLIENT_SECRET', 'test-secret');
 const redirectUri = env('REDIRECT_URI', 'http://localhost:8080/api/v1/auth/oidc/callback');
 const codeTtl = Number(env('CODE_TTL', '60'));
+
+// The provider's clock: the system clock plus an offset that only POST /test/clock moves. The
+// library and its in-memory stores read the time through Date.now.
+let clockOffsetMs = 0;
+const systemNow = Date.now.bind(Date);
+Date.now = () => systemNow() + clockOffsetMs;
 
 // A fresh signing key per run (the library's built-in development key is public).
 const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
@@ -93,6 +103,19 @@ server.listen(Number(env('PORT', '0')), '127.0.0.1', () => {
         accounts.set(sub, claims);
         nextSub = sub;
         res.writeHead(204).end();
+        return;
+      }
+      if (req.method === 'POST' && req.url === '/test/clock') {
+        let body = '';
+        for await (const chunk of req) body += chunk;
+        const { advance } = JSON.parse(body);
+        if (!Number.isFinite(advance)) {
+          res.writeHead(400, { 'content-type': 'text/plain' }).end('advance: seconds expected');
+          return;
+        }
+        clockOffsetMs += advance * 1000;
+        res.writeHead(200, { 'content-type': 'application/json' })
+          .end(JSON.stringify({ offset: clockOffsetMs / 1000 }));
         return;
       }
       if (req.method === 'GET' && req.url.startsWith('/interaction/')) {

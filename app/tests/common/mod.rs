@@ -148,7 +148,7 @@ pub async fn fleet_of_one() -> Fleet {
     let server = patch_manager::server::start(config).await.unwrap();
     let token = {
         let mut conn = server.state.db.conn().unwrap();
-        let now = chrono::Utc::now().naive_utc();
+        let now = server.state.clock.now();
         patch_manager::pki::enrollment::create(
             &mut conn,
             server.state.pki.ca.fingerprint(),
