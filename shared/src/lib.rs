@@ -15,6 +15,8 @@ pub mod files;
 pub mod fleet;
 pub mod ids;
 pub mod netfilter;
+#[cfg(feature = "schema")]
+pub mod openapi;
 pub mod status;
 
 pub use error::{ErrorBody, ErrorEnvelope};
