@@ -282,6 +282,7 @@ pub struct OpenApi {
 
 /// `info` of an [`OpenApi`] document.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "OpenApiInfo")]
 pub struct Info {
     /// API title.
     pub title: String,
@@ -294,6 +295,7 @@ pub struct Info {
 
 /// `components` of an [`OpenApi`] document.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "OpenApiComponents")]
 pub struct Components {
     /// JSON Schemas (2020-12) by type name, referenced as `#/components/schemas/<name>`.
     pub schemas: BTreeMap<String, Value>,
