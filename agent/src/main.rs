@@ -50,6 +50,8 @@ enum Command {
         #[arg(long = "address")]
         addresses: Vec<std::net::IpAddr>,
     },
+    /// Print the OpenAPI 3.1 document of the API (as served at /api/v1/openapi.json).
+    Openapi,
     /// Print the version.
     Version,
 }
@@ -79,6 +81,11 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Version => {
             println!("patch-agent {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Command::Openapi => {
+            let doc = serde_json::to_string_pretty(&patch_agent::openapi::document())?;
+            println!("{doc}");
             Ok(())
         }
         Command::CheckConfig => {

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// `GET /api/v1/health`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct AgentHealth {
     /// `ok`, or `degraded` when the package backend is unusable.
     pub status: String,
@@ -28,6 +29,7 @@ pub struct AgentHealth {
 
 /// `GET /api/v1/system/info`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SystemInfo {
     /// Host name.
     pub hostname: String,
@@ -55,6 +57,7 @@ pub struct SystemInfo {
 
 /// One installed package, as listed by `GET /api/v1/packages`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct InstalledPackage {
     /// Package name.
     pub name: String,
@@ -74,6 +77,7 @@ pub struct InstalledPackage {
 
 /// `GET /api/v1/packages` answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PackageList {
     /// Number of packages returned.
     pub total: usize,
@@ -83,6 +87,7 @@ pub struct PackageList {
 
 /// A package to install, optionally pinned to a version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PackageSpec {
     /// Package name.
@@ -94,6 +99,7 @@ pub struct PackageSpec {
 
 /// `POST /api/v1/packages`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct InstallRequest {
     /// Packages to install (1 to 200).
@@ -102,6 +108,7 @@ pub struct InstallRequest {
 
 /// `PUT /api/v1/packages/{name}` (body optional).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UpdateRequest {
     /// Version to move to (upgrade or downgrade); the candidate when absent.
@@ -111,6 +118,7 @@ pub struct UpdateRequest {
 
 /// Which patches `POST /api/v1/patches/apply` applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum PatchSelection {
     /// Every available update.
@@ -123,6 +131,7 @@ pub enum PatchSelection {
 
 /// `POST /api/v1/patches/apply`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ApplyRequest {
     /// Which patches.
@@ -134,6 +143,7 @@ pub struct ApplyRequest {
 
 /// Answer of every asynchronous call (`202 Accepted`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct JobAccepted {
     /// Id of the new job.
     pub job_id: String,
@@ -143,6 +153,7 @@ pub struct JobAccepted {
 
 /// Life cycle of a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
     /// Waiting for a slot.
@@ -170,6 +181,7 @@ impl JobStatus {
 
 /// What a job does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum JobKind {
     /// Install packages.
@@ -186,6 +198,7 @@ pub enum JobKind {
 
 /// Outcome for one package of a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum PackageOutcome {
     /// Changed as requested.
@@ -198,6 +211,7 @@ pub enum PackageOutcome {
 
 /// Per-package result of a job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PackageResult {
     /// Package name.
     pub name: String,
@@ -213,6 +227,7 @@ pub struct PackageResult {
 
 /// `GET /api/v1/jobs/{id}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Job {
     /// Job id (ULID).
     pub id: String,
@@ -244,6 +259,7 @@ pub struct Job {
 
 /// `GET /api/v1/jobs`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct JobList {
     /// Number of jobs returned.
     pub total: usize,
@@ -253,6 +269,7 @@ pub struct JobList {
 
 /// One available update, as listed by `GET /api/v1/patches`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Patch {
     /// Package name.
     pub name: String,
@@ -276,6 +293,7 @@ pub struct Patch {
 
 /// `GET /api/v1/patches`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PatchList {
     /// Number of updates.
     pub total: usize,
@@ -287,6 +305,7 @@ pub struct PatchList {
 
 /// A live event on `/api/v1/ws/jobs`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum JobEvent {
     /// A job was accepted and waits for a slot.
@@ -326,6 +345,7 @@ pub enum JobEvent {
 
 /// Answer of `POST /api/v1/tls/csr`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CsrResponse {
     /// PEM certificate signing request for a key made on the host.
     pub csr_pem: String,
@@ -333,6 +353,7 @@ pub struct CsrResponse {
 
 /// `PUT /api/v1/tls/certificate`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CertificateInstall {
     /// The signed certificate (PEM).
@@ -341,6 +362,7 @@ pub struct CertificateInstall {
 
 /// Answer of `PUT /api/v1/tls/certificate`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CertificateInstalled {
     /// Expiry of the installed certificate (RFC 3339).
     pub not_after: String,
@@ -348,6 +370,7 @@ pub struct CertificateInstalled {
 
 /// `PUT /api/v1/tls/crl`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CrlInstall {
     /// The revocation list (PEM).
@@ -356,6 +379,7 @@ pub struct CrlInstall {
 
 /// Answer of `PUT /api/v1/tls/crl`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CrlInstalled {
     /// Number of revoked certificates it lists.
     pub revoked: usize,

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 /// The outer object of an error answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ErrorEnvelope {
     /// The error itself.
@@ -17,6 +18,7 @@ pub struct ErrorEnvelope {
 
 /// The error inside an [`ErrorEnvelope`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ErrorBody {
     /// Stable, snake_case identifier of the kind of failure (`not_found`, `validation_failed`, …).

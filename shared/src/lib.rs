@@ -16,6 +16,8 @@ pub mod files;
 pub mod fleet;
 pub mod ids;
 pub mod netfilter;
+#[cfg(feature = "schema")]
+pub mod openapi;
 pub mod status;
 pub mod vocab;
 
