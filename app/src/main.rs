@@ -58,10 +58,17 @@ enum Command {
         #[arg(long)]
         disable: bool,
     },
+    /// Print the OpenAPI 3.1 document of the JSON API (also served at /api/v1/openapi.json).
+    Openapi,
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if matches!(cli.command, Some(Command::Openapi)) {
+        // Needs no configuration: the document comes from the route table alone.
+        println!("{:#}", patch_manager::api::openapi::document());
+        return Ok(());
+    }
     let mut overrides = Override::from_env(config::ENV_PREFIX, std::env::vars());
     let mut flag = |key: &str, value: Option<String>| {
         if let Some(value) = value {
@@ -105,6 +112,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::AllowList { disable } => allow_list(&config, disable),
         Command::Serve => serve(config),
+        Command::Openapi => Ok(()),
     }
 }
 

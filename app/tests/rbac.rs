@@ -27,6 +27,7 @@ const MATRIX: &[(&str, &str, [u16; 4])] = &[
     ("GET", "/status/health", [200, 200, 200, 200]),
     ("GET", "/api/v1/ca/root.crt", [200, 200, 200, 200]),
     ("GET", "/api/v1/overview", [401, 200, 200, 200]),
+    ("GET", "/api/v1/openapi.json", [200, 200, 200, 200]),
     ("POST", "/api/v1/enroll", [400, 400, 400, 400]),
     ("GET", "/api/v1/setup", [200, 200, 200, 200]),
     ("POST", "/api/v1/setup", [400, 400, 400, 400]),

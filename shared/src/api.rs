@@ -52,6 +52,7 @@ impl Method {
 
 /// No body: the request has none (`GET`, `DELETE`, actions), or the answer is `204 No Content`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct NoBody;
 
 /// What an answer is when it is not JSON.
@@ -106,6 +107,8 @@ pub trait Endpoint {
     const CONTENT: Content = Content::Json;
     /// One-line description (the OpenAPI summary).
     const SUMMARY: &'static str;
+    /// The success status: 200, 201 for a creation, 204 with no body, 302 for a redirect.
+    const STATUS: u16 = 200;
     /// The `{…}` segments of the path.
     type Params: PathParams;
     /// The request body ([`NoBody`] for none).
@@ -149,7 +152,7 @@ macro_rules! endpoints {
     ($(
         $(#[doc = $doc:literal])+
         $name:ident: $method:ident $path:literal $(as $content:ident)?,
-        $params:ty, $req:ty => $resp:ty;
+        $params:ty, $req:ty => $resp:ty $(, $status:literal)?;
     )*) => {
         $(
             $(#[doc = $doc])+
@@ -160,6 +163,7 @@ macro_rules! endpoints {
                 const METHOD: Method = Method::$method;
                 const PATH: &'static str = $path;
                 $(const CONTENT: Content = Content::$content;)?
+                $(const STATUS: u16 = $status;)?
                 const SUMMARY: &'static str = endpoints!(@first $($doc),+);
                 type Params = $params;
                 type Request = $req;
@@ -170,6 +174,12 @@ macro_rules! endpoints {
         /// Method and path of every endpoint, in declaration order (the manager checks that its
         /// route table registers exactly these).
         pub const ALL: &[(Method, &str)] = &[$((Method::$method, $path)),*];
+
+        /// Adds every endpoint to an OpenAPI document, with the schemas of its types.
+        #[cfg(feature = "schema")]
+        pub fn describe(doc: &mut crate::openapi::Document) {
+            $(describe_one::<$name>(doc);)*
+        }
     };
     (@first $first:literal $(, $rest:literal)*) => { $first.trim_ascii() };
 }
@@ -177,16 +187,18 @@ macro_rules! endpoints {
 endpoints! {
     /// Liveness and database health.
     Health: Get "/status/health", (), NoBody => HealthReport;
+    /// This API's OpenAPI 3.1 document.
+    OpenApiDocument: Get "/api/v1/openapi.json", (), NoBody => serde_json::Value;
     /// The fleet CA's root certificate (PEM), to trust the manager and its agents.
     RootCertificate: Get "/api/v1/ca/root.crt" as Pem, (), NoBody => NoBody;
     /// What the front page shows: health, counts, the audit chain's state.
     Overview: Get "/api/v1/overview", (), NoBody => SystemOverview;
     /// A new host enrols with a one-time token and its CSR.
-    Enroll: Post "/api/v1/enroll", (), EnrollRequest => EnrollResponse;
+    Enroll: Post "/api/v1/enroll", (), EnrollRequest => EnrollResponse, 201;
     /// Whether first-run setup is still pending.
     GetSetup: Get "/api/v1/setup", (), NoBody => SetupStatus;
     /// First-run setup: the one-time token creates the first Admin.
-    CompleteSetup: Post "/api/v1/setup", (), SetupRequest => SetupDone;
+    CompleteSetup: Post "/api/v1/setup", (), SetupRequest => SetupDone, 201;
     /// Sign in with user name and password.
     Login: Post "/api/v1/auth/login", (), LoginRequest => LoginResult;
     /// The second sign-in step with a code (TOTP or recovery code).
@@ -202,17 +214,17 @@ endpoints! {
     /// Whether single sign-on is offered.
     OidcStatusGet: Get "/api/v1/auth/oidc/status", (), NoBody => OidcStatus;
     /// Starts single sign-on (a browser redirect to the identity provider).
-    OidcStart: Get "/api/v1/auth/oidc/start" as Redirect, (), NoBody => NoBody;
+    OidcStart: Get "/api/v1/auth/oidc/start" as Redirect, (), NoBody => NoBody, 302;
     /// The identity provider's redirect back (a browser redirect to the UI).
-    OidcCallback: Get "/api/v1/auth/oidc/callback" as Redirect, (), NoBody => NoBody;
+    OidcCallback: Get "/api/v1/auth/oidc/callback" as Redirect, (), NoBody => NoBody, 302;
     /// Signs out this session.
-    Logout: Post "/api/v1/auth/logout", (), NoBody => NoBody;
+    Logout: Post "/api/v1/auth/logout", (), NoBody => NoBody, 204;
     /// Who is signed in.
     GetMe: Get "/api/v1/auth/me", (), NoBody => Me;
     /// The signed-in user's second factors.
     GetMfa: Get "/api/v1/auth/mfa", (), NoBody => MfaStatus;
     /// Starts enrolling an authenticator app.
-    TotpStart: Post "/api/v1/auth/mfa/totp", (), TotpEnrolRequest => TotpEnrolment;
+    TotpStart: Post "/api/v1/auth/mfa/totp", (), TotpEnrolRequest => TotpEnrolment, 201;
     /// Confirms an authenticator app with a code.
     TotpConfirm: Post "/api/v1/auth/mfa/totp/{credential_id}/confirm", CredentialId, TotpConfirmRequest => RecoveryCodes;
     /// Replaces the recovery codes.
@@ -222,7 +234,7 @@ endpoints! {
     /// Finishes registering a security key.
     WebauthnRegisterFinish: Post "/api/v1/auth/mfa/webauthn/register/finish", (), PasskeyRegisterFinish => RecoveryCodes;
     /// Removes a second factor.
-    RemoveFactor: Delete "/api/v1/auth/mfa/{credential_id}", CredentialId, NoBody => NoBody;
+    RemoveFactor: Delete "/api/v1/auth/mfa/{credential_id}", CredentialId, NoBody => NoBody, 204;
     /// Hosts the caller may see.
     ListHosts: Get "/api/v1/hosts", (), NoBody => Vec<HostSummary>;
     /// One host with its certificate.
@@ -234,19 +246,19 @@ endpoints! {
     /// Host groups the caller may see.
     ListGroups: Get "/api/v1/groups", (), NoBody => Vec<GroupInfo>;
     /// Creates a host group.
-    CreateGroup: Post "/api/v1/groups", (), NewGroup => GroupInfo;
+    CreateGroup: Post "/api/v1/groups", (), NewGroup => GroupInfo, 201;
     /// Every user account.
     ListUsers: Get "/api/v1/users", (), NoBody => Vec<UserInfo>;
     /// Creates a local account.
-    CreateUser: Post "/api/v1/users", (), NewUser => UserInfo;
+    CreateUser: Post "/api/v1/users", (), NewUser => UserInfo, 201;
     /// Changes the given fields of an account.
     UpdateUser: Patch "/api/v1/users/{user_id}", UserId, UserUpdate => UserInfo;
     /// Deletes an account.
-    DeleteUser: Delete "/api/v1/users/{user_id}", UserId, NoBody => NoBody;
+    DeleteUser: Delete "/api/v1/users/{user_id}", UserId, NoBody => NoBody, 204;
     /// Removes every second factor of an account and ends its sessions.
-    ResetUserMfa: Post "/api/v1/users/{user_id}/reset-mfa", UserId, NoBody => NoBody;
+    ResetUserMfa: Post "/api/v1/users/{user_id}/reset-mfa", UserId, NoBody => NoBody, 204;
     /// Ends every session of an account.
-    LogoutUser: Post "/api/v1/users/{user_id}/logout", UserId, NoBody => NoBody;
+    LogoutUser: Post "/api/v1/users/{user_id}/logout", UserId, NoBody => NoBody, 204;
     /// Every certificate the CA issued.
     ListCertificates: Get "/api/v1/certificates", (), NoBody => Vec<CertificateInfo>;
     /// Rotates the manager's client certificate for agents.
@@ -266,9 +278,45 @@ endpoints! {
     /// Enrollment tokens (no secrets).
     ListEnrollmentTokens: Get "/api/v1/enrollment-tokens", (), NoBody => Vec<EnrollmentTokenInfo>;
     /// Makes a one-time enrollment token (its secret is shown once).
-    CreateEnrollmentToken: Post "/api/v1/enrollment-tokens", (), NewEnrollmentToken => CreatedEnrollmentToken;
+    CreateEnrollmentToken: Post "/api/v1/enrollment-tokens", (), NewEnrollmentToken => CreatedEnrollmentToken, 201;
     /// Withdraws an unused enrollment token.
-    DeleteEnrollmentToken: Delete "/api/v1/enrollment-tokens/{token_id}", EnrollmentTokenId, NoBody => NoBody;
+    DeleteEnrollmentToken: Delete "/api/v1/enrollment-tokens/{token_id}", EnrollmentTokenId, NoBody => NoBody, 204;
+}
+
+/// Adds endpoint `E` to `doc`: its body schema (none for [`NoBody`]), its success answer and the
+/// error statuses every route can answer with.
+#[cfg(feature = "schema")]
+fn describe_one<E>(doc: &mut crate::openapi::Document)
+where
+    E: Endpoint,
+    E::Request: schemars::JsonSchema + 'static,
+    E::Response: schemars::JsonSchema + 'static,
+{
+    use crate::openapi::{schema_of, SchemaFn};
+    use std::any::TypeId;
+    let request: Option<SchemaFn> = (TypeId::of::<E::Request>() != TypeId::of::<NoBody>())
+        .then_some(schema_of::<E::Request> as SchemaFn);
+    let mut errors = vec![400, 401, 403, 404, 429, 500, 503];
+    if request.is_some() {
+        errors.extend([413, 415]);
+    }
+    errors.sort_unstable();
+    let op = doc.route(
+        E::METHOD.as_str(),
+        E::PATH,
+        E::SUMMARY,
+        request,
+        schema_of::<E::Response>,
+        &errors,
+    );
+    op.status(E::STATUS);
+    match E::CONTENT {
+        Content::Json if TypeId::of::<E::Response>() == TypeId::of::<NoBody>() => op.media(None),
+        Content::Json => op.media(Some(crate::openapi::JSON)),
+        Content::Pem => op.media(Some("application/x-pem-file")),
+        Content::Archive => op.media(Some("application/gzip")),
+        Content::Redirect => op.media(None),
+    };
 }
 
 #[cfg(test)]

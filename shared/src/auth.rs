@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// `GET /api/v1/setup`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SetupStatus {
     /// No administrator exists yet: the first-run setup page must be shown.
     pub required: bool,
@@ -11,6 +12,7 @@ pub struct SetupStatus {
 
 /// `POST /api/v1/setup`: creates the first Admin with the one-time setup token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SetupRequest {
     /// The token from the manager's log or its `setup-token` file.
@@ -26,6 +28,7 @@ pub struct SetupRequest {
 
 /// Answer of a successful setup (`201 Created`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SetupDone {
     /// The new administrator's id.
     pub user_id: crate::ids::UserId,
@@ -33,6 +36,7 @@ pub struct SetupDone {
 
 /// `POST /api/v1/auth/login`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     /// User name.
@@ -47,6 +51,7 @@ pub struct LoginRequest {
 
 /// Who signs in.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ClientKind {
     /// A browser: cookies only.
@@ -58,6 +63,7 @@ pub enum ClientKind {
 
 /// Answer of a sign-in or refresh.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SessionInfo {
     /// User id.
     pub user_id: crate::ids::UserId,
@@ -75,6 +81,7 @@ pub struct SessionInfo {
 
 /// `POST /api/v1/auth/refresh` body for API clients (browsers send the cookie).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
     /// The refresh token.
@@ -84,6 +91,7 @@ pub struct RefreshRequest {
 
 /// Answer of `POST /api/v1/auth/login`: a session, or the second step.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum LoginResult {
     /// Signed in.
@@ -94,6 +102,7 @@ pub enum LoginResult {
 
 /// The second sign-in step.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct MfaChallenge {
     /// Opaque token for `POST /api/v1/auth/login/mfa` (and the WebAuthn sign-in).
     pub mfa_token: String,
@@ -105,6 +114,7 @@ pub struct MfaChallenge {
 
 /// `POST /api/v1/auth/login/mfa`: a TOTP code or a recovery code (exactly one).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct MfaLoginRequest {
     /// The token from the first step.
@@ -119,6 +129,7 @@ pub struct MfaLoginRequest {
 
 /// `POST /api/v1/auth/mfa/totp`: starts enrolling an authenticator app.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TotpEnrolRequest {
     /// Name to tell several authenticators apart (1–64 characters).
@@ -127,6 +138,7 @@ pub struct TotpEnrolRequest {
 
 /// What the authenticator app needs; shown once, until confirmed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TotpEnrolment {
     /// Credential to confirm.
     pub credential_id: crate::ids::CredentialId,
@@ -140,6 +152,7 @@ pub struct TotpEnrolment {
 
 /// `POST /api/v1/auth/mfa/totp/{id}/confirm`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TotpConfirmRequest {
     /// Current code from the app.
@@ -148,6 +161,7 @@ pub struct TotpConfirmRequest {
 
 /// Recovery codes, shown once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RecoveryCodes {
     /// New recovery codes; empty when the account already had some.
     pub recovery_codes: Vec<String>,
@@ -155,6 +169,7 @@ pub struct RecoveryCodes {
 
 /// One second factor of the signed-in user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct MfaCredential {
     /// Id (for removal).
     pub id: crate::ids::CredentialId,
@@ -170,6 +185,7 @@ pub struct MfaCredential {
 
 /// `GET /api/v1/auth/mfa`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct MfaStatus {
     /// An admin requires a second factor on this account.
     pub required: bool,
@@ -181,6 +197,7 @@ pub struct MfaStatus {
 
 /// `GET /api/v1/auth/me`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Me {
     /// User id.
     pub user_id: crate::ids::UserId,
@@ -198,6 +215,7 @@ pub struct Me {
 
 /// `POST /api/v1/auth/mfa/webauthn/register/start`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PasskeyRegisterStart {
     /// Name for the key (1–64 characters).
@@ -206,6 +224,7 @@ pub struct PasskeyRegisterStart {
 
 /// Options for `navigator.credentials.create` and the ceremony to finish.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PasskeyRegisterOptions {
     /// Ceremony id for the finish call.
     pub challenge_id: i64,
@@ -215,6 +234,7 @@ pub struct PasskeyRegisterOptions {
 
 /// `POST /api/v1/auth/mfa/webauthn/register/finish`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PasskeyRegisterFinish {
     /// Ceremony id from the start call.
@@ -225,6 +245,7 @@ pub struct PasskeyRegisterFinish {
 
 /// `POST /api/v1/auth/login/webauthn/start`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PasskeyLoginStart {
     /// The token from the password step.
@@ -233,6 +254,7 @@ pub struct PasskeyLoginStart {
 
 /// Options for `navigator.credentials.get`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PasskeyLoginOptions {
     /// WebAuthn `RequestChallengeResponse` (JSON).
     pub options: serde_json::Value,
@@ -240,6 +262,7 @@ pub struct PasskeyLoginOptions {
 
 /// `POST /api/v1/auth/login/webauthn/finish`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PasskeyLoginFinish {
     /// The token from the password step.
@@ -250,6 +273,7 @@ pub struct PasskeyLoginFinish {
 
 /// Azure AD (Entra ID) single sign-on over OpenID Connect (`GET`/`PUT /api/v1/settings/oidc`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct OidcSettings {
     /// Offer "Sign in with Microsoft" on the sign-in page.
@@ -291,6 +315,7 @@ pub struct OidcSettings {
 
 /// One claim value (an Azure AD group object id or app role) and what it gives.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct OidcMapping {
     /// The value in the claim.
@@ -304,6 +329,7 @@ pub struct OidcMapping {
 
 /// `GET /api/v1/auth/oidc/status`: whether the sign-in page offers single sign-on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct OidcStatus {
     /// Offered.
     pub enabled: bool,
@@ -313,6 +339,7 @@ pub struct OidcStatus {
 
 /// `POST /api/v1/settings/oidc/test`: what the tenant's discovery document and keys say.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct OidcTestResult {
     /// Issuer from the discovery document (equal to the configured one).
     pub issuer: String,

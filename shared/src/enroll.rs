@@ -53,6 +53,7 @@ impl EnrollmentToken {
 
 /// `POST /api/v1/enroll`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EnrollRequest {
     /// The one-time token.
@@ -69,6 +70,7 @@ pub struct EnrollRequest {
 
 /// Answer of a successful enrollment (`201 Created`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct EnrollResponse {
     /// The new host's id.
     pub host_id: crate::ids::HostId,

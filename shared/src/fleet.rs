@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// A host in lists.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct HostSummary {
     /// Id.
     pub id: HostId,
@@ -35,6 +36,7 @@ pub struct HostSummary {
 
 /// One host with its certificate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct HostDetail {
     /// The summary fields.
     #[serde(flatten)]
@@ -51,6 +53,7 @@ pub struct HostDetail {
 
 /// A host group.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct GroupInfo {
     /// Id.
     pub id: GroupId,
@@ -64,6 +67,7 @@ pub struct GroupInfo {
 
 /// `POST /api/v1/groups`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewGroup {
     /// Name (1–64 characters, unique).
@@ -75,6 +79,7 @@ pub struct NewGroup {
 
 /// A user account as admins see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct UserInfo {
     /// Id.
     pub id: UserId,
@@ -104,6 +109,7 @@ pub struct UserInfo {
 
 /// `POST /api/v1/users`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
     /// Sign-in name.
@@ -128,6 +134,7 @@ pub struct NewUser {
 
 /// `PATCH /api/v1/users/{id}`: only the fields given change.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UserUpdate {
     /// Display name.
@@ -155,6 +162,7 @@ pub struct UserUpdate {
 
 /// A certificate issued by the manager's CA.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CertificateInfo {
     /// Id.
     pub id: CertificateId,
@@ -186,6 +194,7 @@ pub struct CertificateInfo {
 
 /// `POST /api/v1/certificates/{id}/revoke`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RevokeRequest {
     /// Why (1–200 characters), kept in the audit log.
@@ -194,6 +203,7 @@ pub struct RevokeRequest {
 
 /// Outcome of a revocation: the CRL went to these agents.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CrlPushResult {
     /// Agents that installed the new CRL.
     pub delivered: usize,
@@ -203,6 +213,7 @@ pub struct CrlPushResult {
 
 /// The manager's new client certificate after a rotation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RotatedClient {
     /// Serial (hex) of the certificate now in use.
     pub serial: String,
@@ -210,6 +221,7 @@ pub struct RotatedClient {
 
 /// `POST /api/v1/enrollment-tokens`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewEnrollmentToken {
     /// Group the new host joins.
@@ -222,6 +234,7 @@ pub struct NewEnrollmentToken {
 
 /// A token just made: the only time its secret is shown.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CreatedEnrollmentToken {
     /// Id.
     pub id: EnrollmentTokenId,
@@ -235,6 +248,7 @@ pub struct CreatedEnrollmentToken {
 
 /// An enrollment token in lists (no secret).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct EnrollmentTokenInfo {
     /// Id.
     pub id: EnrollmentTokenId,
@@ -252,6 +266,7 @@ pub struct EnrollmentTokenInfo {
 
 /// `GET`/`PUT /api/v1/settings/allow-list`: which source addresses may use the manager.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AllowListSettings {
     /// Enforced: every address not listed is refused (deny by default), loopback included.

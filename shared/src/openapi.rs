@@ -50,6 +50,9 @@ pub const SCHEMA_REF_PREFIX: &str = "#/components/schemas/";
 /// Produces the schema of one type with the document's generator; see [`schema_of`].
 pub type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
 
+/// The media type of JSON bodies.
+pub const JSON: &str = "application/json";
+
 /// The [`SchemaFn`] of `T`: a `$ref` into `components/schemas` for named types (structs, enums),
 /// an inline schema for the others (`String`, `Vec<T>`, …).
 pub fn schema_of<T: JsonSchema + ?Sized>(generator: &mut SchemaGenerator) -> Schema {
@@ -77,6 +80,7 @@ pub struct Operation {
     request_required: bool,
     response: SchemaFn,
     status: u16,
+    media: Option<String>,
     errors: Vec<u16>,
     query: Vec<(String, String)>,
 }
@@ -132,6 +136,7 @@ impl Document {
             request_required: true,
             response,
             status: 200,
+            media: Some(JSON.to_owned()),
             errors: errors.to_vec(),
             query: Vec::new(),
         });
@@ -209,10 +214,15 @@ impl Document {
                     "description": description, "schema": { "type": "string" } })
         }));
         let mut responses = Map::new();
-        responses.insert(
-            o.status.to_string(),
-            json_response(reason(o.status), response),
-        );
+        let success = match o.media.as_deref() {
+            Some(JSON) => json_response(reason(o.status), response),
+            Some(other) => json!({
+                "description": reason(o.status),
+                "content": { other: { "schema": { "type": "string" } } },
+            }),
+            None => json!({ "description": reason(o.status) }),
+        };
+        responses.insert(o.status.to_string(), success);
         for &status in &o.errors {
             let description = self
                 .error_descriptions
@@ -244,6 +254,13 @@ impl Operation {
     /// response schema then describes its messages).
     pub fn status(&mut self, status: u16) -> &mut Self {
         self.status = status;
+        self
+    }
+
+    /// The success answer's media type: `None` for no body (204, a redirect), another type than
+    /// JSON for a file (its schema is then a string). Default: JSON of the response schema.
+    pub fn media(&mut self, media_type: Option<&str>) -> &mut Self {
+        self.media = media_type.map(str::to_owned);
         self
     }
 
@@ -540,5 +557,67 @@ mod tests {
             v["info"],
             json!({"title": "t", "version": "1", "description": "d"})
         );
+    }
+}
+
+/// Reading a built document, for the programs' own tests: find an operation's schemas, follow
+/// `$ref`s, and tell whether a schema really describes an object.
+pub mod inspect {
+    use serde_json::Value;
+
+    /// The operation documented for `method path` (the full path, as in the document).
+    pub fn operation<'a>(doc: &'a Value, method: &str, path: &str) -> Option<&'a Value> {
+        let op = &doc["paths"][path][method.to_ascii_lowercase()];
+        op.is_object().then_some(op)
+    }
+
+    /// The JSON schema of the `status` answer of `method path`.
+    pub fn response_schema<'a>(
+        doc: &'a Value,
+        method: &str,
+        path: &str,
+        status: u16,
+    ) -> Option<&'a Value> {
+        let s = &operation(doc, method, path)?["responses"][status.to_string()]["content"]
+            [super::JSON]["schema"];
+        s.is_object().then_some(s)
+    }
+
+    /// The JSON schema of the request body of `method path`, if it takes one.
+    pub fn request_schema<'a>(doc: &'a Value, method: &str, path: &str) -> Option<&'a Value> {
+        let s = &operation(doc, method, path)?["requestBody"]["content"][super::JSON]["schema"];
+        s.is_object().then_some(s)
+    }
+
+    /// Follows `$ref`s into `components/schemas` (a dangling one resolves to `null`).
+    pub fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
+        match schema["$ref"]
+            .as_str()
+            .and_then(|r| r.strip_prefix(super::SCHEMA_REF_PREFIX))
+        {
+            Some(name) => resolve(doc, &doc["components"]["schemas"][name]),
+            None => schema,
+        }
+    }
+
+    /// Why `schema` does not describe objects with properties (or arrays of them; every
+    /// alternative of a `oneOf`/`anyOf`), if it does not.
+    pub fn lacks_properties(doc: &Value, schema: &Value) -> Option<String> {
+        let s = resolve(doc, schema);
+        for key in ["oneOf", "anyOf"] {
+            if let Some(alternatives) = s[key].as_array() {
+                return alternatives
+                    .iter()
+                    .find_map(|a| lacks_properties(doc, a))
+                    .map(|why| format!("{key} alternative: {why}"));
+            }
+        }
+        if s["type"] == "array" {
+            return lacks_properties(doc, &s["items"]).map(|why| format!("items: {why}"));
+        }
+        match s["properties"].as_object() {
+            Some(p) if !p.is_empty() => None,
+            _ => Some(format!("no properties: {s}")),
+        }
     }
 }

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// Overall state of a service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ServiceState {
     /// Everything the service depends on answered.
@@ -14,6 +15,7 @@ pub enum ServiceState {
 
 /// Which database engine the manager runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum DatabaseBackend {
     /// Embedded SQLite file in the data directory (the default).
@@ -34,6 +36,7 @@ impl DatabaseBackend {
 
 /// Result of verifying the audit log's hash chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum AuditChainState {
     /// Every record links to its predecessor and its hash matches its content.
@@ -52,6 +55,7 @@ pub enum AuditChainState {
 
 /// Answer of `GET /status/health`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct HealthReport {
     /// Overall state.
     pub status: ServiceState,
@@ -67,6 +71,7 @@ pub struct HealthReport {
 
 /// What the manager's front page shows about the installation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SystemOverview {
     /// Health as in `/status/health`.
     pub health: HealthReport,

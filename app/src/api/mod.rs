@@ -6,6 +6,7 @@ pub mod certificates;
 pub mod enroll;
 pub mod hosts;
 pub mod mfa;
+pub mod openapi;
 pub mod passkeys;
 pub mod settings;
 pub mod setup;
@@ -64,6 +65,7 @@ pub const fn method_of(m: shared::api::Method) -> Method {
 /// Every JSON endpoint of the manager.
 pub static ROUTES: &[ApiRoute] = &[
     route!(ep::Health, Public, status::health),
+    route!(ep::OpenApiDocument, Public, openapi::serve),
     route!(ep::RootCertificate, Public, ca::root_certificate),
     route!(ep::Overview, Operator, status::overview),
     route!(ep::Enroll, Public, enroll::enroll),
