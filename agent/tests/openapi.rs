@@ -10,6 +10,7 @@ use common::{start_agent_with, AgentFiles, Api, AptRoot, Ca};
 use patch_agent::api::ROUTES;
 use patch_agent::openapi::PREFIX;
 use serde_json::{json, Value};
+use shared::openapi::inspect::lacks_properties;
 use std::time::Duration;
 
 /// The operation documented for `method path` (path as in the route table).
@@ -31,39 +32,6 @@ fn response_schema<'a>(doc: &'a Value, method: &str, path: &str, status: u16) ->
 fn request_schema<'a>(doc: &'a Value, method: &str, path: &str) -> Option<&'a Value> {
     let s = &operation(doc, method, path)["requestBody"]["content"]["application/json"]["schema"];
     s.is_object().then_some(s)
-}
-
-/// Follows `$ref`s into `components/schemas`.
-fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
-    match schema["$ref"].as_str() {
-        Some(r) => {
-            let name = r
-                .strip_prefix("#/components/schemas/")
-                .unwrap_or_else(|| panic!("$ref outside components: {r}"));
-            let target = &doc["components"]["schemas"][name];
-            assert!(target.is_object(), "dangling $ref {r}");
-            resolve(doc, target)
-        }
-        None => schema,
-    }
-}
-
-/// Why `schema` is not an object schema with properties (every alternative of a `oneOf`/`anyOf`
-/// must have them), if it is not.
-fn lacks_properties(doc: &Value, schema: &Value) -> Option<String> {
-    let s = resolve(doc, schema);
-    for key in ["oneOf", "anyOf"] {
-        if let Some(alternatives) = s[key].as_array() {
-            return alternatives
-                .iter()
-                .find_map(|a| lacks_properties(doc, a))
-                .map(|why| format!("{key} alternative: {why}"));
-        }
-    }
-    match s["properties"].as_object() {
-        Some(p) if !p.is_empty() => None,
-        _ => Some(format!("no properties: {s}")),
-    }
 }
 
 /// A validator for `schema`, whose `$ref`s resolve in `doc`'s components.
