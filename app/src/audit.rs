@@ -46,6 +46,11 @@ impl Requester {
         }
     }
 
+    /// The signed-in caller of `req`.
+    pub fn of(who: &crate::auth::access::Caller, req: &actix_web::HttpRequest) -> Self {
+        Self::caller(who, req.peer_addr().map(|a| a.ip()))
+    }
+
     /// Someone without an account (`system`, `cli`, `enrollment`, `anonymous`), from `source`.
     pub fn named(actor: &str, source: Option<std::net::IpAddr>) -> Self {
         Self {

@@ -12,10 +12,6 @@ use crate::state::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use shared::fleet::{NewEnrollmentToken, RevokeRequest};
 
-fn requester(who: &Caller, req: &HttpRequest) -> Requester {
-    Requester::caller(who, req.peer_addr().map(|a| a.ip()))
-}
-
 /// `GET /api/v1/certificates`: newest first.
 pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
     Ok(HttpResponse::Ok().json(certificates::list(&state).await?))
@@ -29,7 +25,7 @@ pub async fn renew_host(
     who: Caller,
     path: web::Path<i64>,
 ) -> Result<HttpResponse, AppError> {
-    let by = requester(&who, &req);
+    let by = Requester::of(&who, &req);
     let info = certificates::renew_host(&state, &by, path.into_inner()).await?;
     Ok(HttpResponse::Ok().json(info))
 }
@@ -41,7 +37,7 @@ pub async fn rotate_client(
     req: HttpRequest,
     who: Caller,
 ) -> Result<HttpResponse, AppError> {
-    let serial = certificates::rotate_client(&state, &requester(&who, &req)).await?;
+    let serial = certificates::rotate_client(&state, &Requester::of(&who, &req)).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "serial": serial })))
 }
 
@@ -54,7 +50,7 @@ pub async fn revoke(
     path: web::Path<i64>,
     body: Json<RevokeRequest>,
 ) -> Result<HttpResponse, AppError> {
-    let by = requester(&who, &req);
+    let by = Requester::of(&who, &req);
     let push = certificates::revoke(&state, &by, path.into_inner(), &body.reason).await?;
     Ok(HttpResponse::Ok().json(push))
 }
@@ -73,7 +69,7 @@ pub async fn create_token(
     body: Json<NewEnrollmentToken>,
 ) -> Result<HttpResponse, AppError> {
     let body = body.into_inner();
-    let by = requester(&who, &req);
+    let by = Requester::of(&who, &req);
     let created =
         enrollment::issue(&state, &by, body.group_id.map(i64::from), body.minutes).await?;
     Ok(HttpResponse::Created().json(created))
@@ -86,6 +82,6 @@ pub async fn delete_token(
     who: Caller,
     path: web::Path<i64>,
 ) -> Result<HttpResponse, AppError> {
-    enrollment::withdraw(&state, &requester(&who, &req), path.into_inner()).await?;
+    enrollment::withdraw(&state, &Requester::of(&who, &req), path.into_inner()).await?;
     Ok(HttpResponse::NoContent().finish())
 }

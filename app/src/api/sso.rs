@@ -10,10 +10,11 @@
 
 use crate::api::auth::browser_cookies;
 use crate::api::AppError;
+use crate::audit::Requester;
 use crate::auth::access::Caller;
 use crate::auth::login::Origin;
+use crate::auth::mfa;
 use crate::auth::sso::{self, Begin, Landing, ProviderAnswer};
-use crate::auth::{mfa, Actor};
 use crate::http::extract::Json;
 use crate::state::AppState;
 use actix_web::cookie::{Cookie, SameSite};
@@ -149,7 +150,7 @@ pub async fn put_settings(
     who: Caller,
     body: Json<OidcSettings>,
 ) -> Result<HttpResponse, AppError> {
-    let saved = sso::save_settings(&state, &Actor::of(&who, &req), body.into_inner()).await?;
+    let saved = sso::save_settings(&state, &Requester::of(&who, &req), body.into_inner()).await?;
     Ok(HttpResponse::Ok().json(saved))
 }
 

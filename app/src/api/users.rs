@@ -6,8 +6,9 @@
 //! call it and answer.
 
 use crate::api::AppError;
+use crate::audit::Requester;
 use crate::auth::access::Caller;
-use crate::auth::{users, Actor};
+use crate::auth::users;
 use crate::db::transaction;
 use crate::http::extract::Json;
 use crate::state::AppState;
@@ -28,7 +29,7 @@ pub async fn create(
     who: Caller,
     body: Json<NewUser>,
 ) -> Result<HttpResponse, AppError> {
-    let created = users::create(&state, &Actor::of(&who, &req), body.into_inner()).await?;
+    let created = users::create(&state, &Requester::of(&who, &req), body.into_inner()).await?;
     Ok(HttpResponse::Created().json(created))
 }
 
@@ -43,7 +44,7 @@ pub async fn update(
     let me = who.identity.user_id;
     let user = users::update(
         &state,
-        &Actor::of(&who, &req),
+        &Requester::of(&who, &req),
         me,
         path.into_inner(),
         body.into_inner(),
@@ -60,7 +61,7 @@ pub async fn delete(
     path: web::Path<i64>,
 ) -> Result<HttpResponse, AppError> {
     let me = who.identity.user_id;
-    users::delete(&state, &Actor::of(&who, &req), me, path.into_inner()).await?;
+    users::delete(&state, &Requester::of(&who, &req), me, path.into_inner()).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -72,7 +73,7 @@ pub async fn reset_mfa(
     who: Caller,
     path: web::Path<i64>,
 ) -> Result<HttpResponse, AppError> {
-    users::reset_mfa(&state, &Actor::of(&who, &req), path.into_inner()).await?;
+    users::reset_mfa(&state, &Requester::of(&who, &req), path.into_inner()).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -84,6 +85,6 @@ pub async fn force_logout(
     who: Caller,
     path: web::Path<i64>,
 ) -> Result<HttpResponse, AppError> {
-    users::force_logout(&state, &Actor::of(&who, &req), path.into_inner()).await?;
+    users::force_logout(&state, &Requester::of(&who, &req), path.into_inner()).await?;
     Ok(HttpResponse::NoContent().finish())
 }

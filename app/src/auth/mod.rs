@@ -18,22 +18,3 @@ pub mod users;
 pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
-
-/// Who asks for a change, as the audit log names them, and from where.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Actor {
-    /// Audit actor (`user:<id>`, a user name, `system`).
-    pub name: String,
-    /// Client address.
-    pub ip: Option<std::net::IpAddr>,
-}
-
-impl Actor {
-    /// The signed-in caller of a request.
-    pub fn of(who: &access::Caller, req: &actix_web::HttpRequest) -> Self {
-        Self {
-            name: who.actor(),
-            ip: req.peer_addr().map(|a| a.ip()),
-        }
-    }
-}

@@ -16,7 +16,7 @@
 //! [`settings`], [`save_settings`] and [`test_connection`].
 
 use super::login::{self, LoginError, Origin, SignedUser};
-use super::Actor;
+use crate::audit::Requester;
 use crate::db::audit::{NewAuditEntry, Outcome};
 use crate::db::challenges::{self, NewChallenge};
 use crate::db::users::NewUser;
@@ -664,7 +664,7 @@ pub async fn settings(state: &AppState) -> Result<OidcSettings, SsoError> {
 /// them as [`settings`] would.
 pub async fn save_settings(
     state: &AppState,
-    actor: &Actor,
+    actor: &Requester,
     mut s: OidcSettings,
 ) -> Result<OidcSettings, SsoError> {
     validate(&s).map_err(|(field, message)| SsoError::Invalid { field, message })?;
@@ -683,14 +683,14 @@ pub async fn save_settings(
         settings: s.clone(),
         sealed_secret,
     };
-    let (n, by) = (new.clone(), actor.name.clone());
+    let (n, by) = (new.clone(), actor.actor.clone());
     let now = state.clock.now();
     state.db.run(move |c| write(c, &n, &by, now)).await?;
     state
         .audit
         .note(
             NewAuditEntry::new(
-                actor.name.clone(),
+                actor.actor.clone(),
                 "settings.oidc_changed",
                 Outcome::Success,
             )
@@ -699,7 +699,7 @@ pub async fn save_settings(
                 "before": old.settings, "after": s,
                 "secret_changed": new.sealed_secret != old.sealed_secret,
             }))
-            .source(actor.ip),
+            .source(actor.source),
         )
         .await;
     s.secret_set = new.sealed_secret.is_some();

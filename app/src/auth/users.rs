@@ -10,7 +10,7 @@
 //! The functions taking `&mut DbConnection` are the rules (tests and the command line call them
 //! directly); the async ones wrap them for handlers, with the audit record.
 
-use super::Actor;
+use crate::audit::Requester;
 use crate::auth::password;
 use crate::auth::setup::valid_username;
 use crate::clock::rfc3339;
@@ -278,7 +278,7 @@ pub async fn prepare_local(body: NewUserRequest) -> Result<LocalAccount, UserErr
 /// `POST /users`: creates the account and audits it.
 pub async fn create(
     state: &AppState,
-    by: &Actor,
+    by: &Requester,
     body: NewUserRequest,
 ) -> Result<UserInfo, UserError> {
     let account = prepare_local(body).await?;
@@ -287,13 +287,13 @@ pub async fn create(
     state
         .audit
         .note(
-            NewAuditEntry::new(&by.name, "user.created", Outcome::Success)
+            NewAuditEntry::new(&by.actor, "user.created", Outcome::Success)
                 .target(format!("user:{}", created.id))
                 .details(serde_json::json!({
                     "username": created.username, "role": created.role,
                     "groups": created.group_ids, "mfa_required": created.mfa_required,
                 }))
-                .source(by.ip),
+                .source(by.source),
         )
         .await;
     Ok(created)
@@ -378,7 +378,7 @@ pub fn change(
 /// `PATCH /users/{id}`: validates, applies and audits an administrator's change.
 pub async fn update(
     state: &AppState,
-    by: &Actor,
+    by: &Requester,
     me: i64,
     id: i64,
     body: UserUpdateRequest,
@@ -420,14 +420,14 @@ pub async fn update(
     state
         .audit
         .note(
-            NewAuditEntry::new(&by.name, "user.updated", Outcome::Success)
+            NewAuditEntry::new(&by.actor, "user.updated", Outcome::Success)
                 .target(format!("user:{id}"))
                 .details(serde_json::json!({
                     "role": body.role, "disabled": body.disabled, "mfa_required": body.mfa_required,
                     "groups": body.group_ids, "password_changed": body.password.is_some(),
                     "display_name": body.display_name, "email": body.email, "sessions_ended": ended,
                 }))
-                .source(by.ip),
+                .source(by.source),
         )
         .await;
     Ok(info)
@@ -450,7 +450,7 @@ pub fn remove(c: &mut DbConnection, id: i64, me: i64) -> Result<String, UserErro
 }
 
 /// `DELETE /users/{id}`: deletes and audits.
-pub async fn delete(state: &AppState, by: &Actor, me: i64, id: i64) -> Result<(), UserError> {
+pub async fn delete(state: &AppState, by: &Requester, me: i64, id: i64) -> Result<(), UserError> {
     let name = {
         let _serial = state.admin_changes.lock().await;
         transaction::run(&state.db, move |c| remove(c, id, me)).await?
@@ -458,10 +458,10 @@ pub async fn delete(state: &AppState, by: &Actor, me: i64, id: i64) -> Result<()
     state
         .audit
         .note(
-            NewAuditEntry::new(&by.name, "user.deleted", Outcome::Success)
+            NewAuditEntry::new(&by.actor, "user.deleted", Outcome::Success)
                 .target(format!("user:{id}"))
                 .details(serde_json::json!({ "username": name }))
-                .source(by.ip),
+                .source(by.source),
         )
         .await;
     Ok(())
@@ -483,18 +483,18 @@ pub fn clear_mfa(
 }
 
 /// `POST /users/{id}/reset-mfa`: a lost phone, a suspected compromise.
-pub async fn reset_mfa(state: &AppState, by: &Actor, id: i64) -> Result<(), UserError> {
+pub async fn reset_mfa(state: &AppState, by: &Requester, id: i64) -> Result<(), UserError> {
     let now = state.clock.now();
     let (removed, ended) = transaction::run(&state.db, move |c| clear_mfa(c, id, now)).await?;
     state
         .audit
         .note(
-            NewAuditEntry::new(&by.name, "mfa.reset", Outcome::Success)
+            NewAuditEntry::new(&by.actor, "mfa.reset", Outcome::Success)
                 .target(format!("user:{id}"))
                 .details(
                     serde_json::json!({ "credentials_removed": removed, "sessions_ended": ended }),
                 )
-                .source(by.ip),
+                .source(by.source),
         )
         .await;
     Ok(())
@@ -507,16 +507,16 @@ pub fn end_sessions(c: &mut DbConnection, id: i64, now: NaiveDateTime) -> Result
 }
 
 /// `POST /users/{id}/logout`: their access tokens stop working on the next request.
-pub async fn force_logout(state: &AppState, by: &Actor, id: i64) -> Result<(), UserError> {
+pub async fn force_logout(state: &AppState, by: &Requester, id: i64) -> Result<(), UserError> {
     let now = state.clock.now();
     let ended = transaction::run(&state.db, move |c| end_sessions(c, id, now)).await?;
     state
         .audit
         .note(
-            NewAuditEntry::new(&by.name, "session.force_logout", Outcome::Success)
+            NewAuditEntry::new(&by.actor, "session.force_logout", Outcome::Success)
                 .target(format!("user:{id}"))
                 .details(serde_json::json!({ "sessions_ended": ended }))
-                .source(by.ip),
+                .source(by.source),
         )
         .await;
     Ok(())
