@@ -279,6 +279,35 @@ async fn first_run_setup_totp_and_security_key_in_the_browser() {
             }
         }
 
+        // A stored setting that no longer parses is said on its card, naming the key, instead of
+        // the form showing defaults that would overwrite it.
+        {
+            use diesel::prelude::*;
+            use patch_manager::db::schema::settings;
+            let mut c = server.state.db.conn().unwrap();
+            diesel::insert_into(settings::table)
+                .values((
+                    settings::key.eq("auth.oidc"),
+                    settings::value_json.eq("{\"enabled\": tru"),
+                    settings::updated_at.eq(clock.now()),
+                    settings::updated_by.eq("test"),
+                ))
+                .execute(&mut *c)
+                .unwrap();
+        }
+        browser.find(Locator::LinkText("Users")).await?.click().await?;
+        browser.find(Locator::LinkText("Settings")).await?.click().await?;
+        let said = text_containing(&browser, "[data-testid='oidc-load-error']", "auth.oidc").await?;
+        assert!(said.contains("cannot be read"), "{said}");
+        {
+            use diesel::prelude::*;
+            use patch_manager::db::schema::settings;
+            let mut c = server.state.db.conn().unwrap();
+            diesel::delete(settings::table.filter(settings::key.eq("auth.oidc")))
+                .execute(&mut *c)
+                .unwrap();
+        }
+
         // A security key: Chromium's virtual authenticator stands in for the hardware.
         let session = browser.session_id().await?.expect("WebDriver session id");
         let mut res = awc::Client::default()

@@ -73,6 +73,11 @@ pub fn SettingsPage() -> impl IntoView {
     let mappings = RwSignal::new(String::new());
     let secret_set = RwSignal::new(false);
     Effect::new(move |_| load::<ep::GetOidcSettings>((), oidc));
+    // A stored value that cannot be read is said here, on its card, never shown as defaults.
+    let oidc_unreadable = move || match oidc.get() {
+        Some(Err(e)) => Some(e.message),
+        _ => None,
+    };
     Effect::new(move |_| {
         if let Some(Ok(s)) = oidc.get() {
             enabled.set(s.enabled);
@@ -157,6 +162,10 @@ pub fn SettingsPage() -> impl IntoView {
     let allow_on = RwSignal::new(false);
     let allow_text = RwSignal::new(String::new());
     Effect::new(move |_| load::<ep::GetAllowList>((), allow));
+    let allow_unreadable = move || match allow.get() {
+        Some(Err(e)) => Some(e.message),
+        _ => None,
+    };
     Effect::new(move |_| {
         if let Some(Ok(a)) = allow.get() {
             allow_on.set(a.enabled);
@@ -188,6 +197,7 @@ pub fn SettingsPage() -> impl IntoView {
             <div class="grid">
                 <form class="card form" on:submit=save_oidc>
                     <h2>"Azure AD single sign-on"</h2>
+                    {move || oidc_unreadable().map(|m| view! { <p class="error" role="alert" data-testid="oidc-load-error">{m}</p> })}
                     <label class="check">
                         <input type="checkbox" id="oidc-enabled" prop:checked=move || enabled.get()
                             on:change=move |ev| enabled.set(event_target_checked(&ev))/>
@@ -218,6 +228,7 @@ pub fn SettingsPage() -> impl IntoView {
                 </form>
                 <form class="card form" on:submit=save_allow>
                     <h2>"Allowed source addresses"</h2>
+                    {move || allow_unreadable().map(|m| view! { <p class="error" role="alert" data-testid="allow-load-error">{m}</p> })}
                     <label class="check">
                         <input type="checkbox" id="allow-enabled" prop:checked=move || allow_on.get()
                             on:change=move |ev| allow_on.set(event_target_checked(&ev))/>
