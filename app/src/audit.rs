@@ -48,7 +48,7 @@ impl Requester {
 
     /// The signed-in caller of `req`.
     pub fn of(who: &crate::auth::access::Caller, req: &actix_web::HttpRequest) -> Self {
-        Self::caller(who, req.peer_addr().map(|a| a.ip()))
+        Self::caller(who, crate::http::client::client_ip(req))
     }
 
     /// Someone without an account (`system`, `cli`, `enrollment`, `anonymous`), from `source`.

@@ -96,6 +96,10 @@ pub struct ServerConfig {
     /// Names and addresses the web certificate is issued for (`tls = "internal"`), and that
     /// agents use to reach the manager.
     pub public_names: Vec<String>,
+    /// Reverse proxies (addresses or CIDR ranges) whose `X-Forwarded-For` names the client.
+    /// Requests from them are throttled, audited and checked against the allow-list by the
+    /// forwarded address; the header is ignored from everyone else. Empty: none trusted.
+    pub trusted_proxies: Vec<String>,
 }
 
 /// Web TLS strategy.
@@ -173,6 +177,7 @@ impl Default for ServerConfig {
             tls_cert: PathBuf::new(),
             tls_key: PathBuf::new(),
             public_names: vec!["localhost".into(), "127.0.0.1".into()],
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -250,6 +255,9 @@ impl Config {
                 "server.body_limit_bytes",
                 "must be between 1024 and 67108864 (64 MiB)".into(),
             ));
+        }
+        if let Err(e) = shared::netfilter::AllowList::from_entries(&self.server.trusted_proxies) {
+            return Err(invalid("server.trusted_proxies", e));
         }
         if self.server.workers > 256 {
             return Err(invalid("server.workers", "must be at most 256".into()));

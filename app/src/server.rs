@@ -145,8 +145,16 @@ pub async fn start(config: Config) -> Result<RunningServer, StartupError> {
         admin_changes: Arc::default(),
         sso_starts: Arc::new(crate::http::rate::Limiter::new(30, Duration::from_secs(60))),
         clock,
+        trusted_proxies: Arc::new(
+            shared::netfilter::AllowList::from_entries(&config.server.trusted_proxies).map_err(
+                |e| crate::config::ConfigError::Invalid {
+                    key: "server.trusted_proxies".into(),
+                    message: e,
+                },
+            )?,
+        ),
         login_failures: Arc::default(),
-        unknown_names: Arc::default(),
+        sign_in_locks: Arc::default(),
         config: Arc::new(config),
         started: Instant::now(),
     };

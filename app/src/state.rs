@@ -26,9 +26,9 @@ pub struct AppState {
     /// Recent sign-in attempts per source address (the sign-in throttle; successes give theirs
     /// back).
     pub login_failures: Arc<crate::http::rate::Limiter>,
-    /// Failed sign-ins under names that do not exist. They lock like real accounts, so a lock
-    /// does not reveal which names exist.
-    pub unknown_names: Arc<crate::auth::login::NameLocks>,
+    /// Failed sign-ins per (name, source), existing names or not: a lock holds one name for
+    /// one source only.
+    pub sign_in_locks: Arc<crate::auth::login::SignInLocks>,
     /// The first-run setup, while no administrator exists.
     pub setup: Arc<crate::auth::setup::SetupGate>,
     /// Key that seals TOTP seeds.
@@ -42,6 +42,8 @@ pub struct AppState {
     pub admin_changes: Arc<tokio::sync::Mutex<()>>,
     /// The source-address allow-list.
     pub netguard: Arc<crate::http::allow_list::NetGuard>,
+    /// Reverse proxies whose `X-Forwarded-For` names the client ([`crate::http::client`]).
+    pub trusted_proxies: Arc<shared::netfilter::AllowList>,
     /// Clock of the sign-in code (tests move it).
     pub clock: Arc<crate::clock::Clock>,
     /// Configuration in force.

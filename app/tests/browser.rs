@@ -295,9 +295,18 @@ async fn first_run_setup_totp_and_security_key_in_the_browser() {
                 .execute(&mut *c)
                 .unwrap();
         }
-        browser.find(Locator::LinkText("Users")).await?.click().await?;
-        browser.find(Locator::LinkText("Settings")).await?.click().await?;
-        let said = text_containing(&browser, "[data-testid='oidc-load-error']", "auth.oidc").await?;
+        browser
+            .find(Locator::LinkText("Users"))
+            .await?
+            .click()
+            .await?;
+        browser
+            .find(Locator::LinkText("Settings"))
+            .await?
+            .click()
+            .await?;
+        let said =
+            text_containing(&browser, "[data-testid='oidc-load-error']", "auth.oidc").await?;
         assert!(said.contains("cannot be read"), "{said}");
         {
             use diesel::prelude::*;

@@ -193,7 +193,7 @@ pub async fn refresh(
         ),
     };
     let (user, access, refresh) =
-        login::refresh(&state, req.peer_addr().map(|a| a.ip()), presented).await?;
+        login::refresh(&state, crate::http::client::client_ip(&req), presented).await?;
     session_answer(client, user, access, refresh)
 }
 
@@ -206,7 +206,7 @@ pub async fn logout(
     let who = who.identity;
     login::logout(
         &state,
-        req.peer_addr().map(|a| a.ip()),
+        crate::http::client::client_ip(&req),
         who.user_id,
         who.session,
     )

@@ -9,7 +9,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 /// Each download is audited.
 pub async fn root_certificate(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
     let ca = &state.pki.ca;
-    let entry = Requester::named("anonymous", req.peer_addr().map(|a| a.ip()))
+    let entry = Requester::named("anonymous", crate::http::client::client_ip(&req))
         .success("ca.downloaded")
         .target(format!("certificate:{}", ca.fingerprint()));
     state.audit.note(entry).await;

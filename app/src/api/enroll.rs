@@ -15,7 +15,7 @@ pub async fn enroll(
     req: HttpRequest,
     body: Json<EnrollRequest>,
 ) -> Result<HttpResponse, AppError> {
-    let source = req.peer_addr().map(|a| a.ip());
+    let source = crate::http::client::client_ip(&req);
     let answer = enrollment::enroll(&state, body.into_inner(), source).await?;
     Ok(HttpResponse::Created().json(answer))
 }

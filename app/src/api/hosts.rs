@@ -32,7 +32,7 @@ pub async fn certificate_bundle(
     who: Caller,
     path: web::Path<i64>,
 ) -> Result<HttpResponse, AppError> {
-    let by = Requester::caller(&who, req.peer_addr().map(|a| a.ip()));
+    let by = Requester::caller(&who, crate::http::client::client_ip(&req));
     let (file, body) = hosts::certificate_bundle(&state, &by, path.into_inner()).await?;
     Ok(HttpResponse::Ok()
         .content_type("application/x-pem-file")
@@ -56,7 +56,7 @@ pub async fn create_group(
     body: Json<NewGroup>,
 ) -> Result<HttpResponse, AppError> {
     let body = body.into_inner();
-    let by = Requester::caller(&who, req.peer_addr().map(|a| a.ip()));
+    let by = Requester::caller(&who, crate::http::client::client_ip(&req));
     let group = hosts::create_group(&state, &by, &body.name, body.description).await?;
     Ok(HttpResponse::Created().json(group))
 }

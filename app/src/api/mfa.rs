@@ -45,7 +45,7 @@ pub async fn totp_confirm(
     let recovery_codes = mfa::confirm_totp(
         &state,
         &who.identity,
-        req.peer_addr().map(|a| a.ip()),
+        crate::http::client::client_ip(&req),
         path.into_inner(),
         body.into_inner().code,
     )
@@ -64,7 +64,7 @@ pub async fn remove(
     mfa::remove_factor(
         &state,
         &who.identity,
-        req.peer_addr().map(|a| a.ip()),
+        crate::http::client::client_ip(&req),
         path.into_inner(),
     )
     .await?;
@@ -78,6 +78,7 @@ pub async fn renew_recovery_codes(
     who: Caller,
 ) -> Result<HttpResponse, AppError> {
     let recovery_codes =
-        mfa::renew_recovery_codes(&state, &who.identity, req.peer_addr().map(|a| a.ip())).await?;
+        mfa::renew_recovery_codes(&state, &who.identity, crate::http::client::client_ip(&req))
+            .await?;
     Ok(HttpResponse::Ok().json(RecoveryCodes { recovery_codes }))
 }

@@ -36,7 +36,7 @@ pub async fn register_finish(
     let recovery_codes = passkeys::register_finish(
         &state,
         &who.identity,
-        req.peer_addr().map(|a| a.ip()),
+        crate::http::client::client_ip(&req),
         body.challenge_id,
         body.credential,
     )
@@ -52,7 +52,7 @@ pub async fn login_start(
 ) -> Result<HttpResponse, AppError> {
     let options = passkeys::login_start(
         &state,
-        req.peer_addr().map(|a| a.ip()),
+        crate::http::client::client_ip(&req),
         &body.into_inner().mfa_token,
     )
     .await?;

@@ -26,7 +26,7 @@ pub async fn set_allow_list(
     body: Json<AllowListSettings>,
 ) -> Result<HttpResponse, AppError> {
     let wanted = settings::normalise_allow_list(body.into_inner());
-    let peer = req.peer_addr().map(|a| a.ip());
+    let peer = crate::http::client::client_ip(&req);
     let list = settings::check_new_allow_list(&wanted, peer)?;
     let before = state.netguard.settings().ok();
     let (s, by, now) = (wanted.clone(), who.actor(), state.clock.now());

@@ -54,7 +54,7 @@ pub async fn complete(
     );
     let entry = NewAuditEntry::new(actor, "setup.first_admin", outcome)
         .details(details)
-        .source(req.peer_addr().map(|a| a.ip()));
+        .source(crate::http::client::client_ip(&req));
     state.audit.note(entry).await;
     match result {
         Ok(user_id) => Ok(HttpResponse::Created().json(SetupDone {

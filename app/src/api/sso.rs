@@ -77,7 +77,7 @@ pub async fn pending(
 
 /// `GET /api/v1/auth/oidc/start`: redirects to the identity provider.
 pub async fn start(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, AppError> {
-    match sso::begin(&state, req.peer_addr().map(|a| a.ip())).await? {
+    match sso::begin(&state, crate::http::client::client_ip(&req)).await? {
         Begin::Refused(reason) => Ok(to_login(reason)),
         Begin::Redirect(started) => Ok(HttpResponse::Found()
             .insert_header(("location", started.url.to_string()))

@@ -54,33 +54,63 @@ pub fn retry_after(locked_until: Option<NaiveDateTime>, now: NaiveDateTime) -> O
 /// The audit reason of a counted failure.
 pub fn failure_reason(failures: i64) -> String {
     match lock_minutes(failures) {
-        0 => format!("wrong password ({failures} in a row)"),
-        lock => format!("wrong password ({failures} in a row); account locked for {lock} min"),
+        0 => format!("wrong password ({failures} in a row from this source)"),
+        lock => format!(
+            "wrong password ({failures} in a row from this source); locked there for {lock} min"
+        ),
     }
 }
 
-/// Failed sign-ins under names that do not exist: (count, locked until), in memory and bounded.
+/// Failed sign-ins per (name, source): (count, locked until), in memory and bounded.
+///
+/// A lock holds one name for one source (an IPv4 address or an IPv6 /64, see
+/// [`crate::http::client::source_key`]), so a stranger who types wrong passwords for the Admin
+/// locks out only themselves, never the Admin at their own desk. Names that do not exist lock the
+/// same way, so a lock does not reveal which names exist. Guessing from many sources is bounded by
+/// the per-source throttle in front of it.
 #[derive(Debug, Default)]
-pub struct NameLocks(Mutex<HashMap<String, (i64, Option<NaiveDateTime>)>>);
+pub struct SignInLocks(Mutex<HashMap<LockKey, LockState>>);
 
-impl NameLocks {
-    /// Until when the name is locked, if it was.
-    pub fn locked_until(&self, name: &str) -> Option<NaiveDateTime> {
+/// (lower-cased name, source key).
+type LockKey = (String, Option<IpAddr>);
+/// (consecutive failures, locked until).
+type LockState = (i64, Option<NaiveDateTime>);
+
+impl SignInLocks {
+    fn key(name: &str, source: Option<IpAddr>) -> LockKey {
+        (
+            name.trim().to_lowercase(),
+            source.map(crate::http::client::source_key),
+        )
+    }
+
+    /// Until when `name` is locked for `source`, if it is.
+    pub fn locked_until(&self, name: &str, source: Option<IpAddr>) -> Option<NaiveDateTime> {
         self.0
             .lock()
             .ok()
-            .and_then(|m| m.get(name).and_then(|e| e.1))
+            .and_then(|m| m.get(&Self::key(name, source)).and_then(|e| e.1))
     }
 
-    /// Counts a failure under the name and locks it as an account would be.
-    pub fn fail(&self, name: &str, now: NaiveDateTime) {
+    /// Counts a failure of `name` from `source` and locks the pair when due; answers the
+    /// consecutive failures of the pair.
+    pub fn fail(&self, name: &str, source: Option<IpAddr>, now: NaiveDateTime) -> i64 {
+        let Ok(mut m) = self.0.lock() else {
+            return 0;
+        };
+        if m.len() > NAMES_SWEEP_ABOVE {
+            m.retain(|_, e| e.1.is_some_and(|t| t > now));
+        }
+        let e = m.entry(Self::key(name, source)).or_insert((0, None));
+        e.0 += 1;
+        e.1 = lock_until(e.0, now);
+        e.0
+    }
+
+    /// Forgets the failures of `name` from `source` (after a successful sign-in from there).
+    pub fn clear(&self, name: &str, source: Option<IpAddr>) {
         if let Ok(mut m) = self.0.lock() {
-            if m.len() > NAMES_SWEEP_ABOVE {
-                m.retain(|_, e| e.1.is_some_and(|t| t > now));
-            }
-            let e = m.entry(name.to_owned()).or_insert((0, None));
-            e.0 += 1;
-            e.1 = lock_until(e.0, now);
+            m.remove(&Self::key(name, source));
         }
     }
 }
@@ -134,7 +164,7 @@ impl Origin {
     /// Of a request.
     pub fn of(req: &actix_web::HttpRequest) -> Self {
         Self {
-            ip: req.peer_addr().map(|a| a.ip()),
+            ip: crate::http::client::client_ip(req),
             user_agent: req
                 .headers()
                 .get("user-agent")
@@ -205,7 +235,7 @@ pub async fn password_step(
     let ip = origin.ip;
     // Take one of the address's attempts before the password is checked, so parallel guesses
     // each count; a success gives it back.
-    if let Some(ip) = ip {
+    if let Some(ip) = ip.map(crate::http::client::source_key) {
         if let Err(wait) = state.login_failures.check(ip, now) {
             audit(
                 state,
@@ -227,10 +257,7 @@ pub async fn password_step(
         .db
         .run(move |c| repo::find_by_name(c, &lookup))
         .await?;
-    let locked_until = match &user {
-        Some(u) => u.locked_until,
-        None => state.unknown_names.locked_until(&username),
-    };
+    let locked_until = state.sign_in_locks.locked_until(&username, ip);
     if let Some(wait) = retry_after(locked_until, now) {
         audit(
             state,
@@ -245,7 +272,7 @@ pub async fn password_step(
     }
     // Verify even for unknown users so timing does not reveal which names exist.
     let stored = user.as_ref().and_then(|u| u.password_hash.clone());
-    let (ok, rehash) = tokio::task::spawn_blocking(move || {
+    let (ok, rehash) = password::in_line(move || {
         let dummy = DUMMY_HASH
             .get_or_init(|| password::hash("no such user, same cost").unwrap_or_default());
         let ok = password::verify(&pw, stored.as_deref().unwrap_or(dummy)) && stored.is_some();
@@ -255,7 +282,7 @@ pub async fn password_step(
     .await
     .map_err(|e| LoginError::Internal(e.to_string()))?;
     let Some(user) = user.filter(|u| ok && !u.is_disabled) else {
-        let reason = count_failure(state, &username, now)
+        let reason = count_failure(state, &username, ip, now)
             .await?
             .unwrap_or_else(|| "unknown user or wrong password".into());
         audit(
@@ -270,9 +297,10 @@ pub async fn password_step(
         return Err(LoginError::BadCredentials);
     };
     // mfa_required is enforced at the gate: no factor yet means enrolment only.
-    if let Some(ip) = ip {
+    if let Some(ip) = ip.map(crate::http::client::source_key) {
         state.login_failures.give_back(ip, now);
     }
+    state.sign_in_locks.clear(&username, ip);
     let user_id = user.id;
     if let Some(h) = rehash {
         let changes = UserUpdate {
@@ -368,28 +396,23 @@ pub async fn open_session(
     Ok((access, session.token))
 }
 
-/// Counts a failure against the account of this name and locks it when due; answers the audit
-/// reason. A name that is not an account is counted and locked the same way, in memory.
+/// Counts a failed sign-in of `username` from `source` (at `now`): against the pair's lock, and,
+/// when the account exists, in its failure count. Answers the audit reason for an existing
+/// account (`None` for a name that does not exist).
 pub async fn count_failure(
     state: &AppState,
     username: &str,
+    source: Option<IpAddr>,
     now: NaiveDateTime,
 ) -> Result<Option<String>, DbError> {
+    let failures = state.sign_in_locks.fail(username, source, now);
     let name = username.to_owned();
-    let reason = state
+    let exists = state
         .db
-        .run(move |c| {
-            let Some(n) = repo::count_failure(c, &name)? else {
-                return Ok(None);
-            };
-            repo::set_locked_until(c, &name, lock_until(n, now))?;
-            Ok(Some(failure_reason(n)))
-        })
-        .await?;
-    if reason.is_none() {
-        state.unknown_names.fail(username, now);
-    }
-    Ok(reason)
+        .run(move |c| repo::count_failure(c, &name))
+        .await?
+        .is_some();
+    Ok(exists.then(|| failure_reason(failures)))
 }
 
 /// A live second sign-in step and its (enabled) user.
@@ -535,7 +558,9 @@ pub async fn wrong_answer(
     challenge_alive: bool,
     now: NaiveDateTime,
 ) -> Result<(), DbError> {
-    let lock = count_failure(state, name, now).await?.unwrap_or_default();
+    let lock = count_failure(state, name, ip, now)
+        .await?
+        .unwrap_or_default();
     audit(
         state,
         ip,
@@ -830,23 +855,47 @@ mod tests {
 
     #[test]
     fn reasons_name_the_lock() {
-        assert_eq!(failure_reason(3), "wrong password (3 in a row)");
+        assert_eq!(
+            failure_reason(3),
+            "wrong password (3 in a row from this source)"
+        );
         assert_eq!(
             failure_reason(7),
-            "wrong password (7 in a row); account locked for 2 min"
+            "wrong password (7 in a row from this source); locked there for 2 min"
         );
     }
 
     #[test]
-    fn unknown_names_lock_like_accounts() {
-        let names = NameLocks::default();
+    fn locks_hold_one_name_for_one_source() {
+        let locks = SignInLocks::default();
+        let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
         for i in 0..5 {
-            names.fail("ghost", t(i));
-            assert_eq!(names.locked_until("ghost"), None);
+            locks.fail("ghost", Some(a), t(i));
+            assert_eq!(locks.locked_until("ghost", Some(a)), None);
         }
-        names.fail("ghost", t(5));
-        assert_eq!(names.locked_until("ghost"), Some(t(65)));
-        assert_eq!(names.locked_until("other"), None);
+        assert_eq!(
+            locks.fail("Ghost ", Some(a), t(5)),
+            6,
+            "names compare case-blind"
+        );
+        assert_eq!(locks.locked_until("ghost", Some(a)), Some(t(65)));
+        assert_eq!(locks.locked_until("other", Some(a)), None);
+        assert_eq!(
+            locks.locked_until("ghost", Some(b)),
+            None,
+            "another source is not locked"
+        );
+        // One IPv6 /64 is one source.
+        let (v6a, v6b): (IpAddr, IpAddr) = (
+            "2001:db8:0:1::a".parse().unwrap(),
+            "2001:db8:0:1::b".parse().unwrap(),
+        );
+        for i in 0..6 {
+            locks.fail("admin", Some(v6a), t(i));
+        }
+        assert!(locks.locked_until("admin", Some(v6b)).is_some());
+        locks.clear("admin", Some(v6b));
+        assert_eq!(locks.locked_until("admin", Some(v6a)), None);
     }
 
     #[test]

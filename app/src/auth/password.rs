@@ -1,7 +1,9 @@
 //! Password hashing with Argon2id (m = 64 MiB, t = 3, p = 1). The parameters are stored in the
 //! PHC string with each hash, so a hash made with older parameters still verifies and is upgraded
-//! at the next successful sign-in ([`needs_rehash`]). Hashing is slow on purpose: call it from a
-//! blocking context.
+//! at the next successful sign-in ([`needs_rehash`]). Hashing is slow on purpose: run it through
+//! [`in_line`], which takes it off the event loop and lets at most [`MAX_CONCURRENT`] hashes run
+//! at once — each holds 64 MiB, so a burst of sign-in attempts queues (every attempt still gets
+//! its answer) instead of growing memory by 64 MiB per attempt.
 
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -16,6 +18,27 @@ pub const P_COST: u32 = 1;
 pub const MIN_LEN: usize = 12;
 /// Longest accepted password, in bytes (bounds the hashing work an attacker can ask for).
 pub const MAX_BYTES: usize = 1024;
+
+/// Most Argon2 computations running at once (each holds [`M_COST_KIB`] of memory: 256 MiB in
+/// all). More would not finish sooner on a few cores; they only cost memory.
+pub const MAX_CONCURRENT: usize = 4;
+
+static PERMITS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_CONCURRENT);
+
+/// Runs hashing work `f` on the blocking pool once one of the [`MAX_CONCURRENT`] places is free.
+pub async fn in_line<T, F>(f: F) -> Result<T, HashError>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let _place = PERMITS
+        .acquire()
+        .await
+        .map_err(|e| HashError(e.to_string()))?;
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| HashError(e.to_string()))
+}
 
 /// Hashing failure (bad parameters or the random generator).
 #[derive(Debug, thiserror::Error)]

@@ -153,7 +153,7 @@ impl SetupGate {
             display.to_owned()
         };
         let pw = password.to_owned();
-        let phc = tokio::task::spawn_blocking(move || super::password::hash(&pw))
+        let phc = super::password::in_line(move || super::password::hash(&pw))
             .await
             .map_err(|e| SetupError::Internal(e.to_string()))?
             .map_err(|e| SetupError::Internal(e.to_string()))?;

@@ -157,7 +157,7 @@ fn check_email(email: &str) -> Result<(), UserError> {
 }
 
 async fn hash_password(pw: String) -> Result<String, UserError> {
-    tokio::task::spawn_blocking(move || password::hash(&pw))
+    password::in_line(move || password::hash(&pw))
         .await
         .map_err(|e| UserError::Internal(e.to_string()))?
         .map_err(|e| UserError::Internal(e.to_string()))

@@ -156,7 +156,7 @@ pub async fn guard(
     let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
         return Ok(req.error_response(AppError::Internal("application state missing".into())));
     };
-    let Some(ip) = req.peer_addr().map(|a| a.ip()) else {
+    let Some(ip) = crate::http::client::client_ip(req.request()) else {
         return Ok(next.call(req).await?.map_into_boxed_body());
     };
     let pending = state.setup.required();

@@ -8,6 +8,7 @@
 //! the one rate-limiter type.
 
 pub mod allow_list;
+pub mod client;
 pub mod errors;
 pub mod extract;
 pub mod gate;
