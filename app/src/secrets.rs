@@ -2,8 +2,13 @@
 //! key kept in `<data>/secrets.key` (0600, made on first start). A database dump alone then reveals
 //! no second factor. Each sealed value is bound to its purpose and owner through the associated
 //! data, so a ciphertext copied into another user's row does not open.
+//!
+//! The same key, through a derived HMAC-SHA256 key, makes keyed digests ([`SecretBox::digest`]):
+//! values the manager only ever compares (recovery codes, names typed at failed sign-ins) are
+//! stored as digests that a database dump alone cannot test guesses against.
 
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
+use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -34,6 +39,7 @@ pub enum SecretError {
 /// The manager's secrets key.
 pub struct SecretBox {
     key: LessSafeKey,
+    mac: hmac::Key,
     rng: SystemRandom,
 }
 
@@ -75,10 +81,26 @@ impl SecretBox {
         };
         let unbound =
             UnboundKey::new(&AES_256_GCM, &bytes).map_err(|_| err("not a 256-bit key".into()))?;
+        // A separate key for digests, derived so that sealing and digests never share a key.
+        let derived = hmac::sign(
+            &hmac::Key::new(hmac::HMAC_SHA256, &bytes),
+            b"patch-manager keyed digests v1",
+        );
         Ok(Self {
             key: LessSafeKey::new(unbound),
+            mac: hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref()),
             rng,
         })
+    }
+
+    /// Keyed digest (HMAC-SHA256, hex) of `data` for `context` (for example `recovery-code`):
+    /// equal inputs give equal digests under this installation's key only.
+    pub fn digest(&self, context: &str, data: &[u8]) -> String {
+        let mut ctx = hmac::Context::with_key(&self.mac);
+        ctx.update(context.as_bytes());
+        ctx.update(&[0]);
+        ctx.update(data);
+        hex::encode(ctx.sign().as_ref())
     }
 
     /// Encrypts `plain` for `context` (for example `totp:user:7`).

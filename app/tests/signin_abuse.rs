@@ -95,6 +95,21 @@ async fn a_stranger_locks_only_their_own_source() {
     .await;
     assert_eq!(s, 200, "another client behind the same proxy is not: {b}");
 
+    // A password typed into the name field is not kept: unknown names are audited as a keyed
+    // digest.
+    let typed = "Correct-Horse-Battery-99";
+    let body = json!({ "username": typed, "password": "x", "client": "api" });
+    let (s, _, _) = request_from(
+        stranger,
+        server.addr,
+        "POST",
+        "/api/v1/auth/login",
+        &[],
+        Some(&body),
+    )
+    .await;
+    assert_eq!(s, 401);
+
     // The audit log names the forwarded client behind the proxy, and the socket peer otherwise.
     use diesel::prelude::*;
     use patch_manager::db::schema::audit_log as a;
@@ -111,6 +126,21 @@ async fn a_stranger_locks_only_their_own_source() {
     );
     assert!(sources.contains(&Some("127.0.0.2".into())), "{sources:?}");
     assert!(!sources.contains(&Some("127.0.0.1".into())), "{sources:?}");
+    let rows: Vec<(String, Option<String>, String)> = a::table
+        .select((a::actor, a::target, a::details_json))
+        .load(&mut *c)
+        .unwrap();
+    assert!(
+        rows.iter().all(|(actor, target, details)| {
+            !actor.contains(typed)
+                && !target.as_deref().unwrap_or("").contains(typed)
+                && !details.contains(typed)
+        }),
+        "the typed name is in the audit log"
+    );
+    assert!(rows
+        .iter()
+        .any(|(actor, _, _)| actor.starts_with("unknown:")));
     server.stop().await;
 }
 
@@ -160,7 +190,12 @@ async fn a_burst_of_sign_ins_is_answered_within_a_memory_bound() {
                 "log.level=warn",
                 "serve",
             ])
-            .stdout(Stdio::null())
+            .stdout(Stdio::from(
+                std::fs::File::create(dir.path().join("log")).unwrap(),
+            ))
+            .stderr(Stdio::from(
+                std::fs::File::create(dir.path().join("err")).unwrap(),
+            ))
             .spawn()
             .unwrap(),
     );
@@ -180,6 +215,12 @@ async fn a_burst_of_sign_ins_is_answered_within_a_memory_bound() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(up, "patch-manager did not come up within 30 s");
+    // The log says where the setup token is, never the token itself.
+    let token = std::fs::read_to_string(data.join("setup-token")).unwrap();
+    let log = std::fs::read_to_string(dir.path().join("log")).unwrap()
+        + &std::fs::read_to_string(dir.path().join("err")).unwrap();
+    assert!(log.contains("setup-token"), "the log names the file: {log}");
+    assert!(!log.contains(token.trim()), "the setup token is in the log");
     setup_admin(&base, &data).await;
 
     let attempts = (0..ATTEMPTS).map(|i| {

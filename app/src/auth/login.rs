@@ -219,6 +219,16 @@ pub async fn audit(
         .await;
 }
 
+/// How the audit log names a sign-in under a name that may not exist: `unknown:` and a keyed
+/// digest of the name, so repeated attempts with one name can be told apart without the log
+/// holding what was typed.
+pub fn typed_actor(state: &AppState, typed: &str) -> String {
+    let digest = state
+        .secrets
+        .digest("sign-in name", typed.trim().to_lowercase().as_bytes());
+    format!("unknown:{}", &digest[..16])
+}
+
 /// A real Argon2id hash with the current parameters, verified against when the user does not
 /// exist so both cases cost the same.
 static DUMMY_HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -235,12 +245,12 @@ pub async fn password_step(
     let ip = origin.ip;
     // Take one of the address's attempts before the password is checked, so parallel guesses
     // each count; a success gives it back.
-    if let Some(ip) = ip.map(crate::http::client::source_key) {
-        if let Err(wait) = state.login_failures.check(ip, now) {
+    if let Some(source) = ip.map(crate::http::client::source_key) {
+        if let Err(wait) = state.login_failures.check(source, now) {
             audit(
                 state,
-                Some(ip),
-                typed_name,
+                ip,
+                &typed_actor(state, typed_name),
                 "auth.login",
                 Outcome::Denied,
                 serde_json::json!({ "reason": "address throttled" }),
@@ -257,12 +267,17 @@ pub async fn password_step(
         .db
         .run(move |c| repo::find_by_name(c, &lookup))
         .await?;
+    // What the audit log names: the account, or for a name that does not exist a keyed digest of
+    // it (what was typed may be a password typed into the wrong field).
+    let actor = user
+        .as_ref()
+        .map_or_else(|| typed_actor(state, &username), |u| u.username.clone());
     let locked_until = state.sign_in_locks.locked_until(&username, ip);
     if let Some(wait) = retry_after(locked_until, now) {
         audit(
             state,
             ip,
-            &username,
+            &actor,
             "auth.login",
             Outcome::Denied,
             serde_json::json!({ "reason": "account locked" }),
@@ -288,7 +303,7 @@ pub async fn password_step(
         audit(
             state,
             ip,
-            &username,
+            &actor,
             "auth.login",
             Outcome::Denied,
             serde_json::json!({ "reason": reason }),

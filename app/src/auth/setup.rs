@@ -71,8 +71,8 @@ impl SetupGate {
                 let token = hex::encode(bytes);
                 shared::files::write_atomic(&file, format!("{token}\n").as_bytes(), 0o600)
                     .map_err(|e| SetupError::Internal(format!("{}: {e}", file.display())))?;
-                tracing::warn!(setup_token = %token, file = %file.display(),
-                    "first run: open the web UI and create the first administrator with this one-time token");
+                tracing::warn!(file = %file.display(),
+                    "first run: open the web UI and create the first administrator with the one-time token in this file");
                 token
             }
         };
