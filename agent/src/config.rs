@@ -37,6 +37,10 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Source addresses or CIDR ranges allowed to connect; deny by default (empty = nobody).
     pub allow: Vec<String>,
+    /// Longest life of one connection in seconds (1 .. 86400), busy or not: after it the agent
+    /// closes the connection, so a client whose certificate was revoked meanwhile has to
+    /// handshake again and is refused. A change applies to connections accepted afterwards.
+    pub max_connection_secs: u64,
 }
 
 /// Certificates for mutual TLS (PEM files; watched and reloaded on change).
@@ -100,6 +104,7 @@ impl Default for ServerConfig {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 12443)),
             allow: Vec::new(),
+            max_connection_secs: 600,
         }
     }
 }
@@ -161,6 +166,12 @@ impl AgentConfig {
         };
         for (i, entry) in self.server.allow.iter().enumerate() {
             parse_allow_entry(entry).map_err(|m| invalid(&format!("server.allow[{i}]"), m))?;
+        }
+        if !(1..=86_400).contains(&self.server.max_connection_secs) {
+            return Err(invalid(
+                "server.max_connection_secs",
+                "must be between 1 and 86400".into(),
+            ));
         }
         if !(1..=64).contains(&self.jobs.max_concurrent) {
             return Err(invalid(
@@ -266,6 +277,12 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("jobs.max_concurrent"), "{e}");
+        let e = load(
+            None,
+            &[Override::from_cli("server.max_connection_secs=0").unwrap()],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("server.max_connection_secs"), "{e}");
         let e = load(None, &[Override::from_cli("backend.kind=yum4").unwrap()]).unwrap_err();
         assert!(e.to_string().contains("backend.kind"), "{e}");
         let e = load(None, &[Override::from_cli("tls.key=relative.key").unwrap()]).unwrap_err();

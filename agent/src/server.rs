@@ -3,6 +3,11 @@
 //!
 //! `TCP accept → allow-list (close silently) → TLS 1.3 handshake with client certificate
 //! (failure: close, no HTTP answer) → HTTP/1.1 service (actix-web app)`.
+//!
+//! Every connection lives at most `server.max_connection_secs` from its accept, busy or idle
+//! ([`Capped`]): a certificate revoked while it holds a kept-alive connection loses it within
+//! that bound, and TLS sessions are never resumed (see [`crate::tls`]), so its next connection
+//! is a full handshake against the current CRL.
 
 use crate::api::{self, AgentState};
 use crate::audit::AuditLog;
@@ -18,9 +23,13 @@ use actix_web::dev::AppConfig;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App};
 use serde_json::json;
+use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
@@ -101,6 +110,9 @@ pub fn start(
     let live = Live {
         allow: Arc::new(std::sync::RwLock::new(Arc::new(allow))),
         tls: tls.clone(),
+        max_connection_secs: Arc::new(std::sync::atomic::AtomicU64::new(
+            config.server.max_connection_secs,
+        )),
     };
     if let Some(src) = reload {
         crate::reload::spawn(
@@ -139,9 +151,10 @@ pub fn start(
             let state = state.clone();
             let gate = fn_service(move |tcp: TcpStream| {
                 let allow = live.allow_list();
+                let cap = live.max_connection();
                 let acceptor = acceptor.clone();
                 let audit = audit.clone();
-                async move { admit(tcp, &allow, &acceptor, &audit).await }
+                async move { admit(tcp, &allow, cap, &acceptor, &audit).await }
             });
             let app = App::new()
                 .app_data(web::Data::new(state))
@@ -150,8 +163,14 @@ pub fn start(
                 .default_service(web::to(api::not_found));
             let http = HttpService::build()
                 .client_request_timeout(Duration::from_secs(10))
-                .on_connect_ext(|io: &TlsStream<TcpStream>, ext| {
-                    if let Some(cert) = io.get_ref().1.peer_certificates().and_then(|c| c.first()) {
+                .on_connect_ext(|io: &Capped<TlsStream<TcpStream>>, ext| {
+                    if let Some(cert) = io
+                        .get_ref()
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                    {
                         if let Some(id) = ClientIdentity::from_der(cert.as_ref()) {
                             ext.insert(id);
                         }
@@ -178,9 +197,11 @@ pub fn start(
 async fn admit(
     tcp: TcpStream,
     allow: &AllowList,
+    cap: Duration,
     acceptor: &TlsAcceptor,
     audit: &AuditLog,
-) -> Result<(TlsStream<TcpStream>, Protocol, Option<SocketAddr>), ()> {
+) -> Result<(Capped<TlsStream<TcpStream>>, Protocol, Option<SocketAddr>), ()> {
+    let deadline = tokio::time::Instant::now() + cap;
     let peer = tcp.peer_addr().ok();
     if !peer.is_some_and(|p| allow.allows(p.ip())) {
         // Dropping the socket closes it without a byte sent: no TLS alert, no HTTP answer.
@@ -193,7 +214,7 @@ async fn admit(
         return Err(());
     }
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-        Ok(Ok(tls)) => Ok((tls, Protocol::Http1, peer)),
+        Ok(Ok(tls)) => Ok((Capped::new(tls, deadline), Protocol::Http1, peer)),
         Ok(Err(e)) => {
             tracing::warn!(?peer, error = %e, "TLS handshake refused");
             audit.record(
@@ -209,5 +230,79 @@ async fn admit(
             );
             Err(())
         }
+    }
+}
+
+/// A connection that ends at a deadline however busy it is: from then on reads see the end of
+/// the stream (the HTTP layer stops taking requests and closes) and writes fail (a response
+/// still being sent is cut off), so the connection is dropped.
+pub struct Capped<T> {
+    inner: T,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    expired: bool,
+}
+
+impl<T> Capped<T> {
+    /// Wraps `inner` until `deadline`.
+    pub fn new(inner: T, deadline: tokio::time::Instant) -> Self {
+        Self {
+            inner,
+            deadline: Box::pin(tokio::time::sleep_until(deadline)),
+            expired: false,
+        }
+    }
+
+    /// The wrapped stream.
+    pub fn get_ref(&self) -> &T {
+        &self.inner
+    }
+
+    /// Whether the deadline has passed; registers the task to be woken when it does.
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        if !self.expired && self.deadline.as_mut().poll(cx).is_ready() {
+            self.expired = true;
+            tracing::debug!("connection closed: lifetime cap reached");
+        }
+        self.expired
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Capped<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if this.expired(cx) {
+            // End of stream.
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Capped<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        if this.expired(cx) {
+            return Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "connection lifetime cap reached",
+            )));
+        }
+        Pin::new(&mut this.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
