@@ -40,9 +40,14 @@ enum Command {
         /// The manager, https://host[:port].
         #[arg(long)]
         manager: String,
-        /// The one-time token from the manager.
-        #[arg(long)]
-        token: String,
+        /// File holding the one-time token from the manager, or `-` for standard input. Without
+        /// it the token is taken from the environment variable PATCH_AGENT_ENROLL_TOKEN.
+        #[arg(long, value_name = "PATH")]
+        token_file: Option<PathBuf>,
+        /// Refused: a token on the command line is visible to every local user in the process
+        /// list and stays in shell history. Use --token-file or PATCH_AGENT_ENROLL_TOKEN.
+        #[arg(long, hide = true, value_name = "TOKEN")]
+        token: Option<String>,
         /// This host's name (default: the kernel host name).
         #[arg(long)]
         hostname: Option<String>,
@@ -113,10 +118,28 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Enroll {
             manager,
+            token_file,
             token,
             hostname,
             addresses,
         } => {
+            if token.is_some() {
+                fail(
+                    "--token is refused: a token on the command line is visible to every local \
+                     user in the process list and stays in shell history, so treat that one as \
+                     exposed and ask for a new one. Pass it with --token-file PATH, on standard \
+                     input with --token-file -, or in the environment variable \
+                     PATCH_AGENT_ENROLL_TOKEN.",
+                );
+            }
+            let token = match patch_agent::enroll::read_token(
+                token_file.as_deref(),
+                std::env::var_os(patch_agent::enroll::TOKEN_ENV),
+                std::io::stdin().lock(),
+            ) {
+                Ok(t) => t,
+                Err(e) => fail(&e.to_string()),
+            };
             let hostname = hostname.unwrap_or_else(|| {
                 std::fs::read_to_string("/proc/sys/kernel/hostname")
                     .map(|h| h.trim().to_owned())
@@ -124,7 +147,7 @@ fn main() -> anyhow::Result<()> {
             });
             let opts = patch_agent::enroll::EnrollOptions {
                 manager: manager.clone(),
-                token: token.clone(),
+                token,
                 hostname,
                 addresses: addresses.clone(),
                 config_path: cli.config.clone(),
