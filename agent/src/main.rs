@@ -33,7 +33,8 @@ enum Command {
     Serve,
     /// Validate the configuration and the TLS material, then exit (0 valid, 2 invalid).
     CheckConfig,
-    /// Verify the audit log's hash chain; exits 1 and names the first broken line if any.
+    /// Verify the audit log's hash chain across its rotated files; exits 1 and names the first
+    /// broken line (and file) if any.
     VerifyAudit,
     /// Join the fleet: make a key here, have the manager sign it, write certificates and config.
     Enroll {
@@ -110,8 +111,11 @@ fn main() -> anyhow::Result<()> {
                     println!("audit log intact: {records} records verified");
                     Ok(())
                 }
-                Verdict::Broken { line, reason } => {
-                    println!("audit log BROKEN at line {line}: {reason}");
+                Verdict::Broken { file, line, reason } => {
+                    println!(
+                        "audit log BROKEN at line {line} of {}: {reason}",
+                        file.display()
+                    );
                     std::process::exit(1);
                 }
             }
@@ -215,7 +219,7 @@ async fn serve(
         ),
         other => anyhow::bail!("backend.kind = {other}: not supported yet (apt/dpkg only so far)"),
     }
-    let audit = AuditLog::open(&config.audit.path)?;
+    let audit = AuditLog::open_with(&config.audit.path, config.audit.limits())?;
     let apt_config = (!config.backend.apt_config.as_os_str().is_empty())
         .then(|| config.backend.apt_config.clone());
     let backend = Arc::new(AptBackend::with_lock_timeout(

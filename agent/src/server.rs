@@ -14,6 +14,7 @@ use crate::audit::AuditLog;
 use crate::backend::PackageBackend;
 use crate::config::AgentConfig;
 use crate::ipfilter::AllowList;
+use crate::refusals::Refusals;
 use crate::reload::{ConfigLoader, Live};
 use crate::tls::{ClientIdentity, ReloadableTls, TlsError};
 use actix_http::{HttpService, Protocol};
@@ -22,7 +23,6 @@ use actix_service::{fn_service, map_config, ServiceFactoryExt};
 use actix_web::dev::AppConfig;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App};
-use serde_json::json;
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
 use std::pin::Pin;
@@ -141,20 +141,26 @@ pub fn start(
         state_dir: config.jobs.state_dir.clone(),
     };
 
+    let refusals = crate::refusals::Refusals::new(
+        audit.clone(),
+        Duration::from_secs(config.audit.refusal_interval_secs),
+    );
+    crate::refusals::Refusals::spawn_sweep(&refusals);
+
     let server = actix_server::Server::build()
         .workers(2)
         .shutdown_timeout(5)
         .listen("patch-agent", listener, move || {
             let live = live.clone();
             let acceptor = acceptor.clone();
-            let audit = audit.clone();
+            let refusals = refusals.clone();
             let state = state.clone();
             let gate = fn_service(move |tcp: TcpStream| {
                 let allow = live.allow_list();
                 let cap = live.max_connection();
                 let acceptor = acceptor.clone();
-                let audit = audit.clone();
-                async move { admit(tcp, &allow, cap, &acceptor, &audit).await }
+                let refusals = refusals.clone();
+                async move { admit(tcp, &allow, cap, &acceptor, &refusals).await }
             });
             let app = App::new()
                 .app_data(web::Data::new(state))
@@ -193,41 +199,33 @@ pub fn start(
     })
 }
 
-/// Allow-list, then handshake. Refusals close the connection and are audited.
+/// Allow-list, then handshake. Refusals close the connection and are audited (throttled per
+/// source, see [`crate::refusals`]).
 async fn admit(
     tcp: TcpStream,
     allow: &AllowList,
     cap: Duration,
     acceptor: &TlsAcceptor,
-    audit: &AuditLog,
+    refusals: &Refusals,
 ) -> Result<(Capped<TlsStream<TcpStream>>, Protocol, Option<SocketAddr>), ()> {
     let deadline = tokio::time::Instant::now() + cap;
     let peer = tcp.peer_addr().ok();
     if !peer.is_some_and(|p| allow.allows(p.ip())) {
         // Dropping the socket closes it without a byte sent: no TLS alert, no HTTP answer.
         drop(tcp);
-        tracing::warn!(?peer, "connection refused: address not on the allow-list");
-        audit.record(
-            "connection.denied",
-            json!({ "peer": peer.map(|p| p.to_string()), "reason": "address not allowed" }),
-        );
+        tracing::debug!(?peer, "connection refused: address not on the allow-list");
+        refusals.refused(peer, "connection.denied", "address not allowed");
         return Err(());
     }
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => Ok((Capped::new(tls, deadline), Protocol::Http1, peer)),
         Ok(Err(e)) => {
-            tracing::warn!(?peer, error = %e, "TLS handshake refused");
-            audit.record(
-                "tls.refused",
-                json!({ "peer": peer.map(|p| p.to_string()), "reason": e.to_string() }),
-            );
+            tracing::debug!(?peer, error = %e, "TLS handshake refused");
+            refusals.refused(peer, "tls.refused", &e.to_string());
             Err(())
         }
         Err(_) => {
-            audit.record(
-                "tls.refused",
-                json!({ "peer": peer.map(|p| p.to_string()), "reason": "handshake timed out" }),
-            );
+            refusals.refused(peer, "tls.refused", "handshake timed out");
             Err(())
         }
     }
