@@ -59,7 +59,7 @@ apt_config = "$DEMO/root/apt.conf"
 path = "$DEMO/audit.jsonl"
 TOML
   token=$("$bin/patch-manager" "${manager_args[@]}" enrollment-token 2>/dev/null)
-  "$bin/patch-agent" --config "$DEMO/agent.toml" enroll --manager "https://$listen" --token "$token" \
+  "$bin/patch-agent" --config "$DEMO/agent.toml" enroll --manager "https://$listen" --token-file - <<<"$token" \
     --hostname demo-agent-1.local --address 127.0.0.1
 fi
 

@@ -37,6 +37,10 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Source addresses or CIDR ranges allowed to connect; deny by default (empty = nobody).
     pub allow: Vec<String>,
+    /// Longest life of one connection in seconds (1 .. 86400), busy or not: after it the agent
+    /// closes the connection, so a client whose certificate was revoked meanwhile has to
+    /// handshake again and is refused. A change applies to connections accepted afterwards.
+    pub max_connection_secs: u64,
 }
 
 /// Certificates for mutual TLS (PEM files; watched and reloaded on change).
@@ -83,6 +87,15 @@ pub struct BackendConfig {
 pub struct AuditConfig {
     /// Append-only JSON-lines file.
     pub path: PathBuf,
+    /// Size in bytes at which the file is rotated to `PATH.1` (older ones shift to `PATH.2`, …);
+    /// the hash chain runs on across files (65536 .. 1073741824).
+    pub max_file_bytes: u64,
+    /// Rotated files kept; the oldest beyond them is deleted (1 .. 1000).
+    pub keep_files: u32,
+    /// Refused connections (allow-list, TLS handshake) are audited at most once per this many
+    /// seconds per source address (IPv6: per /64) and kind; the refusals in between are counted
+    /// in the next record (1 .. 3600).
+    pub refusal_interval_secs: u64,
 }
 
 /// Logging.
@@ -100,6 +113,7 @@ impl Default for ServerConfig {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 12443)),
             allow: Vec::new(),
+            max_connection_secs: 600,
         }
     }
 }
@@ -139,6 +153,20 @@ impl Default for AuditConfig {
     fn default() -> Self {
         Self {
             path: PathBuf::from("/var/log/patch-agent/audit.jsonl"),
+            max_file_bytes: 32 * 1024 * 1024,
+            keep_files: 8,
+            refusal_interval_secs: 60,
+        }
+    }
+}
+
+impl AuditConfig {
+    /// The audit log's size and retention limits.
+    pub fn limits(&self) -> crate::audit::Limits {
+        crate::audit::Limits {
+            max_file_bytes: self.max_file_bytes,
+            keep_files: self.keep_files,
+            ..crate::audit::Limits::default()
         }
     }
 }
@@ -162,6 +190,12 @@ impl AgentConfig {
         for (i, entry) in self.server.allow.iter().enumerate() {
             parse_allow_entry(entry).map_err(|m| invalid(&format!("server.allow[{i}]"), m))?;
         }
+        if !(1..=86_400).contains(&self.server.max_connection_secs) {
+            return Err(invalid(
+                "server.max_connection_secs",
+                "must be between 1 and 86400".into(),
+            ));
+        }
         if !(1..=64).contains(&self.jobs.max_concurrent) {
             return Err(invalid(
                 "jobs.max_concurrent",
@@ -177,6 +211,24 @@ impl AgentConfig {
         if !(1..=3600).contains(&self.jobs.lock_timeout_secs) {
             return Err(invalid(
                 "jobs.lock_timeout_secs",
+                "must be between 1 and 3600".into(),
+            ));
+        }
+        if !(65_536..=1_073_741_824).contains(&self.audit.max_file_bytes) {
+            return Err(invalid(
+                "audit.max_file_bytes",
+                "must be between 65536 and 1073741824".into(),
+            ));
+        }
+        if !(1..=1000).contains(&self.audit.keep_files) {
+            return Err(invalid(
+                "audit.keep_files",
+                "must be between 1 and 1000".into(),
+            ));
+        }
+        if !(1..=3600).contains(&self.audit.refusal_interval_secs) {
+            return Err(invalid(
+                "audit.refusal_interval_secs",
                 "must be between 1 and 3600".into(),
             ));
         }
@@ -266,6 +318,12 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("jobs.max_concurrent"), "{e}");
+        let e = load(
+            None,
+            &[Override::from_cli("server.max_connection_secs=0").unwrap()],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("server.max_connection_secs"), "{e}");
         let e = load(None, &[Override::from_cli("backend.kind=yum4").unwrap()]).unwrap_err();
         assert!(e.to_string().contains("backend.kind"), "{e}");
         let e = load(None, &[Override::from_cli("tls.key=relative.key").unwrap()]).unwrap_err();

@@ -182,6 +182,50 @@ fn parse_manager(url: &str) -> Result<(String, u16), EnrollError> {
     }
 }
 
+/// The environment variable `patch-agent enroll` reads the token from without `--token-file`.
+pub const TOKEN_ENV: &str = "PATCH_AGENT_ENROLL_TOKEN";
+
+/// The enrollment token, from `token_file` (`-` = `stdin`) or else the environment value `env`
+/// (of [`TOKEN_ENV`]); never from the command line, where every local user could read it.
+pub fn read_token(
+    token_file: Option<&Path>,
+    env: Option<std::ffi::OsString>,
+    stdin: impl std::io::Read,
+) -> Result<String, EnrollError> {
+    use std::io::Read as _;
+    let text = match token_file {
+        Some(p) if p.as_os_str() == "-" => {
+            let mut text = String::new();
+            stdin
+                .take(64 * 1024)
+                .read_to_string(&mut text)
+                .map_err(|e| {
+                    EnrollError::Usage(format!("reading the token from standard input: {e}"))
+                })?;
+            text
+        }
+        Some(p) => std::fs::read_to_string(p).map_err(|e| {
+            EnrollError::Usage(format!("reading the token from {}: {e}", p.display()))
+        })?,
+        None => match env {
+            Some(v) => v
+                .into_string()
+                .map_err(|_| EnrollError::Usage(format!("{TOKEN_ENV} is not valid UTF-8")))?,
+            None => {
+                return Err(EnrollError::Usage(format!(
+                    "no enrollment token: pass --token-file PATH, --token-file - (standard \
+                     input) or set {TOKEN_ENV}"
+                )))
+            }
+        },
+    };
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(EnrollError::Usage("the enrollment token is empty".into()));
+    }
+    Ok(token.to_owned())
+}
+
 /// Runs the enrollment and writes the files.
 pub async fn enroll(opts: &EnrollOptions) -> Result<Enrolled, EnrollError> {
     tokio::time::timeout(ENROLL_TIMEOUT, run(opts))

@@ -22,6 +22,7 @@ pub mod enroll;
 pub mod ipfilter;
 pub mod jobs;
 pub mod openapi;
+pub mod refusals;
 pub mod reload;
 pub mod rotate;
 pub mod server;

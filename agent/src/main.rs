@@ -33,16 +33,22 @@ enum Command {
     Serve,
     /// Validate the configuration and the TLS material, then exit (0 valid, 2 invalid).
     CheckConfig,
-    /// Verify the audit log's hash chain; exits 1 and names the first broken line if any.
+    /// Verify the audit log's hash chain across its rotated files; exits 1 and names the first
+    /// broken line (and file) if any.
     VerifyAudit,
     /// Join the fleet: make a key here, have the manager sign it, write certificates and config.
     Enroll {
         /// The manager, https://host[:port].
         #[arg(long)]
         manager: String,
-        /// The one-time token from the manager.
-        #[arg(long)]
-        token: String,
+        /// File holding the one-time token from the manager, or `-` for standard input. Without
+        /// it the token is taken from the environment variable PATCH_AGENT_ENROLL_TOKEN.
+        #[arg(long, value_name = "PATH")]
+        token_file: Option<PathBuf>,
+        /// Refused: a token on the command line is visible to every local user in the process
+        /// list and stays in shell history. Use --token-file or PATCH_AGENT_ENROLL_TOKEN.
+        #[arg(long, hide = true, value_name = "TOKEN")]
+        token: Option<String>,
         /// This host's name (default: the kernel host name).
         #[arg(long)]
         hostname: Option<String>,
@@ -105,18 +111,39 @@ fn main() -> anyhow::Result<()> {
                     println!("audit log intact: {records} records verified");
                     Ok(())
                 }
-                Verdict::Broken { line, reason } => {
-                    println!("audit log BROKEN at line {line}: {reason}");
+                Verdict::Broken { file, line, reason } => {
+                    println!(
+                        "audit log BROKEN at line {line} of {}: {reason}",
+                        file.display()
+                    );
                     std::process::exit(1);
                 }
             }
         }
         Command::Enroll {
             manager,
+            token_file,
             token,
             hostname,
             addresses,
         } => {
+            if token.is_some() {
+                fail(
+                    "--token is refused: a token on the command line is visible to every local \
+                     user in the process list and stays in shell history, so treat that one as \
+                     exposed and ask for a new one. Pass it with --token-file PATH, on standard \
+                     input with --token-file -, or in the environment variable \
+                     PATCH_AGENT_ENROLL_TOKEN.",
+                );
+            }
+            let token = match patch_agent::enroll::read_token(
+                token_file.as_deref(),
+                std::env::var_os(patch_agent::enroll::TOKEN_ENV),
+                std::io::stdin().lock(),
+            ) {
+                Ok(t) => t,
+                Err(e) => fail(&e.to_string()),
+            };
             let hostname = hostname.unwrap_or_else(|| {
                 std::fs::read_to_string("/proc/sys/kernel/hostname")
                     .map(|h| h.trim().to_owned())
@@ -124,7 +151,7 @@ fn main() -> anyhow::Result<()> {
             });
             let opts = patch_agent::enroll::EnrollOptions {
                 manager: manager.clone(),
-                token: token.clone(),
+                token,
                 hostname,
                 addresses: addresses.clone(),
                 config_path: cli.config.clone(),
@@ -192,7 +219,7 @@ async fn serve(
         ),
         other => anyhow::bail!("backend.kind = {other}: not supported yet (apt/dpkg only so far)"),
     }
-    let audit = AuditLog::open(&config.audit.path)?;
+    let audit = AuditLog::open_with(&config.audit.path, config.audit.limits())?;
     let apt_config = (!config.backend.apt_config.as_os_str().is_empty())
         .then(|| config.backend.apt_config.clone());
     let backend = Arc::new(AptBackend::with_lock_timeout(

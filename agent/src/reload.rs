@@ -14,6 +14,7 @@ use crate::ipfilter::AllowList;
 use crate::tls::ReloadableTls;
 use serde_json::json;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -30,6 +31,8 @@ pub struct Live {
     pub allow: Arc<RwLock<Arc<AllowList>>>,
     /// The TLS material in force.
     pub tls: Arc<ReloadableTls>,
+    /// `server.max_connection_secs` in force, for connections accepted from now on.
+    pub max_connection_secs: Arc<AtomicU64>,
 }
 
 impl Live {
@@ -39,6 +42,11 @@ impl Live {
             Ok(a) => a.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
+    }
+
+    /// Lifetime cap for a connection accepted now.
+    pub fn max_connection(&self) -> Duration {
+        Duration::from_secs(self.max_connection_secs.load(Ordering::Relaxed))
     }
 }
 
@@ -113,5 +121,7 @@ fn apply(live: &Live, loader: &ConfigLoader) -> Result<AgentConfig, String> {
         Ok(mut a) => *a = Arc::new(allow),
         Err(poisoned) => *poisoned.into_inner() = Arc::new(allow),
     }
+    live.max_connection_secs
+        .store(config.server.max_connection_secs, Ordering::Relaxed);
     Ok(config)
 }

@@ -3,12 +3,18 @@
 //!
 //! `TCP accept → allow-list (close silently) → TLS 1.3 handshake with client certificate
 //! (failure: close, no HTTP answer) → HTTP/1.1 service (actix-web app)`.
+//!
+//! Every connection lives at most `server.max_connection_secs` from its accept, busy or idle
+//! ([`Capped`]): a certificate revoked while it holds a kept-alive connection loses it within
+//! that bound, and TLS sessions are never resumed (see [`crate::tls`]), so its next connection
+//! is a full handshake against the current CRL.
 
 use crate::api::{self, AgentState};
 use crate::audit::AuditLog;
 use crate::backend::PackageBackend;
 use crate::config::AgentConfig;
 use crate::ipfilter::AllowList;
+use crate::refusals::Refusals;
 use crate::reload::{ConfigLoader, Live};
 use crate::tls::{ClientIdentity, ReloadableTls, TlsError};
 use actix_http::{HttpService, Protocol};
@@ -17,10 +23,13 @@ use actix_service::{fn_service, map_config, ServiceFactoryExt};
 use actix_web::dev::AppConfig;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App};
-use serde_json::json;
+use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
@@ -101,6 +110,9 @@ pub fn start(
     let live = Live {
         allow: Arc::new(std::sync::RwLock::new(Arc::new(allow))),
         tls: tls.clone(),
+        max_connection_secs: Arc::new(std::sync::atomic::AtomicU64::new(
+            config.server.max_connection_secs,
+        )),
     };
     if let Some(src) = reload {
         crate::reload::spawn(
@@ -129,19 +141,26 @@ pub fn start(
         state_dir: config.jobs.state_dir.clone(),
     };
 
+    let refusals = crate::refusals::Refusals::new(
+        audit.clone(),
+        Duration::from_secs(config.audit.refusal_interval_secs),
+    );
+    crate::refusals::Refusals::spawn_sweep(&refusals);
+
     let server = actix_server::Server::build()
         .workers(2)
         .shutdown_timeout(5)
         .listen("patch-agent", listener, move || {
             let live = live.clone();
             let acceptor = acceptor.clone();
-            let audit = audit.clone();
+            let refusals = refusals.clone();
             let state = state.clone();
             let gate = fn_service(move |tcp: TcpStream| {
                 let allow = live.allow_list();
+                let cap = live.max_connection();
                 let acceptor = acceptor.clone();
-                let audit = audit.clone();
-                async move { admit(tcp, &allow, &acceptor, &audit).await }
+                let refusals = refusals.clone();
+                async move { admit(tcp, &allow, cap, &acceptor, &refusals).await }
             });
             let app = App::new()
                 .app_data(web::Data::new(state))
@@ -150,8 +169,14 @@ pub fn start(
                 .default_service(web::to(api::not_found));
             let http = HttpService::build()
                 .client_request_timeout(Duration::from_secs(10))
-                .on_connect_ext(|io: &TlsStream<TcpStream>, ext| {
-                    if let Some(cert) = io.get_ref().1.peer_certificates().and_then(|c| c.first()) {
+                .on_connect_ext(|io: &Capped<TlsStream<TcpStream>>, ext| {
+                    if let Some(cert) = io
+                        .get_ref()
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                    {
                         if let Some(id) = ClientIdentity::from_der(cert.as_ref()) {
                             ext.insert(id);
                         }
@@ -174,40 +199,108 @@ pub fn start(
     })
 }
 
-/// Allow-list, then handshake. Refusals close the connection and are audited.
+/// Allow-list, then handshake. Refusals close the connection and are audited (throttled per
+/// source, see [`crate::refusals`]).
 async fn admit(
     tcp: TcpStream,
     allow: &AllowList,
+    cap: Duration,
     acceptor: &TlsAcceptor,
-    audit: &AuditLog,
-) -> Result<(TlsStream<TcpStream>, Protocol, Option<SocketAddr>), ()> {
+    refusals: &Refusals,
+) -> Result<(Capped<TlsStream<TcpStream>>, Protocol, Option<SocketAddr>), ()> {
+    let deadline = tokio::time::Instant::now() + cap;
     let peer = tcp.peer_addr().ok();
     if !peer.is_some_and(|p| allow.allows(p.ip())) {
         // Dropping the socket closes it without a byte sent: no TLS alert, no HTTP answer.
         drop(tcp);
-        tracing::warn!(?peer, "connection refused: address not on the allow-list");
-        audit.record(
-            "connection.denied",
-            json!({ "peer": peer.map(|p| p.to_string()), "reason": "address not allowed" }),
-        );
+        tracing::debug!(?peer, "connection refused: address not on the allow-list");
+        refusals.refused(peer, "connection.denied", "address not allowed");
         return Err(());
     }
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-        Ok(Ok(tls)) => Ok((tls, Protocol::Http1, peer)),
+        Ok(Ok(tls)) => Ok((Capped::new(tls, deadline), Protocol::Http1, peer)),
         Ok(Err(e)) => {
-            tracing::warn!(?peer, error = %e, "TLS handshake refused");
-            audit.record(
-                "tls.refused",
-                json!({ "peer": peer.map(|p| p.to_string()), "reason": e.to_string() }),
-            );
+            tracing::debug!(?peer, error = %e, "TLS handshake refused");
+            refusals.refused(peer, "tls.refused", &e.to_string());
             Err(())
         }
         Err(_) => {
-            audit.record(
-                "tls.refused",
-                json!({ "peer": peer.map(|p| p.to_string()), "reason": "handshake timed out" }),
-            );
+            refusals.refused(peer, "tls.refused", "handshake timed out");
             Err(())
         }
+    }
+}
+
+/// A connection that ends at a deadline however busy it is: from then on reads see the end of
+/// the stream (the HTTP layer stops taking requests and closes) and writes fail (a response
+/// still being sent is cut off), so the connection is dropped.
+pub struct Capped<T> {
+    inner: T,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    expired: bool,
+}
+
+impl<T> Capped<T> {
+    /// Wraps `inner` until `deadline`.
+    pub fn new(inner: T, deadline: tokio::time::Instant) -> Self {
+        Self {
+            inner,
+            deadline: Box::pin(tokio::time::sleep_until(deadline)),
+            expired: false,
+        }
+    }
+
+    /// The wrapped stream.
+    pub fn get_ref(&self) -> &T {
+        &self.inner
+    }
+
+    /// Whether the deadline has passed; registers the task to be woken when it does.
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        if !self.expired && self.deadline.as_mut().poll(cx).is_ready() {
+            self.expired = true;
+            tracing::debug!("connection closed: lifetime cap reached");
+        }
+        self.expired
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Capped<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if this.expired(cx) {
+            // End of stream.
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Capped<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        if this.expired(cx) {
+            return Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "connection lifetime cap reached",
+            )));
+        }
+        Pin::new(&mut this.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }

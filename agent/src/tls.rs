@@ -4,7 +4,8 @@
 //!
 //! The certificate, key, CA and CRL live behind [`ReloadableTls`]: the rustls `ServerConfig` holds
 //! a resolver and a verifier that read the current material on every handshake, so a reload
-//! applies to new connections while established ones keep the session they negotiated.
+//! applies to new connections while established ones keep the session they negotiated (for at
+//! most `server.max_connection_secs`, see [`crate::server`]). Sessions are never resumed.
 
 use crate::config::TlsConfig;
 use rustls::client::danger::HandshakeSignatureValid;
@@ -142,6 +143,12 @@ impl ReloadableTls {
             .with_client_cert_verifier(Arc::new(Verifier(self.clone())))
             .with_cert_resolver(Arc::new(Resolver(self.clone())));
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        // No session resumption: rustls does not run the client-certificate verifier again on a
+        // resumed TLS 1.3 session, so a certificate revoked after it obtained a ticket could go on
+        // resuming. Without tickets and without a session cache every connection is a full
+        // handshake, checked against the CRL in force at that moment.
+        config.send_tls13_tickets = 0;
+        config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
         Ok(config)
     }
 }

@@ -102,14 +102,23 @@ fn write_agent_base(dir: &Path, port: u16) -> PathBuf {
     path
 }
 
+/// Enrolls with the token on standard input (never on the command line).
 fn enroll(config: &Path, manager: &str, token: &str) -> std::process::Output {
-    Command::new(agent_binary())
+    use std::io::Write;
+    let mut child = Command::new(agent_binary())
         .args(["--config"])
         .arg(config)
-        .args(["enroll", "--manager", manager, "--token", token])
+        .args(["enroll", "--manager", manager, "--token-file", "-"])
         .args(["--hostname", "proc-agent.test", "--address", "127.0.0.1"])
-        .output()
-        .unwrap()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "{token}").unwrap();
+    drop(stdin);
+    child.wait_with_output().unwrap()
 }
 
 #[actix_rt::test]

@@ -1,32 +1,101 @@
 //! Writing files that must never be seen half-written or with loose permissions (keys,
-//! certificates, configuration): a temporary file with the final mode, synced, renamed into place.
+//! certificates, configuration): a fresh temporary file with the final mode, synced, renamed into
+//! place.
 //! Native builds only (feature `config`).
 
+use std::fs::{File, OpenOptions, Permissions};
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 
-/// Replaces `path` with `contents` atomically, creating parent directories; the file has `mode`
-/// from the moment it exists.
+/// Temporary names tried before giving up (each collision is an existing entry we never touch).
+const ATTEMPTS: usize = 16;
+
+/// Replaces `path` with `contents` atomically, creating parent directories; the file has exactly
+/// `mode` from the moment it exists.
+///
+/// The contents go to a new file with a random name in the same directory, created exclusively
+/// (`O_CREAT|O_EXCL`) and without following symlinks (`O_NOFOLLOW`), so nothing planted in the
+/// directory (a symlink, a file left world-readable) is written through or reused. Its mode is
+/// set on the open file before any byte is written, then file and directory are synced around the
+/// rename over `path` (which replaces a symlink at `path` itself, never its target).
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
+    let name = path.file_name().ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{} names no file", path.display()),
+        )
+    })?;
+    let dir = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            d.to_path_buf()
+        }
+        None => PathBuf::from("."),
+    };
+    let (tmp, mut file) = create_temporary(&dir, name, mode)?;
+    let written = (|| {
+        // `mode` above is filtered through the umask; this sets it exactly, still before content.
+        file.set_permissions(Permissions::from_mode(mode))?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
     }
-    let mut tmp_name = path
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_default();
-    tmp_name.push(".tmp");
-    let tmp = path.with_file_name(tmp_name);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)?;
-    f.write_all(contents)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
+    File::open(&dir)?.sync_all()
+}
+
+/// Creates `.NAME.RANDOM.tmp` in `dir`, exclusively and without following symlinks.
+fn create_temporary(
+    dir: &Path,
+    name: &std::ffi::OsStr,
+    mode: u32,
+) -> std::io::Result<(PathBuf, File)> {
+    let mut last = None;
+    for _ in 0..ATTEMPTS {
+        let mut tmp_name = std::ffi::OsString::from(".");
+        tmp_name.push(name);
+        tmp_name.push(format!(".{:016x}.tmp", random_u64()));
+        let tmp = dir.join(tmp_name);
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&tmp)
+        {
+            Ok(f) => return Ok((tmp, f)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no temporary name available")))
+}
+
+/// 64 unpredictable bits: the kernel's random source, or (if unreadable) std's randomly keyed
+/// hasher over the time, process and a counter.
+fn random_u64() -> u64 {
+    use std::io::Read;
+    let mut bytes = [0u8; 8];
+    if File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .is_ok()
+    {
+        return u64::from_ne_bytes(bytes);
+    }
+    use std::hash::{BuildHasher, Hasher};
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    h.write_u32(std::process::id());
+    if let Ok(d) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        h.write_u128(d.as_nanos());
+    }
+    h.finish()
 }
 
 #[cfg(test)]
@@ -48,6 +117,58 @@ mod tests {
         assert_eq!(
             std::fs::read_dir(p.parent().unwrap()).unwrap().count(),
             1,
+            "no temporary file left"
+        );
+    }
+
+    /// Someone who can write into the directory plants symlinks where the temporary file was (the
+    /// old fixed name) or might be, and leaves a world-readable file at the target: the write
+    /// neither follows the links nor inherits the loose mode.
+    #[test]
+    fn planted_symlinks_are_not_followed_and_the_mode_is_exact() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let victim = elsewhere.path().join("victim");
+        std::fs::write(&victim, b"untouched").unwrap();
+        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+        let target = dir.path().join("key.pem");
+        std::fs::write(&target, b"old secret").unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let planted = [
+            dir.path().join("key.pem.tmp"),
+            dir.path().join(".key.pem.0000000000000000.tmp"),
+        ];
+        for p in &planted {
+            symlink(&victim, p).unwrap();
+        }
+
+        for (contents, mode) in [(&b"new secret"[..], 0o600), (&b"newer secret"[..], 0o640)] {
+            write_atomic(&target, contents, mode).unwrap();
+            assert_eq!(
+                std::fs::read(&victim).unwrap(),
+                b"untouched",
+                "symlink followed"
+            );
+            let meta = std::fs::symlink_metadata(&target).unwrap();
+            assert!(meta.file_type().is_file(), "the target is not a plain file");
+            assert_eq!(meta.permissions().mode() & 0o777, mode);
+            assert_eq!(std::fs::read(&target).unwrap(), contents);
+        }
+        assert_eq!(
+            std::fs::metadata(&victim).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
+        for p in &planted {
+            assert!(std::fs::symlink_metadata(p)
+                .unwrap()
+                .file_type()
+                .is_symlink());
+        }
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1 + planted.len(),
             "no temporary file left"
         );
     }

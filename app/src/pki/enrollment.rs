@@ -227,7 +227,7 @@ pub fn agent_command(config: &Config, token: &str) -> String {
         .first()
         .map_or("MANAGER", String::as_str);
     format!(
-        "patch-agent enroll --manager https://{name}:{} --token {token}",
+        "echo {token} | patch-agent enroll --manager https://{name}:{} --token-file -",
         config.server.listen.port()
     )
 }
@@ -632,12 +632,12 @@ mod tests {
         config.server.public_names.clear();
         assert_eq!(
             agent_command(&config, "lpm1.x"),
-            "patch-agent enroll --manager https://MANAGER:8443 --token lpm1.x"
+            "echo lpm1.x | patch-agent enroll --manager https://MANAGER:8443 --token-file -"
         );
         config.server.public_names = vec!["pm.example".into(), "10.0.0.1".into()];
         assert_eq!(
             agent_command(&config, "lpm1.x"),
-            "patch-agent enroll --manager https://pm.example:8443 --token lpm1.x"
+            "echo lpm1.x | patch-agent enroll --manager https://pm.example:8443 --token-file -"
         );
     }
 }
