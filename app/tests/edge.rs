@@ -109,6 +109,71 @@ async fn every_refusal_carries_request_id_and_headers() {
 }
 
 #[actix_rt::test]
+async fn pages_allow_only_their_own_nonced_scripts_and_api_answers_are_not_stored() {
+    let db = TestDb::new(Engine::Sqlite);
+    let server = patch_manager::server::start(test_config(&db))
+        .await
+        .unwrap();
+    let base = format!("http://{}", server.addr);
+    let c = awc::Client::default();
+
+    // A page: its policy allows inline scripts only with this page's nonce, which the hydration
+    // scripts carry; a second page gets another nonce.
+    let mut nonces = Vec::new();
+    for _ in 0..2 {
+        let mut res = c.get(format!("{base}/login")).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        let csp = res
+            .headers()
+            .get("content-security-policy")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let scripts = csp
+            .split(';')
+            .find(|d| d.trim().starts_with("script-src"))
+            .unwrap();
+        assert!(!scripts.contains("unsafe-inline"), "{csp}");
+        let nonce = scripts
+            .split_whitespace()
+            .find_map(|t| t.strip_prefix("'nonce-"))
+            .and_then(|t| t.strip_suffix('\''))
+            .unwrap_or_else(|| panic!("no nonce in {csp}"))
+            .to_owned();
+        let html = String::from_utf8(res.body().limit(1 << 22).await.unwrap().to_vec()).unwrap();
+        let inline = html.matches("<script").count();
+        assert!(inline > 0, "the page has its hydration scripts");
+        assert_eq!(
+            html.matches(&format!("nonce=\"{nonce}\"")).count(),
+            inline,
+            "every script carries the page's nonce: {html}"
+        );
+        nonces.push(nonce);
+    }
+    assert_ne!(nonces[0], nonces[1], "a nonce is used once");
+    // No HSTS over plain HTTP (it would be ignored and mislead).
+    let res = c.get(format!("{base}/status/health")).send().await.unwrap();
+    assert!(res.headers().get("strict-transport-security").is_none());
+
+    // API answers are never stored; sign-in answers above all.
+    let res = c
+        .post(format!("{base}/api/v1/auth/login"))
+        .send_json(&json!({ "username": "nobody", "password": "x" }))
+        .await
+        .unwrap();
+    assert_eq!(
+        res.headers()
+            .get("cache-control")
+            .unwrap()
+            .to_str()
+            .unwrap(),
+        "no-store"
+    );
+    server.stop().await;
+}
+
+#[actix_rt::test]
 async fn http2_refusals_with_bodies_all_get_answers() {
     let db = TestDb::new(Engine::Sqlite);
     let mut config = test_config(&db);
@@ -175,6 +240,21 @@ async fn http2_refusals_with_bodies_all_get_answers() {
         failures.is_empty(),
         "{} of 100 got no answer: {failures:?}",
         failures.len()
+    );
+    // Served over HTTPS: browsers are told to keep to it.
+    let res = client
+        .get(format!(
+            "https://localhost:{}/status/health",
+            server.addr.port()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.headers()
+            .get("strict-transport-security")
+            .map(|v| v.to_str().unwrap().to_owned()),
+        Some("max-age=31536000".to_owned())
     );
     for (i, a) in answers.iter().enumerate() {
         let (status, version, rid, env) = a.as_ref().unwrap();

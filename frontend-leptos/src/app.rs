@@ -29,6 +29,22 @@ use shared::auth::Me;
 #[cfg(feature = "ssr")]
 pub fn shell(options: leptos::config::LeptosOptions) -> impl IntoView {
     use leptos_meta::MetaTags;
+    // A fresh nonce per page: the hydration scripts carry it, and the page's
+    // Content-Security-Policy allows inline scripts with that nonce only.
+    #[cfg(feature = "ssr")]
+    {
+        leptos::nonce::provide_nonce();
+        if let (Some(nonce), Some(res)) = (
+            leptos::nonce::use_nonce(),
+            use_context::<leptos_actix::ResponseOptions>(),
+        ) {
+            if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&shared::csp::policy(
+                Some(&nonce.to_string()),
+            )) {
+                res.insert_header(actix_web::http::header::CONTENT_SECURITY_POLICY, v);
+            }
+        }
+    }
     view! {
         <!DOCTYPE html>
         <html lang="en">

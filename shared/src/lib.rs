@@ -9,6 +9,7 @@ pub mod api;
 pub mod auth;
 #[cfg(feature = "config")]
 pub mod config;
+pub mod csp;
 pub mod enroll;
 pub mod error;
 #[cfg(feature = "config")]

@@ -52,9 +52,9 @@ pub async fn request_context(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
     let id = ulid::Ulid::new().to_string();
-    let drain_limit = req
-        .app_data::<actix_web::web::Data<crate::state::AppState>>()
-        .map_or(DEFAULT_DRAIN_LIMIT, |s| s.config.server.body_limit_bytes);
+    let state = req.app_data::<actix_web::web::Data<crate::state::AppState>>();
+    let drain_limit = state.map_or(DEFAULT_DRAIN_LIMIT, |s| s.config.server.body_limit_bytes);
+    let https = state.is_some_and(|s| s.config.server.tls != crate::config::TlsMode::Off);
     let body = SharedPayload(Rc::new(RefCell::new(req.take_payload())));
     req.set_payload(Payload::Stream {
         payload: Box::pin(body.clone()),
@@ -77,11 +77,16 @@ pub async fn request_context(
         body.drain(drain_limit).await;
         res = envelope_bare_error(res, &id);
     }
+    let api = res.request().path().starts_with("/api/");
     let headers = res.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&id) {
         headers.insert(HeaderName::from_static(REQUEST_ID_HEADER), v);
     }
-    set_security_headers(headers);
+    set_security_headers(headers, https);
+    // API answers carry sessions, tokens and fleet data: never kept by a browser or a proxy.
+    if api && !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
     let status = res.status().as_u16();
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     span.in_scope(|| {
@@ -134,25 +139,31 @@ fn envelope_bare_error(res: ServiceResponse<BoxBody>, id: &str) -> ServiceRespon
     ServiceResponse::new(req, new)
 }
 
-/// Headers every answer carries. The CSP allows the inline hydration loader and WebAssembly
-/// compilation, and nothing from other origins.
-fn set_security_headers(headers: &mut actix_web::http::header::HeaderMap) {
-    const HEADERS: [(&str, &str); 5] = [
+/// Headers every answer carries. The Content-Security-Policy ([`shared::csp`]) is the page's own
+/// when a page set one (with its nonce for the hydration loader), else the one without a nonce:
+/// no inline script runs either way. HSTS when the manager serves HTTPS itself.
+fn set_security_headers(headers: &mut actix_web::http::header::HeaderMap, https: bool) {
+    const HEADERS: [(&str, &str); 4] = [
         ("x-content-type-options", "nosniff"),
         ("x-frame-options", "DENY"),
         ("referrer-policy", "no-referrer"),
         ("cross-origin-opener-policy", "same-origin"),
-        (
-            "content-security-policy",
-            "default-src 'self'; script-src 'self' 'unsafe-inline' 'wasm-unsafe-eval'; \
-             style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; \
-             frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
-        ),
     ];
     for (name, value) in HEADERS {
         headers.insert(
             HeaderName::from_static(name),
             HeaderValue::from_static(value),
+        );
+    }
+    if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+        if let Ok(v) = HeaderValue::from_str(&shared::csp::policy(None)) {
+            headers.insert(header::CONTENT_SECURITY_POLICY, v);
+        }
+    }
+    if https {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
         );
     }
 }
