@@ -144,6 +144,10 @@ pub async fn start(config: Config) -> Result<RunningServer, StartupError> {
         netguard,
         admin_changes: Arc::default(),
         sso_starts: Arc::new(crate::http::rate::Limiter::new(30, Duration::from_secs(60))),
+        public_writes: Arc::new(crate::http::rate::Limiter::new(
+            crate::http::rate::PUBLIC_WRITES_PER_MINUTE,
+            Duration::from_secs(60),
+        )),
         clock,
         trusted_proxies: Arc::new(
             shared::netfilter::AllowList::from_entries(&config.server.trusted_proxies).map_err(

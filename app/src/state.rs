@@ -37,6 +37,9 @@ pub struct AppState {
     pub webauthn: Arc<Result<webauthn_rs::prelude::Webauthn, String>>,
     /// Starts of single sign-on per address (each fetches the provider's metadata).
     pub sso_starts: Arc<crate::http::rate::Limiter>,
+    /// Requests per source to the public endpoints that write an audit record (root CA download,
+    /// enrollment attempts), so nobody can grow the audit log from outside at will.
+    pub public_writes: Arc<crate::http::rate::Limiter>,
     /// Serialises changes that could leave no enabled Admin (user edits, deletions, single sign-on
     /// role updates), so two of them cannot each see the other's Admin as the one remaining.
     pub admin_changes: Arc<tokio::sync::Mutex<()>>,

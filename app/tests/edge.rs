@@ -365,3 +365,64 @@ async fn unreadable_settings_fail_closed_and_are_named() {
     assert_eq!(b["error"]["details"]["key"], "auth.oidc");
     server.stop().await;
 }
+
+#[actix_rt::test]
+async fn public_endpoints_that_write_audit_records_are_limited_per_source() {
+    use diesel::prelude::*;
+    use patch_manager::db::schema::audit_log as a;
+    let db = TestDb::new(Engine::Sqlite);
+    let server = patch_manager::server::start(test_config(&db))
+        .await
+        .unwrap();
+    let per_minute = patch_manager::http::rate::PUBLIC_WRITES_PER_MINUTE;
+    let mut statuses = Vec::new();
+    for _ in 0..per_minute + 5 {
+        let (s, _, _) = get_from(
+            Ipv4Addr::new(127, 0, 0, 2),
+            server.addr,
+            "/api/v1/ca/root.crt",
+        )
+        .await;
+        statuses.push(s);
+    }
+    assert!(
+        statuses[..per_minute].iter().all(|s| *s == 200),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses[per_minute..].iter().all(|s| *s == 429),
+        "{statuses:?}"
+    );
+    // Refused enrollments from the same source are limited by the same budget.
+    let body = json!({ "token": "not-a-token", "csr_pem": "x", "hostname": "h", "addresses": [], "port": 12443 });
+    let (s, _, _) = common::request_from(
+        Ipv4Addr::new(127, 0, 0, 2),
+        server.addr,
+        "POST",
+        "/api/v1/enroll",
+        &[],
+        Some(&body),
+    )
+    .await;
+    assert_eq!(s, 429);
+    // Another source is not affected.
+    let (s, _, _) = get_from(
+        Ipv4Addr::new(127, 0, 0, 3),
+        server.addr,
+        "/api/v1/ca/root.crt",
+    )
+    .await;
+    assert_eq!(s, 200);
+    let mut c = server.state.db.conn().unwrap();
+    let downloads: i64 = a::table
+        .filter(a::action.eq("ca.downloaded"))
+        .count()
+        .get_result(&mut *c)
+        .unwrap();
+    assert_eq!(
+        downloads,
+        i64::try_from(per_minute).unwrap() + 1,
+        "one record per allowed download"
+    );
+    server.stop().await;
+}

@@ -16,6 +16,8 @@ pub async fn enroll(
     body: Json<EnrollRequest>,
 ) -> Result<HttpResponse, AppError> {
     let source = crate::http::client::client_ip(&req);
+    // Every attempt is audited (refusals too): limited per source.
+    crate::http::rate::public_write(&state, source)?;
     let answer = enrollment::enroll(&state, body.into_inner(), source).await?;
     Ok(HttpResponse::Created().json(answer))
 }

@@ -27,6 +27,27 @@ pub struct Limiter {
     seen: Mutex<HashMap<IpAddr, VecDeque<NaiveDateTime>>>,
 }
 
+/// Requests a minute per source to a public endpoint that writes an audit record.
+pub const PUBLIC_WRITES_PER_MINUTE: usize = 30;
+
+/// Takes one of `source`'s attempts at a public endpoint that writes an audit record; a
+/// `429 too_many_requests` when it has used them all.
+pub fn public_write(
+    state: &crate::state::AppState,
+    source: Option<IpAddr>,
+) -> Result<(), crate::error::AppError> {
+    let Some(ip) = source.map(crate::http::client::source_key) else {
+        return Ok(());
+    };
+    state
+        .public_writes
+        .check(ip, state.clock.now())
+        .map_err(|wait| crate::error::AppError::TooManyRequests {
+            message: format!("Too many requests from this address; try again in {wait} s."),
+            retry_after: i64::try_from(wait).unwrap_or(60),
+        })
+}
+
 impl Default for Limiter {
     /// The sign-in throttle: [`LOGIN_MAX_FAILURES`] per [`LOGIN_WINDOW`].
     fn default() -> Self {
