@@ -117,6 +117,13 @@ pub async fn start(config: Config) -> Result<RunningServer, StartupError> {
     let netguard = Arc::new(crate::http::allow_list::NetGuard::load(&db).await?);
     crate::settings::report_unreadable(&db, &audit).await?;
     let secrets = Arc::new(crate::secrets::SecretBox::load_or_create(&config.data.dir)?);
+    let key = secrets.clone();
+    let migrated = db
+        .run(move |c| crate::auth::mfa::migrate_recovery_codes(c, &key))
+        .await?;
+    if migrated > 0 {
+        tracing::info!(migrated, "recovery codes re-stored under the keyed hash");
+    }
     let setup = Arc::new(crate::auth::setup::SetupGate::prepare(&db, &config.data.dir).await?);
     audit.verify().await?;
     audit.spawn_periodic_verification(Duration::from_secs(config.audit.verify_interval_secs));

@@ -621,7 +621,7 @@ pub async fn second_factor(
         (None, Some(code)) => (
             state
                 .db
-                .run(move |c| mfa::consume_recovery_code(c, user_id, &code, now))
+                .run(move |c| mfa::consume_recovery_code(c, &secrets, user_id, &code, now))
                 .await?,
             "recovery_code",
         ),

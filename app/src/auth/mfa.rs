@@ -141,8 +141,14 @@ pub fn new_recovery_codes() -> Result<Vec<String>, DbError> {
         .collect()
 }
 
-/// Hash under which a recovery code is stored (case, spaces and dashes do not matter).
-pub fn recovery_hash(code: &str) -> String {
+/// Prefix of a recovery code stored with the keyed hash.
+const KEYED: &str = "k1:";
+/// Context of the keyed hash of recovery codes.
+const RECOVERY_CONTEXT: &str = "recovery code";
+
+/// SHA-256 (hex) of a recovery code (case, spaces and dashes do not matter): how codes were stored
+/// before the keyed hash, and what the keyed hash is taken of.
+fn recovery_sha256(code: &str) -> String {
     let norm: String = code
         .chars()
         .filter(char::is_ascii_alphanumeric)
@@ -151,14 +157,40 @@ pub fn recovery_hash(code: &str) -> String {
     hex::encode(Sha256::digest(norm.as_bytes()))
 }
 
+/// What a recovery code is stored as: a keyed hash (HMAC under the secrets key) of its SHA-256,
+/// so a database dump alone cannot test guesses against it.
+pub fn recovery_hash(secrets: &SecretBox, code: &str) -> String {
+    keyed(secrets, &recovery_sha256(code))
+}
+
+fn keyed(secrets: &SecretBox, sha256_hex: &str) -> String {
+    format!(
+        "{KEYED}{}",
+        secrets.digest(RECOVERY_CONTEXT, sha256_hex.as_bytes())
+    )
+}
+
+/// Re-stores recovery codes kept with the plain SHA-256 of earlier versions under the keyed hash
+/// (the keyed hash is taken of the SHA-256, so no code needs to be known); answers how many.
+pub fn migrate_recovery_codes(c: &mut DbConnection, secrets: &SecretBox) -> Result<usize, DbError> {
+    let plain = credentials::recovery_not_keyed(c, KEYED)?;
+    transaction(c, |c| {
+        for (id, sha) in &plain {
+            credentials::set_data(c, *id, &keyed(secrets, sha))?;
+        }
+        Ok::<_, DbError>(plain.len())
+    })
+}
+
 /// Replaces the user's recovery codes with new ones and answers them (to show once).
 pub fn replace_recovery_codes(
     c: &mut DbConnection,
+    secrets: &SecretBox,
     user_id: i64,
     now: NaiveDateTime,
 ) -> Result<Vec<String>, DbError> {
     let codes = new_recovery_codes()?;
-    let hashes: Vec<String> = codes.iter().map(|c| recovery_hash(c)).collect();
+    let hashes: Vec<String> = codes.iter().map(|c| recovery_hash(secrets, c)).collect();
     credentials::replace_recovery(c, user_id, &hashes, now)?;
     Ok(codes)
 }
@@ -166,11 +198,12 @@ pub fn replace_recovery_codes(
 /// Spends a recovery code of the user; answers whether it was valid and unused.
 pub fn consume_recovery_code(
     c: &mut DbConnection,
+    secrets: &SecretBox,
     user_id: i64,
     code: &str,
     now: NaiveDateTime,
 ) -> Result<bool, DbError> {
-    credentials::consume_recovery(c, user_id, &recovery_hash(code), now)
+    credentials::consume_recovery(c, user_id, &recovery_hash(secrets, code), now)
 }
 
 /// Unused recovery codes left.
@@ -518,7 +551,7 @@ pub fn confirm(
         consume_totp_step(c, cred_id, step, now)?;
         credentials::confirm(c, cred_id)?;
         let codes = if recovery_codes_left(c, uid)? == 0 {
-            replace_recovery_codes(c, uid, now)?
+            replace_recovery_codes(c, secrets, uid, now)?
         } else {
             Vec::new()
         };
@@ -599,13 +632,18 @@ pub async fn remove_factor(
 }
 
 /// New recovery codes for a user who has a second factor (the old ones stop working).
-pub fn renew(c: &mut DbConnection, uid: i64, now: NaiveDateTime) -> Result<Vec<String>, MfaError> {
+pub fn renew(
+    c: &mut DbConnection,
+    secrets: &SecretBox,
+    uid: i64,
+    now: NaiveDateTime,
+) -> Result<Vec<String>, MfaError> {
     if confirmed_factors(c, uid)? == 0 {
         return Err(MfaError::Conflict(
             "recovery codes come with a second factor: enrol one first",
         ));
     }
-    Ok(replace_recovery_codes(c, uid, now)?)
+    Ok(replace_recovery_codes(c, secrets, uid, now)?)
 }
 
 /// [`renew`] for the caller (within [`RECENT_SIGN_IN`] of signing in), audited.
@@ -617,7 +655,9 @@ pub async fn renew_recovery_codes(
     require_recent_sign_in(state, who).await?;
     let uid = who.user_id;
     let now = state.clock.now();
-    let codes = crate::db::transaction::run(&state.db, move |c| renew(c, uid, now)).await?;
+    let secrets = state.secrets.clone();
+    let codes =
+        crate::db::transaction::run(&state.db, move |c| renew(c, &secrets, uid, now)).await?;
     note(
         state,
         who,
@@ -672,8 +712,18 @@ mod tests {
         uniq.sort();
         uniq.dedup();
         assert_eq!(uniq.len(), RECOVERY_CODES);
-        assert_eq!(recovery_hash("AbCdE-fGhJk"), recovery_hash("abcde fghjk"));
-        assert_ne!(recovery_hash("abcde-fghjk"), recovery_hash("abcde-fghjm"));
+        let dir = tempfile::tempdir().unwrap();
+        let key = SecretBox::load_or_create(dir.path()).unwrap();
+        let other = SecretBox::load_or_create(&dir.path().join("other")).unwrap();
+        let h = |k: &SecretBox, c: &str| recovery_hash(k, c);
+        assert_eq!(h(&key, "AbCdE-fGhJk"), h(&key, "abcde fghjk"));
+        assert_ne!(h(&key, "abcde-fghjk"), h(&key, "abcde-fghjm"));
+        assert_ne!(
+            h(&key, "abcde-fghjk"),
+            h(&other, "abcde-fghjk"),
+            "keyed: another installation's key gives another hash"
+        );
+        assert!(!h(&key, "abcde-fghjk").contains(&recovery_sha256("abcde-fghjk")));
     }
 
     #[test]
@@ -855,37 +905,64 @@ mod tests {
     }
 
     #[test]
+    fn recovery_codes_of_earlier_versions_are_migrated_to_the_keyed_hash() {
+        let f = fixture();
+        let c = &mut *f.db.conn().unwrap();
+        let uid = user(c, "alice", false);
+        // As an earlier version stored them: the plain SHA-256.
+        let codes = ["abcde-fghjk", "mnpqr-stvwx"];
+        let plain: Vec<String> = codes.iter().map(|c| recovery_sha256(c)).collect();
+        credentials::replace_recovery(c, uid, &plain, t(0)).unwrap();
+        assert!(
+            !consume_recovery_code(c, &f.secrets, uid, codes[0], t(1)).unwrap(),
+            "not usable before the migration (stored differently)"
+        );
+        assert_eq!(migrate_recovery_codes(c, &f.secrets).unwrap(), 2);
+        assert_eq!(
+            migrate_recovery_codes(c, &f.secrets).unwrap(),
+            0,
+            "once only"
+        );
+        assert!(credentials::recovery_not_keyed(c, KEYED)
+            .unwrap()
+            .is_empty());
+        assert!(consume_recovery_code(c, &f.secrets, uid, codes[0], t(2)).unwrap());
+        assert!(!consume_recovery_code(c, &f.secrets, uid, codes[0], t(3)).unwrap());
+        assert!(consume_recovery_code(c, &f.secrets, uid, "MNPQR STVWX", t(4)).unwrap());
+    }
+
+    #[test]
     fn recovery_codes_work_once_and_renewal_retires_them() {
         let f = fixture();
         let c = &mut *f.db.conn().unwrap();
         let uid = user(c, "alice", false);
         assert!(
-            matches!(renew(c, uid, t(0)), Err(MfaError::Conflict(_))),
+            matches!(renew(c, &f.secrets, uid, t(0)), Err(MfaError::Conflict(_))),
             "no codes without a factor"
         );
         let (_, _, codes) = enrol(&f, c, uid);
-        assert!(consume_recovery_code(c, uid, &codes[0], t(1)).unwrap());
+        assert!(consume_recovery_code(c, &f.secrets, uid, &codes[0], t(1)).unwrap());
         assert!(
-            !consume_recovery_code(c, uid, &codes[0], t(2)).unwrap(),
+            !consume_recovery_code(c, &f.secrets, uid, &codes[0], t(2)).unwrap(),
             "a recovery code works once"
         );
         assert!(
-            consume_recovery_code(c, uid, &codes[1].to_uppercase(), t(3)).unwrap(),
+            consume_recovery_code(c, &f.secrets, uid, &codes[1].to_uppercase(), t(3)).unwrap(),
             "case does not matter"
         );
         assert_eq!(recovery_codes_left(c, uid).unwrap(), 8);
         let other = user(c, "bob", false);
         assert!(
-            !consume_recovery_code(c, other, &codes[2], t(4)).unwrap(),
+            !consume_recovery_code(c, &f.secrets, other, &codes[2], t(4)).unwrap(),
             "codes are the owner's"
         );
-        let fresh = renew(c, uid, t(5)).unwrap();
+        let fresh = renew(c, &f.secrets, uid, t(5)).unwrap();
         assert_eq!(recovery_codes_left(c, uid).unwrap(), 10);
         assert!(
-            !consume_recovery_code(c, uid, &codes[2], t(6)).unwrap(),
+            !consume_recovery_code(c, &f.secrets, uid, &codes[2], t(6)).unwrap(),
             "renewal retires the old codes"
         );
-        assert!(consume_recovery_code(c, uid, &fresh[0], t(7)).unwrap());
+        assert!(consume_recovery_code(c, &f.secrets, uid, &fresh[0], t(7)).unwrap());
     }
 
     #[test]
@@ -901,7 +978,7 @@ mod tests {
             "the removed authenticator's codes are refused"
         );
         assert!(
-            !consume_recovery_code(c, uid, &codes[0], t(120)).unwrap(),
+            !consume_recovery_code(c, &f.secrets, uid, &codes[0], t(120)).unwrap(),
             "the recovery codes go with the last factor"
         );
         assert_eq!(confirmed_factors(c, uid).unwrap(), 0);

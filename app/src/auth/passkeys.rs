@@ -242,6 +242,7 @@ fn rp(state: &AppState) -> Result<&Webauthn, PasskeyError> {
 /// first factor of an account also brings its recovery codes. Answers (credential id, codes).
 pub fn add(
     c: &mut DbConnection,
+    secrets: &crate::secrets::SecretBox,
     uid: i64,
     name: &str,
     key: &Passkey,
@@ -255,7 +256,7 @@ pub fn add(
         }
         let cred_id = store(c, uid, name, key, now)?;
         let codes = if mfa::recovery_codes_left(c, uid)? == 0 {
-            mfa::replace_recovery_codes(c, uid, now)?
+            mfa::replace_recovery_codes(c, secrets, uid, now)?
         } else {
             Vec::new()
         };
@@ -327,8 +328,10 @@ pub async fn register_finish(
         .finish_passkey_registration(&credential, &reg.state)
         .map_err(|e| PasskeyError::Rejected(e.to_string()))?;
     let name = reg.name.clone();
+    let secrets = state.secrets.clone();
     let (cred_id, codes) =
-        crate::db::transaction::run(&state.db, move |c| add(c, uid, &name, &key, now)).await?;
+        crate::db::transaction::run(&state.db, move |c| add(c, &secrets, uid, &name, &key, now))
+            .await?;
     state
         .audit
         .note(

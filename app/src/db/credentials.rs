@@ -202,6 +202,26 @@ pub fn consume_recovery(
     Ok(n == 1)
 }
 
+/// Recovery codes whose stored value does not start with `keyed_prefix`: (row id, value).
+pub fn recovery_not_keyed(
+    c: &mut DbConnection,
+    keyed_prefix: &str,
+) -> Result<Vec<(i64, String)>, DbError> {
+    Ok(uc::table
+        .filter(uc::kind.eq(KIND_RECOVERY))
+        .filter(uc::data.not_like(format!("{keyed_prefix}%")))
+        .select((uc::id, uc::data))
+        .load(c)?)
+}
+
+/// Replaces the stored value of a credential.
+pub fn set_data(c: &mut DbConnection, id: i64, data: &str) -> Result<(), DbError> {
+    diesel::update(uc::table.filter(uc::id.eq(id)))
+        .set(uc::data.eq(data))
+        .execute(c)?;
+    Ok(())
+}
+
 /// Unused recovery codes of a user.
 pub fn recovery_left(c: &mut DbConnection, user_id: i64) -> Result<i64, DbError> {
     Ok(uc::table
