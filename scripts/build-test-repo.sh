@@ -8,7 +8,8 @@
 #   OUT_DIR/main      Origin "LPM Test", Suite stable: lpm-test-hello 1.0-1 1.1-1 2.0-1, lpm-test-lib,
 #                     lpm-test-app (Depends lpm-test-lib), lpm-test-secure 1.0-1, lpm-test-broken
 #                     (postinst exits 1), lpm-test-reboot, lpm-test-slow (postinst sleeps 3 s),
-#                     lpm-test-hang (postinst sleeps 600 s)
+#                     lpm-test-hang (postinst sleeps 600 s), lpm-test-chatty and lpm-test-chatty2
+#                     (postinst prints 10,000 lines over about 8 s)
 #   OUT_DIR/security  Origin Debian, Label Debian-Security, Suite stable-security: lpm-test-secure 1.0-2
 #                     (its changelog.Debian.gz names CVE-2026-0001 and CVE-2026-0002, as Debian's do)
 # Use them with these sources.list lines (never on the real system, see scripts/test-apt-root.sh):
@@ -125,6 +126,28 @@ d="$(new_pkg lpm-test-hang 1.0-1)"
 printf '#!/bin/sh\nsleep 600\nexit 0\n' >"$d/DEBIAN/postinst"
 chmod 0755 "$d/DEBIAN/postinst"
 build_pkg "$d" main lpm-test-hang 1.0-1 "LPM test package whose postinst hangs (timeout tests)"
+
+# Maintainer scripts with heavy output (10,000 lines in bursts of 25, about 8 s), for the job
+# file's batching and crash tests.
+for name in lpm-test-chatty lpm-test-chatty2; do
+  d="$(new_pkg "$name" 1.0-1)"
+  cat >"$d/DEBIAN/postinst" <<EOF
+#!/bin/sh
+i=0
+while [ \$i -lt 400 ]; do
+  j=0
+  while [ \$j -lt 25 ]; do
+    echo "$name: postinst line \$i.\$j"
+    j=\$((j + 1))
+  done
+  sleep 0.02
+  i=\$((i + 1))
+done
+exit 0
+EOF
+  chmod 0755 "$d/DEBIAN/postinst"
+  build_pkg "$d" main "$name" 1.0-1 "LPM test package whose postinst prints 10,000 lines"
+done
 
 # index_suite SUITE ORIGIN LABEL SUITE_NAME CODENAME: writes Packages, Packages.gz and Release in OUT/SUITE.
 index_suite() {

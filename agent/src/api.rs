@@ -673,6 +673,7 @@ async fn health(state: web::Data<AgentState>) -> Result<HttpResponse, ApiError> 
         exclusive_mode: state.jobs.exclusive().is_some(),
         cert_not_after: state.tls.not_after().to_rfc3339(),
         interrupted_jobs: state.jobs.interrupted().to_vec(),
+        job_file_problem: state.jobs.file_problem().map(str::to_owned),
         package_db_interrupted: db_interrupted,
     }))
 }

@@ -65,10 +65,27 @@ pub struct JobsConfig {
     pub max_concurrent: usize,
     /// Hard timeout of one job in seconds; the process group is killed after it (60 .. 86400).
     pub timeout_secs: u64,
-    /// Directory of the job file and rollback records.
+    /// Directory of the job file (`jobs.json`: jobs and their rollback records, kept across
+    /// restarts and reboots).
     pub state_dir: PathBuf,
     /// Seconds a job waits for the package lock held by another program before failing (1 .. 3600).
     pub lock_timeout_secs: u64,
+    /// Finished jobs kept with their rollback records, newest first; older ones are forgotten
+    /// and can no longer be rolled back (1 .. 100000).
+    pub keep_finished: usize,
+    /// Days a finished job and its rollback record are kept after it finished, however few jobs
+    /// there are (1 .. 3650).
+    pub keep_days: u32,
+}
+
+impl JobsConfig {
+    /// How many finished jobs are kept.
+    pub fn retention(&self) -> crate::jobs::Retention {
+        crate::jobs::Retention {
+            keep_finished: self.keep_finished,
+            keep_days: self.keep_days,
+        }
+    }
 }
 
 /// Package manager selection.
@@ -136,6 +153,8 @@ impl Default for JobsConfig {
             timeout_secs: 1800,
             state_dir: PathBuf::from("/var/lib/patch-agent"),
             lock_timeout_secs: 120,
+            keep_finished: 200,
+            keep_days: 30,
         }
     }
 }
@@ -212,6 +231,18 @@ impl AgentConfig {
             return Err(invalid(
                 "jobs.lock_timeout_secs",
                 "must be between 1 and 3600".into(),
+            ));
+        }
+        if !(1..=100_000).contains(&self.jobs.keep_finished) {
+            return Err(invalid(
+                "jobs.keep_finished",
+                "must be between 1 and 100000".into(),
+            ));
+        }
+        if !(1..=3650).contains(&self.jobs.keep_days) {
+            return Err(invalid(
+                "jobs.keep_days",
+                "must be between 1 and 3650".into(),
             ));
         }
         if !(65_536..=1_073_741_824).contains(&self.audit.max_file_bytes) {

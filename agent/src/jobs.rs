@@ -9,12 +9,18 @@
 //! rollback record from the difference. A rollback replays a record in exclusive mode: from the
 //! moment it is accepted every other mutation is refused with a reason until it ends.
 //!
-//! Jobs live in memory and in `state_dir/jobs.json` (rewritten atomically on every change). They
-//! are cleared on restart by design; a job that was queued or running when the agent stopped is
-//! reported as `interrupted` by `/health` after the restart.
+//! Jobs and their rollback records live in memory and in `state_dir/jobs.json`, written by one
+//! thread ([`crate::jobstore::Writer`]) that coalesces changes: output lines at most every
+//! [`crate::jobstore::WRITE_INTERVAL`], state changes at once, and a job's final state and rollback
+//! record are on disk before its `finished` event and audit record. They survive restarts and
+//! reboots, bounded by [`Retention`] (`jobs.keep_finished`, `jobs.keep_days`). A job that was
+//! queued or running when the agent stopped is `interrupted` after the restart (in the job list and
+//! in `/health`), with an audit record. A job file that does not parse is kept aside
+//! (`jobs.json.unreadable-TIMESTAMP`), audited and reported by `/health`, never silently replaced.
 
 use crate::audit::AuditLog;
 use crate::backend::{PackageBackend, Transaction};
+use crate::jobstore::{JobFile, RollbackRecord, Writer};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use shared::agent::{
@@ -30,8 +36,26 @@ use tokio::sync::{broadcast, Semaphore};
 
 /// Lines of output kept per job.
 const LOG_TAIL_LINES: usize = 200;
-/// Finished jobs kept in memory (older ones are forgotten, newest first).
-const KEEP_FINISHED: usize = 500;
+
+/// How many finished jobs (with their rollback records) are kept, in memory and in the job file.
+/// A finished job is forgotten when it is older than `keep_days` or when `keep_finished` newer
+/// finished jobs exist, whichever comes first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Finished jobs kept, newest first.
+    pub keep_finished: usize,
+    /// Days a finished job is kept after it finished.
+    pub keep_days: u32,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            keep_finished: 200,
+            keep_days: 30,
+        }
+    }
+}
 
 /// What a job will do, decided at submission from validated input.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,19 +116,74 @@ pub enum SubmitError {
     NotRollbackable(String),
 }
 
-/// Versions before a job, for the packages it changed: `None` = was not installed.
-type RollbackRecord = BTreeMap<String, Option<String>>;
+/// Jobs and rollback records, shared with the job file's writer thread.
+#[derive(Default)]
+struct Store {
+    jobs: Mutex<BTreeMap<String, Job>>,
+    records: Mutex<BTreeMap<String, RollbackRecord>>,
+}
+
+impl Store {
+    /// The job file's contents now.
+    fn file(&self) -> JobFile {
+        JobFile {
+            jobs: lock(&self.jobs).values().cloned().collect(),
+            records: lock(&self.records).clone(),
+            ..JobFile::default()
+        }
+    }
+
+    /// Forgets finished jobs (and their records) beyond the retention, except the target of a
+    /// rollback that has not finished.
+    fn prune(&self, retention: Retention) {
+        let cutoff = chrono::Utc::now() - chrono::Duration::days(i64::from(retention.keep_days));
+        let mut jobs = lock(&self.jobs);
+        let protected: BTreeSet<String> = jobs
+            .values()
+            .filter(|j| !j.status.is_finished())
+            .filter_map(|j| j.rollback_of.clone())
+            .collect();
+        // Ids are ULIDs: ascending = oldest first.
+        let finished: Vec<String> = jobs
+            .values()
+            .filter(|j| j.status.is_finished() && !protected.contains(&j.id))
+            .map(|j| j.id.clone())
+            .collect();
+        let excess = finished.len().saturating_sub(retention.keep_finished);
+        let mut gone: Vec<String> = finished[..excess].to_vec();
+        gone.extend(
+            finished[excess..]
+                .iter()
+                .filter(|id| {
+                    jobs.get(*id)
+                        .and_then(|j| j.finished_at.as_deref().or(Some(j.created_at.as_str())))
+                        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                        .is_some_and(|t| t < cutoff)
+                })
+                .cloned(),
+        );
+        if gone.is_empty() {
+            return;
+        }
+        let mut records = lock(&self.records);
+        for id in &gone {
+            jobs.remove(id);
+            records.remove(id);
+        }
+    }
+}
 
 struct Inner {
     backend: Arc<dyn PackageBackend>,
     audit: AuditLog,
-    jobs: Mutex<BTreeMap<String, Job>>,
-    records: Mutex<BTreeMap<String, RollbackRecord>>,
+    store: Arc<Store>,
+    writer: Writer,
+    retention: Retention,
+    file_problem: Option<String>,
     exclusive: Mutex<Option<String>>,
     slots: Semaphore,
     package_lock: tokio::sync::Mutex<()>,
     events: broadcast::Sender<JobEvent>,
-    state_file: PathBuf,
     timeout: Duration,
     interrupted: Vec<String>,
 }
@@ -121,18 +200,12 @@ impl std::fmt::Debug for Jobs {
     }
 }
 
-#[derive(Serialize, Deserialize, Default)]
-struct JobFile {
-    jobs: Vec<Job>,
-}
-
 fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 impl Jobs {
-    /// Creates the manager; reads the previous job file and reports its unfinished jobs as
-    /// interrupted.
+    /// Creates the manager with the default [`Retention`]; see [`Jobs::with_retention`].
     pub fn new(
         backend: Arc<dyn PackageBackend>,
         audit: AuditLog,
@@ -140,42 +213,109 @@ impl Jobs {
         max_concurrent: usize,
         timeout: Duration,
     ) -> std::io::Result<Self> {
+        Self::with_retention(
+            backend,
+            audit,
+            state_dir,
+            max_concurrent,
+            timeout,
+            Retention::default(),
+        )
+    }
+
+    /// Creates the manager: reads the previous job file (keeping an unreadable one aside and
+    /// reporting it), marks its unfinished jobs interrupted, and starts the job file's writer.
+    /// Fails only if the file exists but cannot be read or kept aside.
+    pub fn with_retention(
+        backend: Arc<dyn PackageBackend>,
+        audit: AuditLog,
+        state_dir: PathBuf,
+        max_concurrent: usize,
+        timeout: Duration,
+        retention: Retention,
+    ) -> std::io::Result<Self> {
         std::fs::create_dir_all(&state_dir)?;
         let state_file = state_dir.join("jobs.json");
-        let previous: JobFile = match std::fs::read(&state_file) {
-            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "unreadable job file; starting empty");
-                JobFile::default()
-            }),
-            Err(_) => JobFile::default(),
-        };
-        let interrupted: Vec<String> = previous
-            .jobs
-            .iter()
-            .filter(|j| !j.status.is_finished())
-            .map(|j| j.id.clone())
-            .collect();
-        for id in &interrupted {
-            audit.record("job.interrupted", json!({ "job_id": id }));
+        let (previous, set_aside) = crate::jobstore::load(&state_file)?;
+        let file_problem = set_aside.map(|a| {
+            let message = a.describe();
+            tracing::error!("{message}");
+            audit.record(
+                "jobs.file_unreadable",
+                json!({
+                    "file": a.file.display().to_string(),
+                    "set_aside_as": a.set_aside_as.display().to_string(),
+                    "error": a.error,
+                }),
+            );
+            message
+        });
+        let restarted = now();
+        let mut interrupted = Vec::new();
+        let mut jobs = BTreeMap::new();
+        for mut job in previous.jobs {
+            if !job.status.is_finished() {
+                let was = if job.status == JobStatus::Queued {
+                    "queued"
+                } else {
+                    "running"
+                };
+                job.status = JobStatus::Interrupted;
+                job.error = Some(format!(
+                    "the agent stopped while this job was {was}; its outcome is unknown: check \
+                     the packages it names (dpkg --configure -a repairs an interrupted package \
+                     database)"
+                ));
+                job.finished_at = Some(restarted.clone());
+                audit.record("job.interrupted", json!({ "job_id": job.id, "was": was }));
+                interrupted.push(job.id.clone());
+            }
+            jobs.insert(job.id.clone(), job);
         }
+        let mut records = previous.records;
+        records.retain(|id, _| jobs.contains_key(id));
+        let store = Arc::new(Store {
+            jobs: Mutex::new(jobs),
+            records: Mutex::new(records),
+        });
+        store.prune(retention);
+        let snapshot_of = store.clone();
+        let writer = Writer::spawn(state_file, Box::new(move || snapshot_of.file().to_bytes()))?;
+        // The interrupted jobs and any pruning are written at once (by the writer, not here).
+        writer.changed(true);
         let (events, _) = broadcast::channel(1024);
-        let jobs = Self {
+        Ok(Self {
             inner: Arc::new(Inner {
                 backend,
                 audit,
-                jobs: Mutex::new(BTreeMap::new()),
-                records: Mutex::new(BTreeMap::new()),
+                store,
+                writer,
+                retention,
+                file_problem,
                 exclusive: Mutex::new(None),
                 slots: Semaphore::new(max_concurrent.max(1)),
                 package_lock: tokio::sync::Mutex::new(()),
                 events,
-                state_file,
                 timeout,
                 interrupted,
             }),
-        };
-        jobs.persist();
-        Ok(jobs)
+        })
+    }
+
+    /// Why the job file found at start could not be used, if it could not (it was kept aside).
+    pub fn file_problem(&self) -> Option<&str> {
+        self.inner.file_problem.as_deref()
+    }
+
+    /// Waits until every change so far is in the job file.
+    pub async fn flush(&self) {
+        self.inner.writer.flush().await;
+    }
+
+    /// Writes what is pending and stops writing the job file (at shutdown; jobs still running
+    /// are then reported as interrupted by the next start).
+    pub async fn close(&self) {
+        self.inner.writer.close().await;
     }
 
     /// Jobs that were unfinished when the agent last stopped.
@@ -195,19 +335,19 @@ impl Jobs {
 
     /// (running, queued) counts.
     pub fn counts(&self) -> (u32, u32) {
-        let jobs = lock(&self.inner.jobs);
+        let jobs = lock(&self.inner.store.jobs);
         let count = |s| jobs.values().filter(|j| j.status == s).count() as u32;
         (count(JobStatus::Running), count(JobStatus::Queued))
     }
 
     /// One job.
     pub fn get(&self, id: &str) -> Option<Job> {
-        lock(&self.inner.jobs).get(id).cloned()
+        lock(&self.inner.store.jobs).get(id).cloned()
     }
 
     /// All jobs, newest first, optionally with one status.
     pub fn list(&self, status: Option<JobStatus>) -> Vec<Job> {
-        lock(&self.inner.jobs)
+        lock(&self.inner.store.jobs)
             .values()
             .rev()
             .filter(|j| status.is_none_or(|s| j.status == s))
@@ -232,7 +372,7 @@ impl Jobs {
                         "job {of} has not finished"
                     )));
                 }
-                if !lock(&self.inner.records).contains_key(of) {
+                if !lock(&self.inner.store.records).contains_key(of) {
                     return Err(SubmitError::NotRollbackable(format!(
                         "job {of} changed no package"
                     )));
@@ -258,22 +398,9 @@ impl Jobs {
             started_at: None,
             finished_at: None,
         };
-        {
-            let mut jobs = lock(&self.inner.jobs);
-            jobs.insert(id.clone(), job);
-            let finished: Vec<String> = jobs
-                .values()
-                .filter(|j| j.status.is_finished())
-                .map(|j| j.id.clone())
-                .collect();
-            for old in finished
-                .iter()
-                .take(finished.len().saturating_sub(KEEP_FINISHED))
-            {
-                jobs.remove(old);
-            }
-        }
-        self.persist();
+        lock(&self.inner.store.jobs).insert(id.clone(), job);
+        self.inner.store.prune(self.inner.retention);
+        self.inner.writer.changed(true);
         self.inner.audit.record(
             "job.accepted",
             json!({ "job_id": id, "kind": plan.kind(), "request": request }),
@@ -293,38 +420,27 @@ impl Jobs {
         let _ = self.inner.events.send(e);
     }
 
-    fn update(&self, id: &str, f: impl FnOnce(&mut Job)) {
-        if let Some(job) = lock(&self.inner.jobs).get_mut(id) {
+    /// Changes a job in memory and marks the job file dirty: `urgent` (a state change, results)
+    /// is written at once, anything else (output, progress) within the write interval.
+    fn update(&self, id: &str, urgent: bool, f: impl FnOnce(&mut Job)) {
+        if let Some(job) = lock(&self.inner.store.jobs).get_mut(id) {
             f(job);
         }
-        self.persist();
-    }
-
-    /// Writes the job file atomically (temp file + rename).
-    fn persist(&self) {
-        let file = JobFile {
-            jobs: lock(&self.inner.jobs).values().cloned().collect(),
-        };
-        let result = serde_json::to_vec(&file)
-            .map_err(std::io::Error::other)
-            .and_then(|bytes| shared::files::write_atomic(&self.inner.state_file, &bytes, 0o600));
-        if let Err(e) = result {
-            tracing::error!(error = %e, file = %self.inner.state_file.display(), "cannot write the job file");
-        }
+        self.inner.writer.changed(urgent);
     }
 
     async fn run(&self, id: String, plan: Plan) {
         let Ok(_slot) = self.inner.slots.acquire().await else {
             return;
         };
-        self.update(&id, |j| {
+        self.update(&id, true, |j| {
             j.status = JobStatus::Running;
             j.started_at = Some(now());
             j.progress = 5;
         });
         self.emit(JobEvent::Started { job_id: id.clone() });
         let _pkg = self.inner.package_lock.lock().await;
-        self.update(&id, |j| j.progress = 10);
+        self.update(&id, false, |j| j.progress = 10);
         let outcome = self.execute(&id, &plan).await;
         let (status, error) = match outcome {
             Ok(status) => (status, None),
@@ -333,12 +449,15 @@ impl Jobs {
         if matches!(plan, Plan::Rollback { .. }) {
             *lock(&self.inner.exclusive) = None;
         }
-        self.update(&id, |j| {
+        self.update(&id, true, |j| {
             j.status = status;
             j.error = error.clone();
             j.progress = 100;
             j.finished_at = Some(now());
         });
+        self.inner.store.prune(self.inner.retention);
+        // The final state and the rollback record are on disk before anyone is told.
+        self.inner.writer.flush().await;
         self.inner.audit.record(
             "job.finished",
             json!({ "job_id": id, "status": status, "error": error }),
@@ -361,7 +480,7 @@ impl Jobs {
                         result: r.clone(),
                     });
                 }
-                self.update(id, |j| {
+                self.update(id, true, |j| {
                     j.noop = true;
                     j.results = results;
                     j.log_tail
@@ -381,7 +500,7 @@ impl Jobs {
             .map(|n| (n.clone(), before.get(&n).cloned()))
             .collect();
         if !record.is_empty() {
-            lock(&self.inner.records).insert(id.to_owned(), record);
+            lock(&self.inner.store.records).insert(id.to_owned(), record);
         }
         for r in &results {
             if r.outcome == PackageOutcome::Changed {
@@ -402,7 +521,7 @@ impl Jobs {
         let all_unchanged = results
             .iter()
             .all(|r| r.outcome == PackageOutcome::Unchanged);
-        self.update(id, |j| {
+        self.update(id, true, |j| {
             j.results = results.clone();
             j.noop = all_unchanged && run.is_ok();
         });
@@ -567,10 +686,12 @@ impl Jobs {
                 ))
             }
             Plan::Rollback { of } => {
-                let record = lock(&self.inner.records)
-                    .get(of)
-                    .cloned()
-                    .unwrap_or_default();
+                let Some(record) = lock(&self.inner.store.records).get(of).cloned() else {
+                    return Err((
+                        JobStatus::Failed,
+                        format!("the rollback record of job {of} is no longer kept"),
+                    ));
+                };
                 if record.iter().all(|(n, v)| before.get(n) == v.as_ref()) {
                     return Ok(None);
                 }
@@ -603,7 +724,7 @@ impl Jobs {
             Plan::Install(specs) => specs.iter().map(|s| s.name.clone()).collect(),
             Plan::Update { name, .. } | Plan::Remove { name, .. } => vec![name.clone()],
             Plan::Apply { .. } => Vec::new(),
-            Plan::Rollback { of } => lock(&self.inner.records)
+            Plan::Rollback { of } => lock(&self.inner.store.records)
                 .get(of)
                 .map(|r| r.keys().cloned().collect())
                 .unwrap_or_default(),
@@ -673,7 +794,7 @@ impl Jobs {
                     line = line_rx.recv(), if !lines_done => match line {
                         Some(line) => {
                             last_line.clone_from(&line);
-                            self.update(id, |j| {
+                            self.update(id, false, |j| {
                                 j.log_tail.push(line.clone());
                                 let excess = j.log_tail.len().saturating_sub(LOG_TAIL_LINES);
                                 j.log_tail.drain(..excess);
@@ -846,5 +967,58 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     match m.lock() {
         Ok(g) => g,
         Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn job(id: &str, status: JobStatus, finished_days_ago: i64, rollback_of: Option<&str>) -> Job {
+        let finished = chrono::Utc::now() - chrono::Duration::days(finished_days_ago);
+        Job {
+            id: id.into(),
+            kind: JobKind::Install,
+            request: serde_json::Value::Null,
+            status,
+            progress: 100,
+            results: Vec::new(),
+            log_tail: Vec::new(),
+            error: None,
+            noop: false,
+            rollback_of: rollback_of.map(str::to_owned),
+            created_at: now(),
+            started_at: None,
+            finished_at: status.is_finished().then(|| finished.to_rfc3339()),
+        }
+    }
+
+    /// The newest `keep_finished` finished jobs younger than `keep_days` stay with their records;
+    /// unfinished jobs and the target of a running rollback always stay.
+    #[test]
+    fn retention_keeps_the_newest_and_the_young() {
+        let store = Store::default();
+        let jobs = [
+            job("01A", JobStatus::Succeeded, 1, None), // protected: rollback 01F runs
+            job("01B", JobStatus::Succeeded, 1, None),
+            job("01C", JobStatus::Failed, 40, None), // too old
+            job("01D", JobStatus::Succeeded, 2, None),
+            job("01E", JobStatus::Interrupted, 0, None),
+            job("01F", JobStatus::Running, 0, Some("01A")),
+            job("01G", JobStatus::Succeeded, 0, None),
+        ];
+        for j in jobs {
+            lock(&store.records).insert(j.id.clone(), RollbackRecord::new());
+            lock(&store.jobs).insert(j.id.clone(), j);
+        }
+        store.prune(Retention {
+            keep_finished: 3,
+            keep_days: 30,
+        });
+        let kept: Vec<String> = lock(&store.jobs).keys().cloned().collect();
+        assert_eq!(kept, ["01A", "01D", "01E", "01F", "01G"]);
+        let records: Vec<String> = lock(&store.records).keys().cloned().collect();
+        assert_eq!(records, kept);
     }
 }

@@ -8,7 +8,8 @@
 //! - [`tls`]: certificate loading, validity rules, CRL.
 //! - [`reload`]: live reload of the configuration and TLS files.
 //! - [`api`]: the `/api/v1` handlers and the per-request audit record.
-//! - [`jobs`]: asynchronous package jobs, rollback, exclusive mode; [`ws`]: their live events.
+//! - [`jobs`]: asynchronous package jobs, rollback, exclusive mode; [`ws`]: their live events;
+//!   [`jobstore`]: the job file that keeps them across restarts.
 //! - [`backend`]: the `PackageBackend` trait and its apt/dpkg implementation.
 //! - [`audit`]: the hash-chained JSON-lines audit log.
 //! - [`config`]: layered, validated configuration.
@@ -21,6 +22,7 @@ pub mod csr;
 pub mod enroll;
 pub mod ipfilter;
 pub mod jobs;
+pub mod jobstore;
 pub mod openapi;
 pub mod refusals;
 pub mod reload;

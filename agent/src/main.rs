@@ -230,13 +230,17 @@ async fn serve(
         "agent.started",
         serde_json::json!({ "version": env!("CARGO_PKG_VERSION"), "backend": "apt" }),
     );
-    let jobs = patch_agent::jobs::Jobs::new(
+    let jobs = patch_agent::jobs::Jobs::with_retention(
         backend.clone(),
         audit.clone(),
         config.jobs.state_dir.clone(),
         config.jobs.max_concurrent,
         std::time::Duration::from_secs(config.jobs.timeout_secs),
+        config.jobs.retention(),
     )?;
-    let running = patch_agent::server::start(&config, backend, jobs, audit, Some(reload))?;
-    running.wait().await.context("serving")
+    let running = patch_agent::server::start(&config, backend, jobs.clone(), audit, Some(reload))?;
+    let served = running.wait().await.context("serving");
+    // A clean stop: what the job manager holds is written before the process ends.
+    jobs.close().await;
+    served
 }

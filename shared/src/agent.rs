@@ -25,6 +25,10 @@ pub struct AgentHealth {
     pub interrupted_jobs: Vec<String>,
     /// dpkg (or rpm) reports an interrupted transaction that needs repair.
     pub package_db_interrupted: bool,
+    /// Set when the job file found at start did not parse: it was kept aside (the message names
+    /// the new file) and the agent started without the jobs and rollback records it held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_file_problem: Option<String>,
 }
 
 /// `GET /api/v1/system/info`.
