@@ -59,6 +59,9 @@ pub struct PkiConfig {
     pub renew_before_days: i64,
     /// Default lifetime of an enrollment token in minutes.
     pub enrollment_token_minutes: i64,
+    /// Domain every enrolling host's name must end in (`fleet.example.com` admits
+    /// `web1.fleet.example.com`); empty: any DNS name that is not the manager's own.
+    pub fleet_domain: String,
 }
 
 impl Default for PkiConfig {
@@ -67,6 +70,7 @@ impl Default for PkiConfig {
             validity_days: 365,
             renew_before_days: 30,
             enrollment_token_minutes: 60,
+            fleet_domain: String::new(),
         }
     }
 }
@@ -258,6 +262,10 @@ impl Config {
         }
         if let Err(e) = shared::netfilter::AllowList::from_entries(&self.server.trusted_proxies) {
             return Err(invalid("server.trusted_proxies", e));
+        }
+        let domain = self.pki.fleet_domain.trim_start_matches('.');
+        if !domain.is_empty() && !crate::pki::valid_dns_name(domain) {
+            return Err(invalid("pki.fleet_domain", "must be a DNS domain".into()));
         }
         if self.server.workers > 256 {
             return Err(invalid("server.workers", "must be at most 256".into()));

@@ -202,6 +202,26 @@ pub fn revoked(
         .collect())
 }
 
+/// Live (unrevoked, unexpired at `now`) certificates whose subject or a DNS name is `name`.
+pub fn live_with_name(
+    conn: &mut DbConnection,
+    name: &str,
+    now: NaiveDateTime,
+) -> Result<Vec<CertificateRow>, DbError> {
+    let san = serde_json::to_string(&format!("DNS:{name}"))
+        .map_err(|e| DbError::Inconsistent(e.to_string()))?;
+    Ok(certificates::table
+        .filter(certificates::revoked_at.is_null())
+        .filter(certificates::not_after.gt(now))
+        .filter(
+            certificates::subject
+                .eq(name)
+                .or(certificates::sans_json.like(format!("%{san}%"))),
+        )
+        .select(CertificateRow::as_select())
+        .load(conn)?)
+}
+
 /// All certificates, soonest expiry first.
 pub fn list(conn: &mut DbConnection) -> Result<Vec<CertificateRow>, DbError> {
     Ok(certificates::table

@@ -305,6 +305,50 @@ fn refused() -> AppError {
     AppError::Unauthorized("invalid or expired enrollment token".into())
 }
 
+/// The naming policy of enrollment: the host's name is not one of the manager's own names
+/// (`server.public_names`) and ends in `pki.fleet_domain` when one is set; the request comes from
+/// one of the addresses it asks to be certified for, so a token cannot buy a certificate for
+/// somebody else's address. (Names already on a live certificate are refused inside the
+/// enrollment transaction.)
+pub fn names_allowed(
+    config: &crate::config::Config,
+    hostname: &str,
+    addresses: &[IpAddr],
+    source: Option<IpAddr>,
+) -> Result<(), AppError> {
+    if config
+        .server
+        .public_names
+        .iter()
+        .any(|n| n.eq_ignore_ascii_case(hostname))
+    {
+        return Err(bad(
+            "validation_failed",
+            format!("{hostname} is a name of the manager itself"),
+        ));
+    }
+    let domain = config
+        .pki
+        .fleet_domain
+        .trim_start_matches('.')
+        .to_ascii_lowercase();
+    if !domain.is_empty() && !hostname.ends_with(&format!(".{domain}")) {
+        return Err(bad(
+            "validation_failed",
+            format!("host names must end in .{domain}"),
+        ));
+    }
+    if let Some(src) = source.map(|s| s.to_canonical()) {
+        if !addresses.iter().any(|a| a.to_canonical() == src) {
+            return Err(bad(
+                "validation_failed",
+                format!("the request comes from {src}, which is not among the addresses given"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Why an enrollment transaction was rolled back.
 enum EnrollFailure {
     Db(DbError),
@@ -365,6 +409,10 @@ pub async fn enroll(
             .target(format!("hostname:{hostname}"))
             .details(serde_json::json!({ "reason": reason }))
     };
+    if let Err(e) = names_allowed(&state.config, &hostname, &addresses, source) {
+        state.audit.note(refusal(&e.to_string())).await;
+        return Err(e);
+    }
     let Some(token) = EnrollmentToken::parse(&body.token) else {
         state.audit.note(refusal("malformed token")).await;
         return Err(refused());
@@ -380,6 +428,11 @@ pub async fn enroll(
             Ok(transaction(conn, |c| {
                 let group =
                     consume(c, &token, ca.fingerprint(), now)?.map_err(EnrollFailure::Token)?;
+                if !certificates::live_with_name(c, &host, now)?.is_empty() {
+                    return Err(EnrollFailure::HostExists(format!(
+                        "a live certificate already carries the name {host}; revoke it first"
+                    )));
+                }
                 let primary = addresses[0].to_string();
                 if hosts::find_by_address(c, &primary, port)?.is_some() {
                     return Err(EnrollFailure::HostExists(format!(
