@@ -2,6 +2,11 @@
 //! fleet CA as the only trust root, agents addressed by IP (their certificates carry IP SANs).
 //! The certificate files are read when a client is made, so a rotated manager certificate is
 //! used by every connection opened after the rotation.
+//!
+//! Each agent is also **pinned**: the SHA-256 of the certificate the manager issued it at
+//! enrollment or its latest renewal is stored with the host, and a client made with that pin
+//! refuses an agent presenting any other certificate — even one the fleet CA signed for the same
+//! address (another host's, or one bought with a stray enrollment token).
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -39,6 +44,64 @@ pub enum AgentClientError {
     },
 }
 
+/// Verifies an agent's certificate against the fleet CA, then against the pinned SHA-256.
+#[derive(Debug)]
+struct Pinned {
+    fleet: Arc<rustls::client::WebPkiServerVerifier>,
+    sha256: Vec<u8>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        server_name: &rustls::pki_types::ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        let verified = self.fleet.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )?;
+        let presented = ring::digest::digest(&ring::digest::SHA256, end_entity.as_ref());
+        if presented.as_ref() == self.sha256.as_slice() {
+            Ok(verified)
+        } else {
+            Err(rustls::Error::General(
+                "the agent presented a certificate other than the one pinned for this host \
+                 (issued at its enrollment or latest renewal)"
+                    .into(),
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.fleet.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.fleet.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.fleet.supported_verify_schemes()
+    }
+}
+
 /// A client for one agent.
 pub struct AgentClient {
     client: awc::Client,
@@ -54,12 +117,15 @@ impl std::fmt::Debug for AgentClient {
 }
 
 impl AgentClient {
-    /// A client presenting the certificate in `cert`/`key` and trusting only `ca_pem`.
+    /// A client presenting the certificate in `cert`/`key`, trusting only `ca_pem`, and, with
+    /// `pin` (SHA-256 of the agent's certificate, hex), only the agent presenting that
+    /// certificate.
     pub fn new(
         ca_pem: &str,
         cert: &Path,
         key: &Path,
         addr: SocketAddr,
+        pin: Option<&str>,
     ) -> Result<Self, AgentClientError> {
         use rustls::pki_types::pem::PemObject;
         use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -77,14 +143,28 @@ impl AgentClient {
             .map_err(|e| tls(format!("{}: {e}", cert.display())))?;
         let key = PrivateKeyDer::from_pem_file(key)
             .map_err(|e| tls(format!("{}: {e}", key.display())))?;
-        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| tls(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, key)
-        .map_err(|e| tls(e.to_string()))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| tls(e.to_string()))?;
+        let builder = match pin {
+            None => builder.with_root_certificates(roots),
+            Some(pin) => {
+                let fleet = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider,
+                )
+                .build()
+                .map_err(|e| tls(e.to_string()))?;
+                let sha256 = hex::decode(pin).map_err(|e| tls(format!("pin: {e}")))?;
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(Pinned { fleet, sha256 }))
+            }
+        };
+        let mut config = builder
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| tls(e.to_string()))?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         let client = awc::Client::builder()
             .connector(

@@ -158,7 +158,7 @@ async fn enroll_then_manager_reaches_the_agent_and_bad_tokens_fail() {
     )
     .unwrap();
     let agent = patch_agent::server::start(&agent_config, backend, jobs, audit, None).unwrap();
-    let health = patch_manager::pki::rotation::client(&server.state, agent.addr)
+    let health = patch_manager::pki::rotation::client(&server.state, agent.addr, None)
         .unwrap()
         .health()
         .await;

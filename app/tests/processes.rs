@@ -320,6 +320,7 @@ async fn manager_and_agent_processes_enroll_rotate_and_revoke() {
             &keep.path().join("manager-client.crt"),
             &keep.path().join("manager-client.key"),
             agent_addr,
+            None,
         )
         .unwrap()
     };

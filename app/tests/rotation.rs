@@ -116,7 +116,7 @@ async fn rotation_under_polling_and_revocation() {
         let (state, failures, stop) = (state.clone(), failures.clone(), stop.clone());
         actix_rt::spawn(async move {
             while !stop.get() {
-                let ok = match rotation::client(&state, addr) {
+                let ok = match rotation::client(&state, addr, None) {
                     Ok(c) => c.health().await.is_ok(),
                     Err(_) => false,
                 };
@@ -194,6 +194,7 @@ async fn rotation_under_polling_and_revocation() {
         &old_cert,
         &old_key,
         addr,
+        None,
     )
     .unwrap();
     assert!(
@@ -209,13 +210,14 @@ async fn rotation_under_polling_and_revocation() {
         &old_cert,
         &old_key,
         addr,
+        None,
     )
     .unwrap();
     assert!(
         old.health().await.is_err(),
         "the revoked client certificate is still accepted"
     );
-    assert!(rotation::client(&state, addr)
+    assert!(rotation::client(&state, addr, None)
         .unwrap()
         .health()
         .await
@@ -229,6 +231,27 @@ async fn rotation_under_polling_and_revocation() {
 async fn certificates_near_expiry_are_renewed_through_the_agent() {
     let fleet = common::fleet_of_one().await;
     let state = fleet.server.state.clone();
+    let pinned = || {
+        use diesel::prelude::*;
+        use patch_manager::db::schema::hosts;
+        let mut conn = state.db.conn().unwrap();
+        hosts::table
+            .filter(hosts::id.eq(fleet.host_id))
+            .select(hosts::cert_fingerprint)
+            .first::<Option<String>>(&mut *conn)
+            .unwrap()
+            .unwrap()
+    };
+    let pin_at_enrollment = pinned();
+    let pinned_client = |pin: &str| rotation::client(&state, fleet.agent.addr, Some(pin)).unwrap();
+    assert!(
+        pinned_client(&pin_at_enrollment).health().await.is_ok(),
+        "the agent presents the certificate pinned at enrollment"
+    );
+    assert!(
+        pinned_client(&"00".repeat(32)).health().await.is_err(),
+        "an agent presenting any other certificate is refused"
+    );
     // Fresh certificates (365 days) are not due.
     assert!(renewal::renew_due(&state, state.clock.now())
         .await
@@ -272,6 +295,12 @@ async fn certificates_near_expiry_are_renewed_through_the_agent() {
         .unwrap();
     assert_eq!(fp.as_deref(), Some(newest.fingerprint_sha256.as_str()));
     assert_eq!(newest.host_id, Some(fleet.host_id));
+    // The pin follows the renewal: the new certificate is accepted, the old pin no longer is.
+    assert!(pinned_client(&pinned()).health().await.is_ok());
+    assert!(
+        pinned_client(&pin_at_enrollment).health().await.is_err(),
+        "after renewal the agent presents the new certificate, not the old pinned one"
+    );
     fleet.agent.stop().await;
     fleet.server.stop().await;
 }

@@ -59,6 +59,8 @@ pub struct AgentAddressRow {
     pub ip_address: String,
     /// Agent's TCP port.
     pub agent_port: i32,
+    /// SHA-256 (hex) of the agent certificate pinned for the host.
+    pub cert_fingerprint: Option<String>,
 }
 
 /// Insert form of a newly enrolled host.

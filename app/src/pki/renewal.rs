@@ -20,6 +20,7 @@ struct HostAddr {
     fqdn: String,
     ip: IpAddr,
     port: u16,
+    pin: Option<String>,
 }
 
 async fn host(state: &AppState, host_id: i64) -> Result<HostAddr, RotationError> {
@@ -29,6 +30,7 @@ async fn host(state: &AppState, host_id: i64) -> Result<HostAddr, RotationError>
         .await?
         .ok_or_else(|| RotationError::NotFound(format!("no host {host_id}")))?;
     Ok(HostAddr {
+        pin: row.cert_fingerprint,
         fqdn: row.fqdn.unwrap_or(row.display_name),
         ip: row
             .ip_address
@@ -42,7 +44,7 @@ async fn host(state: &AppState, host_id: i64) -> Result<HostAddr, RotationError>
 /// Renews one agent's certificate through the agent itself.
 pub async fn renew_agent(state: &AppState, host_id: i64) -> Result<Issued, RotationError> {
     let h = host(state, host_id).await?;
-    let agent = client(state, SocketAddr::new(h.ip, h.port))?;
+    let agent = client(state, SocketAddr::new(h.ip, h.port), h.pin.as_deref())?;
     let csr = agent.request_csr().await?;
     let sans = [San::Dns(h.fqdn.clone()), San::Ip(h.ip)];
     let issued = state.pki.ca.sign_csr(

@@ -49,13 +49,19 @@ impl From<RotationError> for crate::error::AppError {
     }
 }
 
-/// A client to the agent at `addr` with the manager's current client certificate.
-pub fn client(state: &AppState, addr: SocketAddr) -> Result<AgentClient, AgentClientError> {
+/// A client to the agent at `addr` with the manager's current client certificate, accepting only
+/// the agent certificate pinned for the host (`pin`, when the host has one).
+pub fn client(
+    state: &AppState,
+    addr: SocketAddr,
+    pin: Option<&str>,
+) -> Result<AgentClient, AgentClientError> {
     AgentClient::new(
         state.pki.ca.cert_pem(),
         &state.pki.client_cert,
         &state.pki.client_key,
         addr,
+        pin,
     )
 }
 
@@ -131,7 +137,11 @@ pub async fn revoke(
             agent.ip_address.parse::<IpAddr>(),
             u16::try_from(agent.agent_port),
         ) {
-            (Ok(ip), Ok(port)) => match client(state, SocketAddr::new(ip, port)) {
+            (Ok(ip), Ok(port)) => match client(
+                state,
+                SocketAddr::new(ip, port),
+                agent.cert_fingerprint.as_deref(),
+            ) {
                 Ok(client) => client
                     .push_crl(&crl)
                     .await
