@@ -104,3 +104,110 @@ impl Caller {
         format!("user:{}", self.identity.user_id)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DatabaseTarget;
+    use crate::db::hosts::{self, NewHost, NewHostGroup, NewMembership};
+    use crate::db::users;
+
+    fn identity(user_id: i64, role: &str) -> Identity {
+        Identity {
+            user_id,
+            role: role.into(),
+            session: "s".into(),
+            via_cookie: false,
+            mfa_enrolment_pending: false,
+        }
+    }
+
+    /// Two groups with one host each; an Operator in the first. Answers (db, operator, hosts).
+    fn fleet(dir: &tempfile::TempDir) -> (Database, i64, [i64; 2]) {
+        let db = Database::open(
+            &DatabaseTarget::Sqlite(dir.path().join("t.db")),
+            2,
+            std::time::Duration::from_secs(10),
+        )
+        .unwrap();
+        let c = &mut *db.conn().unwrap();
+        let now = chrono::DateTime::from_timestamp(1_800_000_000, 0)
+            .unwrap()
+            .naive_utc();
+        let mut host_ids = [0; 2];
+        let mut group_ids = [0; 2];
+        for (i, name) in ["a", "b"].iter().enumerate() {
+            group_ids[i] = hosts::insert_group(
+                c,
+                &NewHostGroup {
+                    name,
+                    description: "",
+                    created_at: now,
+                    updated_at: now,
+                },
+            )
+            .unwrap();
+            let ip = format!("192.0.2.{}", i + 1);
+            host_ids[i] = hosts::insert(
+                c,
+                &NewHost {
+                    fqdn: None,
+                    ip_address: &ip,
+                    display_name: name,
+                    agent_port: 12443,
+                    status: "unknown",
+                    reboot_required: false,
+                    pending_patches: 0,
+                    pending_security_patches: 0,
+                    cert_fingerprint: None,
+                    created_at: now,
+                    updated_at: now,
+                },
+            )
+            .unwrap();
+            hosts::add_member(
+                c,
+                &NewMembership {
+                    host_id: host_ids[i],
+                    group_id: group_ids[i],
+                    created_at: now,
+                },
+            )
+            .unwrap();
+        }
+        let op =
+            users::insert(c, &users::NewUser::local("op", "op", "x", "operator", now)).unwrap();
+        users::replace_groups(c, op, &[group_ids[0]], now).unwrap();
+        (db, op, host_ids)
+    }
+
+    #[actix_rt::test]
+    async fn operators_see_their_groups_hosts_and_admins_see_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, op, [mine, theirs]) = fleet(&dir);
+        let c = &mut *db.conn().unwrap();
+
+        let scope = scope_of(&db, &identity(op, "operator")).await.unwrap();
+        assert!(!scope.is_all());
+        assert!(scope.allows_host(c, mine).unwrap());
+        assert!(
+            !scope.allows_host(c, theirs).unwrap(),
+            "another group's host"
+        );
+        assert!(
+            !scope.allows_host(c, 999).unwrap(),
+            "a host that does not exist"
+        );
+        assert_eq!(scope.host_ids(c).unwrap(), Some(vec![mine]));
+
+        let admin = scope_of(&db, &identity(1, "admin")).await.unwrap();
+        assert!(admin.is_all());
+        assert!(admin.allows_host(c, theirs).unwrap());
+        assert_eq!(admin.host_ids(c).unwrap(), None, "no restriction");
+
+        // An Operator in no group sees nothing.
+        let none = scope_of(&db, &identity(12345, "operator")).await.unwrap();
+        assert_eq!(none.host_ids(c).unwrap(), Some(vec![]));
+        assert!(!none.allows_host(c, mine).unwrap());
+    }
+}
