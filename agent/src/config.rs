@@ -55,6 +55,9 @@ pub struct TlsConfig {
     pub client_ca: PathBuf,
     /// Certificate revocation list from the same CA; empty path = none.
     pub crl: PathBuf,
+    /// Subject common name the manager's client certificate must carry: the agent answers the
+    /// manager only, not any client certificate its CA might issue. Empty: any (tests only).
+    pub manager_subject: String,
 }
 
 /// Asynchronous package jobs.
@@ -142,6 +145,7 @@ impl Default for TlsConfig {
             key: PathBuf::from("/etc/patch-agent/tls/agent.key"),
             client_ca: PathBuf::from("/etc/patch-agent/tls/ca.crt"),
             crl: PathBuf::new(),
+            manager_subject: "patch-manager".into(),
         }
     }
 }

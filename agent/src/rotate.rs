@@ -109,6 +109,7 @@ pub fn install_certificate(
         key: state_dir.join("staged.key"),
         client_ca: cfg.client_ca.clone(),
         crl: cfg.crl.clone(),
+        manager_subject: cfg.manager_subject.clone(),
     };
     write(&staged.key, &key_pem, 0o600)?;
     write(&staged.cert, cert_pem, 0o644)?;

@@ -86,6 +86,7 @@ struct Material {
     key: Arc<CertifiedKey>,
     verifier: Arc<dyn ClientCertVerifier>,
     not_after: chrono::DateTime<chrono::Utc>,
+    manager_subject: String,
 }
 
 /// The agent's current TLS material, replaceable while the server runs.
@@ -211,6 +212,7 @@ fn load_material(cfg: &TlsConfig, provider: &Arc<CryptoProvider>) -> Result<Mate
         key: Arc::new(certified),
         verifier,
         not_after,
+        manager_subject: cfg.manager_subject.clone(),
     })
 }
 
@@ -238,6 +240,13 @@ fn check_validity(
         return Err(bad("expired".into()));
     }
     chrono::DateTime::from_timestamp(na, 0).ok_or_else(|| bad("unreadable expiry".into()))
+}
+
+/// The subject common name of a certificate, if it has one.
+fn common_name(der: &CertificateDer<'_>) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    let cn = cert.subject().iter_common_name().next()?;
+    cn.as_str().ok().map(str::to_owned)
 }
 
 #[derive(Debug)]
@@ -273,10 +282,20 @@ impl ClientCertVerifier for Verifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        self.0
-            .material()
+        let material = self.0.material();
+        let verified = material
             .verifier
-            .verify_client_cert(end_entity, intermediates, now)
+            .verify_client_cert(end_entity, intermediates, now)?;
+        if material.manager_subject.is_empty()
+            || common_name(end_entity).as_deref() == Some(material.manager_subject.as_str())
+        {
+            Ok(verified)
+        } else {
+            Err(rustls::Error::General(format!(
+                "client certificate is not the manager's (subject {:?})",
+                common_name(end_entity).unwrap_or_default()
+            )))
+        }
     }
 
     fn verify_tls12_signature(

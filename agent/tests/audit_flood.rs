@@ -42,7 +42,7 @@ async fn ten_thousand_refused_connections_leave_a_bounded_number_of_records() {
     let flood = started.elapsed();
 
     // The manager is still served.
-    let manager = Client::new(&ca, Some(ca.leaf("manager", 2, false, 30)));
+    let manager = Client::new(&ca, Some(ca.leaf("patch-manager", 2, false, 30)));
     match manager.get(addr, "/api/v1/health").await {
         Outcome::Http(200, _) => {}
         o => panic!("the manager was not served after the flood: {o:?}"),

@@ -90,7 +90,7 @@ async fn certificates_and_allow_list_reload_live() {
     );
     let (agent, audit) = start_agent(&files);
     let addr = agent.addr;
-    let client = Client::new(&ca, Some(ca.leaf("manager", 2, false, 30)));
+    let client = Client::new(&ca, Some(ca.leaf("patch-manager", 2, false, 30)));
 
     let mut established = open(&client, addr).await;
     assert_eq!(server_serial(&established), "51");

@@ -69,7 +69,7 @@ async fn a_revoked_certificate_loses_its_connection_and_cannot_resume() {
 
     // The manager's client keeps one configuration, hence one session cache, for all its
     // connections: what a real client that resumes sessions does.
-    let manager = Client::new(&ca, Some(ca.leaf("manager", 0x77, false, 30)));
+    let manager = Client::new(&ca, Some(ca.leaf("patch-manager", 0x77, false, 30)));
     let config = Arc::new(manager.config());
     let opened = Instant::now();
     let mut kept = connect(&config, addr).await.expect("first handshake");

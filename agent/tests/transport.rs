@@ -28,7 +28,7 @@ async fn only_valid_client_certificates_from_allowed_addresses_get_answers() {
     let addr = agent.addr;
 
     // Valid certificate: answers.
-    let good = Client::new(&ca, Some(ca.leaf("manager", 10, false, 30)));
+    let good = Client::new(&ca, Some(ca.leaf("patch-manager", 10, false, 30)));
     match good.get(addr, "/api/v1/health").await {
         Outcome::Http(200, body) => {
             let h: shared::agent::AgentHealth = serde_json::from_str(&body).unwrap();
@@ -49,6 +49,12 @@ async fn only_valid_client_certificates_from_allowed_addresses_get_answers() {
             .await,
         "certificate from another CA",
     );
+    assert_no_answer(
+        &Client::new(&ca, Some(ca.leaf("someone-else", 4242, false, 30)))
+            .get(addr, "/api/v1/health")
+            .await,
+        "a client certificate of the fleet CA that is not the manager's",
+    );
     let now = OffsetDateTime::now_utc();
     let expired = ca.issue(
         "old",
@@ -63,7 +69,7 @@ async fn only_valid_client_certificates_from_allowed_addresses_get_answers() {
             .await,
         "expired certificate",
     );
-    let revoked = ca.leaf("revoked", 66, false, 30);
+    let revoked = ca.leaf("patch-manager", 66, false, 30);
     assert_no_answer(
         &Client::new(&ca, Some(revoked))
             .get(addr, "/api/v1/health")
@@ -72,12 +78,12 @@ async fn only_valid_client_certificates_from_allowed_addresses_get_answers() {
     );
 
     // TLS 1.2 only client: refused.
-    let mut old_tls = Client::new(&ca, Some(ca.leaf("manager", 13, false, 30)));
+    let mut old_tls = Client::new(&ca, Some(ca.leaf("patch-manager", 13, false, 30)));
     old_tls.tls12_only = true;
     assert_no_answer(&old_tls.get(addr, "/api/v1/health").await, "TLS 1.2 client");
 
     // Valid certificate from an address not on the list: closed before any TLS byte.
-    let mut elsewhere = Client::new(&ca, Some(ca.leaf("manager", 14, false, 30)));
+    let mut elsewhere = Client::new(&ca, Some(ca.leaf("patch-manager", 14, false, 30)));
     elsewhere.source = "127.0.0.2";
     match elsewhere.get(addr, "/api/v1/health").await {
         Outcome::NoAnswer(how) => assert!(how.starts_with("handshake"), "{how}"),
@@ -118,7 +124,7 @@ async fn only_valid_client_certificates_from_allowed_addresses_get_answers() {
         "exactly the one valid request is audited as a request"
     );
     let req = events.iter().find(|v| v["event"] == "request").unwrap();
-    assert_eq!(req["client_subject"], "manager");
+    assert_eq!(req["client_subject"], "patch-manager");
     assert_eq!(req["status"], 200);
     assert!(matches!(
         verify_file(&files.audit_path()).unwrap(),
@@ -154,7 +160,7 @@ async fn bad_requests_get_envelopes_and_run_nothing() {
         &["127.0.0.1"],
     );
     let (agent, _audit) = start_agent(&files);
-    let c = Client::new(&ca, Some(ca.leaf("manager", 2, false, 30)));
+    let c = Client::new(&ca, Some(ca.leaf("patch-manager", 2, false, 30)));
     let cases = [
         (
             "/api/v1/packages/-oAPT::Get::Foo=1",
@@ -217,7 +223,7 @@ async fn packages_match_dpkg_query() {
         &["127.0.0.1"],
     );
     let (agent, _audit) = start_agent(&files);
-    let c = Client::new(&ca, Some(ca.leaf("manager", 2, false, 30)));
+    let c = Client::new(&ca, Some(ca.leaf("patch-manager", 2, false, 30)));
     let Outcome::Http(200, body) = c.get(agent.addr, "/api/v1/packages").await else {
         panic!("no list")
     };

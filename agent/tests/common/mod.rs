@@ -306,7 +306,7 @@ pub struct Api {
 impl Api {
     pub fn new(ca: &Ca, addr: SocketAddr) -> Self {
         Self {
-            client: Client::new(ca, Some(ca.leaf("manager", 900, false, 30))),
+            client: Client::new(ca, Some(ca.leaf("patch-manager", 900, false, 30))),
             addr,
         }
     }
