@@ -178,12 +178,12 @@ pub fn infos(
                 id: UserId(u.id),
                 mfa_factors: factors
                     .iter()
-                    .find(|(id, _)| *id == u.id)
-                    .map_or(0, |(_, n)| *n),
+                    .find(|f| f.user_id == u.id)
+                    .map_or(0, |f| f.factors),
                 group_ids: groups
                     .iter()
-                    .filter(|(id, _)| *id == u.id)
-                    .map(|(_, g)| GroupId(*g))
+                    .filter(|l| l.user_id == u.id)
+                    .map(|l| GroupId(l.group_id))
                     .collect(),
                 username: u.username,
                 display_name: u.display_name,

@@ -283,15 +283,33 @@ pub fn set_locked_until(
     Ok(())
 }
 
-/// (user, group) links of every user.
-pub fn group_links(c: &mut DbConnection) -> Result<Vec<(i64, i64)>, DbError> {
+/// A user's membership of a host group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Queryable)]
+pub struct GroupLink {
+    /// The user.
+    pub user_id: i64,
+    /// The group.
+    pub group_id: i64,
+}
+
+/// How many confirmed second factors a user has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Queryable)]
+pub struct FactorCount {
+    /// The user.
+    pub user_id: i64,
+    /// Confirmed factors (recovery codes not counted).
+    pub factors: i64,
+}
+
+/// Group memberships of every user.
+pub fn group_links(c: &mut DbConnection) -> Result<Vec<GroupLink>, DbError> {
     Ok(user_groups::table
         .select((user_groups::user_id, user_groups::group_id))
         .load(c)?)
 }
 
 /// Confirmed second factors (recovery codes not counted) per user.
-pub fn factor_counts(c: &mut DbConnection) -> Result<Vec<(i64, i64)>, DbError> {
+pub fn factor_counts(c: &mut DbConnection) -> Result<Vec<FactorCount>, DbError> {
     Ok(uc::table
         .filter(uc::confirmed.eq(true))
         .filter(uc::kind.ne(KIND_RECOVERY))
