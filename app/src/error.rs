@@ -5,6 +5,7 @@
 //! (database text, I/O errors) are logged with the request id and never sent.
 
 use crate::db::DbError;
+use shared::vocab::ErrorCode;
 
 /// Everything a request can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -16,7 +17,7 @@ pub enum AppError {
     #[error("{message}")]
     BadRequest {
         /// Stable code (`invalid_json`, `validation_failed`, …).
-        code: &'static str,
+        code: ErrorCode,
         /// Human-readable explanation.
         message: String,
         /// Structured details (offending field…).
@@ -72,30 +73,30 @@ impl AppError {
     /// A field failed validation (`400 validation_failed`, the field named in the details).
     pub fn invalid(field: &str, message: impl Into<String>) -> Self {
         Self::BadRequest {
-            code: "validation_failed",
+            code: shared::vocab::ErrorCode::ValidationFailed,
             message: message.into(),
             details: serde_json::json!({ "field": field }),
         }
     }
 
     /// Stable machine-readable code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::NotFound(_) => "not_found",
-            Self::BadRequest { code, .. } => code,
-            Self::PayloadTooLarge { .. } => "payload_too_large",
-            Self::UnsupportedMediaType => "unsupported_media_type",
-            Self::Unauthorized(_) => "unauthorized",
-            Self::Forbidden(_) => "forbidden",
-            Self::AddressNotAllowed => "address_not_allowed",
-            Self::TooManyRequests { .. } => "too_many_requests",
-            Self::Conflict(_) => "conflict",
-            Self::Gone(_) => "gone",
-            Self::Agent(_) => "agent_error",
-            Self::IdentityProvider(_) => "identity_provider_error",
-            Self::Database(DbError::UnreadableSetting { .. }) => "setting_unreadable",
-            Self::Database(_) => "database_unavailable",
-            Self::Internal(_) => "internal_error",
+            Self::NotFound(_) => ErrorCode::NotFound,
+            Self::BadRequest { code, .. } => *code,
+            Self::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
+            Self::UnsupportedMediaType => ErrorCode::UnsupportedMediaType,
+            Self::Unauthorized(_) => ErrorCode::Unauthorized,
+            Self::Forbidden(_) => ErrorCode::Forbidden,
+            Self::AddressNotAllowed => ErrorCode::AddressNotAllowed,
+            Self::TooManyRequests { .. } => ErrorCode::TooManyRequests,
+            Self::Conflict(_) => ErrorCode::Conflict,
+            Self::Gone(_) => ErrorCode::Gone,
+            Self::Agent(_) => ErrorCode::AgentError,
+            Self::IdentityProvider(_) => ErrorCode::IdentityProviderError,
+            Self::Database(DbError::UnreadableSetting { .. }) => ErrorCode::SettingUnreadable,
+            Self::Database(_) => ErrorCode::DatabaseUnavailable,
+            Self::Internal(_) => ErrorCode::InternalError,
         }
     }
 

@@ -161,6 +161,14 @@ word_enum!(
         InvalidPath = "invalid_path",
         /// The request could not be understood.
         BadRequest = "bad_request",
+        /// A certificate signing request that does not parse or is not self-signed.
+        InvalidCsr = "invalid_csr",
+        /// A second-factor credential that does not parse.
+        InvalidCredential = "invalid_credential",
+        /// A security key's answer was rejected.
+        WebauthnRejected = "webauthn_rejected",
+        /// A wrong one-time code.
+        WrongCode = "wrong_code",
         /// The body is larger than the limit.
         PayloadTooLarge = "payload_too_large",
         /// The body is not JSON.

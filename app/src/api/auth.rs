@@ -178,7 +178,7 @@ pub async fn refresh(
         RefreshRequest::default()
     } else {
         serde_json::from_slice(&body).map_err(|e| AppError::BadRequest {
-            code: "invalid_json",
+            code: shared::vocab::ErrorCode::InvalidJson,
             message: e.to_string(),
             details: serde_json::Value::Null,
         })?

@@ -63,7 +63,7 @@ pub async fn complete(
         Err(SetupError::Completed) => Err(AppError::Gone("setup is already complete".into())),
         Err(SetupError::BadToken) => Err(AppError::Unauthorized("invalid setup token".into())),
         Err(SetupError::Invalid(m)) => Err(AppError::BadRequest {
-            code: "validation_failed",
+            code: shared::vocab::ErrorCode::ValidationFailed,
             message: m,
             details: serde_json::Value::Null,
         }),

@@ -552,7 +552,7 @@ impl From<SecondFactorError> for AppError {
         match e {
             SecondFactorError::Refused => AppError::Unauthorized(e.to_string()),
             SecondFactorError::OneAnswer => AppError::BadRequest {
-                code: "validation_failed",
+                code: shared::vocab::ErrorCode::ValidationFailed,
                 message: e.to_string(),
                 details: serde_json::Value::Null,
             },

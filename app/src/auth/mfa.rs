@@ -364,7 +364,7 @@ impl From<MfaError> for AppError {
             MfaError::NotFound(m) => AppError::NotFound(m.into()),
             MfaError::Conflict(m) => AppError::Conflict(m.into()),
             MfaError::WrongCode => AppError::BadRequest {
-                code: "wrong_code",
+                code: shared::vocab::ErrorCode::WrongCode,
                 message: e.to_string(),
                 details: serde_json::json!({ "field": "code" }),
             },
@@ -850,7 +850,7 @@ mod tests {
             Err(MfaError::NotRecent)
         ));
         let refused: AppError = MfaError::NotRecent.into();
-        assert_eq!(refused.code(), "forbidden");
+        assert_eq!(refused.code(), shared::vocab::ErrorCode::Forbidden);
     }
 
     #[test]

@@ -211,13 +211,13 @@ impl From<PasskeyError> for AppError {
             | PasskeyError::NoKey => AppError::Conflict(e.to_string()),
             PasskeyError::Mfa(e) => e.into(),
             PasskeyError::InvalidCredential(message) => AppError::BadRequest {
-                code: "invalid_credential",
+                code: shared::vocab::ErrorCode::InvalidCredential,
                 message,
                 details: serde_json::json!({ "field": "credential" }),
             },
             PasskeyError::NoRegistration => AppError::NotFound(e.to_string()),
             PasskeyError::Rejected(_) => AppError::BadRequest {
-                code: "webauthn_rejected",
+                code: shared::vocab::ErrorCode::WebauthnRejected,
                 message: e.to_string(),
                 details: serde_json::Value::Null,
             },

@@ -69,12 +69,12 @@ impl AppError {
             JsonPayloadError::Payload(PayloadError::Overflow) => Self::PayloadTooLarge { limit },
             JsonPayloadError::ContentType => Self::UnsupportedMediaType,
             JsonPayloadError::Deserialize(e) => Self::BadRequest {
-                code: "invalid_json",
+                code: shared::vocab::ErrorCode::InvalidJson,
                 message: format!("request body is not valid for this endpoint: {e}"),
                 details: serde_json::json!({ "line": e.line(), "column": e.column() }),
             },
             other => Self::BadRequest {
-                code: "invalid_body",
+                code: shared::vocab::ErrorCode::InvalidBody,
                 message: format!("cannot read the request body: {other}"),
                 details: serde_json::Value::Null,
             },
@@ -84,7 +84,7 @@ impl AppError {
     /// Maps a query-string extractor failure.
     pub fn from_query(err: &QueryPayloadError) -> Self {
         Self::BadRequest {
-            code: "invalid_query",
+            code: shared::vocab::ErrorCode::InvalidQuery,
             message: format!("invalid query string: {err}"),
             details: serde_json::Value::Null,
         }
@@ -93,7 +93,7 @@ impl AppError {
     /// Maps a path extractor failure.
     pub fn from_path(err: &PathError) -> Self {
         Self::BadRequest {
-            code: "invalid_path",
+            code: shared::vocab::ErrorCode::InvalidPath,
             message: format!("invalid path parameter: {err}"),
             details: serde_json::Value::Null,
         }

@@ -58,7 +58,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
             let mut body = Vec::new();
             while let Some(chunk) = payload.next().await {
                 let chunk = chunk.map_err(|e| AppError::BadRequest {
-                    code: "invalid_body",
+                    code: shared::vocab::ErrorCode::InvalidBody,
                     message: format!("cannot read the request body: {e}"),
                     details: serde_json::Value::Null,
                 })?;
@@ -91,7 +91,7 @@ fn refusal(e: serde_path_to_error::Error<serde_json::Error>) -> AppError {
         format!("{path}: {inner}")
     };
     AppError::BadRequest {
-        code: "invalid_json",
+        code: shared::vocab::ErrorCode::InvalidJson,
         message,
         details,
     }

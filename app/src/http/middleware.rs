@@ -21,6 +21,7 @@ use actix_web::middleware::Next;
 use actix_web::web::Bytes;
 use actix_web::{Error, HttpMessage, HttpResponse};
 use futures_util::{Stream, StreamExt};
+use shared::vocab::ErrorCode;
 use shared::ErrorEnvelope;
 use std::cell::RefCell;
 use std::pin::Pin;
@@ -113,19 +114,20 @@ fn envelope_bare_error(res: ServiceResponse<BoxBody>, id: &str) -> ServiceRespon
     }
     let status = res.status();
     let (code, message) = match status {
-        StatusCode::NOT_FOUND => ("not_found", "no such resource"),
-        StatusCode::METHOD_NOT_ALLOWED => {
-            ("method_not_allowed", "method not allowed on this resource")
-        }
-        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "request body is too large"),
+        StatusCode::NOT_FOUND => (ErrorCode::NotFound, "no such resource"),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            ErrorCode::MethodNotAllowed,
+            "method not allowed on this resource",
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (ErrorCode::PayloadTooLarge, "request body is too large"),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => {
-            ("unsupported_media_type", "unsupported content type")
+            (ErrorCode::UnsupportedMediaType, "unsupported content type")
         }
-        StatusCode::BAD_REQUEST => ("bad_request", "the request could not be understood"),
-        StatusCode::FORBIDDEN => ("forbidden", "access denied"),
-        StatusCode::UNAUTHORIZED => ("unauthorized", "authentication required"),
-        s if s.is_server_error() => ("internal_error", "an internal error occurred"),
-        _ => ("request_failed", "the request failed"),
+        StatusCode::BAD_REQUEST => (ErrorCode::BadRequest, "the request could not be understood"),
+        StatusCode::FORBIDDEN => (ErrorCode::Forbidden, "access denied"),
+        StatusCode::UNAUTHORIZED => (ErrorCode::Unauthorized, "authentication required"),
+        s if s.is_server_error() => (ErrorCode::InternalError, "an internal error occurred"),
+        _ => (ErrorCode::RequestFailed, "the request failed"),
     };
     let body = ErrorEnvelope::new(code, message, Some(id.to_owned()));
     let (req, old) = res.into_parts();

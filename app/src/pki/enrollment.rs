@@ -293,7 +293,7 @@ pub async fn withdraw(state: &AppState, by: &Requester, id: i64) -> Result<(), A
     Ok(())
 }
 
-fn bad(code: &'static str, message: impl Into<String>) -> AppError {
+fn bad(code: shared::vocab::ErrorCode, message: impl Into<String>) -> AppError {
     AppError::BadRequest {
         code,
         message: message.into(),
@@ -323,7 +323,7 @@ pub fn names_allowed(
         .any(|n| n.eq_ignore_ascii_case(hostname))
     {
         return Err(bad(
-            "validation_failed",
+            shared::vocab::ErrorCode::ValidationFailed,
             format!("{hostname} is a name of the manager itself"),
         ));
     }
@@ -334,14 +334,14 @@ pub fn names_allowed(
         .to_ascii_lowercase();
     if !domain.is_empty() && !hostname.ends_with(&format!(".{domain}")) {
         return Err(bad(
-            "validation_failed",
+            shared::vocab::ErrorCode::ValidationFailed,
             format!("host names must end in .{domain}"),
         ));
     }
     if let Some(src) = source.map(|s| s.to_canonical()) {
         if !addresses.iter().any(|a| a.to_canonical() == src) {
             return Err(bad(
-                "validation_failed",
+                shared::vocab::ErrorCode::ValidationFailed,
                 format!("the request comes from {src}, which is not among the addresses given"),
             ));
         }
@@ -373,11 +373,14 @@ pub async fn enroll(
     let by = Requester::named("enrollment", source);
     let hostname = body.hostname.trim().to_ascii_lowercase();
     if !pki::valid_dns_name(&hostname) {
-        return Err(bad("validation_failed", "hostname must be a DNS name"));
+        return Err(bad(
+            shared::vocab::ErrorCode::ValidationFailed,
+            "hostname must be a DNS name",
+        ));
     }
     if body.addresses.is_empty() || body.addresses.len() > MAX_ADDRESSES {
         return Err(bad(
-            "validation_failed",
+            shared::vocab::ErrorCode::ValidationFailed,
             format!("give 1 to {MAX_ADDRESSES} addresses"),
         ));
     }
@@ -387,20 +390,23 @@ pub async fn enroll(
         .map(|a| {
             a.parse().map_err(|_| {
                 bad(
-                    "validation_failed",
+                    shared::vocab::ErrorCode::ValidationFailed,
                     format!("`{}` is not an IP address", a.escape_default()),
                 )
             })
         })
         .collect::<Result<_, _>>()?;
     if body.port == 0 {
-        return Err(bad("validation_failed", "port must not be 0"));
+        return Err(bad(
+            shared::vocab::ErrorCode::ValidationFailed,
+            "port must not be 0",
+        ));
     }
     if body.csr_pem.len() > MAX_CSR_BYTES
         || rcgen::CertificateSigningRequestParams::from_pem(&body.csr_pem).is_err()
     {
         return Err(bad(
-            "invalid_csr",
+            shared::vocab::ErrorCode::InvalidCsr,
             "csr_pem is not a valid, self-signed certificate signing request",
         ));
     }
@@ -502,7 +508,7 @@ pub async fn enroll(
             Err(refused())
         }
         Err(EnrollFailure::HostExists(m)) => Err(AppError::Conflict(m)),
-        Err(EnrollFailure::Csr(m)) => Err(bad("invalid_csr", m)),
+        Err(EnrollFailure::Csr(m)) => Err(bad(shared::vocab::ErrorCode::InvalidCsr, m)),
         Err(EnrollFailure::Db(e)) => Err(AppError::Database(e)),
     }
 }
@@ -635,7 +641,7 @@ mod tests {
         // The API's answers for the refusals.
         assert_eq!(
             AppError::from(TokenRequestError::Minutes).code(),
-            "validation_failed"
+            shared::vocab::ErrorCode::ValidationFailed
         );
         assert_eq!(
             AppError::from(TokenRequestError::NoSuchGroup).to_string(),
