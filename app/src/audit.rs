@@ -253,8 +253,12 @@ impl ChainVerifier {
     /// Verifies what came since the last successful run (everything if there was none).
     pub fn incremental(&mut self, conn: &mut DbConnection) -> Result<VerifyReport, AuditError> {
         match self.verified.clone() {
-            Some(from) => self.run(conn, from),
-            None => self.full(conn),
+            // The remembered record must still be there as verified; if it is not, the full run
+            // says what happened (a cut tail with its count, or the first altered record).
+            Some(from) if store::hash_of(conn, from.id)?.as_ref() == Some(&from.hash) => {
+                self.run(conn, from)
+            }
+            _ => self.full(conn),
         }
     }
 
