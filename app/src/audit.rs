@@ -298,7 +298,11 @@ impl ChainVerifier {
         report
     }
 
-    fn run(&mut self, conn: &mut DbConnection, from: ChainPoint) -> Result<VerifyReport, AuditError> {
+    fn run(
+        &mut self,
+        conn: &mut DbConnection,
+        from: ChainPoint,
+    ) -> Result<VerifyReport, AuditError> {
         // The checkpoint file is read before the chain: every line read names a record that was
         // committed before the walk began, so a checkpoint beyond the walk's end is a cut tail,
         // never a race with the writer.
@@ -392,10 +396,8 @@ impl ChainVerifier {
                     } else {
                         "is missing, named by"
                     };
-                    let reason = format!(
-                        "record {} {what} the checkpoint signed at {}",
-                        cp.id, cp.at
-                    );
+                    let reason =
+                        format!("record {} {what} the checkpoint signed at {}", cp.id, cp.at);
                     return Ok(self.broken(cp.id, reason, checked, cps));
                 }
             }
@@ -436,11 +438,21 @@ impl Handler<Verify> for AuditVerifier {
         let elapsed_ms = started.elapsed().as_millis();
         if let AuditChainState::Intact { records } = &report.state {
             if msg.0 == Scope::Full {
-                tracing::info!(records, checked = report.checked, checkpoints = report.checkpoints,
-                    elapsed_ms, "audit chain verified (full)");
+                tracing::info!(
+                    records,
+                    checked = report.checked,
+                    checkpoints = report.checkpoints,
+                    elapsed_ms,
+                    "audit chain verified (full)"
+                );
             } else {
-                tracing::debug!(records, checked = report.checked, checkpoints = report.checkpoints,
-                    elapsed_ms, "audit chain verified (incremental)");
+                tracing::debug!(
+                    records,
+                    checked = report.checked,
+                    checkpoints = report.checkpoints,
+                    elapsed_ms,
+                    "audit chain verified (incremental)"
+                );
             }
         }
         Ok(report.state)

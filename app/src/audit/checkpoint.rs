@@ -154,7 +154,9 @@ impl Signer {
         hash: &str,
         now: NaiveDateTime,
     ) -> Result<Checkpoint, CheckpointError> {
-        let at = now.and_utc().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let at = now
+            .and_utc()
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         let signature = hex::encode(self.key.sign(&Checkpoint::message(id, hash, &at)).as_ref());
         let checkpoint = Checkpoint {
             id,
