@@ -165,8 +165,14 @@ pub enum LogFormat {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuditConfig {
-    /// Seconds between automatic verifications of the whole hash chain (minimum 60).
+    /// Seconds between automatic verifications of what was appended since the last one
+    /// (minimum 60). The whole chain is verified at start and by `patch-manager verify-audit`.
     pub verify_interval_secs: u64,
+    /// A signed checkpoint of the chain's head after this many records (at least 1).
+    pub checkpoint_every_records: u64,
+    /// Seconds between signed checkpoints when the head moved (10 .. 86400); one is also written
+    /// at every clean shutdown. Records after the newest checkpoint can be cut unnoticed.
+    pub checkpoint_interval_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -217,6 +223,8 @@ impl Default for AuditConfig {
     fn default() -> Self {
         Self {
             verify_interval_secs: 3600,
+            checkpoint_every_records: 100,
+            checkpoint_interval_secs: 300,
         }
     }
 }
@@ -318,6 +326,18 @@ impl Config {
             return Err(invalid(
                 "audit.verify_interval_secs",
                 "must be at least 60".into(),
+            ));
+        }
+        if self.audit.checkpoint_every_records == 0 {
+            return Err(invalid(
+                "audit.checkpoint_every_records",
+                "must be at least 1".into(),
+            ));
+        }
+        if !(10..=86_400).contains(&self.audit.checkpoint_interval_secs) {
+            return Err(invalid(
+                "audit.checkpoint_interval_secs",
+                "must be between 10 and 86400".into(),
             ));
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)

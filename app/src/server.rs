@@ -71,15 +71,29 @@ impl std::fmt::Debug for RunningServer {
 }
 
 impl RunningServer {
-    /// Stops accepting, lets running requests finish, and returns when the server is down.
+    /// Stops accepting, lets running requests finish, checkpoints the audit chain, and returns
+    /// when the server is down.
     pub async fn stop(self) {
         self.handle.stop(true).await;
         drop(self.task.await);
+        final_checkpoint(&self.state).await;
     }
 
-    /// Runs until the server stops (signal or [`stop`](Self::stop) elsewhere).
+    /// Runs until the server stops (signal or [`stop`](Self::stop) elsewhere), then checkpoints
+    /// the audit chain.
     pub async fn wait(self) -> std::io::Result<()> {
-        self.task.await.map_err(std::io::Error::other)?
+        let served = self.task.await.map_err(std::io::Error::other);
+        final_checkpoint(&self.state).await;
+        served?
+    }
+}
+
+/// The clean-shutdown checkpoint of the audit chain's head.
+async fn final_checkpoint(state: &AppState) {
+    match state.audit.checkpoint().await {
+        Ok(Some(cp)) => tracing::info!(audit_id = cp.id, "audit chain checkpointed at shutdown"),
+        Ok(None) => {}
+        Err(e) => tracing::error!(error = %e, "cannot write the shutdown audit checkpoint"),
     }
 }
 
@@ -98,7 +112,16 @@ pub async fn start(config: Config) -> Result<RunningServer, StartupError> {
         .map_err(|e| DbError::Task(e.to_string()))??;
 
     let clock = Arc::new(crate::clock::Clock::default());
-    let audit = AuditLog::start(db.clone(), clock.clone());
+    let signer = crate::audit::checkpoint::Signer::load_or_create(&config.data.dir)
+        .map_err(crate::audit::AuditError::from)?;
+    let audit = AuditLog::start_with(
+        db.clone(),
+        clock.clone(),
+        crate::audit::AuditOptions {
+            checkpoints: Some(Arc::new(signer)),
+            checkpoint_every_records: config.audit.checkpoint_every_records,
+        },
+    );
     audit
         .record(NewAuditEntry {
             actor: "system".into(),
@@ -125,8 +148,10 @@ pub async fn start(config: Config) -> Result<RunningServer, StartupError> {
         tracing::info!(migrated, "recovery codes re-stored under the keyed hash");
     }
     let setup = Arc::new(crate::auth::setup::SetupGate::prepare(&db, &config.data.dir).await?);
-    audit.verify().await?;
+    // A full verification now, on the verifier's own thread and connection (a long chain does not
+    // delay the start), then incremental ones.
     audit.spawn_periodic_verification(Duration::from_secs(config.audit.verify_interval_secs));
+    audit.spawn_periodic_checkpoints(Duration::from_secs(config.audit.checkpoint_interval_secs));
     let tls = crate::pki::manager::web_tls(&config, &pki)?;
 
     let listener =

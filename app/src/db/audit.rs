@@ -158,6 +158,67 @@ pub fn compute_row_hash(row: &AuditRow) -> String {
     hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
 }
 
+/// The record at `id` with `hash`; `id` 0 with [`GENESIS_HASH`] is the point before the first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainPoint {
+    /// Record id (0: before the first record).
+    pub id: i64,
+    /// Its `row_hash`.
+    pub hash: String,
+}
+
+impl ChainPoint {
+    /// Before the first record.
+    pub fn genesis() -> Self {
+        Self {
+            id: 0,
+            hash: GENESIS_HASH.to_owned(),
+        }
+    }
+}
+
+fn tail(conn: &mut DbConnection) -> Result<ChainPoint, DbError> {
+    let tail: Option<(i64, String)> = audit_log::table
+        .select((audit_log::id, audit_log::row_hash))
+        .order(audit_log::id.desc())
+        .first(conn)
+        .optional()?;
+    Ok(tail.map_or_else(ChainPoint::genesis, |(id, hash)| ChainPoint { id, hash }))
+}
+
+/// The newest record's id and hash (the genesis point when the log is empty).
+pub fn head(conn: &mut DbConnection) -> Result<ChainPoint, DbError> {
+    tail(conn)
+}
+
+/// `row_hash` of record `id`, if it exists.
+pub fn hash_of(conn: &mut DbConnection, id: i64) -> Result<Option<String>, DbError> {
+    Ok(audit_log::table
+        .filter(audit_log::id.eq(id))
+        .select(audit_log::row_hash)
+        .first(conn)
+        .optional()?)
+}
+
+fn build_row(after: &ChainPoint, entry: NewAuditEntry, now: NaiveDateTime) -> AuditRow {
+    let mut row = AuditRow {
+        id: after.id + 1,
+        ts: audit_timestamp(now),
+        actor: entry.actor,
+        action: entry.action,
+        target: entry.target,
+        outcome: entry.outcome.as_str().to_owned(),
+        // serde_json's default map is ordered by key, so this text is canonical.
+        details_json: entry.details.to_string(),
+        source_ip: entry.source_ip,
+        request_id: entry.request_id,
+        prev_hash: after.hash.clone(),
+        row_hash: String::new(),
+    };
+    row.row_hash = compute_row_hash(&row);
+    row
+}
+
 /// Appends one record at `now`, linked to the current tail, and returns it.
 pub fn append(
     conn: &mut DbConnection,
@@ -165,30 +226,7 @@ pub fn append(
     now: NaiveDateTime,
 ) -> Result<AuditRow, DbError> {
     conn.transaction(|conn| {
-        let tail: Option<(i64, String)> = audit_log::table
-            .select((audit_log::id, audit_log::row_hash))
-            .order(audit_log::id.desc())
-            .first(conn)
-            .optional()?;
-        let (id, prev_hash) = match tail {
-            Some((id, hash)) => (id + 1, hash),
-            None => (1, GENESIS_HASH.to_owned()),
-        };
-        let mut row = AuditRow {
-            id,
-            ts: audit_timestamp(now),
-            actor: entry.actor,
-            action: entry.action,
-            target: entry.target,
-            outcome: entry.outcome.as_str().to_owned(),
-            // serde_json's default map is ordered by key, so this text is canonical.
-            details_json: entry.details.to_string(),
-            source_ip: entry.source_ip,
-            request_id: entry.request_id,
-            prev_hash,
-            row_hash: String::new(),
-        };
-        row.row_hash = compute_row_hash(&row);
+        let row = build_row(&tail(conn)?, entry, now);
         diesel::insert_into(audit_log::table)
             .values(&row)
             .execute(conn)?;
@@ -196,10 +234,80 @@ pub fn append(
     })
 }
 
-/// Walks the whole chain in id order and reports the first record that does not verify.
-pub fn verify(conn: &mut DbConnection) -> Result<AuditChainState, DbError> {
-    let mut expected_id = 1_i64;
-    let mut expected_prev = GENESIS_HASH.to_owned();
+/// Appends many records in one transaction, exactly as [`append`] would one by one (for tests
+/// and benchmarks that need long chains quickly); answers the new head.
+pub fn append_batch(
+    conn: &mut DbConnection,
+    entries: impl IntoIterator<Item = NewAuditEntry>,
+    now: NaiveDateTime,
+) -> Result<ChainPoint, DbError> {
+    conn.transaction(|conn| {
+        let mut head = tail(conn)?;
+        for entry in entries {
+            let row = build_row(&head, entry, now);
+            diesel::insert_into(audit_log::table)
+                .values(&row)
+                .execute(conn)?;
+            head = ChainPoint {
+                id: row.id,
+                hash: row.row_hash,
+            };
+        }
+        Ok(head)
+    })
+}
+
+/// How a walk along the chain ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Walk {
+    /// Every record from the start point on links up; `tail` is the last one.
+    Intact {
+        /// The newest record verified.
+        tail: ChainPoint,
+        /// Records checked in this walk.
+        checked: u64,
+    },
+    /// The first record that does not verify.
+    Broken {
+        /// Its id (or the first missing id).
+        id: i64,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Walks the chain in id order from `from` (a record verified before, or the genesis point) to
+/// the end and reports the first record that does not verify. `from` itself must still be there
+/// with the same hash. `check` may reject a record for a reason of its own (a checkpoint it
+/// contradicts). Reads in batches, each its own statement: appends are never blocked.
+pub fn walk(
+    conn: &mut DbConnection,
+    from: &ChainPoint,
+    mut check: impl FnMut(&AuditRow) -> Option<String>,
+) -> Result<Walk, DbError> {
+    if from.id > 0 {
+        match hash_of(conn, from.id)? {
+            Some(h) if h == from.hash => {}
+            Some(_) => {
+                return Ok(Walk::Broken {
+                    id: from.id,
+                    reason: "record changed since it was last verified (record altered)".into(),
+                })
+            }
+            None => {
+                return Ok(Walk::Broken {
+                    id: from.id,
+                    reason: format!(
+                        "record {} is missing: it was verified before and has been deleted",
+                        from.id
+                    ),
+                })
+            }
+        }
+    }
+    let mut expected_id = from.id + 1;
+    let mut expected_prev = from.hash.clone();
+    let mut checked = 0_u64;
     loop {
         let batch: Vec<AuditRow> = audit_log::table
             .filter(audit_log::id.ge(expected_id))
@@ -208,13 +316,17 @@ pub fn verify(conn: &mut DbConnection) -> Result<AuditChainState, DbError> {
             .select(AuditRow::as_select())
             .load(conn)?;
         if batch.is_empty() {
-            return Ok(AuditChainState::Intact {
-                records: u64::try_from(expected_id - 1).unwrap_or(0),
+            return Ok(Walk::Intact {
+                tail: ChainPoint {
+                    id: expected_id - 1,
+                    hash: expected_prev,
+                },
+                checked,
             });
         }
         for row in batch {
             if row.id != expected_id {
-                return Ok(AuditChainState::Broken {
+                return Ok(Walk::Broken {
                     id: expected_id,
                     reason: format!(
                         "record {expected_id} is missing (next present is {})",
@@ -223,21 +335,35 @@ pub fn verify(conn: &mut DbConnection) -> Result<AuditChainState, DbError> {
                 });
             }
             if row.prev_hash != expected_prev {
-                return Ok(AuditChainState::Broken {
+                return Ok(Walk::Broken {
                     id: row.id,
                     reason: "prev_hash does not match the previous record's hash".into(),
                 });
             }
             if compute_row_hash(&row) != row.row_hash {
-                return Ok(AuditChainState::Broken {
+                return Ok(Walk::Broken {
                     id: row.id,
                     reason: "content does not match its row_hash (record altered)".into(),
                 });
             }
+            if let Some(reason) = check(&row) {
+                return Ok(Walk::Broken { id: row.id, reason });
+            }
             expected_prev = row.row_hash;
             expected_id += 1;
+            checked += 1;
         }
     }
+}
+
+/// Walks the whole chain (without checkpoints) and reports the first record that does not verify.
+pub fn verify(conn: &mut DbConnection) -> Result<AuditChainState, DbError> {
+    Ok(match walk(conn, &ChainPoint::genesis(), |_| None)? {
+        Walk::Intact { tail, .. } => AuditChainState::Intact {
+            records: u64::try_from(tail.id).unwrap_or(0),
+        },
+        Walk::Broken { id, reason } => AuditChainState::Broken { id, reason },
+    })
 }
 
 /// Number of records.
