@@ -104,6 +104,9 @@ pub struct ServerConfig {
     /// Requests from them are throttled, audited and checked against the allow-list by the
     /// forwarded address; the header is ignored from everyone else. Empty: none trusted.
     pub trusted_proxies: Vec<String>,
+    /// Requests a minute per source to the public endpoints that write an audit record (root CA
+    /// download, enrollment attempts); more get 429 (1 .. 100000).
+    pub public_writes_per_minute: usize,
 }
 
 /// Web TLS strategy.
@@ -188,6 +191,7 @@ impl Default for ServerConfig {
             tls_key: PathBuf::new(),
             public_names: vec!["localhost".into(), "127.0.0.1".into()],
             trusted_proxies: Vec::new(),
+            public_writes_per_minute: crate::http::rate::PUBLIC_WRITES_PER_MINUTE,
         }
     }
 }
@@ -274,6 +278,12 @@ impl Config {
         let domain = self.pki.fleet_domain.trim_start_matches('.');
         if !domain.is_empty() && !crate::pki::valid_dns_name(domain) {
             return Err(invalid("pki.fleet_domain", "must be a DNS domain".into()));
+        }
+        if !(1..=100_000).contains(&self.server.public_writes_per_minute) {
+            return Err(invalid(
+                "server.public_writes_per_minute",
+                "must be between 1 and 100000".into(),
+            ));
         }
         if self.server.workers > 256 {
             return Err(invalid("server.workers", "must be at most 256".into()));

@@ -177,7 +177,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartupError> {
         admin_changes: Arc::default(),
         sso_starts: Arc::new(crate::http::rate::Limiter::new(30, Duration::from_secs(60))),
         public_writes: Arc::new(crate::http::rate::Limiter::new(
-            crate::http::rate::PUBLIC_WRITES_PER_MINUTE,
+            config.server.public_writes_per_minute,
             Duration::from_secs(60),
         )),
         clock,

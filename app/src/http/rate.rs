@@ -27,7 +27,8 @@ pub struct Limiter {
     seen: Mutex<HashMap<IpAddr, VecDeque<NaiveDateTime>>>,
 }
 
-/// Requests a minute per source to a public endpoint that writes an audit record.
+/// Default of `server.public_writes_per_minute`: requests a minute per source to a public endpoint
+/// that writes an audit record.
 pub const PUBLIC_WRITES_PER_MINUTE: usize = 30;
 
 /// Takes one of `source`'s attempts at a public endpoint that writes an audit record; a
