@@ -316,7 +316,7 @@ pub async fn password_step(
         state.login_failures.give_back(ip, now);
     }
     state.sign_in_locks.clear(&username, ip);
-    let user_id = user.id;
+    let user_id = i64::from(user.id);
     if let Some(h) = rehash {
         let changes = UserUpdate {
             password_hash: Some(Some(h)),
@@ -349,7 +349,7 @@ pub async fn password_step(
         return Ok(PasswordStep::MfaRequired { token, methods });
     }
     let signed = SignedUser {
-        id: user.id,
+        id: user.id.into(),
         name: user.username,
         role: user.role,
     };

@@ -536,7 +536,7 @@ pub fn provision(
                 let role = accounts::sso_role(c, &u, role)?;
                 crate::db::users::update(
                     c,
-                    u.id,
+                    u.id.into(),
                     &crate::db::users::UserUpdate {
                         role: Some(role.to_owned()),
                         display_name: Some(display),
@@ -545,7 +545,7 @@ pub fn provision(
                         ..Default::default()
                     },
                 )?;
-                (u.id, u.username, role)
+                (u.id.into(), u.username, role)
             }
             None => {
                 let name = username_for(c, &who.login)?;

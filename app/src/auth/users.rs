@@ -21,7 +21,7 @@ use crate::error::AppError;
 use crate::state::AppState;
 use chrono::NaiveDateTime;
 use shared::fleet::{NewUser as NewUserRequest, UserInfo, UserUpdate as UserUpdateRequest};
-use shared::ids::{GroupId, UserId};
+use shared::ids::GroupId;
 use shared::vocab::UnknownWord;
 
 /// Why an account change was refused.
@@ -88,7 +88,7 @@ fn would_remove_last_admin(
     if !user.is_enabled_admin() || stays_enabled_admin {
         return Ok(false);
     }
-    let others = repo::other_enabled_admins(c, user.id)?;
+    let others = repo::other_enabled_admins(c, user.id.into())?;
     Ok(removes_last_admin(true, stays_enabled_admin, others))
 }
 
@@ -175,14 +175,14 @@ pub fn infos(
     rows.into_iter()
         .map(|u| {
             Ok(UserInfo {
-                id: UserId(u.id),
+                id: u.id,
                 mfa_factors: factors
                     .iter()
-                    .find(|f| f.user_id == u.id)
+                    .find(|f| f.user_id == u.id.0)
                     .map_or(0, |f| f.factors),
                 group_ids: groups
                     .iter()
-                    .filter(|l| l.user_id == u.id)
+                    .filter(|l| l.user_id == u.id.0)
                     .map(|l| GroupId(l.group_id))
                     .collect(),
                 username: u.username,

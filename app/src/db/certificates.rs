@@ -11,7 +11,8 @@ use diesel::prelude::*;
 #[diesel(table_name = certificates)]
 pub struct CertificateRow {
     /// Row id.
-    pub id: i64,
+    #[diesel(deserialize_as = i64)]
+    pub id: shared::ids::CertificateId,
     /// Serial, hex.
     pub serial: String,
     /// What it is for (a stored word that is not a kind fails the read).

@@ -11,7 +11,8 @@ use diesel::prelude::*;
 #[diesel(table_name = t)]
 pub struct EnrollmentTokenRow {
     /// Row id (also the token's public id).
-    pub id: i64,
+    #[diesel(deserialize_as = i64)]
+    pub id: shared::ids::EnrollmentTokenId,
     /// SHA-256 of the secret, hex.
     pub token_hash: String,
     /// Group the enrolled host joins.

@@ -13,7 +13,8 @@ use diesel::prelude::*;
 #[diesel(table_name = h)]
 pub struct HostRow {
     /// Row id.
-    pub id: i64,
+    #[diesel(deserialize_as = i64)]
+    pub id: shared::ids::HostId,
     /// Name shown.
     pub display_name: String,
     /// Fully qualified name, when known.
@@ -106,7 +107,8 @@ pub struct HostCertificateUpdate<'a> {
 #[diesel(table_name = g)]
 pub struct GroupRow {
     /// Row id.
-    pub id: i64,
+    #[diesel(deserialize_as = i64)]
+    pub id: shared::ids::GroupId,
     /// Unique name.
     pub name: String,
     /// Free text.
@@ -147,7 +149,8 @@ pub struct NewMembership {
 #[derive(Debug, Clone, PartialEq, Eq, Queryable)]
 pub struct MembershipName {
     /// Host.
-    pub host_id: i64,
+    #[diesel(deserialize_as = i64)]
+    pub host_id: shared::ids::HostId,
     /// Group name.
     pub group: String,
 }
@@ -156,7 +159,8 @@ pub struct MembershipName {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Queryable)]
 pub struct GroupSize {
     /// Group.
-    pub group_id: i64,
+    #[diesel(deserialize_as = i64)]
+    pub group_id: shared::ids::GroupId,
     /// Member hosts.
     pub hosts: i64,
 }

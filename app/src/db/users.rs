@@ -17,7 +17,8 @@ const KIND_RECOVERY: &str = "recovery";
 #[diesel(table_name = users)]
 pub struct User {
     /// Id.
-    pub id: i64,
+    #[diesel(deserialize_as = i64)]
+    pub id: shared::ids::UserId,
     /// Sign-in name.
     pub username: String,
     /// Display name.

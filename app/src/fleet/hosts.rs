@@ -18,7 +18,7 @@ fn summary(row: HostRow, memberships: &[MembershipName]) -> HostSummary {
             .filter(|m| m.host_id == row.id)
             .map(|m| m.group.clone())
             .collect(),
-        id: row.id.into(),
+        id: row.id,
         display_name: row.display_name,
         fqdn: row.fqdn,
         ip_address: row.ip_address,
@@ -44,7 +44,7 @@ fn visible_hosts(
 ) -> Result<Vec<(HostRow, Vec<MembershipName>)>, DbError> {
     let visible = scope.host_ids(c)?;
     let rows = store::list(c, visible.as_deref(), only)?;
-    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    let ids: Vec<i64> = rows.iter().map(|r| r.id.into()).collect();
     let memberships = store::memberships(c, &ids, scope.groups())?;
     Ok(rows
         .into_iter()
@@ -139,7 +139,7 @@ pub async fn groups(state: &AppState, scope: Scope) -> Result<Vec<GroupInfo>, Ap
                 .iter()
                 .find(|s| s.group_id == g.id)
                 .map_or(0, |s| s.hosts),
-            id: g.id.into(),
+            id: g.id,
             name: g.name,
             description: g.description,
         })

@@ -34,7 +34,7 @@ pub fn info(
         CertState::Valid
     };
     CertificateInfo {
-        id: row.id.into(),
+        id: row.id,
         serial: row.serial,
         kind: row.kind,
         subject: row.subject,
@@ -178,7 +178,7 @@ mod tests {
 
     fn row(id: i64, kind: &str, host_id: Option<i64>, days_left: i64) -> CertificateRow {
         CertificateRow {
-            id,
+            id: id.into(),
             serial: format!("{id:02x}"),
             kind: kind.parse().unwrap(),
             subject: "x".into(),

@@ -269,7 +269,7 @@ pub async fn list(state: &AppState) -> Result<Vec<EnrollmentTokenInfo>, AppError
 
 fn token_info(row: EnrollmentTokenRow) -> EnrollmentTokenInfo {
     EnrollmentTokenInfo {
-        id: row.id.into(),
+        id: row.id,
         group_id: row.group_id.map(Into::into),
         expires_at: rfc3339(row.expires_at),
         used_at: row.used_at.map(rfc3339),
