@@ -10,7 +10,6 @@
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 /// File name of the key in the data directory.
@@ -59,26 +58,13 @@ impl SecretBox {
             reason,
         };
         let rng = SystemRandom::new();
-        let bytes = match std::fs::metadata(&path) {
-            Ok(meta) => {
-                if meta.permissions().mode() & 0o077 != 0 {
-                    return Err(err(format!(
-                        "mode {:o} lets others read it; chmod 600",
-                        meta.permissions().mode() & 0o777
-                    )));
-                }
-                let text = std::fs::read_to_string(&path).map_err(|e| err(e.to_string()))?;
-                hex::decode(text.trim()).map_err(|e| err(e.to_string()))?
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut k = [0u8; 32];
-                rng.fill(&mut k).map_err(|_| SecretError::Random)?;
-                shared::files::write_atomic(&path, hex::encode(k).as_bytes(), 0o600)
-                    .map_err(|e| err(e.to_string()))?;
-                k.to_vec()
-            }
-            Err(e) => return Err(err(e.to_string())),
-        };
+        let bytes = shared::files::load_or_create_secret(&path, || {
+            let mut k = [0u8; 32];
+            rng.fill(&mut k)
+                .map_err(|_| "random generator failed".to_owned())?;
+            Ok(k.to_vec())
+        })
+        .map_err(err)?;
         let unbound =
             UnboundKey::new(&AES_256_GCM, &bytes).map_err(|_| err("not a 256-bit key".into()))?;
         // A separate key for digests, derived so that sealing and digests never share a key.
@@ -150,6 +136,7 @@ impl SecretBox {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn seals_opens_and_binds_to_context() {

@@ -98,8 +98,64 @@ fn random_u64() -> u64 {
     h.finish()
 }
 
+/// The secret bytes kept hex-encoded in `path` (mode 0600), made by `make` and written when the
+/// file does not exist yet. A file that group or others can read is refused, never used.
+pub fn load_or_create_secret(
+    path: &Path,
+    make: impl FnOnce() -> Result<Vec<u8>, String>,
+) -> Result<Vec<u8>, String> {
+    match std::fs::metadata(path) {
+        Ok(meta) => {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(format!("mode {mode:o} lets others read it; chmod 600"));
+            }
+            let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+            decode_hex(text.trim())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let bytes = make()?;
+            let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            write_atomic(path, hex.as_bytes(), 0o600).map_err(|e| e.to_string())?;
+            Ok(bytes)
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn decode_hex(text: &str) -> Result<Vec<u8>, String> {
+    if !text.len().is_multiple_of(2) {
+        return Err("not hex: odd length".into());
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| {
+            text.get(i..i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| "not hex".to_owned())
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn secrets_are_made_once_kept_private_and_refused_when_readable() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("k");
+        let first = super::load_or_create_secret(&p, || Ok(vec![1, 2, 0xab])).unwrap();
+        assert_eq!(first, vec![1, 2, 0xab]);
+        let again = super::load_or_create_secret(&p, || Ok(vec![9])).unwrap();
+        assert_eq!(again, first, "made once, then read");
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(super::load_or_create_secret(&p, || Ok(vec![9])).is_err());
+    }
+
     use super::write_atomic;
     use std::os::unix::fs::PermissionsExt;
 

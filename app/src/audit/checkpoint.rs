@@ -15,7 +15,7 @@ use ring::rand::SystemRandom;
 use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// Private key file (PKCS#8, hex) in the data directory.
@@ -99,26 +99,12 @@ impl Signer {
             path: path.display().to_string(),
             reason,
         };
-        let pkcs8 = match std::fs::metadata(&path) {
-            Ok(meta) => {
-                if meta.permissions().mode() & 0o077 != 0 {
-                    return Err(err(format!(
-                        "mode {:o} lets others read it; chmod 600",
-                        meta.permissions().mode() & 0o777
-                    )));
-                }
-                let text = std::fs::read_to_string(&path).map_err(|e| err(e.to_string()))?;
-                hex::decode(text.trim()).map_err(|e| err(e.to_string()))?
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let doc = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
-                    .map_err(|_| err("random generator failed".into()))?;
-                shared::files::write_atomic(&path, hex::encode(doc.as_ref()).as_bytes(), 0o600)
-                    .map_err(|e| err(e.to_string()))?;
-                doc.as_ref().to_vec()
-            }
-            Err(e) => return Err(err(e.to_string())),
-        };
+        let pkcs8 = shared::files::load_or_create_secret(&path, || {
+            Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
+                .map(|doc| doc.as_ref().to_vec())
+                .map_err(|_| "random generator failed".to_owned())
+        })
+        .map_err(err)?;
         let key = Ed25519KeyPair::from_pkcs8(&pkcs8).map_err(|e| err(e.to_string()))?;
         let public = key.public_key().as_ref().to_vec();
         // The public half, for `verify-audit` and for copies kept elsewhere. Rewritten when it
