@@ -1,9 +1,9 @@
 //! `patch-agent enroll`: joins the fleet with a one-time token.
 //!
 //! The key is generated here and never leaves the host; the manager receives a CSR. The manager
-//! is verified by the CA fingerprint inside the token: its TLS chain must contain a certificate
-//! with exactly that SHA-256, and its server certificate must chain to it for the name in the
-//! URL. Nothing is trusted on first use. On success the certificate, key (0600), CA and CRL are
+//! is verified by the CA fingerprint inside the token: asked by ALPN for its enrollment
+//! certificate, its TLS chain must contain a certificate with exactly that SHA-256, and its server
+//! certificate must chain to it for the name in the URL. Nothing is trusted on first use. On success the certificate, key (0600), CA and CRL are
 //! written where the configuration says, and the manager's address is added to the allow-list.
 
 use crate::config::AgentConfig;
@@ -265,7 +265,7 @@ async fn run(opts: &EnrollOptions) -> Result<Enrolled, EnrollError> {
     };
 
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls_config = rustls::ClientConfig::builder_with_provider(provider.clone())
+    let mut tls_config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| EnrollError::Connect(e.to_string()))?
         .dangerous()
@@ -274,6 +274,8 @@ async fn run(opts: &EnrollOptions) -> Result<Enrolled, EnrollError> {
             provider,
         }))
         .with_no_client_auth();
+    // Asks for the manager's enrollment certificate (fleet CA) rather than its web UI's.
+    tls_config.alpn_protocols = vec![shared::enroll::ENROLL_ALPN.to_vec(), b"http/1.1".to_vec()];
     let server_name =
         ServerName::try_from(host.clone()).map_err(|e| EnrollError::Usage(e.to_string()))?;
     let mut tls = tokio_rustls::TlsConnector::from(Arc::new(tls_config))

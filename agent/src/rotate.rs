@@ -146,7 +146,22 @@ pub fn install_crl(
         .map_err(|e| RotateError::Io(e.to_string()))?;
     crl.verify_signature(ca.public_key())
         .map_err(|_| RotateError::Invalid("the CRL is not signed by the fleet CA".into()))?;
-    // An older CRL (fewer revocations) must never replace a newer one.
+    // An expired CRL would make the agent refuse every client, the manager included.
+    match crl.next_update() {
+        Some(next) if next.timestamp() > chrono::Utc::now().timestamp() => {}
+        Some(next) => {
+            return Err(RotateError::Invalid(format!(
+                "the CRL expired at {next}; the manager issues a current one"
+            )))
+        }
+        None => {
+            return Err(RotateError::Invalid(
+                "the CRL has no nextUpdate; it could never expire".into(),
+            ))
+        }
+    }
+    // An older CRL (fewer revocations) must never replace a newer one. The same one again is
+    // acknowledged without a change (the manager retries until it hears back).
     let number = crl.crl_number().cloned();
     if let Ok(current_pem) = std::fs::read(&cfg.crl) {
         if let Ok(current_der) = CertificateRevocationListDer::from_pem_slice(&current_pem) {
@@ -156,6 +171,9 @@ pub fn install_crl(
                 )
             {
                 if let (Some(new), Some(old)) = (number.as_ref(), current.crl_number()) {
+                    if new == old && current_der.as_ref() == der.as_ref() {
+                        return Ok(crl.iter_revoked_certificates().count());
+                    }
                     if new <= old {
                         return Err(RotateError::Invalid(format!(
                             "CRL number {new} is not newer than the installed {old}"

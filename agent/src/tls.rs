@@ -204,8 +204,20 @@ fn load_material(cfg: &TlsConfig, provider: &Arc<CryptoProvider>) -> Result<Mate
             .collect::<Result<_, _>>()
             .map_err(|e| file_err("CRL", &cfg.crl, e))?
     };
+    if let Some(next) = crls.iter().find_map(|c| expired_at(c)) {
+        tracing::error!(
+            crl = %cfg.crl.display(),
+            expired_at = %next,
+            "the CRL has expired: every client, the manager included, is refused until a current \
+             one is installed (the manager pushes one when it reaches this agent; by hand: fetch \
+             https://MANAGER/api/v1/ca/crl into this file)"
+        );
+    }
+    // An expired CRL refuses every client: a manager key revoked while this agent was unreachable
+    // cannot be used against it once the CRL it holds has run out.
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .with_crls(crls)
+        .enforce_revocation_expiration()
         .build()
         .map_err(|e| TlsError::Rustls(e.to_string()))?;
     Ok(Material {
@@ -214,6 +226,15 @@ fn load_material(cfg: &TlsConfig, provider: &Arc<CryptoProvider>) -> Result<Mate
         not_after,
         manager_subject: cfg.manager_subject.clone(),
     })
+}
+
+/// When the CRL's nextUpdate has passed, that time.
+fn expired_at(crl: &CertificateRevocationListDer<'_>) -> Option<String> {
+    use x509_parser::prelude::FromDer;
+    let (_, parsed) =
+        x509_parser::revocation_list::CertificateRevocationList::from_der(crl.as_ref()).ok()?;
+    let next = parsed.next_update()?;
+    (next.timestamp() <= chrono::Utc::now().timestamp()).then(|| next.to_string())
 }
 
 /// Refuses an expired certificate or one valid for more than [`MAX_VALIDITY_SECS`].

@@ -130,3 +130,65 @@ async fn a_revoked_certificate_loses_its_connection_and_cannot_resume() {
     );
     agent.stop().await;
 }
+
+#[actix_rt::test]
+async fn an_expired_crl_refuses_every_client_until_a_current_one_is_installed() {
+    use time::{Duration as Span, OffsetDateTime};
+    let ca = Ca::new("Fleet CA");
+    let now = OffsetDateTime::now_utc();
+    let files = AgentFiles::new(
+        &ca,
+        &ca.leaf("agent.test", 1, true, 90),
+        Some(&ca.crl_until(1, &[], now - Span::minutes(1))),
+        &["127.0.0.1"],
+    );
+    let (agent, _audit) = start_agent(&files);
+    let api = common::Api::new(&ca, agent.addr);
+
+    // The CRL ran out while nobody could deliver a newer one: even an unrevoked manager
+    // certificate gets no HTTP byte.
+    let refused = api.client.get(agent.addr, "/api/v1/health").await;
+    assert!(matches!(refused, Outcome::NoAnswer(_)), "{refused:?}");
+
+    // Installed by hand (what an operator does with the manager's /api/v1/ca/crl): back in.
+    std::fs::write(
+        &files.config.tls.crl,
+        ca.crl_until(2, &[], now + Span::days(7)),
+    )
+    .unwrap();
+    wait_for(
+        async || {
+            matches!(
+                api.client.get(agent.addr, "/api/v1/health").await,
+                Outcome::Http(200, _)
+            )
+        },
+        "a current CRL restores access",
+    )
+    .await;
+
+    // Over the API: an expired CRL is refused and changes nothing; the same current CRL again
+    // is acknowledged (the manager retries until it hears back); an older number is refused.
+    let put = |crl: String| {
+        let body = serde_json::json!({ "crl_pem": crl }).to_string();
+        let api = &api;
+        async move { api.call("PUT", "/tls/crl", Some(&body)).await }
+    };
+    let before = std::fs::read_to_string(&files.config.tls.crl).unwrap();
+    let (status, body) = put(ca.crl_until(3, &[], now - Span::minutes(1))).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("expired"), "{body}");
+    assert_eq!(
+        std::fs::read_to_string(&files.config.tls.crl).unwrap(),
+        before
+    );
+    let (status, body) = put(before.clone()).await;
+    assert_eq!(status, 200, "the same CRL again: {body}");
+    let (status, body) = put(ca.crl_until(1, &[], now + Span::days(7))).await;
+    assert_eq!(status, 400, "an older CRL: {body}");
+    assert_eq!(
+        std::fs::read_to_string(&files.config.tls.crl).unwrap(),
+        before
+    );
+    agent.stop().await;
+}

@@ -62,6 +62,10 @@ pub struct PkiConfig {
     /// Domain every enrolling host's name must end in (`fleet.example.com` admits
     /// `web1.fleet.example.com`); empty: any DNS name that is not the manager's own.
     pub fleet_domain: String,
+    /// Validity of each CRL in hours (2 to 720; a week by default). Agents refuse every client
+    /// once their CRL has expired; the manager issues a new one a day after the last (or at half
+    /// this validity, if shorter) and delivers it with retries.
+    pub crl_validity_hours: i64,
 }
 
 impl Default for PkiConfig {
@@ -71,6 +75,7 @@ impl Default for PkiConfig {
             renew_before_days: 30,
             enrollment_token_minutes: 60,
             fleet_domain: String::new(),
+            crl_validity_hours: 7 * 24,
         }
     }
 }
@@ -324,6 +329,12 @@ impl Config {
             return Err(invalid(
                 "pki.renew_before_days",
                 "must be at least 1 and less than pki.validity_days".into(),
+            ));
+        }
+        if !(2..=720).contains(&self.pki.crl_validity_hours) {
+            return Err(invalid(
+                "pki.crl_validity_hours",
+                "must be between 2 and 720 (30 days)".into(),
             ));
         }
         if !(5..=7 * 24 * 60).contains(&self.pki.enrollment_token_minutes) {

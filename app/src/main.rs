@@ -54,6 +54,10 @@ enum Command {
         /// Put the host into this group.
         #[arg(long)]
         group: Option<String>,
+        /// An address the host will be reached at, for a host behind NAT (repeatable); the
+        /// host may then enroll from any source, for these addresses only.
+        #[arg(long = "address")]
+        addresses: Vec<std::net::IpAddr>,
         /// Lifetime in minutes (default: pki.enrollment_token_minutes).
         #[arg(long)]
         minutes: Option<i64>,
@@ -114,9 +118,11 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::VerifyAudit { since } => verify_audit(&config, since),
-        Command::EnrollmentToken { group, minutes } => {
-            enrollment_token(&config, group.as_deref(), minutes)
-        }
+        Command::EnrollmentToken {
+            group,
+            minutes,
+            addresses,
+        } => enrollment_token(&config, group.as_deref(), minutes, addresses),
         Command::AllowList { disable } => allow_list(&config, disable),
         Command::Serve => serve(config),
         Command::Openapi => Ok(()),
@@ -225,6 +231,7 @@ fn enrollment_token(
     config: &config::Config,
     group: Option<&str>,
     minutes: Option<i64>,
+    addresses: Vec<std::net::IpAddr>,
 ) -> anyhow::Result<()> {
     use patch_manager::pki::enrollment::{agent_command, create_token, TokenRequest};
     let ca_dir = config.data.dir.join("ca");
@@ -233,7 +240,10 @@ fn enrollment_token(
         "no CA in {}: start the manager once first",
         ca_dir.display()
     );
-    let (ca, _) = patch_manager::pki::Ca::load_or_create(&ca_dir, "Linux Patch Manager CA")?;
+    let (ca, _) = patch_manager::pki::Ca::load_or_create(
+        &ca_dir,
+        patch_manager::pki::manager::FLEET_CA_NAME,
+    )?;
     let db = open_db(config)?;
     let mut conn = db.conn()?;
     let group_id = match group {
@@ -249,6 +259,7 @@ fn enrollment_token(
         group_id,
         minutes,
         created_by: None,
+        addresses,
     };
     let created = create_token(&mut conn, config, ca.fingerprint(), &request, now)?;
     let by = patch_manager::audit::Requester::named("cli", None);

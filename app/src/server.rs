@@ -50,6 +50,9 @@ pub enum StartupError {
     /// The first-run setup could not be prepared.
     #[error(transparent)]
     Setup(#[from] crate::auth::setup::SetupError),
+    /// The first CRL could not be issued.
+    #[error("issuing the CRL: {0}")]
+    Crl(String),
 }
 
 /// A started manager.
@@ -169,6 +172,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartupError> {
         db,
         audit,
         pki,
+        crl: Arc::default(),
         setup,
         tokens: Arc::new(crate::auth::tokens::KeyCache::new(secrets.clone())),
         secrets,
@@ -202,6 +206,11 @@ pub async fn start(config: Config) -> Result<RunningServer, StartupError> {
     let handle = server.handle();
     let task = actix_web::rt::spawn(server);
     crate::pki::renewal::spawn_renewal(state.clone());
+    // The first CRL exists before the courier runs, so start-up writes the same records each time.
+    crate::pki::crl::current(&state)
+        .await
+        .map_err(|e| StartupError::Crl(e.to_string()))?;
+    crate::pki::crl::spawn(state.clone());
     tracing::info!(%addr, scheme, database = ?state.db.backend(), ca_sha256 = state.pki.ca.fingerprint(), "patch-manager listening");
     Ok(RunningServer {
         addr,

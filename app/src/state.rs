@@ -21,6 +21,8 @@ pub struct AppState {
     pub audit: AuditLog,
     /// The CA and the manager's certificates.
     pub pki: crate::pki::manager::ManagerPki,
+    /// The CRL courier (delivery of the CRL in force to every agent).
+    pub crl: Arc<crate::pki::crl::Courier>,
     /// Access-token signing keys.
     pub tokens: Arc<crate::auth::tokens::KeyCache>,
     /// Recent sign-in attempts per source address (the sign-in throttle; successes give theirs

@@ -179,7 +179,7 @@ async fn http2_refusals_with_bodies_all_get_answers() {
     let mut config = test_config(&db);
     config.server.tls = patch_manager::config::TlsMode::Internal;
     let server = patch_manager::server::start(config).await.unwrap();
-    let ca_pem = server.state.pki.ca.cert_pem();
+    let ca_pem = server.state.pki.web_ca.cert_pem();
 
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut roots = rustls::RootCertStore::empty();

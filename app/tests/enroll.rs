@@ -39,8 +39,10 @@ async fn enroll_then_manager_reaches_the_agent_and_bad_tokens_fail() {
         enrollment::create(
             &mut conn,
             &fp,
-            None,
-            None,
+            &patch_manager::pki::enrollment::TokenRequest {
+                group_id: None,
+                ..Default::default()
+            },
             now + chrono::Duration::minutes(minutes),
             now,
         )
@@ -133,8 +135,10 @@ async fn enroll_then_manager_reaches_the_agent_and_bad_tokens_fail() {
         enrollment::create(
             &mut conn,
             &fp,
-            None,
-            None,
+            &patch_manager::pki::enrollment::TokenRequest {
+                group_id: None,
+                ..Default::default()
+            },
             past + chrono::Duration::minutes(5),
             past,
         )

@@ -19,20 +19,24 @@ async fn enrollment_names_follow_the_policy() {
     let server = patch_manager::server::start(config.clone()).await.unwrap();
     let fp = server.state.pki.ca.fingerprint().to_owned();
     let database = db.open();
-    let token = || {
+    let vouching = |addresses: &[&str]| {
         let mut conn = database.conn().unwrap();
         let now = server.state.clock.now();
+        let request = enrollment::TokenRequest {
+            addresses: addresses.iter().map(|a| a.parse().unwrap()).collect(),
+            ..Default::default()
+        };
         enrollment::create(
             &mut conn,
             &fp,
-            None,
-            None,
+            &request,
             now + chrono::Duration::minutes(30),
             now,
         )
         .unwrap()
         .encode()
     };
+    let token = || vouching(&[]);
     let attempt = |from: Ipv4Addr, hostname: &str, address: &str, token: String| {
         let (_, csr) =
             patch_agent::csr::new_key_and_csr(hostname, &[hostname.to_owned()], &[]).unwrap();
@@ -83,6 +87,63 @@ async fn enrollment_names_follow_the_policy() {
     let (s, b) = attempt(other, "web1.fleet.test", "127.0.0.6", token()).await;
     assert_eq!(s, 409, "{b}");
 
+    // A host behind NAT: its requests arrive from the gateway (127.0.0.7), not from the address it
+    // is reached at. A token that vouches for its address lets it enroll from anywhere ...
+    let gateway = Ipv4Addr::new(127, 0, 0, 7);
+    let nat = vouching(&["10.20.0.5"]);
+    // ... for the vouched addresses only (one more policy refusal, nothing consumed) ...
+    let (s, b) = attempt(gateway, "nat1.fleet.test", "10.20.0.6", nat.clone()).await;
+    assert_eq!(s, 400, "{b}");
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not among the addresses this token was made for"),
+        "{b}"
+    );
+    let (s, b) = attempt(gateway, "nat1.fleet.test", "10.20.0.5", nat).await;
+    assert_eq!(s, 201, "{b}");
+    // ... and a token without vouched addresses still refuses the gateway, saying what to do.
+    let (s, b) = attempt(gateway, "nat2.fleet.test", "10.20.0.9", token()).await;
+    assert_eq!(s, 400, "{b}");
+    assert!(
+        b["error"]["message"].as_str().unwrap().contains("NAT"),
+        "{b}"
+    );
+    // The API validates vouched addresses at the edge.
+    let base = format!("http://{}", server.addr);
+    common::setup_admin(&base, &config.data.dir).await;
+    let admin = common::bearer_for(&base, "admin", "tangerine-Orbit-42").await;
+    let url = format!("{base}/api/v1/enrollment-tokens");
+    let a = common::call(
+        "POST",
+        &url,
+        &admin,
+        Some(json!({ "addresses": ["10.20.0.5", "not-an-ip"] })),
+    )
+    .await;
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert_eq!(
+        a.body["error"]["details"]["field"], "addresses",
+        "{}",
+        a.body
+    );
+    let a = common::call(
+        "POST",
+        &url,
+        &admin,
+        Some(json!({ "addresses": ["10.20.0.5"] })),
+    )
+    .await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    let listed = common::call("GET", &url, &admin, None).await;
+    assert_eq!(
+        listed.body[0]["addresses"],
+        json!(["10.20.0.5"]),
+        "{}",
+        listed.body
+    );
+
     use diesel::prelude::*;
     use patch_manager::db::schema::audit_log as a;
     let mut c = database.conn().unwrap();
@@ -92,6 +153,6 @@ async fn enrollment_names_follow_the_policy() {
         .count()
         .get_result(&mut *c)
         .unwrap();
-    assert_eq!(denied, 3, "the policy refusals are audited");
+    assert_eq!(denied, 5, "the policy refusals are audited");
     server.stop().await;
 }

@@ -160,10 +160,14 @@ async fn health_page_and_errors_on_a_running_server() {
                 .unwrap()
                 .to_str()
                 .unwrap(),
-            server.state.pki.ca.fingerprint()
+            server.state.pki.web_ca.fingerprint()
         );
         let pem = String::from_utf8(res.body().await.unwrap().to_vec()).unwrap();
-        assert_eq!(pem, server.state.pki.ca.cert_pem());
+        assert_eq!(
+            pem,
+            server.state.pki.web_ca.cert_pem(),
+            "root.crt is the web CA: the root browsers trust signs nothing else"
+        );
         assert!(!pem.contains("PRIVATE KEY"));
 
         // Start-up was audited and the chain verifies.

@@ -78,7 +78,10 @@ async fn agent_trusts_the_manager_until_its_certificate_is_revoked() {
     config.tls.cert = w("agent.crt", &agent_cert.cert_pem);
     config.tls.key = w("agent.key", &agent_key);
     config.tls.client_ca = w("ca.crt", ca.cert_pem());
-    config.tls.crl = w("ca.crl", &ca.crl(1, &[], 7).unwrap());
+    config.tls.crl = w(
+        "ca.crl",
+        &ca.crl(1, &[], chrono::Duration::days(7)).unwrap().pem,
+    );
     config.audit.path = dir.path().join("audit.jsonl");
     config.jobs.state_dir = dir.path().join("state");
     let config_file = w("agent.toml", &toml::to_string(&config).unwrap());
@@ -120,9 +123,10 @@ async fn agent_trusts_the_manager_until_its_certificate_is_revoked() {
         ca.crl(
             2,
             &[(client.serial.clone(), chrono::Utc::now().naive_utc())],
-            7,
+            chrono::Duration::days(7),
         )
-        .unwrap(),
+        .unwrap()
+        .pem,
     )
     .unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);

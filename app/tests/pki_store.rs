@@ -54,7 +54,7 @@ fn issued_certificates_are_recorded_and_revoked_once() {
             revoked.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>(),
             [a.serial.as_str()]
         );
-        let crl = ca.crl(1, &revoked, 7).unwrap();
+        let crl = ca.crl(1, &revoked, chrono::Duration::days(7)).unwrap().pem;
         assert!(crl.contains("BEGIN X509 CRL"));
     }
 }
@@ -86,8 +86,10 @@ fn enrollment_tokens_are_single_use_expiring_and_unforgeable() {
         let token = enrollment::create(
             &mut conn,
             &fp,
-            Some(gid),
-            None,
+            &patch_manager::pki::enrollment::TokenRequest {
+                group_id: Some(gid),
+                ..Default::default()
+            },
             now + Duration::hours(1),
             now,
         )
@@ -125,7 +127,10 @@ fn enrollment_tokens_are_single_use_expiring_and_unforgeable() {
 
         assert_eq!(
             enrollment::consume(&mut conn, &token, &fp, now).unwrap(),
-            Ok(Some(gid)),
+            Ok(enrollment::Consumed {
+                group_id: Some(gid),
+                addresses: Vec::new(),
+            }),
             "{engine:?}"
         );
         assert_eq!(
@@ -134,8 +139,17 @@ fn enrollment_tokens_are_single_use_expiring_and_unforgeable() {
             "replay"
         );
 
-        let short = enrollment::create(&mut conn, &fp, None, None, now + Duration::minutes(5), now)
-            .unwrap();
+        let short = enrollment::create(
+            &mut conn,
+            &fp,
+            &patch_manager::pki::enrollment::TokenRequest {
+                group_id: None,
+                ..Default::default()
+            },
+            now + Duration::minutes(5),
+            now,
+        )
+        .unwrap();
         let later = now + Duration::minutes(6);
         assert_eq!(
             enrollment::consume(&mut conn, &short, &fp, later).unwrap(),
@@ -154,7 +168,17 @@ fn concurrent_use_of_one_token_enrolls_once() {
         let now = Utc::now().naive_utc();
         let token = {
             let mut conn = database.conn().unwrap();
-            enrollment::create(&mut conn, &fp, None, None, now + Duration::hours(1), now).unwrap()
+            enrollment::create(
+                &mut conn,
+                &fp,
+                &patch_manager::pki::enrollment::TokenRequest {
+                    group_id: None,
+                    ..Default::default()
+                },
+                now + Duration::hours(1),
+                now,
+            )
+            .unwrap()
         };
         let winners: usize = std::thread::scope(|s| {
             let handles: Vec<_> = (0..6)

@@ -26,6 +26,8 @@ const H: &str = "{host_id}";
 const MATRIX: &[(&str, &str, [u16; 4])] = &[
     ("GET", "/status/health", [200, 200, 200, 200]),
     ("GET", "/api/v1/ca/root.crt", [200, 200, 200, 200]),
+    ("GET", "/api/v1/ca/fleet.crt", [200, 200, 200, 200]),
+    ("GET", "/api/v1/ca/crl", [200, 200, 200, 200]),
     ("GET", "/api/v1/overview", [401, 200, 200, 200]),
     ("GET", "/api/v1/openapi.json", [200, 200, 200, 200]),
     ("POST", "/api/v1/enroll", [400, 400, 400, 400]),
@@ -64,6 +66,8 @@ const MATRIX: &[(&str, &str, [u16; 4])] = &[
     ("GET", "/api/v1/certificates", [401, 403, 403, 200]),
     ("POST", "/api/v1/certificates/manager-client/rotate", [401, 403, 403, 200]),
     ("POST", "/api/v1/certificates/{certificate_id}/revoke", [401, 403, 403, 400]),
+    ("GET", "/api/v1/certificates/crl", [401, 403, 403, 200]),
+    ("POST", "/api/v1/certificates/crl/retry", [401, 403, 403, 202]),
     ("GET", "/api/v1/settings/allow-list", [401, 403, 403, 200]),
     ("PUT", "/api/v1/settings/allow-list", [401, 403, 403, 400]),
     ("GET", "/api/v1/settings/oidc", [401, 403, 403, 200]),

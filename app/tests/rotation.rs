@@ -183,8 +183,10 @@ async fn rotation_under_polling_and_revocation() {
         failures.get(),
     );
 
-    // Revoke the old client certificate: the CRL reaches the agent, which refuses that
-    // certificate from then on and still accepts the new one.
+    // The rotation revoked the old client certificate; the courier delivers the new CRL in the
+    // background, and from then on the agent refuses that certificate and accepts the new one.
+    let status = common::crl_delivered(&state).await;
+    assert_eq!((status.agents, status.reason.as_str()), (1, "rotation"));
     let dir = tempfile::tempdir().unwrap();
     let (old_cert, old_key) = (dir.path().join("old.crt"), dir.path().join("old.key"));
     std::fs::write(&old_cert, &old_client.0).unwrap();
@@ -198,25 +200,13 @@ async fn rotation_under_polling_and_revocation() {
     )
     .unwrap();
     assert!(
-        old.health().await.is_ok(),
-        "before revocation the old certificate is still valid"
-    );
-    let push = rotation::revoke(&state, &old_serial, "superseded")
-        .await
-        .unwrap();
-    assert_eq!((push.delivered, push.failed.len()), (1, 0), "{push:?}");
-    let old = patch_manager::agent_client::AgentClient::new(
-        state.pki.ca.cert_pem(),
-        &old_cert,
-        &old_key,
-        addr,
-        None,
-    )
-    .unwrap();
-    assert!(
         old.health().await.is_err(),
-        "the revoked client certificate is still accepted"
+        "the previous client certificate is still accepted after rotation"
     );
+    // Revoking it again by hand: nothing changes.
+    assert!(!rotation::revoke(&state, &old_serial, "again")
+        .await
+        .unwrap());
     assert!(rotation::client(&state, addr, None)
         .unwrap()
         .health()
@@ -302,5 +292,84 @@ async fn certificates_near_expiry_are_renewed_through_the_agent() {
         "after renewal the agent presents the new certificate, not the old pinned one"
     );
     fleet.agent.stop().await;
+    fleet.server.stop().await;
+}
+
+/// The number of the CRL an agent holds on disk.
+fn agent_crl_number(config: &patch_agent::config::AgentConfig) -> String {
+    use x509_parser::prelude::FromDer;
+    let pem_text = std::fs::read_to_string(&config.tls.crl).unwrap();
+    let der = pem::parse(pem_text).unwrap().into_contents();
+    let (_, crl) = x509_parser::revocation_list::CertificateRevocationList::from_der(&der).unwrap();
+    crl.crl_number().unwrap().to_string()
+}
+
+#[actix_rt::test]
+async fn the_crl_reaches_an_agent_that_was_down_when_it_was_issued() {
+    let fleet = common::fleet_of_one().await;
+    let state = fleet.server.state.clone();
+    let enrolled = common::crl_delivered(&state).await;
+    assert_eq!(
+        enrolled.agents, 1,
+        "the enrollment answer carried the CRL in force"
+    );
+    assert_eq!(
+        agent_crl_number(&fleet.agent_config),
+        enrolled.number.to_string()
+    );
+
+    // The agent is down when the manager's client certificate is rotated (which revokes the
+    // previous one): the revocation answers at once, and the delivery is pending with the reason.
+    fleet.agent.stop().await;
+    let mut rounds = state.crl.rounds();
+    let rotated = patch_manager::pki::certificates::rotate_client(
+        &state,
+        &patch_manager::audit::Requester::named("test", None),
+    )
+    .await
+    .unwrap();
+    assert!(!rotated.is_empty());
+    let status = loop {
+        rounds.changed().await.unwrap();
+        let status = patch_manager::pki::crl::status(&state).await.unwrap();
+        if status.pending.first().is_some_and(|p| p.attempts > 0) {
+            break status;
+        }
+    };
+    assert!(status.number > enrolled.number);
+    assert_eq!((status.agents, status.delivered), (1, 0), "{status:?}");
+    let pending = &status.pending[0];
+    assert_eq!(pending.acked_number, Some(enrolled.number));
+    assert!(pending.last_error.is_some() && pending.next_attempt_at.is_some());
+
+    // Back up: an Admin's "retry now" (or the backoff running out) delivers it, and the agent
+    // holds the new CRL.
+    let agent = common::run_agent(&fleet.agent_config);
+    let retried = patch_manager::pki::crl::retry_now(&state).await.unwrap();
+    assert_eq!(retried.number, status.number);
+    let done = common::crl_delivered(&state).await;
+    assert_eq!(done.number, status.number);
+    assert_eq!(
+        agent_crl_number(&fleet.agent_config),
+        status.number.to_string()
+    );
+
+    // The first failure and the delivery are audited, the later failures of the same agent not.
+    use diesel::prelude::*;
+    use patch_manager::db::schema::audit_log as a;
+    let mut conn = state.db.conn().unwrap();
+    let failures: i64 = a::table
+        .filter(a::action.eq("crl.delivery_failed"))
+        .count()
+        .get_result(&mut *conn)
+        .unwrap();
+    assert_eq!(failures, 1);
+    let delivered: i64 = a::table
+        .filter(a::action.eq("crl.delivered"))
+        .count()
+        .get_result(&mut *conn)
+        .unwrap();
+    assert!(delivered >= 1);
+    agent.stop().await;
     fleet.server.stop().await;
 }

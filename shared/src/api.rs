@@ -13,7 +13,7 @@ use crate::auth::{
 };
 use crate::enroll::{EnrollRequest, EnrollResponse};
 use crate::fleet::{
-    AllowListSettings, CertificateInfo, CreatedEnrollmentToken, CrlPushResult, EnrollmentTokenInfo,
+    AllowListSettings, CertificateInfo, CreatedEnrollmentToken, CrlStatus, EnrollmentTokenInfo,
     GroupInfo, HostDetail, HostSummary, NewEnrollmentToken, NewGroup, NewUser, RevokeRequest,
     RotatedClient, UserInfo, UserUpdate,
 };
@@ -189,8 +189,14 @@ endpoints! {
     Health: Get "/status/health", (), NoBody => HealthReport;
     /// This API's OpenAPI 3.1 document.
     OpenApiDocument: Get "/api/v1/openapi.json", (), NoBody => serde_json::Value;
-    /// The fleet CA's root certificate (PEM), to trust the manager and its agents.
+    /// The web CA's root certificate (PEM): the root browsers trust for the web UI.
     RootCertificate: Get "/api/v1/ca/root.crt" as Pem, (), NoBody => NoBody;
+    /// The fleet CA's root certificate (PEM), which signs agents' certificates and the manager's
+    /// client certificate; for checking those, never for a browser.
+    FleetCertificate: Get "/api/v1/ca/fleet.crt" as Pem, (), NoBody => NoBody;
+    /// The CRL in force (PEM), signed by the fleet CA: an agent that was unreachable until its
+    /// CRL expired is brought back by copying this into its `tls.crl` file.
+    CurrentCrl: Get "/api/v1/ca/crl" as Pem, (), NoBody => NoBody;
     /// What the front page shows: health, counts, the audit chain's state.
     Overview: Get "/api/v1/overview", (), NoBody => SystemOverview;
     /// A new host enrols with a one-time token and its CSR.
@@ -264,7 +270,11 @@ endpoints! {
     /// Rotates the manager's client certificate for agents.
     RotateManagerClient: Post "/api/v1/certificates/manager-client/rotate", (), NoBody => RotatedClient;
     /// Revokes a certificate and pushes the new CRL to the agents.
-    RevokeCertificate: Post "/api/v1/certificates/{certificate_id}/revoke", CertificateId, RevokeRequest => CrlPushResult;
+    RevokeCertificate: Post "/api/v1/certificates/{certificate_id}/revoke", CertificateId, RevokeRequest => CrlStatus;
+    /// The CRL in force and its delivery to every agent.
+    GetCrlStatus: Get "/api/v1/certificates/crl", (), NoBody => CrlStatus;
+    /// Tries every agent that lacks the current CRL again at once (backoffs cleared).
+    RetryCrlDelivery: Post "/api/v1/certificates/crl/retry", (), NoBody => CrlStatus, 202;
     /// The manager's source-address allow-list.
     GetAllowList: Get "/api/v1/settings/allow-list", (), NoBody => AllowListSettings;
     /// Replaces the allow-list.

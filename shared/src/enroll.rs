@@ -6,6 +6,12 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The ALPN protocol id an enrolling agent offers (before `http/1.1`). The manager's web listener
+/// then presents its enrollment certificate, issued by the fleet CA that the token's fingerprint
+/// names, instead of the web UI's certificate, which comes from a separate web CA so that the root
+/// browsers are told to trust never vouches for an agent. HTTP/1.1 is still what is negotiated.
+pub const ENROLL_ALPN: &[u8] = b"lpm-enroll/1";
+
 /// Prefix and version of the token format.
 pub const TOKEN_PREFIX: &str = "lpm1";
 

@@ -201,14 +201,47 @@ pub struct RevokeRequest {
     pub reason: String,
 }
 
-/// Outcome of a revocation: the CRL went to these agents.
+/// The CRL in force and how far its delivery to the agents has come
+/// (`GET /api/v1/certificates/crl`, and the answer of a revocation, which returns at once while
+/// the CRL is delivered in the background).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-pub struct CrlPushResult {
-    /// Agents that installed the new CRL.
+pub struct CrlStatus {
+    /// CRL number (strictly increasing).
+    pub number: i64,
+    /// Issued (RFC 3339).
+    pub this_update: String,
+    /// Agents refuse every client once this passes (RFC 3339); the manager issues a new CRL a
+    /// day after the last one, well before.
+    pub next_update: String,
+    /// Certificates it lists.
+    pub revoked: i64,
+    /// Why it was issued (`revocation`, `rotation`, `refresh`, `first`).
+    pub reason: String,
+    /// Enrolled agents.
+    pub agents: usize,
+    /// Agents that acknowledged this CRL.
     pub delivered: usize,
-    /// Agents that did not, with the reason (retry by revoking again or wait for the next push).
-    pub failed: Vec<(HostId, String)>,
+    /// Agents that have not, with the state of the attempts (the courier keeps trying).
+    pub pending: Vec<CrlDelivery>,
+}
+
+/// One agent that does not hold the current CRL yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct CrlDelivery {
+    /// Host.
+    pub host_id: HostId,
+    /// Its name.
+    pub host: String,
+    /// The newest CRL number it acknowledged.
+    pub acked_number: Option<i64>,
+    /// Failed attempts for the current CRL.
+    pub attempts: i64,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// Next attempt (RFC 3339); `None`: in the next round.
+    pub next_attempt_at: Option<String>,
 }
 
 /// The manager's new client certificate after a rotation.
@@ -230,6 +263,11 @@ pub struct NewEnrollmentToken {
     /// Minutes of validity (5 to 10080; the configured default when absent).
     #[serde(default)]
     pub minutes: Option<i64>,
+    /// Addresses the new host will be reached at, for a host behind NAT whose requests reach the
+    /// manager from another address. Empty (the default): the host must enroll from one of the
+    /// addresses it asks for.
+    #[serde(default)]
+    pub addresses: Vec<String>,
 }
 
 /// A token just made: the only time its secret is shown.
@@ -262,6 +300,9 @@ pub struct EnrollmentTokenInfo {
     pub used_by_host_id: Option<HostId>,
     /// Creation time (RFC 3339).
     pub created_at: String,
+    /// Addresses it was made for (hosts behind NAT); empty when none were named.
+    #[serde(default)]
+    pub addresses: Vec<String>,
 }
 
 /// `GET`/`PUT /api/v1/settings/allow-list`: which source addresses may use the manager.

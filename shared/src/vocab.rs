@@ -98,8 +98,14 @@ word_enum!(
         Agent = "agent",
         /// The manager's client certificate for agents.
         ManagerClient = "manager_client",
-        /// The web UI's server certificate.
+        /// The web UI's server certificate (issued by the web CA).
         Web = "web",
+        /// The root of the web CA, which browsers are told to trust; it signs only the web UI's
+        /// certificate.
+        WebCa = "web_ca",
+        /// The manager's server certificate for enrolling agents (issued by the fleet CA, shown
+        /// only to clients that ask for it by ALPN).
+        Enrollment = "enrollment",
     }
 );
 

@@ -108,10 +108,19 @@ impl Ca {
 
     /// A CRL with the given number revoking `serials`.
     pub fn crl_numbered(&self, number: u64, serials: &[u64]) -> String {
+        self.crl_until(
+            number,
+            serials,
+            OffsetDateTime::now_utc() + Duration::days(7),
+        )
+    }
+
+    /// A CRL with the given number revoking `serials`, with `next_update` as its expiry.
+    pub fn crl_until(&self, number: u64, serials: &[u64], next_update: OffsetDateTime) -> String {
         let now = OffsetDateTime::now_utc();
         CertificateRevocationListParams {
-            this_update: now - Duration::hours(1),
-            next_update: now + Duration::days(7),
+            this_update: now - Duration::hours(2),
+            next_update,
             crl_number: SerialNumber::from(number),
             issuing_distribution_point: None,
             revoked_certs: serials

@@ -1,6 +1,6 @@
 //! The Certificates page's API (Admins only): every certificate the CA issued with its expiry
 //! state, renewal of a host's certificate through its agent, rotation of the manager's client
-//! certificate, revocation with an immediate CRL push, and one-time enrollment tokens. The rules
+//! certificate, revocation with the CRL delivered in the background (and its progress), and one-time enrollment tokens. The rules
 //! are in [`crate::pki::certificates`] and [`crate::pki::enrollment`].
 
 use crate::api::AppError;
@@ -41,8 +41,8 @@ pub async fn rotate_client(
     Ok(HttpResponse::Ok().json(serde_json::json!({ "serial": serial })))
 }
 
-/// `POST /api/v1/certificates/{certificate_id}/revoke`: revokes and pushes the new CRL to every
-/// agent at once; the answer says which agents did not take it.
+/// `POST /api/v1/certificates/{certificate_id}/revoke`: revokes and issues the new CRL; answers at
+/// once with its delivery status while the courier takes it to every agent.
 pub async fn revoke(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -51,8 +51,23 @@ pub async fn revoke(
     body: Json<RevokeRequest>,
 ) -> Result<HttpResponse, AppError> {
     let by = Requester::of(&who, &req);
-    let push = certificates::revoke(&state, &by, path.into_inner(), &body.reason).await?;
-    Ok(HttpResponse::Ok().json(push))
+    let status = certificates::revoke(&state, &by, path.into_inner(), &body.reason).await?;
+    Ok(HttpResponse::Ok().json(status))
+}
+
+/// `GET /api/v1/certificates/crl`: the CRL in force and which agents lack it.
+pub async fn crl_status(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
+    Ok(HttpResponse::Ok().json(certificates::crl_status(&state).await?))
+}
+
+/// `POST /api/v1/certificates/crl/retry`: every agent lacking the CRL is tried again at once.
+pub async fn retry_crl(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    who: Caller,
+) -> Result<HttpResponse, AppError> {
+    let status = certificates::retry_crl(&state, &Requester::of(&who, &req)).await?;
+    Ok(HttpResponse::Accepted().json(status))
 }
 
 /// `GET /api/v1/enrollment-tokens`: newest first, secrets never shown again.
@@ -70,8 +85,7 @@ pub async fn create_token(
 ) -> Result<HttpResponse, AppError> {
     let body = body.into_inner();
     let by = Requester::of(&who, &req);
-    let created =
-        enrollment::issue(&state, &by, body.group_id.map(i64::from), body.minutes).await?;
+    let created = enrollment::issue(&state, &by, body).await?;
     Ok(HttpResponse::Created().json(created))
 }
 

@@ -185,6 +185,20 @@ pub fn revoke(
     Ok(n == 1)
 }
 
+/// Serials of the unrevoked, unexpired certificates of `kind`.
+pub fn live_of_kind(
+    conn: &mut DbConnection,
+    kind: CertKind,
+    now: NaiveDateTime,
+) -> Result<Vec<String>, DbError> {
+    Ok(certificates::table
+        .filter(certificates::kind.eq(kind.as_str()))
+        .filter(certificates::revoked_at.is_null())
+        .filter(certificates::not_after.gt(now))
+        .select(certificates::serial)
+        .load(conn)?)
+}
+
 /// Serials and revocation times of every revoked certificate that has not expired (an expired
 /// certificate is refused anyway, so the CRL need not carry it).
 pub fn revoked(

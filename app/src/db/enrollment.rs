@@ -27,6 +27,8 @@ pub struct EnrollmentTokenRow {
     pub used_by_host_id: Option<i64>,
     /// When it was made.
     pub created_at: NaiveDateTime,
+    /// Addresses the maker vouched for (JSON list), for hosts behind NAT.
+    pub addresses_json: Option<String>,
 }
 
 /// Insert form of a token.
@@ -43,6 +45,8 @@ pub struct NewEnrollmentToken<'a> {
     pub expires_at: NaiveDateTime,
     /// Now.
     pub created_at: NaiveDateTime,
+    /// Addresses the maker vouched for (JSON list), for hosts behind NAT.
+    pub addresses_json: Option<&'a str>,
 }
 
 /// Stores a token; answers its id.

@@ -13,6 +13,7 @@ pub mod audit;
 pub mod certificates;
 pub mod challenges;
 pub mod credentials;
+pub mod crls;
 pub mod enrollment;
 pub mod hosts;
 pub mod schema;

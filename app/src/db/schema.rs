@@ -282,6 +282,34 @@ diesel::table! {
         used_at -> Nullable<Timestamp>,
         used_by_host_id -> Nullable<BigInt>,
         created_at -> Timestamp,
+        addresses_json -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    /// Every CRL the manager issued; the newest is in force.
+    crls (id) {
+        id -> BigInt,
+        number -> BigInt,
+        pem -> Text,
+        this_update -> Timestamp,
+        next_update -> Timestamp,
+        revoked_count -> BigInt,
+        reason -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    /// Per host: the newest CRL its agent acknowledged and the state of delivery attempts.
+    crl_deliveries (host_id) {
+        host_id -> BigInt,
+        acked_number -> Nullable<BigInt>,
+        acked_at -> Nullable<Timestamp>,
+        attempts -> BigInt,
+        last_error -> Nullable<Text>,
+        last_attempt_at -> Nullable<Timestamp>,
+        next_attempt_at -> Nullable<Timestamp>,
     }
 }
 
@@ -360,6 +388,7 @@ diesel::joinable!(host_packages -> hosts (host_id));
 diesel::joinable!(host_patches -> hosts (host_id));
 diesel::joinable!(host_health -> hosts (host_id));
 diesel::joinable!(certificates -> hosts (host_id));
+diesel::joinable!(crl_deliveries -> hosts (host_id));
 diesel::joinable!(enrollment_tokens -> host_groups (group_id));
 diesel::joinable!(enrollment_tokens -> users (created_by));
 diesel::joinable!(enrollment_tokens -> hosts (used_by_host_id));
@@ -369,6 +398,8 @@ diesel::joinable!(discovery_results -> hosts (adopted_host_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     hosts,
+    crls,
+    crl_deliveries,
     host_groups,
     host_group_members,
     users,

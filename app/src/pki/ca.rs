@@ -46,8 +46,10 @@ pub use shared::vocab::CertKind;
 /// The extended key usage a certificate of `kind` carries.
 fn eku(kind: CertKind) -> Option<ExtendedKeyUsagePurpose> {
     match kind {
-        CertKind::Ca => None,
-        CertKind::Agent | CertKind::Web => Some(ExtendedKeyUsagePurpose::ServerAuth),
+        CertKind::Ca | CertKind::WebCa => None,
+        CertKind::Agent | CertKind::Web | CertKind::Enrollment => {
+            Some(ExtendedKeyUsagePurpose::ServerAuth)
+        }
         CertKind::ManagerClient => Some(ExtendedKeyUsagePurpose::ClientAuth),
     }
 }
@@ -231,6 +233,20 @@ impl Ca {
         })
     }
 
+    /// Whether `cert_pem` is a certificate this CA signed (false for anything unreadable).
+    pub fn signed(&self, cert_pem: &str) -> bool {
+        let (Ok(der), Ok(root)) = (pem_to_der(cert_pem), pem_to_der(&self.cert_pem)) else {
+            return false;
+        };
+        let (Ok((_, cert)), Ok((_, root))) = (
+            x509_parser::parse_x509_certificate(&der),
+            x509_parser::parse_x509_certificate(&root),
+        ) else {
+            return false;
+        };
+        cert.verify_signature(Some(root.public_key())).is_ok()
+    }
+
     /// SHA-256 fingerprint of the root certificate, hex. Carried in enrollment tokens so agents
     /// can verify the manager without trusting on first use.
     pub fn fingerprint(&self) -> &str {
@@ -282,7 +298,8 @@ impl Ca {
                 "common name must be 1 to 64 characters".into(),
             ));
         }
-        if matches!(kind, CertKind::Agent | CertKind::Web) && sans.is_empty() {
+        if matches!(kind, CertKind::Agent | CertKind::Web | CertKind::Enrollment) && sans.is_empty()
+        {
             return Err(PkiError::Invalid(
                 "a server certificate needs at least one name".into(),
             ));
@@ -334,13 +351,14 @@ impl Ca {
         })
     }
 
-    /// A CRL listing `revoked` (serial hex, revocation time), valid for `next_update_days`.
+    /// A CRL listing `revoked` (serial hex, revocation time), valid for `validity` from now
+    /// (system time).
     pub fn crl(
         &self,
         number: u64,
         revoked: &[(String, chrono::NaiveDateTime)],
-        next_update_days: i64,
-    ) -> Result<String, PkiError> {
+        validity: chrono::Duration,
+    ) -> Result<SignedCrl, PkiError> {
         let now = time::OffsetDateTime::now_utc();
         let revoked_certs = revoked
             .iter()
@@ -358,17 +376,34 @@ impl Ca {
                 })
             })
             .collect::<Result<Vec<_>, PkiError>>()?;
+        let this_update = now - time::Duration::minutes(5);
+        let next_update = now + time::Duration::seconds(validity.num_seconds());
         let crl = CertificateRevocationListParams {
-            this_update: now - time::Duration::minutes(5),
-            next_update: now + time::Duration::days(next_update_days),
+            this_update,
+            next_update,
             crl_number: SerialNumber::from(number),
             issuing_distribution_point: None,
             revoked_certs,
             key_identifier_method: KeyIdMethod::Sha256,
         }
         .signed_by(&self.issuer)?;
-        Ok(crl.pem()?)
+        Ok(SignedCrl {
+            pem: crl.pem()?,
+            this_update: to_naive(this_update),
+            next_update: to_naive(next_update),
+        })
     }
+}
+
+/// A signed CRL and its validity (UTC).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedCrl {
+    /// PEM.
+    pub pem: String,
+    /// thisUpdate.
+    pub this_update: chrono::NaiveDateTime,
+    /// nextUpdate: agents refuse every client after it.
+    pub next_update: chrono::NaiveDateTime,
 }
 
 /// A DNS name for a certificate: 1 to 253 characters, labels of 1 to 63 letters, digits and
@@ -577,9 +612,10 @@ mod tests {
             .crl(
                 1,
                 &[(issued.serial.clone(), chrono::Utc::now().naive_utc())],
-                7,
+                chrono::Duration::days(7),
             )
-            .unwrap();
+            .unwrap()
+            .pem;
         let crl_der = ::pem::parse(&crl_pem).unwrap().into_contents();
         let (_, crl) = CertificateRevocationList::from_der(&crl_der).unwrap();
         let revoked: Vec<String> = crl

@@ -11,7 +11,7 @@ use crate::error::AppError;
 use crate::pki::{renewal, rotation, CertKind};
 use crate::state::AppState;
 use chrono::NaiveDateTime;
-use shared::fleet::{CertificateInfo, CrlPushResult};
+use shared::fleet::{CertificateInfo, CrlStatus};
 use shared::vocab::CertState;
 
 /// The API view of a stored certificate at `now`. `superseded`: a newer certificate replaced it.
@@ -115,14 +115,16 @@ pub async fn rotate_client(state: &AppState, by: &Requester) -> Result<String, A
     Ok(issued.serial)
 }
 
-/// Revokes certificate `id` for `reason` and pushes the new CRL to every agent. The root cannot
-/// be revoked, nor a certificate twice.
+/// Revokes certificate `id` for `reason` and issues the new CRL; answers at once with the
+/// delivery status while the courier takes it to every agent. Only agent and manager-client
+/// certificates are revoked (they are the ones agents check against the CRL); never a
+/// certificate twice.
 pub async fn revoke(
     state: &AppState,
     by: &Requester,
     id: i64,
     reason: &str,
-) -> Result<CrlPushResult, AppError> {
+) -> Result<CrlStatus, AppError> {
     let reason = reason.trim();
     if reason.is_empty() || reason.chars().count() > 200 || reason.chars().any(char::is_control) {
         return Err(AppError::invalid(
@@ -135,33 +137,51 @@ pub async fn revoke(
         .run(move |c| store::find(c, id))
         .await?
         .ok_or_else(|| AppError::NotFound("no such certificate".into()))?;
-    if row.kind == CertKind::Ca {
-        return Err(AppError::Conflict(
-            "the root CA cannot revoke itself; replacing the CA means re-enrolling the fleet"
-                .into(),
-        ));
+    match row.kind {
+        CertKind::Agent | CertKind::ManagerClient => {}
+        CertKind::Ca | CertKind::WebCa => {
+            return Err(AppError::Conflict(
+                "a root cannot revoke itself; replacing a CA means re-enrolling the fleet or \
+                 re-trusting the web root"
+                    .into(),
+            ))
+        }
+        CertKind::Web | CertKind::Enrollment => {
+            return Err(AppError::Conflict(
+                "the manager's server certificates are not checked against the fleet CRL; \
+                 they are replaced at start when their names change or they near expiry"
+                    .into(),
+            ))
+        }
     }
     if row.revoked_at.is_some() {
         return Err(AppError::Conflict(
             "this certificate is already revoked".into(),
         ));
     }
-    let push = rotation::revoke(state, &row.serial, reason).await?;
+    rotation::revoke(state, &row.serial, reason).await?;
     let entry = by
         .success("certificate.revoke_requested")
         .target(format!("certificate:{}", row.serial))
-        .details(serde_json::json!({
-            "reason": reason, "crl_delivered": push.delivered, "crl_failed": push.failed.len()
-        }));
+        .details(serde_json::json!({ "reason": reason }));
     state.audit.note(entry).await;
-    Ok(CrlPushResult {
-        delivered: push.delivered,
-        failed: push
-            .failed
-            .into_iter()
-            .map(|(host, why)| (host.into(), why))
-            .collect(),
-    })
+    Ok(crate::pki::crl::status(state).await?)
+}
+
+/// The CRL in force and its delivery to every agent.
+pub async fn crl_status(state: &AppState) -> Result<CrlStatus, AppError> {
+    Ok(crate::pki::crl::status(state).await?)
+}
+
+/// Tries every agent lacking the current CRL again at once, and audits the request.
+pub async fn retry_crl(state: &AppState, by: &Requester) -> Result<CrlStatus, AppError> {
+    let status = crate::pki::crl::retry_now(state).await?;
+    let entry = by
+        .success("crl.retry_requested")
+        .target(format!("crl:{}", status.number))
+        .details(serde_json::json!({ "pending": status.pending.len() }));
+    state.audit.note(entry).await;
+    Ok(status)
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use crate::db::audit::{NewAuditEntry, Outcome};
 use crate::db::enrollment::{self as store, EnrollmentTokenRow, NewEnrollmentToken};
 use crate::db::hosts::{self, NewHost, NewMembership};
 use crate::db::transaction::transaction;
-use crate::db::{certificates, DbConnection, DbError};
+use crate::db::{certificates, crls, DbConnection, DbError};
 use crate::error::AppError;
 use crate::pki::{self, CertKind, Issued, San};
 use crate::state::AppState;
@@ -65,6 +65,9 @@ pub enum TokenRequestError {
     /// The group does not exist.
     #[error("no such group")]
     NoSuchGroup,
+    /// The addresses vouched for are not usable.
+    #[error("{0}")]
+    Addresses(String),
     /// Database.
     #[error(transparent)]
     Db(#[from] DbError),
@@ -75,6 +78,7 @@ impl From<TokenRequestError> for AppError {
         match e {
             TokenRequestError::Minutes => AppError::invalid("minutes", e.to_string()),
             TokenRequestError::NoSuchGroup => AppError::invalid("group_id", e.to_string()),
+            TokenRequestError::Addresses(_) => AppError::invalid("addresses", e.to_string()),
             TokenRequestError::Db(e) => AppError::Database(e),
         }
     }
@@ -89,8 +93,7 @@ fn hash_secret(secret: &str) -> String {
 pub fn create(
     conn: &mut DbConnection,
     ca_fingerprint: &str,
-    group_id: Option<i64>,
-    created_by: Option<i64>,
+    request: &TokenRequest,
     expires_at: NaiveDateTime,
     now: NaiveDateTime,
 ) -> Result<EnrollmentToken, DbError> {
@@ -100,14 +103,19 @@ pub fn create(
         .fill(&mut bytes)
         .map_err(|_| DbError::Inconsistent("the system random generator failed".into()))?;
     let secret = hex::encode(bytes);
+    let addresses = (!request.addresses.is_empty())
+        .then(|| serde_json::to_string(&request.addresses))
+        .transpose()
+        .map_err(|e| DbError::Inconsistent(e.to_string()))?;
     let id = store::insert(
         conn,
         &NewEnrollmentToken {
             token_hash: &hash_secret(&secret),
-            group_id,
-            created_by,
+            group_id: request.group_id,
+            created_by: request.created_by,
             expires_at,
             created_at: now,
+            addresses_json: addresses.as_deref(),
         },
     )?;
     Ok(EnrollmentToken {
@@ -117,13 +125,31 @@ pub fn create(
     })
 }
 
-/// Checks and consumes a token in one step; answers the group it binds to.
+/// What a consumed token binds the new host to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consumed {
+    /// Group the host joins.
+    pub group_id: Option<i64>,
+    /// Addresses its maker vouched for (hosts behind NAT); empty when none were named.
+    pub addresses: Vec<IpAddr>,
+}
+
+/// The addresses stored with a token (none when the column is empty or unreadable: an unreadable
+/// list vouches for nothing, so the source-address rule applies).
+fn token_addresses(row: &EnrollmentTokenRow) -> Vec<IpAddr> {
+    row.addresses_json
+        .as_deref()
+        .and_then(|j| serde_json::from_str(j).ok())
+        .unwrap_or_default()
+}
+
+/// Checks and consumes a token in one step; answers what it binds the host to.
 pub fn consume(
     conn: &mut DbConnection,
     token: &EnrollmentToken,
     ca_fingerprint: &str,
     now: NaiveDateTime,
-) -> Result<Result<Option<i64>, TokenError>, DbError> {
+) -> Result<Result<Consumed, TokenError>, DbError> {
     if token.ca_fingerprint != ca_fingerprint {
         return Ok(Err(TokenError::Unknown));
     }
@@ -142,7 +168,10 @@ pub fn consume(
         }
         // The conditions again in the update itself: of two racing consumers only one wins.
         Ok(if store::mark_used(conn, token.id, now)? {
-            Ok(row.group_id)
+            Ok(Consumed {
+                group_id: row.group_id,
+                addresses: token_addresses(&row),
+            })
         } else {
             Err(TokenError::Used)
         })
@@ -150,7 +179,7 @@ pub fn consume(
 }
 
 /// What a new token is asked for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TokenRequest {
     /// Group the host joins.
     pub group_id: Option<i64>,
@@ -158,6 +187,9 @@ pub struct TokenRequest {
     pub minutes: Option<i64>,
     /// The user asking, when signed in.
     pub created_by: Option<i64>,
+    /// Addresses the maker vouches for, for a host behind NAT whose requests arrive from another
+    /// address: the host may then ask for these (and only these), from any source.
+    pub addresses: Vec<IpAddr>,
 }
 
 /// A token just made.
@@ -169,6 +201,8 @@ pub struct CreatedToken {
     pub group_id: Option<i64>,
     /// End of validity.
     pub expires_at: NaiveDateTime,
+    /// Addresses vouched for.
+    pub addresses: Vec<IpAddr>,
 }
 
 impl CreatedToken {
@@ -179,11 +213,13 @@ impl CreatedToken {
             .details(serde_json::json!({
                 "group_id": self.group_id,
                 "expires_at": rfc3339(self.expires_at),
+                "addresses": self.addresses,
             }))
     }
 }
 
-/// Makes a token as asked: the lifetime must be 5 minutes to a week and the group must exist.
+/// Makes a token as asked: the lifetime must be 5 minutes to a week, the group must exist and the
+/// addresses vouched for (at most 16) must be unicast addresses a host can have.
 pub fn create_token(
     conn: &mut DbConnection,
     config: &Config,
@@ -197,24 +233,32 @@ pub fn create_token(
     if !(MIN_MINUTES..=MAX_MINUTES).contains(&minutes) {
         return Err(TokenRequestError::Minutes);
     }
+    if request.addresses.len() > MAX_ADDRESSES {
+        return Err(TokenRequestError::Addresses(format!(
+            "name at most {MAX_ADDRESSES} addresses"
+        )));
+    }
+    if let Some(bad) = request
+        .addresses
+        .iter()
+        .find(|a| a.is_unspecified() || a.is_multicast())
+    {
+        return Err(TokenRequestError::Addresses(format!(
+            "{bad} cannot be a host's address"
+        )));
+    }
     if let Some(g) = request.group_id {
         if !hosts::group_exists(conn, g)? {
             return Err(TokenRequestError::NoSuchGroup);
         }
     }
     let expires_at = now + chrono::Duration::minutes(minutes);
-    let token = create(
-        conn,
-        ca_fingerprint,
-        request.group_id,
-        request.created_by,
-        expires_at,
-        now,
-    )?;
+    let token = create(conn, ca_fingerprint, request, expires_at, now)?;
     Ok(CreatedToken {
         token,
         group_id: request.group_id,
         expires_at,
+        addresses: request.addresses.clone(),
     })
 }
 
@@ -236,15 +280,27 @@ pub fn agent_command(config: &Config, token: &str) -> String {
 pub async fn issue(
     state: &AppState,
     by: &Requester,
-    group_id: Option<i64>,
-    minutes: Option<i64>,
+    body: shared::fleet::NewEnrollmentToken,
 ) -> Result<CreatedEnrollmentToken, AppError> {
     let fingerprint = state.pki.ca.fingerprint().to_owned();
     let config = state.config.clone();
+    let addresses = body
+        .addresses
+        .iter()
+        .map(|a| {
+            a.trim().parse::<IpAddr>().map_err(|_| {
+                AppError::invalid(
+                    "addresses",
+                    format!("{} is not an IP address", a.escape_default()),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let request = TokenRequest {
-        group_id,
-        minutes,
+        group_id: body.group_id.map(i64::from),
+        minutes: body.minutes,
         created_by: by.user_id,
+        addresses,
     };
     let now = state.clock.now();
     let created = state
@@ -275,6 +331,10 @@ fn token_info(row: EnrollmentTokenRow) -> EnrollmentTokenInfo {
         used_at: row.used_at.map(rfc3339),
         used_by_host_id: row.used_by_host_id.map(Into::into),
         created_at: rfc3339(row.created_at),
+        addresses: token_addresses(&row)
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
     }
 }
 
@@ -306,16 +366,10 @@ fn refused() -> AppError {
 }
 
 /// The naming policy of enrollment: the host's name is not one of the manager's own names
-/// (`server.public_names`) and ends in `pki.fleet_domain` when one is set; the request comes from
-/// one of the addresses it asks to be certified for, so a token cannot buy a certificate for
-/// somebody else's address. (Names already on a live certificate are refused inside the
-/// enrollment transaction.)
-pub fn names_allowed(
-    config: &crate::config::Config,
-    hostname: &str,
-    addresses: &[IpAddr],
-    source: Option<IpAddr>,
-) -> Result<(), AppError> {
+/// (`server.public_names`) and ends in `pki.fleet_domain` when one is set. (Names already on a
+/// live certificate, and the addresses, are checked inside the enrollment transaction, where the
+/// token is known: see [`addresses_allowed`].)
+pub fn names_allowed(config: &crate::config::Config, hostname: &str) -> Result<(), AppError> {
     if config
         .server
         .public_names
@@ -338,11 +392,39 @@ pub fn names_allowed(
             format!("host names must end in .{domain}"),
         ));
     }
+    Ok(())
+}
+
+/// The address policy of enrollment, so a token cannot buy a certificate for somebody else's
+/// address. When the token's maker vouched for addresses (a host behind NAT), every address asked
+/// for must be one of them, whatever the source. Otherwise the request must come from one of the
+/// addresses it asks to be certified for.
+pub fn addresses_allowed(
+    vouched: &[IpAddr],
+    addresses: &[IpAddr],
+    source: Option<IpAddr>,
+) -> Result<(), AppError> {
+    let canon: Vec<IpAddr> = vouched.iter().map(|a| a.to_canonical()).collect();
+    if !canon.is_empty() {
+        return match addresses
+            .iter()
+            .find(|a| !canon.contains(&a.to_canonical()))
+        {
+            Some(a) => Err(bad(
+                shared::vocab::ErrorCode::ValidationFailed,
+                format!("{a} is not among the addresses this token was made for"),
+            )),
+            None => Ok(()),
+        };
+    }
     if let Some(src) = source.map(|s| s.to_canonical()) {
         if !addresses.iter().any(|a| a.to_canonical() == src) {
             return Err(bad(
                 shared::vocab::ErrorCode::ValidationFailed,
-                format!("the request comes from {src}, which is not among the addresses given"),
+                format!(
+                    "the request comes from {src}, which is not among the addresses given; \
+                     for a host behind NAT, make a token that names its addresses"
+                ),
             ));
         }
     }
@@ -353,6 +435,7 @@ pub fn names_allowed(
 enum EnrollFailure {
     Db(DbError),
     Token(TokenError),
+    Policy(AppError),
     HostExists(String),
     Csr(String),
 }
@@ -415,7 +498,7 @@ pub async fn enroll(
             .target(format!("hostname:{hostname}"))
             .details(serde_json::json!({ "reason": reason }))
     };
-    if let Err(e) = names_allowed(&state.config, &hostname, &addresses, source) {
+    if let Err(e) = names_allowed(&state.config, &hostname) {
         state.audit.note(refusal(&e.to_string())).await;
         return Err(e);
     }
@@ -424,6 +507,8 @@ pub async fn enroll(
         return Err(refused());
     };
 
+    let crl = pki::crl::current(state).await?;
+    let crl_number = crl.number;
     let ca = state.pki.ca.clone();
     let validity = state.config.pki.validity_days;
     let (host, csr, port) = (hostname.clone(), body.csr_pem, i32::from(body.port));
@@ -432,8 +517,11 @@ pub async fn enroll(
         .db
         .run(move |conn| {
             Ok(transaction(conn, |c| {
-                let group =
+                let consumed =
                     consume(c, &token, ca.fingerprint(), now)?.map_err(EnrollFailure::Token)?;
+                addresses_allowed(&consumed.addresses, &addresses, source)
+                    .map_err(EnrollFailure::Policy)?;
+                let group = consumed.group_id;
                 if !certificates::live_with_name(c, &host, now)?.is_empty() {
                     return Err(EnrollFailure::HostExists(format!(
                         "a live certificate already carries the name {host}; revoke it first"
@@ -478,16 +566,15 @@ pub async fn enroll(
                 }
                 certificates::insert(c, &issued, CertKind::Agent, Some(host_id), now)?;
                 store::set_host(c, token.id, host_id)?;
-                let revoked = certificates::revoked(c, now)?;
-                let crl = ca
-                    .crl(pki::crl_number(now), &revoked, 7)
-                    .map_err(|e| EnrollFailure::Db(DbError::Inconsistent(e.to_string())))?;
-                Ok::<(i64, Issued, String), EnrollFailure>((host_id, issued, crl))
+                // The CRL in force goes with the answer; a newer one issued meanwhile reaches
+                // the host through the courier.
+                crls::acknowledge(c, host_id, crl_number, now)?;
+                Ok::<(i64, Issued), EnrollFailure>((host_id, issued))
             }))
         })
         .await?;
     match outcome {
-        Ok((host_id, issued, crl_pem)) => {
+        Ok((host_id, issued)) => {
             let entry = by
                 .success("agent.enrolled")
                 .target(format!("host:{host_id}"))
@@ -500,12 +587,16 @@ pub async fn enroll(
                 host_id: host_id.into(),
                 certificate_pem: issued.cert_pem,
                 ca_pem: state.pki.ca.cert_pem().to_owned(),
-                crl_pem,
+                crl_pem: crl.pem,
             })
         }
         Err(EnrollFailure::Token(reason)) => {
             state.audit.note(refusal(&reason.to_string())).await;
             Err(refused())
+        }
+        Err(EnrollFailure::Policy(e)) => {
+            state.audit.note(refusal(&e.to_string())).await;
+            Err(e)
         }
         Err(EnrollFailure::HostExists(m)) => Err(AppError::Conflict(m)),
         Err(EnrollFailure::Csr(m)) => Err(bad(shared::vocab::ErrorCode::InvalidCsr, m)),
@@ -537,6 +628,7 @@ mod tests {
             group_id,
             minutes,
             created_by: None,
+            addresses: Vec::new(),
         }
     }
 
@@ -585,7 +677,10 @@ mod tests {
         // It is consumed once, with its group, and not after it expired.
         assert_eq!(
             consume(&mut conn, &created.token, &fp, noon()).unwrap(),
-            Ok(Some(group))
+            Ok(Consumed {
+                group_id: Some(group),
+                addresses: Vec::new(),
+            })
         );
         assert_eq!(
             consume(&mut conn, &created.token, &fp, noon()).unwrap(),
@@ -659,6 +754,7 @@ mod tests {
             },
             group_id: Some(3),
             expires_at: noon(),
+            addresses: Vec::new(),
         };
         let cli = created.audit_entry(&Requester::named("cli", None));
         let api = created.audit_entry(&Requester {
@@ -672,7 +768,8 @@ mod tests {
             assert_eq!(entry.outcome, Outcome::Success);
             assert_eq!(
                 entry.details,
-                serde_json::json!({ "group_id": 3, "expires_at": "2026-11-23T12:00:00+00:00" })
+                serde_json::json!({ "group_id": 3, "expires_at": "2026-11-23T12:00:00+00:00",
+                                    "addresses": [] })
             );
             assert!(
                 !entry.details.to_string().contains(&created.token.secret),

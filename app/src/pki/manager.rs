@@ -1,7 +1,16 @@
-//! The manager's own certificates, prepared at start: the CA (created on first start), the client
-//! certificate the manager presents to agents, and the web UI's certificate when the TLS strategy
-//! is `internal`. Each is renewed when fewer than `pki.renew_before_days` remain (and the web
-//! certificate also when `server.public_names` changed). Every issuance is recorded in the
+//! The manager's own certificates, prepared at start. Two roots, created on first start:
+//!
+//! - the **fleet CA** (`<data>/ca`) signs agents' certificates, the client certificate the
+//!   manager presents to agents, and the manager's *enrollment* certificate, which the web
+//!   listener shows only to an enrolling agent (it asks by ALPN, [`shared::enroll::ENROLL_ALPN`])
+//!   so the agent can check it against the fleet-CA fingerprint in its token;
+//! - the **web CA** (`<data>/web-ca`) signs only the web UI's certificate (TLS strategy
+//!   `internal`). It is the root browsers are told to trust, so trusting it never makes a browser
+//!   accept an agent's certificate, whatever names an enrollment put in it.
+//!
+//! Each certificate is renewed when fewer than `pki.renew_before_days` remain, when
+//! `server.public_names` changed, or when it was not signed by the root it must come from (web
+//! certificates of earlier versions came from the fleet CA). Every issuance is recorded in the
 //! `certificates` table and the audit log.
 
 use crate::audit::AuditLog;
@@ -30,11 +39,18 @@ pub enum CertsError {
     Tls(String),
 }
 
+/// Name of the fleet CA's root.
+pub const FLEET_CA_NAME: &str = "Linux Patch Manager CA";
+/// Name of the web CA's root.
+pub const WEB_CA_NAME: &str = "Linux Patch Manager Web CA";
+
 /// The manager's PKI material.
 #[derive(Clone)]
 pub struct ManagerPki {
-    /// The CA.
+    /// The fleet CA (agents, the manager's client and enrollment certificates, CRLs).
     pub ca: Arc<Ca>,
+    /// The web CA (the web UI's certificate only; the root browsers trust).
+    pub web_ca: Arc<Ca>,
     /// The manager's client certificate for agents (PEM file).
     pub client_cert: PathBuf,
     /// Its key (PEM file, 0600).
@@ -58,26 +74,26 @@ pub async fn prepare(
     audit: &AuditLog,
     now: chrono::NaiveDateTime,
 ) -> Result<ManagerPki, CertsError> {
-    let data = config.data.dir.clone();
-    let (ca, created) = tokio::task::spawn_blocking(move || {
-        Ca::load_or_create(&data.join("ca"), "Linux Patch Manager CA")
-    })
-    .await
-    .map_err(|e| CertsError::Tls(e.to_string()))??;
-    let ca = Arc::new(ca);
-    if created {
-        let root = ca.root_record()?;
-        let fp = root.fingerprint_sha256.clone();
-        db.run(move |c| certificates::insert(c, &root, CertKind::Ca, None, now))
-            .await?;
-        record(
-            audit,
-            "ca.created",
-            &fp,
-            serde_json::json!({ "fingerprint_sha256": fp }),
-        )
-        .await?;
-    }
+    let ca = root(
+        db,
+        audit,
+        config.data.dir.join("ca"),
+        FLEET_CA_NAME,
+        CertKind::Ca,
+        "ca.created",
+        now,
+    )
+    .await?;
+    let web_ca = root(
+        db,
+        audit,
+        config.data.dir.join("web-ca"),
+        WEB_CA_NAME,
+        CertKind::WebCa,
+        "web_ca.created",
+        now,
+    )
+    .await?;
     let pki_dir = config.data.dir.join("pki");
     std::fs::create_dir_all(&pki_dir)
         .map_err(|e| CertsError::Tls(format!("{}: {e}", pki_dir.display())))?;
@@ -98,18 +114,34 @@ pub async fn prepare(
         now,
     )
     .await?;
-    if config.server.tls == TlsMode::Internal {
-        let (cert, key) = (pki_dir.join("web.crt"), pki_dir.join("web.key"));
-        let names = config.server.public_names.clone();
-        let cn = names
-            .first()
-            .cloned()
-            .unwrap_or_else(|| "patch-manager".into());
+    let names = config.server.public_names.clone();
+    let cn = names
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "patch-manager".into());
+    if config.server.tls != TlsMode::Off {
+        let (cert, key) = (pki_dir.join("enroll.crt"), pki_dir.join("enroll.key"));
         ensure(
             config,
             db,
             audit,
             &ca,
+            CertKind::Enrollment,
+            &cn,
+            &names,
+            &cert,
+            &key,
+            now,
+        )
+        .await?;
+    }
+    if config.server.tls == TlsMode::Internal {
+        let (cert, key) = (pki_dir.join("web.crt"), pki_dir.join("web.key"));
+        ensure(
+            config,
+            db,
+            audit,
+            &web_ca,
             CertKind::Web,
             &cn,
             &names,
@@ -121,9 +153,40 @@ pub async fn prepare(
     }
     Ok(ManagerPki {
         ca,
+        web_ca,
         client_cert,
         client_key,
     })
+}
+
+/// Loads the root in `dir`, creating, recording and auditing it on first start.
+async fn root(
+    db: &Database,
+    audit: &AuditLog,
+    dir: PathBuf,
+    name: &'static str,
+    kind: CertKind,
+    action: &str,
+    now: NaiveDateTime,
+) -> Result<Arc<Ca>, CertsError> {
+    let (ca, created) = tokio::task::spawn_blocking(move || Ca::load_or_create(&dir, name))
+        .await
+        .map_err(|e| CertsError::Tls(e.to_string()))??;
+    let ca = Arc::new(ca);
+    if created {
+        let record_ = ca.root_record()?;
+        let fp = record_.fingerprint_sha256.clone();
+        db.run(move |c| certificates::insert(c, &record_, kind, None, now))
+            .await?;
+        record(
+            audit,
+            action,
+            &fp,
+            serde_json::json!({ "fingerprint_sha256": fp }),
+        )
+        .await?;
+    }
+    Ok(ca)
 }
 
 async fn record(
@@ -158,6 +221,7 @@ async fn ensure(
     let wanted_names = names.join("\n");
     let current = std::fs::read_to_string(cert)
         .ok()
+        .filter(|pem| ca.signed(pem))
         .and_then(|pem| pki::not_after(&pem).ok());
     let same_names = std::fs::read_to_string(&names_file)
         .map(|n| n == wanted_names)
@@ -209,46 +273,90 @@ fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), CertsError> 
         .map_err(|e| CertsError::Tls(format!("{}: {e}", path.display())))
 }
 
-/// The rustls configuration of the web listener, or `None` with `tls = "off"`.
+/// The rustls configuration of the web listener, or `None` with `tls = "off"`: the web UI's
+/// certificate (files, or the web CA's) for everyone, the enrollment certificate (with the fleet
+/// root) for clients that offer [`shared::enroll::ENROLL_ALPN`].
 pub fn web_tls(
     config: &Config,
     pki: &ManagerPki,
 ) -> Result<Option<rustls::ServerConfig>, CertsError> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let (cert, key) = match config.server.tls {
+    let dir = config.data.dir.join("pki");
+    let (cert, key, root) = match config.server.tls {
         TlsMode::Off => return Ok(None),
         TlsMode::Files => (
             config.server.tls_cert.clone(),
             config.server.tls_key.clone(),
+            None,
         ),
-        TlsMode::Internal => {
-            let dir = config.data.dir.join("pki");
-            (dir.join("web.crt"), dir.join("web.key"))
-        }
+        TlsMode::Internal => (
+            dir.join("web.crt"),
+            dir.join("web.key"),
+            Some(pki.web_ca.cert_pem()),
+        ),
     };
-    let err = |e: String| CertsError::Tls(e);
-    let mut chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert)
-        .map_err(|e| err(format!("{}: {e}", cert.display())))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| err(format!("{}: {e}", cert.display())))?;
-    if config.server.tls == TlsMode::Internal {
-        // Send the root too: enrolling agents check it against the fingerprint in their token.
-        chain.push(
-            CertificateDer::from_pem_slice(pki.ca.cert_pem().as_bytes())
-                .map_err(|e| err(e.to_string()))?,
-        );
-    }
-    let key =
-        PrivateKeyDer::from_pem_file(&key).map_err(|e| err(format!("{}: {e}", key.display())))?;
-    let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| err(e.to_string()))?
-    .with_no_client_auth()
-    .with_single_cert(chain, key)
-    .map_err(|e| err(e.to_string()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let web = certified_key(&cert, &key, root, &provider)?;
+    let enroll = certified_key(
+        &dir.join("enroll.crt"),
+        &dir.join("enroll.key"),
+        Some(pki.ca.cert_pem()),
+        &provider,
+    )?;
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| CertsError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(ByAlpn { web, enroll }));
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Some(tls))
+}
+
+/// A certificate chain from `cert` (plus `root` when given: enrolling agents look for the root
+/// their token names) with its key from `key`.
+fn certified_key(
+    cert: &Path,
+    key: &Path,
+    root: Option<&str>,
+    provider: &Arc<rustls::crypto::CryptoProvider>,
+) -> Result<Arc<rustls::sign::CertifiedKey>, CertsError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let err = |path: &Path, e: String| CertsError::Tls(format!("{}: {e}", path.display()));
+    let mut chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| err(cert, e.to_string()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| err(cert, e.to_string()))?;
+    if let Some(root) = root {
+        chain.push(
+            CertificateDer::from_pem_slice(root.as_bytes())
+                .map_err(|e| CertsError::Tls(e.to_string()))?,
+        );
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| err(key, e.to_string()))?;
+    rustls::sign::CertifiedKey::from_der(chain, key, provider)
+        .map(Arc::new)
+        .map_err(|e| err(cert, format!("does not fit its key: {e}")))
+}
+
+/// Picks the web listener's certificate from what the client offers by ALPN.
+#[derive(Debug)]
+struct ByAlpn {
+    web: Arc<rustls::sign::CertifiedKey>,
+    enroll: Arc<rustls::sign::CertifiedKey>,
+}
+
+impl rustls::server::ResolvesServerCert for ByAlpn {
+    fn resolve(
+        &self,
+        hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        let enrolling = hello
+            .alpn()
+            .is_some_and(|mut offered| offered.any(|p| p == shared::enroll::ENROLL_ALPN));
+        Some(if enrolling {
+            self.enroll.clone()
+        } else {
+            self.web.clone()
+        })
+    }
 }

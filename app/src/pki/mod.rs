@@ -10,6 +10,8 @@
 //!   every agent, and the mutual-TLS client the manager uses to reach agents.
 //! - [`enrollment`]: one-time enrollment tokens (created in one place for the API and the CLI)
 //!   and the enrollment of a new host behind `POST /api/v1/enroll`.
+//! - [`crl`]: the CRL in force (issued on revocation and daily) and its delivery to every agent
+//!   by a background courier, with per-agent progress.
 //! - [`certificates`]: the certificate service of the API: listing with expiry state, renewal of
 //!   a host's certificate, revocation by id.
 //!
@@ -18,12 +20,13 @@
 
 pub mod ca;
 pub mod certificates;
+pub mod crl;
 pub mod enrollment;
 pub mod manager;
 pub mod renewal;
 pub mod rotation;
 
 pub use ca::{
-    crl_number, not_after, sans_of, valid_dns_name, Ca, CertKind, Issued, PkiError, San,
+    crl_number, not_after, sans_of, valid_dns_name, Ca, CertKind, Issued, PkiError, San, SignedCrl,
     MAX_VALIDITY_DAYS, ROOT_VALIDITY_DAYS,
 };

@@ -94,8 +94,12 @@ pub async fn renew_agent(state: &AppState, host_id: i64) -> Result<Issued, Rotat
     Ok(issued)
 }
 
-/// Renews every agent certificate that ends within `pki.renew_before_days` of `now`; answers
-/// the hosts tried and what happened. Failures are audited and retried on the next round.
+/// Agents renewed at once by [`renew_due`].
+pub const MAX_CONCURRENT: usize = 8;
+
+/// Renews every agent certificate that ends within `pki.renew_before_days` of `now`, at most
+/// [`MAX_CONCURRENT`] at once; answers the hosts tried and what happened, in host order.
+/// Failures are audited and retried on the next round.
 pub async fn renew_due(
     state: &AppState,
     now: NaiveDateTime,
@@ -105,17 +109,22 @@ pub async fn renew_due(
         .db
         .run(move |c| certificates::hosts_due_for_renewal(c, threshold))
         .await?;
-    let mut out = Vec::with_capacity(due.len());
-    for host_id in due {
-        let result = renew_agent(state, host_id)
-            .await
-            .map(|i| i.serial)
-            .map_err(|e| e.to_string());
-        if let Err(e) = &result {
-            tracing::warn!(host_id, error = %e, "agent certificate renewal failed; will retry");
-        }
-        out.push((host_id, result));
-    }
+    use futures_util::StreamExt;
+    let mut out: Vec<(i64, Result<String, String>)> = futures_util::stream::iter(due)
+        .map(|host_id| async move {
+            let result = renew_agent(state, host_id)
+                .await
+                .map(|i| i.serial)
+                .map_err(|e| e.to_string());
+            if let Err(e) = &result {
+                tracing::warn!(host_id, error = %e, "agent certificate renewal failed; will retry");
+            }
+            (host_id, result)
+        })
+        .buffer_unordered(MAX_CONCURRENT)
+        .collect()
+        .await;
+    out.sort_by_key(|(host_id, _)| *host_id);
     Ok(out)
 }
 

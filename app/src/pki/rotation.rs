@@ -1,19 +1,22 @@
 //! Rotation and revocation across the fleet, and the client the manager reaches agents with.
 //!
 //! - [`rotate_manager_client`]: issues the manager a new client certificate; agents trust the CA,
-//!   so every connection opened afterwards uses it with no outage.
-//! - [`revoke`]: marks a certificate revoked, builds a new CRL and pushes it to every agent.
+//!   so every connection opened afterwards uses it with no outage. The previous one is revoked at
+//!   once, and the new CRL goes to every agent (so the manager has one identity, whatever key an
+//!   old copy of its data directory holds).
+//! - [`revoke`]: marks a certificate revoked and issues a new CRL, which the
+//!   [courier](super::crl) delivers to every agent in the background.
 //!
 //! Each step is recorded in `certificates` and the audit log.
 
 use crate::agent_client::{AgentClient, AgentClientError};
 use crate::audit::Requester;
 use crate::db::audit::{NewAuditEntry, Outcome};
-use crate::db::{certificates, hosts, DbError};
+use crate::db::{certificates, DbError};
 use crate::pki::manager::CertsError;
 use crate::pki::{CertKind, Issued, PkiError};
 use crate::state::AppState;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 /// Why a renewal, rotation or revocation failed.
 #[derive(Debug, thiserror::Error)]
@@ -72,9 +75,10 @@ pub(crate) fn system_entry(action: &str, target: String, outcome: Outcome) -> Ne
         .target(target)
 }
 
-/// Issues the manager a new client certificate (used by every agent connection opened after it).
+/// Issues the manager a new client certificate (used by every agent connection opened after it),
+/// revokes every earlier one and issues the CRL that says so.
 pub async fn rotate_manager_client(state: &AppState) -> Result<Issued, RotationError> {
-    Ok(crate::pki::manager::issue_to_files(
+    let issued = crate::pki::manager::issue_to_files(
         &state.config,
         &state.db,
         &state.audit,
@@ -86,34 +90,44 @@ pub async fn rotate_manager_client(state: &AppState) -> Result<Issued, RotationE
         &state.pki.client_key,
         state.clock.now(),
     )
-    .await?)
-}
-
-/// Outcome of pushing a CRL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CrlPush {
-    /// Agents that installed it.
-    pub delivered: usize,
-    /// Agents that did not, with the reason.
-    pub failed: Vec<(i64, String)>,
-}
-
-/// Revokes a certificate and pushes the new CRL to every agent.
-pub async fn revoke(
-    state: &AppState,
-    serial: &str,
-    reason: &str,
-) -> Result<CrlPush, RotationError> {
-    let (serial_c, reason_c) = (serial.to_owned(), reason.to_owned());
+    .await?;
+    let keep = issued.serial.clone();
     let now = state.clock.now();
-    let (changed, revoked, agents) = state
+    let revoked = state
         .db
         .run(move |c| {
-            let changed = certificates::revoke(c, &serial_c, &reason_c, now)?;
-            let revoked = certificates::revoked(c, now)?;
-            let agents = hosts::agent_addresses(c)?;
-            Ok((changed, revoked, agents))
+            let mut revoked = Vec::new();
+            for serial in certificates::live_of_kind(c, CertKind::ManagerClient, now)? {
+                if serial != keep
+                    && certificates::revoke(c, &serial, "superseded by rotation", now)?
+                {
+                    revoked.push(serial);
+                }
+            }
+            Ok(revoked)
         })
+        .await?;
+    for serial in &revoked {
+        let entry = system_entry(
+            "certificate.revoked",
+            format!("certificate:{serial}"),
+            Outcome::Success,
+        )
+        .details(serde_json::json!({ "reason": "superseded by rotation" }));
+        state.audit.note(entry).await;
+    }
+    crate::pki::crl::issue(state, "rotation").await?;
+    Ok(issued)
+}
+
+/// Revokes a certificate and issues the new CRL; the courier delivers it to every agent in the
+/// background. Answers whether this call revoked it (false: it was revoked already).
+pub async fn revoke(state: &AppState, serial: &str, reason: &str) -> Result<bool, RotationError> {
+    let (serial_c, reason_c) = (serial.to_owned(), reason.to_owned());
+    let now = state.clock.now();
+    let changed = state
+        .db
+        .run(move |c| certificates::revoke(c, &serial_c, &reason_c, now))
         .await?;
     if changed {
         let entry = system_entry(
@@ -123,46 +137,7 @@ pub async fn revoke(
         )
         .details(serde_json::json!({ "reason": reason }));
         state.audit.note(entry).await;
+        crate::pki::crl::issue(state, "revocation").await?;
     }
-    let crl = state
-        .pki
-        .ca
-        .crl(crate::pki::crl_number(state.clock.now()), &revoked, 7)?;
-    let mut push = CrlPush {
-        delivered: 0,
-        failed: Vec::new(),
-    };
-    for agent in agents {
-        let result = match (
-            agent.ip_address.parse::<IpAddr>(),
-            u16::try_from(agent.agent_port),
-        ) {
-            (Ok(ip), Ok(port)) => match client(
-                state,
-                SocketAddr::new(ip, port),
-                agent.cert_fingerprint.as_deref(),
-            ) {
-                Ok(client) => client
-                    .push_crl(&crl)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            },
-            _ => Err("invalid address".into()),
-        };
-        match result {
-            Ok(()) => push.delivered += 1,
-            Err(e) => push.failed.push((agent.id, e)),
-        }
-    }
-    let outcome = if push.failed.is_empty() {
-        Outcome::Success
-    } else {
-        Outcome::Failure
-    };
-    let entry = system_entry("crl.pushed", format!("certificate:{serial}"), outcome)
-        .details(serde_json::json!({ "delivered": push.delivered, "failed": push.failed }));
-    state.audit.note(entry).await;
-    Ok(push)
+    Ok(changed)
 }

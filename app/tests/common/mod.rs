@@ -140,6 +140,23 @@ pub struct Fleet {
     pub agent_dir: TempDir,
 }
 
+/// Starts an agent (in process) from its configuration, on its configured address.
+pub fn run_agent(
+    agent_config: &patch_agent::config::AgentConfig,
+) -> patch_agent::server::RunningAgent {
+    let audit = patch_agent::audit::AuditLog::open(&agent_config.audit.path).unwrap();
+    let backend = std::sync::Arc::new(patch_agent::backend::apt::AptBackend::new(None).unwrap());
+    let jobs = patch_agent::jobs::Jobs::new(
+        backend.clone(),
+        audit.clone(),
+        agent_config.jobs.state_dir.clone(),
+        5,
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    patch_agent::server::start(agent_config, backend, jobs, audit, None).unwrap()
+}
+
 pub async fn fleet_of_one() -> Fleet {
     let db = TestDb::new(Engine::Sqlite);
     let mut config = test_config(&db);
@@ -152,8 +169,10 @@ pub async fn fleet_of_one() -> Fleet {
         patch_manager::pki::enrollment::create(
             &mut conn,
             server.state.pki.ca.fingerprint(),
-            None,
-            None,
+            &patch_manager::pki::enrollment::TokenRequest {
+                group_id: None,
+                ..Default::default()
+            },
             now + chrono::Duration::hours(1),
             now,
         )
@@ -182,17 +201,7 @@ pub async fn fleet_of_one() -> Fleet {
     .await
     .unwrap();
     let agent_config = done.config;
-    let audit = patch_agent::audit::AuditLog::open(&agent_config.audit.path).unwrap();
-    let backend = std::sync::Arc::new(patch_agent::backend::apt::AptBackend::new(None).unwrap());
-    let jobs = patch_agent::jobs::Jobs::new(
-        backend.clone(),
-        audit.clone(),
-        agent_config.jobs.state_dir.clone(),
-        5,
-        Duration::from_secs(60),
-    )
-    .unwrap();
-    let agent = patch_agent::server::start(&agent_config, backend, jobs, audit, None).unwrap();
+    let agent = run_agent(&agent_config);
     Fleet {
         db,
         server,
@@ -336,4 +345,21 @@ pub async fn request_from(
         .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
         .collect();
     (status, headers, body.to_owned())
+}
+
+/// Waits (for delivery rounds, not for time) until every agent holds the CRL in force; answers
+/// the status then. Fails after 60 s.
+pub async fn crl_delivered(state: &patch_manager::state::AppState) -> shared::fleet::CrlStatus {
+    let mut rounds = state.crl.rounds();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let status = patch_manager::pki::crl::status(state).await.unwrap();
+        if status.pending.is_empty() {
+            return status;
+        }
+        tokio::time::timeout_at(deadline, rounds.changed())
+            .await
+            .unwrap_or_else(|_| panic!("the CRL did not reach every agent: {status:?}"))
+            .unwrap();
+    }
 }

@@ -11,7 +11,7 @@ use leptos::task::spawn_local;
 use leptos_router::hooks::use_params_map;
 use shared::api::{self as ep, NoBody};
 use shared::fleet::{
-    CertificateInfo, CreatedEnrollmentToken, EnrollmentTokenInfo, GroupInfo, HostDetail,
+    CertificateInfo, CreatedEnrollmentToken, CrlStatus, EnrollmentTokenInfo, GroupInfo, HostDetail,
     HostSummary, NewEnrollmentToken, RevokeRequest,
 };
 use shared::ids::{CertificateId, EnrollmentTokenId, HostId};
@@ -189,6 +189,8 @@ fn kind_label(kind: CertKind) -> &'static str {
         CertKind::Agent => "Agent",
         CertKind::ManagerClient => "Manager client",
         CertKind::Web => "Web UI",
+        CertKind::WebCa => "Web root CA",
+        CertKind::Enrollment => "Enrollment (manager)",
     }
 }
 
@@ -198,12 +200,30 @@ pub fn CertificatesPage() -> impl IntoView {
     let certs = loaded::<Vec<CertificateInfo>>();
     let tokens = loaded::<Vec<EnrollmentTokenInfo>>();
     let groups = loaded::<Vec<GroupInfo>>();
+    let crl = loaded::<CrlStatus>();
     let reload = move || {
+        load::<ep::GetCrlStatus>((), crl);
         load::<ep::ListCertificates>((), certs);
         load::<ep::ListEnrollmentTokens>((), tokens);
         load::<ep::ListGroups>((), groups);
     };
     Effect::new(move |_| reload());
+    // While agents still lack the CRL, look again every few seconds (the courier keeps trying).
+    Effect::new(move |_| {
+        if let Some(Ok(s)) = crl.get() {
+            if !s.pending.is_empty() {
+                set_timeout(
+                    move || {
+                        spawn_local(async move {
+                            let r = api::call::<ep::GetCrlStatus>((), &NoBody).await;
+                            let _ = crl.try_set(Some(r));
+                        });
+                    },
+                    std::time::Duration::from_secs(3),
+                );
+            }
+        }
+    });
     let error = RwSignal::new(None::<String>);
     let notice = RwSignal::new(None::<String>);
     let show_all = RwSignal::new(false);
@@ -221,13 +241,8 @@ pub fn CertificatesPage() -> impl IntoView {
                     revoking.set(None);
                     reason.set(String::new());
                     notice.set(Some(format!(
-                        "Revoked. The new revocation list reached {} agent(s){}.",
-                        r.delivered,
-                        if r.failed.is_empty() {
-                            String::new()
-                        } else {
-                            format!("; {} did not take it", r.failed.len())
-                        }
+                        "Revoked. Revocation list #{} is on its way to {} agent(s); its delivery shows below.",
+                        r.number, r.agents
                     )));
                     reload();
                 }
@@ -240,7 +255,7 @@ pub fn CertificatesPage() -> impl IntoView {
             match api::call::<ep::RotateManagerClient>((), &NoBody).await {
                 Ok(r) => {
                     error.set(None);
-                    notice.set(Some(format!("The manager's client certificate was replaced (serial {}); new agent connections use it.", r.serial)));
+                    notice.set(Some(format!("The manager's client certificate was replaced (serial {}); new agent connections use it, and the previous one is revoked.", r.serial)));
                     reload();
                 }
                 Err(e) => error.set(Some(e.message)),
@@ -248,11 +263,23 @@ pub fn CertificatesPage() -> impl IntoView {
         });
     };
     let renew = move |host: HostId| renew_host(host, notice, error, reload);
+    let retry_crl = move |_| {
+        spawn_local(async move {
+            match api::call::<ep::RetryCrlDelivery>((), &NoBody).await {
+                Ok(s) => {
+                    error.set(None);
+                    crl.set(Some(Ok(s)));
+                }
+                Err(e) => error.set(Some(e.message)),
+            }
+        });
+    };
 
     // Enrollment tokens.
     let created = RwSignal::new(None::<CreatedEnrollmentToken>);
     let minutes = RwSignal::new("60".to_owned());
     let group = RwSignal::new(String::new());
+    let vouched = RwSignal::new(String::new());
     let make_token = move |ev: SubmitEvent| {
         ev.prevent_default();
         let Ok(m) = minutes.get_untracked().trim().parse::<i64>() else {
@@ -262,6 +289,12 @@ pub fn CertificatesPage() -> impl IntoView {
         let body = NewEnrollmentToken {
             group_id: group.get_untracked().parse().ok(),
             minutes: Some(m),
+            addresses: vouched
+                .get_untracked()
+                .split([',', ' '])
+                .filter(|a| !a.is_empty())
+                .map(str::to_owned)
+                .collect(),
         };
         spawn_local(async move {
             match api::call::<ep::CreateEnrollmentToken>((), &body).await {
@@ -299,7 +332,8 @@ pub fn CertificatesPage() -> impl IntoView {
                         "Show superseded and revoked"
                     </label>
                     <button type="button" id="rotate-client" on:click=rotate>"Rotate manager client certificate"</button>
-                    <a href="/api/v1/ca/root.crt" download="patch-manager-root-ca.crt">"Root CA"</a>
+                    <a href="/api/v1/ca/root.crt" download="patch-manager-web-root-ca.crt" title="The root to trust in browsers for this web UI">"Web root CA"</a>
+                    <a href="/api/v1/ca/fleet.crt" download="patch-manager-fleet-ca.crt" title="Signs agents' certificates; not for browsers">"Fleet CA"</a>
                 </div>
                 {move || match certs.get() {
                     None => view! { <p class="muted">"Loading…"</p> }.into_any(),
@@ -355,6 +389,44 @@ pub fn CertificatesPage() -> impl IntoView {
                 }}
             </section>
 
+            <section class="card" id="crl">
+                <div class="row">
+                    <h2>"Revocation list"</h2>
+                    <button type="button" id="crl-retry" on:click=retry_crl>"Retry delivery now"</button>
+                    <a href="/api/v1/ca/crl" download="patch-manager-fleet.crl">"Download CRL"</a>
+                </div>
+                {move || match crl.get() {
+                    None => view! { <p class="muted">"Loading…"</p> }.into_any(),
+                    Some(Err(e)) => view! { <p class="error">{e.message}</p> }.into_any(),
+                    Some(Ok(s)) => {
+                        let complete = s.pending.is_empty();
+                        view! {
+                            <p>{format!("#{} ({}), issued {}, lists {} certificate(s). Agents refuse every client after {} unless a newer list reaches them; the manager issues one daily.",
+                                s.number, s.reason, short_time(&s.this_update), s.revoked, short_time(&s.next_update))}</p>
+                            <p id="crl-progress" class=if complete { "ok" } else { "warn" } data-delivered=s.delivered data-agents=s.agents>
+                                {format!("Delivered to {} of {} agent(s).", s.delivered, s.agents)}
+                            </p>
+                            {(!complete).then(|| view! {
+                                <table class="table" id="crl-pending">
+                                    <thead><tr><th>"Host"</th><th>"Holds"</th><th>"Attempts"</th><th>"Last error"</th><th>"Next attempt"</th></tr></thead>
+                                    <tbody>
+                                    {s.pending.into_iter().map(|p| view! {
+                                        <tr>
+                                            <td><a href=format!("/hosts/{}", p.host_id)>{p.host}</a></td>
+                                            <td>{p.acked_number.map_or_else(|| "none".to_owned(), |n| format!("#{n}"))}</td>
+                                            <td>{p.attempts}</td>
+                                            <td>{p.last_error.unwrap_or_else(|| "not tried yet".to_owned())}</td>
+                                            <td>{p.next_attempt_at.as_deref().map_or_else(|| "now".to_owned(), short_time)}</td>
+                                        </tr>
+                                    }).collect_view()}
+                                    </tbody>
+                                </table>
+                            })}
+                        }.into_any()
+                    }
+                }}
+            </section>
+
             <section class="card">
                 <h2>"Add a host"</h2>
                 <p class="muted">"Make a one-time token, then run the command it shows on the new host as root. The token is shown once."</p>
@@ -368,6 +440,7 @@ pub fn CertificatesPage() -> impl IntoView {
                         }}
                     </select>
                     <Field id="token-minutes" label="Valid for (minutes)" value=minutes kind="number"/>
+                    <Field id="token-addresses" label="Host addresses, if behind NAT" value=vouched kind="text"/>
                     <Submit id="make-token" label="Make token"/>
                 </form>
                 {move || created.get().map(|t| view! {
@@ -379,7 +452,7 @@ pub fn CertificatesPage() -> impl IntoView {
                 {move || match tokens.get() {
                     Some(Ok(list)) if !list.is_empty() => view! {
                         <table class="table" id="tokens">
-                            <thead><tr><th>"Token"</th><th>"Created"</th><th>"Expires"</th><th>"Used"</th><th></th></tr></thead>
+                            <thead><tr><th>"Token"</th><th>"Created"</th><th>"Expires"</th><th>"Addresses"</th><th>"Used"</th><th></th></tr></thead>
                             <tbody>
                             {list.into_iter().map(|t| {
                                 let id = t.id;
@@ -389,6 +462,7 @@ pub fn CertificatesPage() -> impl IntoView {
                                         <td>{format!("#{id}")}</td>
                                         <td>{short_time(&t.created_at)}</td>
                                         <td>{short_time(&t.expires_at)}</td>
+                                        <td>{if t.addresses.is_empty() { "from the host itself".to_owned() } else { t.addresses.join(", ") }}</td>
                                         <td>{t.used_at.as_deref().map_or_else(|| "unused".to_owned(), |u| match t.used_by_host_id { Some(h) => format!("{} (host {h})", short_time(u)), None => short_time(u) })}</td>
                                         <td>{unused.then(|| view! { <button type="button" on:click=move |_| withdraw(id)>"Withdraw"</button> })}</td>
                                     </tr>
