@@ -261,6 +261,11 @@ async fn first_run_setup_totp_and_security_key_in_the_browser() {
         // The Admin pages render their data.
         for (link, css) in [
             ("Certificates", "#certificates tr[data-kind='ca']"),
+            // The revocation list's card: no agents yet, so delivered to 0 of 0.
+            (
+                "Certificates",
+                "#crl-progress[data-agents='0'][data-delivered='0']",
+            ),
             ("Users", "#users tr[data-user='admin']"),
             ("Settings", "#oidc-save:not([disabled])"),
             ("Hosts", "section.page h1"),

@@ -159,6 +159,18 @@ pub fn retry_all_now(conn: &mut DbConnection) -> Result<(), DbError> {
     Ok(())
 }
 
+/// Clears the backoff of one host (it just answered the manager).
+pub fn retry_host_now(conn: &mut DbConnection, host_id: i64) -> Result<bool, DbError> {
+    let n = diesel::update(
+        d::table
+            .filter(d::host_id.eq(host_id))
+            .filter(d::next_attempt_at.is_not_null()),
+    )
+    .set(d::next_attempt_at.eq(None::<NaiveDateTime>))
+    .execute(conn)?;
+    Ok(n == 1)
+}
+
 /// Agents that lack CRL `number` and whose backoff has passed at `now`, with where to reach them.
 pub fn due(
     conn: &mut DbConnection,

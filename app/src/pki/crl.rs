@@ -297,6 +297,20 @@ pub async fn retry_now(state: &AppState) -> Result<CrlStatus, RotationError> {
     status(state).await
 }
 
+/// Called when an agent has just answered the manager (a renewal now; every poll once host
+/// actors supervise the fleet): if it was backing off a CRL delivery, it is tried in the next
+/// round instead of at the end of its backoff.
+pub async fn contact_succeeded(state: &AppState, host_id: i64) -> Result<(), RotationError> {
+    if state
+        .db
+        .run(move |c| store::retry_host_now(c, host_id))
+        .await?
+    {
+        state.crl.kick();
+    }
+    Ok(())
+}
+
 /// Spawns the courier on the current runtime: a round at start, after every kick, and at least
 /// every [`ROUND_INTERVAL`]; before each, a new CRL if the one in force is a day old.
 pub fn spawn(state: AppState) {

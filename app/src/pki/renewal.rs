@@ -91,6 +91,7 @@ pub async fn renew_agent(state: &AppState, host_id: i64) -> Result<Issued, Rotat
     .details(serde_json::json!({
         "serial": issued.serial, "not_after": issued.not_after.to_string() }));
     state.audit.note(entry).await;
+    crate::pki::crl::contact_succeeded(state, host_id).await?;
     Ok(issued)
 }
 
