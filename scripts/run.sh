@@ -28,10 +28,10 @@ trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT INT TERM
 manager_args=(--data-dir "$DATA" --listen "$listen" --set "server.site_root=$SITE_ROOT"
   --set "server.assets_dir=$ROOT/assets" --set log.format=text)
 
-step "Starting patch-manager (HTTPS with its own CA)"
+step "Starting patch-manager (HTTPS with its own web CA)"
 "$bin/patch-manager" "${manager_args[@]}" serve & pids+=($!)
 for _ in $(seq 1 100); do
-  [ -f "$DATA/ca/ca.crt" ] && curl -fsS --cacert "$DATA/ca/ca.crt" "https://$listen/status/health" >/dev/null 2>&1 && break
+  [ -f "$DATA/web-ca/ca.crt" ] && curl -fsS --cacert "$DATA/web-ca/ca.crt" "https://$listen/status/health" >/dev/null 2>&1 && break
   kill -0 "${pids[0]}" 2>/dev/null || die "patch-manager exited; see the log above"
   sleep 0.2
 done
@@ -66,7 +66,7 @@ fi
 step "Starting the demo agent on 127.0.0.1:$agent_port"
 "$bin/patch-agent" --config "$DEMO/agent.toml" serve & pids+=($!)
 
-fingerprint=$(openssl x509 -in "$DATA/ca/ca.crt" -noout -fingerprint -sha256 2>/dev/null | cut -d= -f2)
+fingerprint=$(openssl x509 -in "$DATA/web-ca/ca.crt" -noout -fingerprint -sha256 2>/dev/null | cut -d= -f2)
 # Browsers treat the name "localhost" as the manager's WebAuthn domain; an IP address cannot
 # carry security keys or passkeys.
 url="https://${listen/127.0.0.1/localhost}/"
@@ -85,8 +85,9 @@ cat <<MSG
     URL:       $url
     Health:    https://$listen/status/health
     Database:  $DATA/patch-manager.db (embedded SQLite)
-    TLS:       certificate from the manager's own CA. Trust $DATA/ca/ca.crt in your browser
-               (SHA-256 $fingerprint), or accept the warning for this local demo.
+    TLS:       certificate from the manager's own web CA. Trust $DATA/web-ca/ca.crt in your
+               browser (SHA-256 $fingerprint), or accept the warning for this local demo. It
+               signs only the web UI's certificate; agents' come from the fleet CA.
 $accounts
     Fleet:     one demo agent (demo-agent-1.local), enrolled with a one-time token.
                More hosts: Certificates page, "Add a host" (or: patch-manager --data-dir $DATA
