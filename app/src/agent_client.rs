@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use shared::agent::{
     AgentHealth, CertificateInstall, CertificateInstalled, CrlInstall, CrlInstalled, CsrResponse,
+    PackageList, PatchList, SystemInfo,
 };
 use std::net::SocketAddr;
 use std::path::Path;
@@ -253,6 +254,24 @@ impl AgentClient {
             certificate_pem: certificate_pem.to_owned(),
         };
         self.send(awc::http::Method::PUT, "/tls/certificate", Some(&body))
+            .await
+    }
+
+    /// `GET /system/info`.
+    pub async fn system_info(&self) -> Result<SystemInfo, AgentClientError> {
+        self.send::<(), _>(awc::http::Method::GET, "/system/info", None)
+            .await
+    }
+
+    /// `GET /packages`: every installed package.
+    pub async fn packages(&self) -> Result<PackageList, AgentClientError> {
+        self.send::<(), _>(awc::http::Method::GET, "/packages", None)
+            .await
+    }
+
+    /// `GET /patches`: the available updates, security first.
+    pub async fn patches(&self) -> Result<PatchList, AgentClientError> {
+        self.send::<(), _>(awc::http::Method::GET, "/patches", None)
             .await
     }
 

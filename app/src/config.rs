@@ -34,6 +34,28 @@ pub struct Config {
     pub pki: PkiConfig,
     /// Sign-in.
     pub auth: AuthConfig,
+    /// Supervision of the managed hosts.
+    pub fleet: FleetConfig,
+}
+
+/// How the host actors poll their agents.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FleetConfig {
+    /// Seconds between two health polls of one agent (10 .. 86400).
+    pub health_interval_secs: u64,
+    /// Seconds between two inventory polls (system information, packages, patches) of one agent
+    /// (60 .. 604800).
+    pub inventory_interval_secs: u64,
+}
+
+impl Default for FleetConfig {
+    fn default() -> Self {
+        Self {
+            health_interval_secs: 300,
+            inventory_interval_secs: 1800,
+        }
+    }
 }
 
 /// Sign-in settings that depend on how the manager is reached.
@@ -329,6 +351,18 @@ impl Config {
             return Err(invalid(
                 "pki.renew_before_days",
                 "must be at least 1 and less than pki.validity_days".into(),
+            ));
+        }
+        if !(10..=86_400).contains(&self.fleet.health_interval_secs) {
+            return Err(invalid(
+                "fleet.health_interval_secs",
+                "must be between 10 and 86400".into(),
+            ));
+        }
+        if !(60..=604_800).contains(&self.fleet.inventory_interval_secs) {
+            return Err(invalid(
+                "fleet.inventory_interval_secs",
+                "must be between 60 and 604800".into(),
             ));
         }
         if !(2..=720).contains(&self.pki.crl_validity_hours) {

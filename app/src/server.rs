@@ -168,7 +168,12 @@ pub async fn start(config: Config) -> Result<RunningServer, StartupError> {
     })?;
 
     let scheme = if tls.is_some() { "https" } else { "http" };
+    let (fleet, fleet_updates) = crate::fleet::start(
+        Arc::new(crate::fleet::connector::Mtls { pki: pki.clone() }),
+        crate::fleet::actor::Intervals::of(&config.fleet),
+    );
     let state = AppState {
+        fleet,
         db,
         audit,
         pki,
@@ -211,6 +216,9 @@ pub async fn start(config: Config) -> Result<RunningServer, StartupError> {
         .await
         .map_err(|e| StartupError::Crl(e.to_string()))?;
     crate::pki::crl::spawn(state.clone());
+    crate::fleet::recorder::spawn(state.clone(), fleet_updates);
+    let supervised = crate::fleet::supervise_all(&state).await?;
+    tracing::info!(hosts = supervised, "host actors started");
     tracing::info!(%addr, scheme, database = ?state.db.backend(), ca_sha256 = state.pki.ca.fingerprint(), "patch-manager listening");
     Ok(RunningServer {
         addr,

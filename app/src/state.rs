@@ -21,6 +21,8 @@ pub struct AppState {
     pub audit: AuditLog,
     /// The CA and the manager's certificates.
     pub pki: crate::pki::manager::ManagerPki,
+    /// The host actors' supervisor and the event hub.
+    pub fleet: crate::fleet::Fleet,
     /// The CRL courier (delivery of the CRL in force to every agent).
     pub crl: Arc<crate::pki::crl::Courier>,
     /// Access-token signing keys.

@@ -345,7 +345,7 @@ async fn the_crl_reaches_an_agent_that_was_down_when_it_was_issued() {
     // Back up: the next successful contact with the agent (here a certificate renewal; an
     // Admin's "retry now" or the end of the backoff do the same) brings the delivery forward, and
     // the agent holds the new CRL.
-    let agent = common::run_agent(&fleet.agent_config);
+    let agent = common::run_agent(&fleet.agent_config, None);
     renewal::renew_agent(&state, fleet.host_id).await.unwrap();
     let done = common::crl_delivered(&state).await;
     assert_eq!(done.number, status.number);

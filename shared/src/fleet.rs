@@ -201,6 +201,20 @@ pub struct RevokeRequest {
     pub reason: String,
 }
 
+/// A host's state changed (the event hub; later pushed to browsers).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct HostStateEvent {
+    /// Host.
+    pub host_id: HostId,
+    /// Its state now.
+    pub status: HostStatus,
+    /// Why, when not healthy.
+    pub reason: Option<String>,
+    /// When it was seen (RFC 3339).
+    pub at: String,
+}
+
 /// The CRL in force and how far its delivery to the agents has come
 /// (`GET /api/v1/certificates/crl`, and the answer of a revocation, which returns at once while
 /// the CRL is delivered in the background).

@@ -15,6 +15,7 @@ pub mod challenges;
 pub mod credentials;
 pub mod crls;
 pub mod enrollment;
+pub mod host_state;
 pub mod hosts;
 pub mod schema;
 pub mod scope;

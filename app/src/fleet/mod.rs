@@ -1,7 +1,106 @@
 //! The managed fleet: hosts and their groups, always seen through the caller's
-//! [`Scope`](crate::auth::access::Scope). Host actors will live here too.
+//! [`Scope`](crate::auth::access::Scope), and their supervision.
 //!
 //! - [`hosts`]: the host list and detail, the certificate bundle of a host, groups and their
 //!   creation.
+//! - [`actor`]: one actor per host, owning its polling timers, agent target and state.
+//! - [`supervisor`]: starts, restarts and retires the host actors.
+//! - [`connector`]: how an actor reaches its agent (a trait, and the mutual-TLS implementation).
+//! - [`recorder`]: writes what the actors learn and publishes state changes.
 
+pub mod actor;
+pub mod connector;
 pub mod hosts;
+pub mod recorder;
+pub mod supervisor;
+
+use actix::prelude::*;
+use shared::fleet::HostStateEvent;
+use std::sync::Arc;
+
+/// Capacity of the event hub (a subscriber that falls this far behind skips to the newest).
+pub const EVENT_BUFFER: usize = 4096;
+
+/// The fleet's handle in the application state.
+#[derive(Clone, Debug)]
+pub struct Fleet {
+    /// The supervisor of every host actor.
+    pub supervisor: Addr<supervisor::FleetSupervisor>,
+    /// Host state changes, for live pages.
+    pub events: tokio::sync::broadcast::Sender<HostStateEvent>,
+    /// Inventory polls (host id and what was written, or why nothing was), for pages and tests
+    /// that wait for one.
+    pub inventories: tokio::sync::broadcast::Sender<(
+        i64,
+        Result<crate::db::host_state::InventoryWrite, String>,
+    )>,
+}
+
+/// Starts the supervisor; its actors report on the returned channel, which the recorder
+/// ([`recorder::spawn`]) consumes once the application state exists.
+pub fn start(
+    connector: Arc<dyn connector::Connector>,
+    intervals: actor::Intervals,
+) -> (Fleet, tokio::sync::mpsc::UnboundedReceiver<actor::Update>) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let supervisor = supervisor::FleetSupervisor::new(connector, tx, intervals).start();
+    let (events, _) = tokio::sync::broadcast::channel(EVENT_BUFFER);
+    let (inventories, _) = tokio::sync::broadcast::channel(EVENT_BUFFER);
+    (
+        Fleet {
+            supervisor,
+            events,
+            inventories,
+        },
+        rx,
+    )
+}
+
+/// Supervises host `host_id` (after its enrollment), reading where its agent is.
+pub async fn supervise(
+    state: &crate::state::AppState,
+    host_id: i64,
+) -> Result<(), crate::db::DbError> {
+    let row = state
+        .db
+        .run(move |c| crate::db::hosts::agent_address(c, host_id))
+        .await?;
+    if let Some(row) = row {
+        if let Some(target) = target_of(&row) {
+            state.fleet.supervisor.do_send(supervisor::Supervise {
+                target,
+                status: shared::vocab::HostStatus::Unknown,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Supervises every host, as recorded (at start).
+pub async fn supervise_all(state: &crate::state::AppState) -> Result<usize, crate::db::DbError> {
+    let rows = state.db.run(crate::db::host_state::supervised).await?;
+    let mut n = 0;
+    for (row, status) in rows {
+        let Some(target) = target_of(&row) else {
+            tracing::warn!(host_id = row.id, address = %row.ip_address, "host has no usable agent address; not supervised");
+            continue;
+        };
+        state.fleet.supervisor.do_send(supervisor::Supervise {
+            target,
+            status: status.parse().unwrap_or(shared::vocab::HostStatus::Unknown),
+        });
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Where to reach a host's agent, from its row.
+pub fn target_of(row: &crate::db::hosts::AgentAddressRow) -> Option<connector::Target> {
+    let ip: std::net::IpAddr = row.ip_address.parse().ok()?;
+    let port = u16::try_from(row.agent_port).ok()?;
+    Some(connector::Target {
+        host_id: row.id,
+        addr: std::net::SocketAddr::new(ip, port),
+        pin: row.cert_fingerprint.clone(),
+    })
+}

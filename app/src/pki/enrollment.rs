@@ -583,6 +583,9 @@ pub async fn enroll(
                     "not_after": issued.not_after.to_string(),
                 }));
             state.audit.note(entry).await;
+            if let Err(e) = crate::fleet::supervise(state, host_id).await {
+                tracing::warn!(host_id, error = %e, "the new host is not supervised until the next start");
+            }
             Ok(EnrollResponse {
                 host_id: host_id.into(),
                 certificate_pem: issued.cert_pem,

@@ -92,6 +92,8 @@ pub async fn renew_agent(state: &AppState, host_id: i64) -> Result<Issued, Rotat
         "serial": issued.serial, "not_after": issued.not_after.to_string() }));
     state.audit.note(entry).await;
     crate::pki::crl::contact_succeeded(state, host_id).await?;
+    // The host's actor pins the new certificate from its next poll on.
+    crate::fleet::supervise(state, host_id).await?;
     Ok(issued)
 }
 

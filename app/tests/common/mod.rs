@@ -138,14 +138,27 @@ pub struct Fleet {
     pub host_id: i64,
     pub agent_config: patch_agent::config::AgentConfig,
     pub agent_dir: TempDir,
+    /// The agent's apt configuration (`None`: this machine's).
+    pub apt: Option<std::path::PathBuf>,
 }
 
-/// Starts an agent (in process) from its configuration, on its configured address.
+/// The agent tests' isolated apt root over the project's test packages.
+#[path = "../../../agent/tests/common/apt_root.rs"]
+mod apt_root;
+#[allow(unused_imports)] // not every test binary uses it
+pub use apt_root::AptRoot;
+
+/// Starts an agent (in process) from its configuration, on its configured address, over the
+/// apt configuration `apt` (an isolated root; `None`: this machine's own package database, for
+/// tests that never ask for packages or patches).
 pub fn run_agent(
     agent_config: &patch_agent::config::AgentConfig,
+    apt: Option<&std::path::Path>,
 ) -> patch_agent::server::RunningAgent {
     let audit = patch_agent::audit::AuditLog::open(&agent_config.audit.path).unwrap();
-    let backend = std::sync::Arc::new(patch_agent::backend::apt::AptBackend::new(None).unwrap());
+    let backend = std::sync::Arc::new(
+        patch_agent::backend::apt::AptBackend::new(apt.map(std::path::Path::to_path_buf)).unwrap(),
+    );
     let jobs = patch_agent::jobs::Jobs::new(
         backend.clone(),
         audit.clone(),
@@ -157,7 +170,14 @@ pub fn run_agent(
     patch_agent::server::start(agent_config, backend, jobs, audit, None).unwrap()
 }
 
+/// One manager and one agent enrolled through the real path; the agent reads this machine's
+/// package database (tests that use it never ask for packages or patches).
 pub async fn fleet_of_one() -> Fleet {
+    fleet_with(None).await
+}
+
+/// One manager and one agent over the apt configuration `apt`.
+pub async fn fleet_with(apt: Option<std::path::PathBuf>) -> Fleet {
     let db = TestDb::new(Engine::Sqlite);
     let mut config = test_config(&db);
     config.server.tls = patch_manager::config::TlsMode::Internal;
@@ -201,7 +221,7 @@ pub async fn fleet_of_one() -> Fleet {
     .await
     .unwrap();
     let agent_config = done.config;
-    let agent = run_agent(&agent_config);
+    let agent = run_agent(&agent_config, apt.as_deref());
     Fleet {
         db,
         server,
@@ -209,6 +229,7 @@ pub async fn fleet_of_one() -> Fleet {
         host_id: done.host_id,
         agent_config,
         agent_dir,
+        apt,
     }
 }
 

@@ -1,0 +1,269 @@
+//! The host actor's timing and states with a paused clock and a scripted agent: the first poll
+//! at the host's point of the interval, failures confirmed then backed off, unreachable and back,
+//! intervals changed live, an on-demand refresh, a restart under its supervisor with its timers
+//! re-armed, and retirement.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use actix::prelude::*;
+use futures_util::future::LocalBoxFuture;
+use patch_manager::fleet::actor::{self, first_delay, Intervals, Update};
+use patch_manager::fleet::connector::{Connector, Inventory, Target};
+use patch_manager::fleet::supervisor::{self, FleetSupervisor};
+use shared::agent::{AgentHealth, PackageList, PatchList, SystemInfo};
+use shared::vocab::HostStatus;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+#[derive(Default)]
+struct Scripted {
+    down: AtomicBool,
+    health_calls: AtomicU64,
+    inventory_calls: AtomicU64,
+}
+
+fn report() -> AgentHealth {
+    AgentHealth {
+        status: "ok".into(),
+        version: "test".into(),
+        backend: "apt".into(),
+        jobs_running: 0,
+        jobs_queued: 0,
+        exclusive_mode: false,
+        cert_not_after: "2027-01-01T00:00:00Z".into(),
+        interrupted_jobs: Vec::new(),
+        package_db_interrupted: false,
+        job_file_problem: None,
+    }
+}
+
+impl Connector for Scripted {
+    fn health(&self, _: &Target) -> LocalBoxFuture<'static, Result<AgentHealth, String>> {
+        self.health_calls.fetch_add(1, Ordering::SeqCst);
+        let down = self.down.load(Ordering::SeqCst);
+        Box::pin(async move {
+            if down {
+                Err("connection refused".to_owned())
+            } else {
+                Ok(report())
+            }
+        })
+    }
+
+    fn inventory(&self, _: &Target) -> LocalBoxFuture<'static, Result<Inventory, String>> {
+        self.inventory_calls.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async move {
+            Ok(Inventory {
+                info: SystemInfo {
+                    hostname: "h".into(),
+                    os_id: "debian".into(),
+                    os_version: "12".into(),
+                    os_pretty_name: "Debian 12".into(),
+                    kernel: "6.1".into(),
+                    arch: "x86_64".into(),
+                    uptime_seconds: 1,
+                    package_manager: "apt".into(),
+                    last_update: None,
+                    reboot_required: false,
+                    agent_version: "test".into(),
+                },
+                packages: PackageList {
+                    total: 0,
+                    packages: Vec::new(),
+                },
+                patches: PatchList {
+                    total: 0,
+                    security: 0,
+                    patches: Vec::new(),
+                },
+            })
+        })
+    }
+}
+
+const HOST: i64 = 7;
+
+/// Equal up to tokio's timer resolution (deadlines are rounded up to the next millisecond).
+#[track_caller]
+fn same(a: Duration, b: Duration) {
+    assert!(a.abs_diff(b) <= Duration::from_millis(1), "{a:?} != {b:?}");
+}
+
+fn target() -> Target {
+    Target {
+        host_id: HOST,
+        addr: "127.0.0.1:12443".parse().unwrap(),
+        pin: None,
+    }
+}
+
+fn intervals(health: u64) -> Intervals {
+    Intervals {
+        health: Duration::from_secs(health),
+        inventory: Duration::from_secs(600),
+    }
+}
+
+/// The next health update and when it came (inventory updates are counted apart).
+async fn next_health(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<Update>,
+    inventories: &mut u32,
+) -> (Instant, HostStatus, bool, Duration) {
+    loop {
+        match rx.recv().await.expect("the actor stopped reporting") {
+            Update::Health {
+                status,
+                changed,
+                next_poll_in,
+                ..
+            } => return (Instant::now(), status, changed, next_poll_in),
+            Update::Inventory { outcome, .. } => {
+                assert!(outcome.is_ok());
+                *inventories += 1;
+            }
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn polls_back_off_while_unreachable_and_recover() {
+    tokio::time::pause();
+    let agent = Arc::new(Scripted::default());
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let supervisor = FleetSupervisor::new(agent.clone(), tx, intervals(60)).start();
+    let start = Instant::now();
+    supervisor
+        .send(supervisor::Supervise {
+            target: target(),
+            status: HostStatus::Unknown,
+        })
+        .await
+        .unwrap();
+    let mut inventories = 0;
+
+    // The first poll falls at this host's point of the interval, and the host is healthy.
+    let (at, status, changed, next) = next_health(&mut rx, &mut inventories).await;
+    same(at - start, first_delay(Duration::from_secs(60), HOST));
+    assert_eq!((status, changed), (HostStatus::Healthy, true));
+    assert!(
+        next >= Duration::from_secs(54) && next <= Duration::from_secs(66),
+        "{next:?}"
+    );
+
+    // Steady state: one poll per interval (within the jitter), no change.
+    let (later, status, changed, _) = next_health(&mut rx, &mut inventories).await;
+    same(later - at, next);
+    assert_eq!((status, changed), (HostStatus::Healthy, false));
+    assert_eq!(
+        inventories, 1,
+        "one inventory after the first successful poll"
+    );
+
+    // The agent dies: the first failure is confirmed 10 s later, then the host is unreachable and
+    // polls back off 15 s, 30 s, 60 s (the interval caps it).
+    agent.down.store(true, Ordering::SeqCst);
+    let (t1, status, changed, next) = next_health(&mut rx, &mut inventories).await;
+    assert_eq!(
+        (status, changed, next),
+        (HostStatus::Healthy, false, Duration::from_secs(10))
+    );
+    let (t2, status, changed, next) = next_health(&mut rx, &mut inventories).await;
+    same(t2 - t1, Duration::from_secs(10));
+    assert_eq!(
+        (status, changed, next),
+        (HostStatus::Unreachable, true, Duration::from_secs(15))
+    );
+    let (t3, _, changed, next) = next_health(&mut rx, &mut inventories).await;
+    same(t3 - t2, Duration::from_secs(15));
+    assert_eq!((changed, next), (false, Duration::from_secs(30)));
+    let (t4, _, _, next) = next_health(&mut rx, &mut inventories).await;
+    same(t4 - t3, Duration::from_secs(30));
+    assert_eq!(next, Duration::from_secs(60));
+
+    // Back: healthy at the next poll.
+    agent.down.store(false, Ordering::SeqCst);
+    let (t5, status, changed, _) = next_health(&mut rx, &mut inventories).await;
+    same(t5 - t4, Duration::from_secs(60));
+    assert_eq!((status, changed), (HostStatus::Healthy, true));
+
+    // An on-demand refresh polls at once, inventory included.
+    let actor = supervisor
+        .send(supervisor::ActorOf(HOST))
+        .await
+        .unwrap()
+        .unwrap();
+    let before = agent.inventory_calls.load(Ordering::SeqCst);
+    let asked = Instant::now();
+    actor.send(actor::Refresh).await.unwrap();
+    let (t6, _, _, _) = next_health(&mut rx, &mut inventories).await;
+    same(t6 - asked, Duration::ZERO);
+    let (_, _, _, _) = next_health(&mut rx, &mut inventories).await;
+    assert_eq!(agent.inventory_calls.load(Ordering::SeqCst), before + 1);
+
+    // New intervals apply at once: the next poll comes within the new one.
+    supervisor
+        .send(supervisor::SetIntervals(intervals(20)))
+        .await
+        .unwrap();
+    let changed_at = Instant::now();
+    let (t7, _, _, next) = next_health(&mut rx, &mut inventories).await;
+    assert!(
+        t7 - changed_at <= Duration::from_secs(22),
+        "{:?}",
+        t7 - changed_at
+    );
+    assert!(next <= Duration::from_secs(22), "{next:?}");
+
+    // A restart (as after a failure) re-arms the timers: polls go on, from the first-poll point.
+    let restarted = Instant::now();
+    actor.send(actor::Restart).await.unwrap();
+    let (t8, status, _, _) = next_health(&mut rx, &mut inventories).await;
+    assert_eq!(status, HostStatus::Healthy);
+    assert!(
+        t8 - restarted <= Duration::from_secs(20),
+        "{:?}",
+        t8 - restarted
+    );
+    let snapshot = actor.send(actor::Inspect).await.unwrap();
+    assert_eq!(snapshot.failures, 0);
+
+    // Retired: no more polls.
+    assert!(supervisor.send(supervisor::Forget(HOST)).await.unwrap());
+    let calls = agent.health_calls.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert_eq!(agent.health_calls.load(Ordering::SeqCst), calls);
+    assert_eq!(supervisor.send(supervisor::Count).await.unwrap(), 0);
+}
+
+#[actix_rt::test]
+async fn ten_thousand_hosts_never_poll_in_one_burst() {
+    tokio::time::pause();
+    let agent = Arc::new(Scripted::default());
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let supervisor = FleetSupervisor::new(agent.clone(), tx, intervals(60)).start();
+    let start = Instant::now();
+    for host_id in 1..=10_000 {
+        supervisor.do_send(supervisor::Supervise {
+            target: Target {
+                host_id,
+                ..target()
+            },
+            status: HostStatus::Unknown,
+        });
+    }
+    // Count the first health polls per second of the first minute.
+    let mut per_second = vec![0u32; 60];
+    let mut seen = 0;
+    while seen < 10_000 {
+        if let Update::Health { .. } = rx.recv().await.unwrap() {
+            let s = usize::try_from((Instant::now() - start).as_secs()).unwrap();
+            per_second[s] += 1;
+            seen += 1;
+        }
+    }
+    // 167 a second if perfectly even; never more than twice that.
+    let busiest = per_second.iter().max().unwrap();
+    assert!(*busiest < 334, "{per_second:?}");
+    assert_eq!(supervisor.send(supervisor::Count).await.unwrap(), 10_000);
+}
