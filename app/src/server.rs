@@ -174,6 +174,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartupError> {
     );
     let state = AppState {
         fleet,
+        tickets: Arc::default(),
         db,
         audit,
         pki,

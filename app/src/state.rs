@@ -23,6 +23,8 @@ pub struct AppState {
     pub pki: crate::pki::manager::ManagerPki,
     /// The host actors' supervisor and the event hub.
     pub fleet: crate::fleet::Fleet,
+    /// Tickets that open the live event stream.
+    pub tickets: Arc<crate::fleet::live::Tickets>,
     /// The CRL courier (delivery of the CRL in force to every agent).
     pub crl: Arc<crate::pki::crl::Courier>,
     /// Access-token signing keys.

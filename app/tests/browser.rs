@@ -284,6 +284,74 @@ async fn first_run_setup_totp_and_security_key_in_the_browser() {
             }
         }
 
+        // A host's state changes reach the Hosts page live, without a reload. (The path from a
+        // real agent to the event hub is tested in fleet_live.rs; here the hub gets the event.)
+        {
+            use diesel::prelude::*;
+            use patch_manager::db::schema::hosts;
+            let t = clock.now();
+            let host: i64 = diesel::insert_into(hosts::table)
+                .values((
+                    hosts::display_name.eq("web-live"),
+                    hosts::ip_address.eq("127.0.0.1"),
+                    hosts::agent_port.eq(9),
+                    hosts::status.eq("unknown"),
+                    hosts::reboot_required.eq(false),
+                    hosts::pending_patches.eq(0_i64),
+                    hosts::pending_security_patches.eq(0_i64),
+                    hosts::created_at.eq(t),
+                    hosts::updated_at.eq(t),
+                ))
+                .returning(hosts::id)
+                .get_result(&mut *server.state.db.conn().unwrap())
+                .unwrap();
+            browser
+                .find(Locator::LinkText("Overview"))
+                .await?
+                .click()
+                .await?;
+            browser
+                .find(Locator::LinkText("Hosts"))
+                .await?
+                .click()
+                .await?;
+            browser
+                .wait()
+                .at_most(Duration::from_secs(30))
+                .for_element(Locator::Css(&format!(
+                    "tr[data-host='{host}'][data-status='unknown']"
+                )))
+                .await?;
+            let changed = format!("tr[data-host='{host}'][data-status='unreachable']");
+            let deadline = Instant::now() + Duration::from_secs(60);
+            // The page opens its stream after hydration; the event is published until it shows.
+            loop {
+                let _ = server
+                    .state
+                    .fleet
+                    .events
+                    .send(shared::fleet::HostStateEvent {
+                        host_id: host.into(),
+                        status: shared::vocab::HostStatus::Unreachable,
+                        reason: Some("test".into()),
+                        at: "2026-11-30T00:00:00+00:00".into(),
+                    });
+                if browser
+                    .wait()
+                    .at_most(Duration::from_secs(1))
+                    .for_element(Locator::Css(&changed))
+                    .await
+                    .is_ok()
+                {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the Hosts page never showed the new state"
+                );
+            }
+        }
+
         // A stored setting that no longer parses is said on its card, naming the key, instead of
         // the form showing defaults that would overwrite it.
         {

@@ -18,6 +18,7 @@ use patch_manager::auth::access::Access;
 use patch_manager::db::schema::{host_group_members, host_groups, hosts, user_groups, users};
 use patch_manager::pki::{CertKind, San};
 use serde_json::json;
+use shared::vocab::HostStatus;
 
 const H: &str = "{host_id}";
 
@@ -55,6 +56,11 @@ const MATRIX: &[(&str, &str, [u16; 4])] = &[
     ("GET", "/api/v1/hosts/{host_id}", [401, 200, 404, 200]),
     ("GET", "/api/v1/hosts/{host_id}/certificate-bundle", [401, 200, 404, 200]),
     ("POST", "/api/v1/hosts/{host_id}/certificate/renew", [401, 403, 403, 502]),
+    ("POST", "/api/v1/hosts/{host_id}/refresh", [401, 202, 404, 202]),
+    ("GET", "/api/v1/hosts/{host_id}/packages", [401, 200, 404, 200]),
+    ("GET", "/api/v1/hosts/{host_id}/patches", [401, 200, 404, 200]),
+    ("POST", "/api/v1/events/ticket", [401, 201, 201, 201]),
+    ("GET", "/api/v1/events/ws", [400, 400, 400, 400]),
     ("GET", "/api/v1/groups", [401, 200, 200, 200]),
     ("POST", "/api/v1/groups", [401, 403, 403, 400]),
     ("GET", "/api/v1/users", [401, 403, 403, 200]),
@@ -292,6 +298,65 @@ async fn every_route_by_every_kind_of_caller() {
             1,
             "operator {i} sees only their group"
         );
+        // And the live event stream: of two host events, only their own host's arrives.
+        let ticket = call("POST", &format!("{base}/api/v1/events/ticket"), &auth, None).await;
+        assert_eq!(ticket.status, 201, "{}", ticket.body);
+        let ticket = ticket.body["ticket"].as_str().unwrap().to_owned();
+        let (_, mut socket) = awc::Client::new()
+            .ws(format!(
+                "ws://{}/api/v1/events/ws?ticket={ticket}",
+                server.addr
+            ))
+            .connect()
+            .await
+            .unwrap();
+        // The ticket opened one socket: used again, it is refused before any upgrade.
+        let again = call(
+            "GET",
+            &format!("{base}/api/v1/events/ws?ticket={ticket}"),
+            &[],
+            None,
+        )
+        .await;
+        assert_eq!(again.status, 401, "{}", again.body);
+        let other = ids[1 - i].0;
+        for (host_id, status) in [
+            (other, HostStatus::Unreachable),
+            (*host, HostStatus::Degraded),
+        ] {
+            state
+                .fleet
+                .events
+                .send(shared::fleet::HostStateEvent {
+                    host_id: host_id.into(),
+                    status,
+                    reason: None,
+                    at: "2026-11-30T00:00:00+00:00".into(),
+                })
+                .unwrap();
+        }
+        use futures_util::StreamExt;
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(10), socket.next())
+            .await
+            .expect("no event")
+            .unwrap()
+            .unwrap();
+        let awc::ws::Frame::Text(text) = frame else {
+            panic!("{frame:?}")
+        };
+        let event: shared::fleet::LiveEvent = serde_json::from_slice(&text).unwrap();
+        assert_eq!(
+            event,
+            shared::fleet::LiveEvent::HostState(shared::fleet::HostStateEvent {
+                host_id: (*host).into(),
+                status: HostStatus::Degraded,
+                reason: None,
+                at: "2026-11-30T00:00:00+00:00".into(),
+            }),
+            "operator {i} got another group's host event first"
+        );
+        use futures_util::SinkExt;
+        socket.send(awc::ws::Message::Close(None)).await.unwrap();
     }
     drop(conn);
     server.stop().await;

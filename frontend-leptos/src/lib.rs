@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod app;
+pub mod live;
 pub mod pages;
 pub mod ui;
 pub mod webauthn;

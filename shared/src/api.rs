@@ -14,8 +14,8 @@ use crate::auth::{
 use crate::enroll::{EnrollRequest, EnrollResponse};
 use crate::fleet::{
     AllowListSettings, CertificateInfo, CreatedEnrollmentToken, CrlStatus, EnrollmentTokenInfo,
-    GroupInfo, HostDetail, HostSummary, NewEnrollmentToken, NewGroup, NewUser, RevokeRequest,
-    RotatedClient, UserInfo, UserUpdate,
+    EventTicket, GroupInfo, HostDetail, HostPackage, HostPatch, HostSummary, NewEnrollmentToken,
+    NewGroup, NewUser, RevokeRequest, RotatedClient, UserInfo, UserUpdate,
 };
 use crate::ids::{CertificateId, CredentialId, EnrollmentTokenId, HostId, UserId};
 use crate::status::{HealthReport, SystemOverview};
@@ -66,6 +66,8 @@ pub enum Content {
     Archive,
     /// A redirect (`302 Found` with `Location`): part of a browser flow, not for programs.
     Redirect,
+    /// A WebSocket (`101 Switching Protocols`), JSON text messages.
+    WebSocket,
 }
 
 /// Values for the `{…}` segments of a path, in order.
@@ -249,6 +251,17 @@ endpoints! {
     HostBundle: Get "/api/v1/hosts/{host_id}/certificate-bundle" as Archive, HostId, NoBody => NoBody;
     /// Renews the host's agent certificate through the agent.
     RenewHostCertificate: Post "/api/v1/hosts/{host_id}/certificate/renew", HostId, NoBody => CertificateInfo;
+    /// Poll the host's agent now (health, then inventory).
+    RefreshHost: Post "/api/v1/hosts/{host_id}/refresh", HostId, NoBody => NoBody, 202;
+    /// The host's installed packages as last reported, by name.
+    HostPackages: Get "/api/v1/hosts/{host_id}/packages", HostId, NoBody => Vec<HostPackage>;
+    /// The host's pending updates as last reported, security first.
+    HostPatches: Get "/api/v1/hosts/{host_id}/patches", HostId, NoBody => Vec<HostPatch>;
+    /// A single-use ticket (30 s) that opens the live event stream.
+    IssueEventTicket: Post "/api/v1/events/ticket", (), NoBody => EventTicket, 201;
+    /// Live events (`?ticket=`): host state changes, filtered to the hosts the ticket's user may
+    /// see. Each message is a `LiveEvent` in JSON.
+    EventStream: Get "/api/v1/events/ws" as WebSocket, (), NoBody => NoBody, 101;
     /// Host groups the caller may see.
     ListGroups: Get "/api/v1/groups", (), NoBody => Vec<GroupInfo>;
     /// Creates a host group.
@@ -325,7 +338,7 @@ where
         Content::Json => op.media(Some(crate::openapi::JSON)),
         Content::Pem => op.media(Some("application/x-pem-file")),
         Content::Archive => op.media(Some("application/gzip")),
-        Content::Redirect => op.media(None),
+        Content::Redirect | Content::WebSocket => op.media(None),
     };
 }
 

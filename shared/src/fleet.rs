@@ -45,6 +45,14 @@ pub struct HostDetail {
     pub kernel: Option<String>,
     /// Agent version.
     pub agent_version: Option<String>,
+    /// Why the state is not healthy.
+    pub status_reason: Option<String>,
+    /// Since when the state holds (RFC 3339).
+    pub status_since: Option<String>,
+    /// Last health poll, answered or not (RFC 3339).
+    pub last_health_at: Option<String>,
+    /// Last inventory (RFC 3339).
+    pub last_patch_scan_at: Option<String>,
     /// Current certificate.
     pub certificate: Option<CertificateInfo>,
     /// Registration time (RFC 3339).
@@ -213,6 +221,63 @@ pub struct HostStateEvent {
     pub reason: Option<String>,
     /// When it was seen (RFC 3339).
     pub at: String,
+}
+
+/// A message of the live event stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum LiveEvent {
+    /// A host's state changed.
+    HostState(HostStateEvent),
+    /// Events were missed (the client fell behind): reload what is shown.
+    Resync,
+}
+
+/// `POST /api/v1/events/ticket`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct EventTicket {
+    /// Opens `/api/v1/events/ws?ticket=…` once.
+    pub ticket: String,
+    /// Seconds it stays valid.
+    pub expires_in_secs: u64,
+}
+
+/// An installed package as a host last reported it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct HostPackage {
+    /// Name.
+    pub name: String,
+    /// Architecture.
+    pub arch: String,
+    /// Version.
+    pub version: String,
+    /// Package manager state.
+    pub status: String,
+}
+
+/// A pending update as a host last reported it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct HostPatch {
+    /// Package.
+    pub name: String,
+    /// Architecture.
+    pub arch: String,
+    /// Installed version.
+    pub installed_version: Option<String>,
+    /// Version the update brings.
+    pub candidate_version: String,
+    /// From a security suite.
+    pub security: bool,
+    /// Severity, where known.
+    pub severity: Option<String>,
+    /// CVE ids named by the update.
+    pub cves: Vec<String>,
+    /// Usually needs a reboot.
+    pub reboot_likely: bool,
 }
 
 /// The CRL in force and how far its delivery to the agents has come

@@ -60,3 +60,31 @@ pub async fn create_group(
     let group = hosts::create_group(&state, &by, &body.name, body.description).await?;
     Ok(HttpResponse::Created().json(group))
 }
+
+/// `POST /api/v1/hosts/{host_id}/refresh`: the host's actor polls its agent now.
+pub async fn refresh(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    who: Caller,
+    path: web::Path<i64>,
+) -> Result<HttpResponse, AppError> {
+    let by = Requester::caller(&who, crate::http::client::client_ip(&req));
+    hosts::refresh(&state, &by, path.into_inner()).await?;
+    Ok(HttpResponse::Accepted().finish())
+}
+
+/// `GET /api/v1/hosts/{host_id}/packages`.
+pub async fn packages(
+    state: web::Data<AppState>,
+    path: web::Path<i64>,
+) -> Result<HttpResponse, AppError> {
+    Ok(HttpResponse::Ok().json(hosts::packages(&state, path.into_inner()).await?))
+}
+
+/// `GET /api/v1/hosts/{host_id}/patches`.
+pub async fn patches(
+    state: web::Data<AppState>,
+    path: web::Path<i64>,
+) -> Result<HttpResponse, AppError> {
+    Ok(HttpResponse::Ok().json(hosts::patches(&state, path.into_inner()).await?))
+}

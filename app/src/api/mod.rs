@@ -4,6 +4,7 @@ pub mod auth;
 pub mod ca;
 pub mod certificates;
 pub mod enroll;
+pub mod events;
 pub mod hosts;
 pub mod mfa;
 pub mod openapi;
@@ -98,6 +99,11 @@ pub static ROUTES: &[ApiRoute] = &[
     route!(ep::ListHosts, Operator, hosts::list),
     route!(ep::GetHost, Host, hosts::detail),
     route!(ep::HostBundle, Host, hosts::certificate_bundle),
+    route!(ep::RefreshHost, Host, hosts::refresh),
+    route!(ep::HostPackages, Host, hosts::packages),
+    route!(ep::HostPatches, Host, hosts::patches),
+    route!(ep::IssueEventTicket, Session, events::ticket),
+    route!(ep::EventStream, Public, events::stream),
     route!(ep::RenewHostCertificate, Admin, certificates::renew_host),
     route!(ep::ListGroups, Operator, hosts::groups),
     route!(ep::CreateGroup, Admin, hosts::create_group),

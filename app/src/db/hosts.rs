@@ -23,9 +23,17 @@ pub struct HostRow {
     pub ip_address: String,
     /// Agent's TCP port.
     pub agent_port: i32,
-    /// `unknown`, `online`, …
+    /// `unknown`, `healthy`, `degraded`, `unreachable`.
     #[diesel(deserialize_as = String)]
     pub status: shared::vocab::HostStatus,
+    /// Why, when not healthy.
+    pub status_reason: Option<String>,
+    /// Since when.
+    pub status_changed_at: Option<NaiveDateTime>,
+    /// Last health poll.
+    pub last_health_at: Option<NaiveDateTime>,
+    /// Last inventory.
+    pub last_patch_scan_at: Option<NaiveDateTime>,
     /// OS id (`debian`).
     pub os_id: Option<String>,
     /// OS version (`12`).

@@ -8,7 +8,7 @@ use crate::db::hosts::{self as store, HostRow, MembershipName, NewHostGroup};
 use crate::db::{certificates, DbConnection, DbError};
 use crate::error::AppError;
 use crate::state::AppState;
-use shared::fleet::{GroupInfo, HostDetail, HostSummary};
+use shared::fleet::{GroupInfo, HostDetail, HostPackage, HostPatch, HostSummary};
 
 /// The summary of a host row, with the group names the caller may see.
 fn summary(row: HostRow, memberships: &[MembershipName]) -> HostSummary {
@@ -89,12 +89,22 @@ pub async fn detail(state: &AppState, scope: Scope, id: i64) -> Result<HostDetai
         row.agent_version.clone(),
         row.created_at,
     );
+    let status_reason = row.status_reason.clone();
+    let (since, health_at, scan_at) = (
+        row.status_changed_at,
+        row.last_health_at,
+        row.last_patch_scan_at,
+    );
     let renew_days = state.config.pki.renew_before_days;
     let now = state.clock.now();
     Ok(HostDetail {
         summary: summary(row, &groups),
         kernel,
         agent_version,
+        status_reason,
+        status_since: since.map(rfc3339),
+        last_health_at: health_at.map(rfc3339),
+        last_patch_scan_at: scan_at.map(rfc3339),
         certificate: certificate
             .map(|row| crate::pki::certificates::info(row, renew_days, None, now)),
         created_at: rfc3339(created_at),
@@ -124,6 +134,70 @@ pub async fn certificate_bundle(
     body.push_str(state.pki.ca.cert_pem().trim_end());
     body.push('\n');
     Ok((file, body))
+}
+
+/// A host's installed packages as last reported (the gate checked the host is in scope).
+pub async fn packages(state: &AppState, id: i64) -> Result<Vec<HostPackage>, AppError> {
+    let rows = state
+        .db
+        .run(move |c| crate::db::host_state::packages(c, id, "", i64::MAX))
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|p| HostPackage {
+            name: p.name,
+            arch: p.arch,
+            version: p.version,
+            status: p.status,
+        })
+        .collect())
+}
+
+/// A host's pending updates as last reported, security first (the gate checked the scope).
+pub async fn patches(state: &AppState, id: i64) -> Result<Vec<HostPatch>, AppError> {
+    let rows = state
+        .db
+        .run(move |c| crate::db::host_state::patches(c, id))
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|p| HostPatch {
+            cves: serde_json::from_str(&p.cves_json).unwrap_or_default(),
+            name: p.name,
+            arch: p.arch,
+            installed_version: p.installed_version,
+            candidate_version: p.candidate_version,
+            security: p.is_security,
+            severity: p.severity,
+            reboot_likely: p.reboot_likely,
+        })
+        .collect())
+}
+
+/// Asks the host's actor to poll now (starting one if the host has none yet); audited.
+pub async fn refresh(state: &AppState, by: &Requester, id: i64) -> Result<(), AppError> {
+    let ask = || async {
+        state
+            .fleet
+            .supervisor
+            .send(crate::fleet::supervisor::RefreshHost(id))
+            .await
+            .map_err(|e| AppError::Internal(format!("the fleet supervisor is gone: {e}")))
+    };
+    if !ask().await? {
+        crate::fleet::supervise(state, id).await?;
+        if !ask().await? {
+            return Err(AppError::NotFound("no such host".into()));
+        }
+    }
+    state
+        .audit
+        .note(
+            by.success("host.refresh_requested")
+                .target(format!("host:{id}")),
+        )
+        .await;
+    Ok(())
 }
 
 /// The caller's groups (all for Admins), by name, with member counts.

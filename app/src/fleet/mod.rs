@@ -7,10 +7,12 @@
 //! - [`supervisor`]: starts, restarts and retires the host actors.
 //! - [`connector`]: how an actor reaches its agent (a trait, and the mutual-TLS implementation).
 //! - [`recorder`]: writes what the actors learn and publishes state changes.
+//! - [`live`]: the event stream to browsers (single-use tickets, scope-filtered WebSocket).
 
 pub mod actor;
 pub mod connector;
 pub mod hosts;
+pub mod live;
 pub mod recorder;
 pub mod supervisor;
 

@@ -12,10 +12,10 @@ use leptos_router::hooks::use_params_map;
 use shared::api::{self as ep, NoBody};
 use shared::fleet::{
     CertificateInfo, CreatedEnrollmentToken, CrlStatus, EnrollmentTokenInfo, GroupInfo, HostDetail,
-    HostSummary, NewEnrollmentToken, RevokeRequest,
+    HostPackage, HostPatch, HostSummary, LiveEvent, NewEnrollmentToken, RevokeRequest,
 };
 use shared::ids::{CertificateId, EnrollmentTokenId, HostId};
-use shared::vocab::{CertKind, CertState};
+use shared::vocab::{CertKind, CertState, HostStatus};
 
 /// The hosts page.
 #[component]
@@ -24,6 +24,17 @@ pub fn HostsPage() -> impl IntoView {
     let hosts = loaded::<Vec<HostSummary>>();
     let reload = move || load::<ep::ListHosts>((), hosts);
     Effect::new(move |_| reload());
+    // States change in place as the host actors see them; no reload needed.
+    crate::live::subscribe(move |event| match event {
+        LiveEvent::HostState(e) => hosts.update(|list| {
+            if let Some(Ok(list)) = list {
+                if let Some(row) = list.iter_mut().find(|h| h.id == e.host_id) {
+                    row.status = e.status;
+                }
+            }
+        }),
+        LiveEvent::Resync => reload(),
+    });
     let error = RwSignal::new(None::<String>);
     let notice = RwSignal::new(None::<String>);
     let renew = move |id: HostId| renew_host(id, notice, error, || ());
@@ -48,13 +59,13 @@ pub fn HostsPage() -> impl IntoView {
                         {list.into_iter().map(|h| {
                             let id = h.id;
                             view! {
-                                <tr>
+                                <tr data-host=id.to_string() data-status=h.status.as_str()>
                                     <td>
                                         <a href=format!("/hosts/{id}")><strong>{h.display_name}</strong></a><br/>
                                         <span class="muted">{h.fqdn.unwrap_or_default()}</span>
                                     </td>
                                     <td>{format!("{}:{}", h.ip_address, h.agent_port)}</td>
-                                    <td>{h.status.as_str()}</td>
+                                    <td class=status_class(h.status)>{h.status.as_str()}</td>
                                     <td>{h.os.unwrap_or_else(|| "—".into())}</td>
                                     <td>
                                         {h.pending_patches} {(h.pending_security_patches > 0).then(|| view! {
@@ -88,14 +99,43 @@ pub fn HostPage() -> impl IntoView {
     let params = use_params_map();
     let id = move || params.with(|p| p.get("id").and_then(|v| v.parse::<HostId>().ok()));
     let host = loaded::<HostDetail>();
+    let packages = loaded::<Vec<HostPackage>>();
+    let patches = loaded::<Vec<HostPatch>>();
     let reload = move || {
         if let Some(id) = id() {
             load::<ep::GetHost>(id, host);
+            load::<ep::HostPackages>(id, packages);
+            load::<ep::HostPatches>(id, patches);
         }
     };
     Effect::new(move |_| reload());
+    crate::live::subscribe(move |event| match event {
+        LiveEvent::HostState(e)
+            if Some(e.host_id)
+                == params
+                    .with_untracked(|p| p.get("id").and_then(|v| v.parse::<HostId>().ok())) =>
+        {
+            reload()
+        }
+        LiveEvent::HostState(_) => {}
+        LiveEvent::Resync => reload(),
+    });
     let error = RwSignal::new(None::<String>);
     let notice = RwSignal::new(None::<String>);
+    let search = RwSignal::new(String::new());
+    let refresh = move |hid: HostId| {
+        spawn_local(async move {
+            match api::call::<ep::RefreshHost>(hid, &NoBody).await {
+                Ok(NoBody) => {
+                    error.set(None);
+                    notice.set(Some("Asked the agent; the page follows its answer.".into()));
+                    // The inventory may take a moment longer than the health answer.
+                    set_timeout(reload, std::time::Duration::from_secs(3));
+                }
+                Err(e) => error.set(Some(e.message)),
+            }
+        });
+    };
     view! {
         <section class="page">
             <p><a href="/hosts">"← Hosts"</a></p>
@@ -114,7 +154,14 @@ pub fn HostPage() -> impl IntoView {
                                 <dl>
                                     <dt>"Name"</dt><dd>{h.summary.fqdn.clone().unwrap_or_default()}</dd>
                                     <dt>"Agent"</dt><dd>{format!("{}:{}", h.summary.ip_address, h.summary.agent_port)}</dd>
-                                    <dt>"Status"</dt><dd>{h.summary.status.as_str()}</dd>
+                                    <dt>"Status"</dt>
+                                    <dd id="host-status" data-status=h.summary.status.as_str() class=status_class(h.summary.status)>
+                                        {h.summary.status.as_str()}
+                                        {h.status_since.as_deref().map(|s| format!(" since {}", short_time(s)))}
+                                        {h.status_reason.clone().map(|r| view! { <br/><span class="muted">{r}</span> })}
+                                    </dd>
+                                    <dt>"Last poll"</dt><dd>{maybe_time(h.last_health_at.as_deref())}</dd>
+                                    <dt>"Last inventory"</dt><dd>{maybe_time(h.last_patch_scan_at.as_deref())}</dd>
                                     <dt>"OS"</dt><dd>{h.summary.os.clone().unwrap_or_else(|| "—".into())}</dd>
                                     <dt>"Kernel"</dt><dd>{h.kernel.clone().unwrap_or_else(|| "—".into())}</dd>
                                     <dt>"Agent version"</dt><dd>{h.agent_version.clone().unwrap_or_else(|| "—".into())}</dd>
@@ -122,6 +169,7 @@ pub fn HostPage() -> impl IntoView {
                                     <dt>"Enrolled"</dt><dd>{short_time(&h.created_at)}</dd>
                                     <dt>"Last seen"</dt><dd>{maybe_time(h.summary.last_seen_at.as_deref())}</dd>
                                 </dl>
+                                <button type="button" id="refresh" on:click=move |_| refresh(hid)>"Poll now"</button>
                             </section>
                             <section class="card">
                                 <h2>"Certificate"</h2>
@@ -149,6 +197,60 @@ pub fn HostPage() -> impl IntoView {
                                 </Show>
                             </section>
                         </div>
+                        <section class="card">
+                            <h2>"Pending updates"</h2>
+                            {move || match patches.get() {
+                                None => view! { <p class="muted">"Loading…"</p> }.into_any(),
+                                Some(Err(e)) => view! { <p class="error">{e.message}</p> }.into_any(),
+                                Some(Ok(list)) if list.is_empty() => view! { <p class="muted">"None reported."</p> }.into_any(),
+                                Some(Ok(list)) => view! {
+                                    <table class="table" id="patches">
+                                        <thead><tr><th>"Package"</th><th>"Installed"</th><th>"Update"</th><th>"Kind"</th><th>"CVE"</th></tr></thead>
+                                        <tbody>
+                                        {list.into_iter().map(|p| view! {
+                                            <tr data-security=p.security.to_string()>
+                                                <td>{p.name}<span class="muted">{format!(" {}", p.arch)}</span></td>
+                                                <td>{p.installed_version.unwrap_or_default()}</td>
+                                                <td>{p.candidate_version}</td>
+                                                <td class=if p.security { "bad" } else { "" }>
+                                                    {if p.security { "security" } else { "update" }}
+                                                    {p.reboot_likely.then_some(" · reboot")}
+                                                </td>
+                                                <td>{p.cves.join(", ")}</td>
+                                            </tr>
+                                        }).collect_view()}
+                                        </tbody>
+                                    </table>
+                                }.into_any(),
+                            }}
+                        </section>
+                        <section class="card">
+                            <div class="row">
+                                <h2>"Installed packages"</h2>
+                                <input id="package-search" type="search" placeholder="Search" aria-label="Search packages"
+                                    prop:value=move || search.get() on:input=move |ev| search.set(event_target_value(&ev))/>
+                            </div>
+                            {move || match packages.get() {
+                                None => view! { <p class="muted">"Loading…"</p> }.into_any(),
+                                Some(Err(e)) => view! { <p class="error">{e.message}</p> }.into_any(),
+                                Some(Ok(list)) => {
+                                    let needle = search.get().to_lowercase();
+                                    let total = list.len();
+                                    let shown: Vec<HostPackage> = list.into_iter().filter(|p| needle.is_empty() || p.name.to_lowercase().contains(&needle)).collect();
+                                    view! {
+                                        <p class="muted" id="package-count">{format!("{} of {total}", shown.len())}</p>
+                                        <table class="table" id="packages">
+                                            <thead><tr><th>"Package"</th><th>"Version"</th><th>"Architecture"</th><th>"State"</th></tr></thead>
+                                            <tbody>
+                                            {shown.into_iter().take(500).map(|p| view! {
+                                                <tr><td>{p.name}</td><td>{p.version}</td><td>{p.arch}</td><td>{p.status}</td></tr>
+                                            }).collect_view()}
+                                            </tbody>
+                                        </table>
+                                    }.into_any()
+                                }
+                            }}
+                        </section>
                     }.into_any()
                 }
             }}
@@ -181,6 +283,16 @@ fn renew_host(
             }
         }
     });
+}
+
+/// The CSS class of a host state.
+fn status_class(status: HostStatus) -> &'static str {
+    match status {
+        HostStatus::Healthy => "ok",
+        HostStatus::Degraded => "warn",
+        HostStatus::Unreachable => "bad",
+        HostStatus::Unknown => "muted",
+    }
 }
 
 fn kind_label(kind: CertKind) -> &'static str {

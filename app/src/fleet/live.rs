@@ -1,0 +1,159 @@
+//! The live event stream to browsers: a signed-in user asks for a single-use ticket (30 s), then
+//! opens `/api/v1/events/ws?ticket=…`; WebSocket handshakes carry no `Authorization` header and
+//! cookies would make the socket open to cross-site pages, so the ticket is the credential. The
+//! socket forwards the event hub's host state changes, filtered to the hosts the ticket's user may
+//! see (their scope is read again every [`SCOPE_REFRESH`], so a change of groups takes effect),
+//! and closes after [`MAX_LIFETIME`]; the page then asks for a new ticket with its session.
+
+use crate::auth::access::Scope;
+use crate::auth::identity::Identity;
+use crate::state::AppState;
+use actix_ws::Message;
+use sha2::{Digest, Sha256};
+use shared::fleet::{EventTicket, LiveEvent};
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use tokio::sync::broadcast::error::RecvError;
+
+/// How long a ticket opens the stream.
+pub const TICKET_LIFETIME: Duration = Duration::from_secs(30);
+/// How often an open stream reads its user's scope again.
+pub const SCOPE_REFRESH: Duration = Duration::from_secs(30);
+/// Longest life of one stream (an access token's).
+pub const MAX_LIFETIME: Duration = Duration::from_secs(15 * 60);
+/// Tickets outstanding at most (older ones are dropped first).
+const MAX_TICKETS: usize = 10_000;
+
+/// Outstanding tickets, by SHA-256 of the ticket.
+#[derive(Debug, Default)]
+pub struct Tickets(Mutex<HashMap<[u8; 32], (Identity, Instant)>>);
+
+fn digest(ticket: &str) -> [u8; 32] {
+    Sha256::digest(ticket.as_bytes()).into()
+}
+
+impl Tickets {
+    /// A new ticket for `identity`.
+    pub fn issue(&self, identity: Identity) -> Result<EventTicket, String> {
+        use ring::rand::SecureRandom;
+        let mut bytes = [0u8; 32];
+        ring::rand::SystemRandom::new()
+            .fill(&mut bytes)
+            .map_err(|_| "the system random generator failed".to_owned())?;
+        let ticket = hex::encode(bytes);
+        let now = Instant::now();
+        let mut map = match self.0.lock() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        map.retain(|_, (_, expires)| *expires > now);
+        if map.len() >= MAX_TICKETS {
+            if let Some(oldest) = map.iter().min_by_key(|(_, (_, e))| *e).map(|(k, _)| *k) {
+                map.remove(&oldest);
+            }
+        }
+        map.insert(digest(&ticket), (identity, now + TICKET_LIFETIME));
+        Ok(EventTicket {
+            ticket,
+            expires_in_secs: TICKET_LIFETIME.as_secs(),
+        })
+    }
+
+    /// The identity a valid ticket was issued to; the ticket is used up either way.
+    pub fn redeem(&self, ticket: &str) -> Option<Identity> {
+        let mut map = match self.0.lock() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let (identity, expires) = map.remove(&digest(ticket))?;
+        (expires > Instant::now()).then_some(identity)
+    }
+}
+
+/// The hosts `scope` may see: `None` for all.
+async fn visible(state: &AppState, identity: &Identity) -> Option<Option<HashSet<i64>>> {
+    let scope: Scope = crate::auth::access::scope_of(&state.db, identity)
+        .await
+        .ok()?;
+    let ids = state.db.run(move |c| scope.host_ids(c)).await.ok()?;
+    Some(ids.map(|v| v.into_iter().collect()))
+}
+
+/// Forwards `events` (subscribed before the upgrade was answered, so nothing published after the
+/// handshake is missed) to one socket until either side closes, the user's scope cannot be read,
+/// or the stream's lifetime ends.
+pub async fn forward(
+    state: AppState,
+    identity: Identity,
+    mut events: tokio::sync::broadcast::Receiver<shared::fleet::HostStateEvent>,
+    mut session: actix_ws::Session,
+    mut stream: actix_ws::MessageStream,
+) {
+    let Some(mut hosts) = visible(&state, &identity).await else {
+        let _ = session.close(None).await;
+        return;
+    };
+    let ends = tokio::time::sleep(MAX_LIFETIME);
+    tokio::pin!(ends);
+    let mut refresh = tokio::time::interval(SCOPE_REFRESH);
+    refresh.tick().await;
+    loop {
+        tokio::select! {
+            event = events.recv() => {
+                let live = match event {
+                    Ok(e) if hosts.as_ref().is_none_or(|h| h.contains(&i64::from(e.host_id))) => {
+                        LiveEvent::HostState(e)
+                    }
+                    Ok(_) => continue,
+                    Err(RecvError::Lagged(_)) => LiveEvent::Resync,
+                    Err(RecvError::Closed) => break,
+                };
+                let Ok(text) = serde_json::to_string(&live) else { continue };
+                if session.text(text).await.is_err() {
+                    return;
+                }
+            }
+            _ = refresh.tick() => match visible(&state, &identity).await {
+                Some(h) => hosts = h,
+                None => break,
+            },
+            () = &mut ends => break,
+            msg = stream.recv() => match msg {
+                Some(Ok(Message::Ping(bytes))) => {
+                    if session.pong(&bytes).await.is_err() {
+                        return;
+                    }
+                }
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+    let _ = session.close(None).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn someone() -> Identity {
+        Identity {
+            user_id: 1,
+            role: "admin".into(),
+            session: "s".into(),
+            via_cookie: true,
+            mfa_enrolment_pending: false,
+        }
+    }
+
+    #[test]
+    fn a_ticket_opens_once() {
+        let tickets = Tickets::default();
+        let t = tickets.issue(someone()).unwrap();
+        assert_eq!(t.ticket.len(), 64);
+        assert_eq!(tickets.redeem(&t.ticket).map(|i| i.user_id), Some(1));
+        assert!(tickets.redeem(&t.ticket).is_none(), "used up");
+        assert!(tickets.redeem("forged").is_none());
+    }
+}
