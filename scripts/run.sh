@@ -26,7 +26,9 @@ mkdir -p -m 700 "$DATA"
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT INT TERM
 manager_args=(--data-dir "$DATA" --listen "$listen" --set "server.site_root=$SITE_ROOT"
-  --set "server.assets_dir=$ROOT/assets" --set log.format=text)
+  --set "server.assets_dir=$ROOT/assets" --set log.format=text
+  # The demo polls every minute (default 5), so the fleet's state shows soon after start.
+  --set fleet.health_interval_secs=60)
 
 step "Starting patch-manager (HTTPS with its own web CA)"
 "$bin/patch-manager" "${manager_args[@]}" serve & pids+=($!)

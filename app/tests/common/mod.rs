@@ -30,6 +30,21 @@ fn admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
+/// Loopback test databases are reached without TLS: libpq would otherwise set up OpenSSL, whose
+/// clean-up at process exit races pool threads still closing connections (a test binary that
+/// passed then died with SIGSEGV on exit).
+const NO_TLS: &str = "sslmode=disable";
+
+fn without_tls(url: &str) -> String {
+    if url.contains("sslmode=") {
+        url.to_owned()
+    } else if url.contains('?') {
+        format!("{url}&{NO_TLS}")
+    } else {
+        format!("{url}?{NO_TLS}")
+    }
+}
+
 /// A throw-away database and data directory, removed on drop.
 pub struct TestDb {
     pub engine: Engine,
@@ -50,18 +65,20 @@ impl TestDb {
             },
             Engine::Postgres => {
                 let name = format!("lpm_test_{}", ulid::Ulid::new().to_string().to_lowercase());
-                let mut admin = PgConnection::establish(&admin_url()).unwrap_or_else(|e| {
-                    panic!(
+                let mut admin =
+                    PgConnection::establish(&without_tls(&admin_url())).unwrap_or_else(|e| {
+                        panic!(
                         "PostgreSQL at {} is not reachable ({e}); start it (scripts/test.sh does)",
                         admin_url()
                     )
-                });
+                    });
                 admin
                     .batch_execute(&format!("CREATE DATABASE {name}"))
                     .unwrap();
                 let base = admin_url();
+                let base = base.split('?').next().unwrap_or_default();
                 let url = match base.rfind('/') {
-                    Some(i) => format!("{}/{name}", &base[..i]),
+                    Some(i) => without_tls(&format!("{}/{name}", &base[..i])),
                     None => panic!("bad admin url {base}"),
                 };
                 Self {
@@ -91,7 +108,7 @@ impl TestDb {
 impl Drop for TestDb {
     fn drop(&mut self) {
         if let Some(name) = &self.pg_name {
-            if let Ok(mut admin) = PgConnection::establish(&admin_url()) {
+            if let Ok(mut admin) = PgConnection::establish(&without_tls(&admin_url())) {
                 let _ =
                     admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
             }
@@ -126,6 +143,9 @@ pub fn test_config(db: &TestDb) -> Config {
     c.database.url = db.url();
     c.database.pool_size = 4;
     c.log.level = "warn".into();
+    // Host actors poll on demand in tests (RefreshHost): a host's first scheduled poll falls
+    // hours into the day-long interval, so no test's agent is polled behind its back.
+    c.fleet.health_interval_secs = 86_400;
     c
 }
 
