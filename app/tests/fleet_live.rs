@@ -174,6 +174,46 @@ async fn a_real_agent_is_polled_recorded_and_seen_going_down_and_up() {
         .first(&mut *state.db.conn().unwrap())
         .unwrap();
     assert_eq!(status, "healthy");
+
+    // Removed: the actor stops, the certificate is revoked (a new CRL says so), the rows go.
+    let crl_before = patch_manager::pki::crl::status(&state)
+        .await
+        .unwrap()
+        .number;
+    patch_manager::fleet::hosts::remove(
+        &state,
+        &patch_manager::audit::Requester::named("test", None),
+        host,
+    )
+    .await
+    .unwrap();
+    use patch_manager::fleet::supervisor::Count;
+    assert_eq!(state.fleet.supervisor.send(Count).await.unwrap(), 0);
+    let mut conn = state.db.conn().unwrap();
+    let left: i64 = host_packages::table
+        .filter(host_packages::host_id.eq(host))
+        .count()
+        .get_result(&mut *conn)
+        .unwrap();
+    assert_eq!(left, 0);
+    use patch_manager::db::schema::certificates;
+    let live: i64 = certificates::table
+        .filter(certificates::kind.eq("agent"))
+        .filter(certificates::revoked_at.is_null())
+        .count()
+        .get_result(&mut *conn)
+        .unwrap();
+    assert_eq!(live, 0, "the removed host's certificate is revoked");
+    drop(conn);
+    let crl = patch_manager::pki::crl::status(&state).await.unwrap();
+    assert!(crl.number > crl_before && crl.revoked >= 1, "{crl:?}");
+    assert!(patch_manager::fleet::hosts::remove(
+        &state,
+        &patch_manager::audit::Requester::named("test", None),
+        host
+    )
+    .await
+    .is_err());
     agent.stop().await;
     fleet.server.stop().await;
 }

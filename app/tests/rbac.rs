@@ -54,6 +54,7 @@ const MATRIX: &[(&str, &str, [u16; 4])] = &[
     ("DELETE", "/api/v1/auth/mfa/{credential_id}", [401, 404, 404, 404]),
     ("GET", "/api/v1/hosts", [401, 200, 200, 200]),
     ("GET", "/api/v1/hosts/{host_id}", [401, 200, 404, 200]),
+    ("DELETE", "/api/v1/hosts/{host_id}", [401, 403, 403, 204]),
     ("GET", "/api/v1/hosts/{host_id}/certificate-bundle", [401, 200, 404, 200]),
     ("POST", "/api/v1/hosts/{host_id}/certificate/renew", [401, 403, 403, 502]),
     ("POST", "/api/v1/hosts/{host_id}/refresh", [401, 202, 404, 202]),
@@ -206,6 +207,23 @@ async fn every_route_by_every_kind_of_caller() {
             .unwrap();
         ids.push((h, u));
     }
+    // A third host, in no group, that the Admin's DELETE removes (the others stay for the rows
+    // after it).
+    let host_c: i64 = diesel::insert_into(hosts::table)
+        .values((
+            hosts::display_name.eq("host-c"),
+            hosts::ip_address.eq("127.0.0.1"),
+            hosts::agent_port.eq(11),
+            hosts::status.eq("unknown"),
+            hosts::reboot_required.eq(false),
+            hosts::pending_patches.eq(0_i64),
+            hosts::pending_security_patches.eq(0_i64),
+            hosts::created_at.eq(t),
+            hosts::updated_at.eq(t),
+        ))
+        .returning(hosts::id)
+        .get_result(&mut *conn)
+        .unwrap();
     let admin_id: i64 = users::table
         .filter(users::username.eq("admin"))
         .select(users::id)
@@ -222,9 +240,14 @@ async fn every_route_by_every_kind_of_caller() {
     let mut failures = Vec::new();
     for (method, path, expected) in MATRIX {
         for (who, want) in callers.iter().zip(expected) {
+            let target = if (*method, *path) == ("DELETE", "/api/v1/hosts/{host_id}") {
+                host_c
+            } else {
+                host_a
+            };
             let url = format!(
                 "{base}{}",
-                path.replace(H, &host_a.to_string())
+                path.replace(H, &target.to_string())
                     .replace("{user_id}", "999999")
                     .replace("{credential_id}", "999999")
                     .replace("{certificate_id}", "999999")

@@ -251,6 +251,8 @@ endpoints! {
     HostBundle: Get "/api/v1/hosts/{host_id}/certificate-bundle" as Archive, HostId, NoBody => NoBody;
     /// Renews the host's agent certificate through the agent.
     RenewHostCertificate: Post "/api/v1/hosts/{host_id}/certificate/renew", HostId, NoBody => CertificateInfo;
+    /// Removes the host: its actor stops, its certificates are revoked, its inventory goes.
+    DeleteHost: Delete "/api/v1/hosts/{host_id}", HostId, NoBody => NoBody, 204;
     /// Poll the host's agent now (health, then inventory).
     RefreshHost: Post "/api/v1/hosts/{host_id}/refresh", HostId, NoBody => NoBody, 202;
     /// The host's installed packages as last reported, by name.

@@ -88,3 +88,15 @@ pub async fn patches(
 ) -> Result<HttpResponse, AppError> {
     Ok(HttpResponse::Ok().json(hosts::patches(&state, path.into_inner()).await?))
 }
+
+/// `DELETE /api/v1/hosts/{host_id}`: removes the host (Admins).
+pub async fn remove(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    who: Caller,
+    path: web::Path<i64>,
+) -> Result<HttpResponse, AppError> {
+    let by = Requester::caller(&who, crate::http::client::client_ip(&req));
+    hosts::remove(&state, &by, path.into_inner()).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -100,6 +100,7 @@ pub static ROUTES: &[ApiRoute] = &[
     route!(ep::GetHost, Host, hosts::detail),
     route!(ep::HostBundle, Host, hosts::certificate_bundle),
     route!(ep::RefreshHost, Host, hosts::refresh),
+    route!(ep::DeleteHost, Admin, hosts::remove),
     route!(ep::HostPackages, Host, hosts::packages),
     route!(ep::HostPatches, Host, hosts::patches),
     route!(ep::IssueEventTicket, Session, events::ticket),

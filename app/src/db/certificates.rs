@@ -185,6 +185,24 @@ pub fn revoke(
     Ok(n == 1)
 }
 
+/// Revokes every unrevoked certificate of host `host_id`; answers their serials.
+pub fn revoke_for_host(
+    conn: &mut DbConnection,
+    host_id: i64,
+    reason: &str,
+    now: NaiveDateTime,
+) -> Result<Vec<String>, DbError> {
+    let serials: Vec<String> = certificates::table
+        .filter(certificates::host_id.eq(host_id))
+        .filter(certificates::revoked_at.is_null())
+        .select(certificates::serial)
+        .load(conn)?;
+    for serial in &serials {
+        revoke(conn, serial, reason, now)?;
+    }
+    Ok(serials)
+}
+
 /// Serials of the unrevoked, unexpired certificates of `kind`.
 pub fn live_of_kind(
     conn: &mut DbConnection,

@@ -241,6 +241,12 @@ pub fn find_by_address(
         .optional()?)
 }
 
+/// Removes a host; its memberships, inventory, health and CRL delivery rows go with it, its
+/// certificates stay (for history) without it. Answers whether it existed.
+pub fn delete(conn: &mut DbConnection, id: i64) -> Result<bool, DbError> {
+    Ok(diesel::delete(h::table.filter(h::id.eq(id))).execute(conn)? == 1)
+}
+
 /// Registers a host; answers its id.
 pub fn insert(conn: &mut DbConnection, host: &NewHost<'_>) -> Result<i64, DbError> {
     Ok(diesel::insert_into(h::table)

@@ -200,6 +200,43 @@ pub async fn refresh(state: &AppState, by: &Requester, id: i64) -> Result<(), Ap
     Ok(())
 }
 
+/// Removes a host from the fleet: its actor stops, its certificates are revoked (so its name can
+/// be enrolled again and its agent's key is worth nothing) with a new CRL, its inventory goes;
+/// the certificates and the audit trail stay for history. Audited.
+pub async fn remove(state: &AppState, by: &Requester, id: i64) -> Result<(), AppError> {
+    let now = state.clock.now();
+    let removed = state
+        .db
+        .run(move |c| {
+            crate::db::transaction::transaction(c, |c| {
+                let serials =
+                    certificates::revoke_for_host(c, id, "host removed from the fleet", now)?;
+                Ok::<_, DbError>(store::delete(c, id)?.then_some(serials))
+            })
+        })
+        .await?;
+    let Some(serials) = removed else {
+        return Err(AppError::NotFound("no such host".into()));
+    };
+    let _ = state
+        .fleet
+        .supervisor
+        .send(crate::fleet::supervisor::Forget(id))
+        .await;
+    state
+        .audit
+        .note(
+            by.success("host.removed")
+                .target(format!("host:{id}"))
+                .details(serde_json::json!({ "revoked": serials })),
+        )
+        .await;
+    if !serials.is_empty() {
+        crate::pki::crl::issue(state, "revocation").await?;
+    }
+    Ok(())
+}
+
 /// The caller's groups (all for Admins), by name, with member counts.
 pub async fn groups(state: &AppState, scope: Scope) -> Result<Vec<GroupInfo>, AppError> {
     let (rows, sizes) = state

@@ -123,6 +123,16 @@ pub fn HostPage() -> impl IntoView {
     let error = RwSignal::new(None::<String>);
     let notice = RwSignal::new(None::<String>);
     let search = RwSignal::new(String::new());
+    let confirming = RwSignal::new(false);
+    let removed = RwSignal::new(false);
+    let remove = move |hid: HostId| {
+        spawn_local(async move {
+            match api::call::<ep::DeleteHost>(hid, &NoBody).await {
+                Ok(NoBody) => removed.set(true),
+                Err(e) => error.set(Some(e.message)),
+            }
+        });
+    };
     let refresh = move |hid: HostId| {
         spawn_local(async move {
             match api::call::<ep::RefreshHost>(hid, &NoBody).await {
@@ -139,6 +149,7 @@ pub fn HostPage() -> impl IntoView {
     view! {
         <section class="page">
             <p><a href="/hosts">"← Hosts"</a></p>
+            {move || removed.get().then(|| view! { <leptos_router::components::Redirect path="/hosts"/> })}
             <p class="ok" role="status">{move || notice.get().unwrap_or_default()}</p>
             <ErrorLine error/>
             {move || match host.get() {
@@ -170,6 +181,17 @@ pub fn HostPage() -> impl IntoView {
                                     <dt>"Last seen"</dt><dd>{maybe_time(h.summary.last_seen_at.as_deref())}</dd>
                                 </dl>
                                 <button type="button" id="refresh" on:click=move |_| refresh(hid)>"Poll now"</button>
+                                <Show when=move || session.is_admin()>
+                                    {move || if confirming.get() {
+                                        view! {
+                                            <p class="warn">"Remove this host from the fleet? Its certificate is revoked and its inventory deleted; the audit log keeps its history. The agent must be enrolled again to come back."</p>
+                                            <button type="button" class="danger" id="remove-confirm" on:click=move |_| remove(hid)>"Remove"</button>
+                                            <button type="button" on:click=move |_| confirming.set(false)>"Cancel"</button>
+                                        }.into_any()
+                                    } else {
+                                        view! { <button type="button" class="danger" id="remove" on:click=move |_| confirming.set(true)>"Remove host…"</button> }.into_any()
+                                    }}
+                                </Show>
                             </section>
                             <section class="card">
                                 <h2>"Certificate"</h2>
