@@ -287,24 +287,8 @@ async fn first_run_setup_totp_and_security_key_in_the_browser() {
         // A host's state changes reach the Hosts page live, without a reload. (The path from a
         // real agent to the event hub is tested in fleet_live.rs; here the hub gets the event.)
         {
-            use diesel::prelude::*;
-            use patch_manager::db::schema::hosts;
             let t = clock.now();
-            let host: i64 = diesel::insert_into(hosts::table)
-                .values((
-                    hosts::display_name.eq("web-live"),
-                    hosts::ip_address.eq("127.0.0.1"),
-                    hosts::agent_port.eq(9),
-                    hosts::status.eq("unknown"),
-                    hosts::reboot_required.eq(false),
-                    hosts::pending_patches.eq(0_i64),
-                    hosts::pending_security_patches.eq(0_i64),
-                    hosts::created_at.eq(t),
-                    hosts::updated_at.eq(t),
-                ))
-                .returning(hosts::id)
-                .get_result(&mut *server.state.db.conn().unwrap())
-                .unwrap();
+            let host = common::insert_host(&mut server.state.db.conn().unwrap(), "web-live", 9, t);
             browser
                 .find(Locator::LinkText("Overview"))
                 .await?

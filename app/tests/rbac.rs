@@ -15,7 +15,7 @@ use common::{call, setup_admin, test_config, Engine, TestDb};
 use diesel::prelude::*;
 use patch_manager::api::ROUTES;
 use patch_manager::auth::access::Access;
-use patch_manager::db::schema::{host_group_members, host_groups, hosts, user_groups, users};
+use patch_manager::db::schema::{host_group_members, host_groups, user_groups, users};
 use patch_manager::pki::{CertKind, San};
 use serde_json::json;
 use shared::vocab::HostStatus;
@@ -146,23 +146,8 @@ async fn every_route_by_every_kind_of_caller() {
             .returning(host_groups::id)
             .get_result(&mut *conn)
             .unwrap();
-        let h: i64 = diesel::insert_into(hosts::table)
-            .values((
-                hosts::display_name.eq(host),
-                hosts::fqdn.eq(format!("{host}.test")),
-                hosts::ip_address.eq("127.0.0.1"),
-                // Nothing listens on ports 9 and 10: a renewal reaches the agent step and fails there.
-                hosts::agent_port.eq(port),
-                hosts::status.eq("unknown"),
-                hosts::reboot_required.eq(false),
-                hosts::pending_patches.eq(0_i64),
-                hosts::pending_security_patches.eq(0_i64),
-                hosts::created_at.eq(t),
-                hosts::updated_at.eq(t),
-            ))
-            .returning(hosts::id)
-            .get_result(&mut *conn)
-            .unwrap();
+        // Nothing listens on ports 9 and 10: a renewal reaches the agent step and fails there.
+        let h = common::insert_host(&mut conn, host, port, t);
         diesel::insert_into(host_group_members::table)
             .values((
                 host_group_members::host_id.eq(h),
@@ -209,21 +194,7 @@ async fn every_route_by_every_kind_of_caller() {
     }
     // A third host, in no group, that the Admin's DELETE removes (the others stay for the rows
     // after it).
-    let host_c: i64 = diesel::insert_into(hosts::table)
-        .values((
-            hosts::display_name.eq("host-c"),
-            hosts::ip_address.eq("127.0.0.1"),
-            hosts::agent_port.eq(11),
-            hosts::status.eq("unknown"),
-            hosts::reboot_required.eq(false),
-            hosts::pending_patches.eq(0_i64),
-            hosts::pending_security_patches.eq(0_i64),
-            hosts::created_at.eq(t),
-            hosts::updated_at.eq(t),
-        ))
-        .returning(hosts::id)
-        .get_result(&mut *conn)
-        .unwrap();
+    let host_c = common::insert_host(&mut conn, "host-c", 11, t);
     let admin_id: i64 = users::table
         .filter(users::username.eq("admin"))
         .select(users::id)

@@ -404,3 +404,31 @@ pub async fn crl_delivered(state: &patch_manager::state::AppState) -> shared::fl
             .unwrap();
     }
 }
+
+/// Registers a host row directly (no agent behind it; nothing listens on low ports such as 9),
+/// named `name` with FQDN `name.test`; answers its id.
+pub fn insert_host(
+    conn: &mut patch_manager::db::DbConnection,
+    name: &str,
+    port: i32,
+    now: chrono::NaiveDateTime,
+) -> i64 {
+    use diesel::prelude::*;
+    use patch_manager::db::schema::hosts;
+    diesel::insert_into(hosts::table)
+        .values((
+            hosts::display_name.eq(name),
+            hosts::fqdn.eq(format!("{name}.test")),
+            hosts::ip_address.eq("127.0.0.1"),
+            hosts::agent_port.eq(port),
+            hosts::status.eq("unknown"),
+            hosts::reboot_required.eq(false),
+            hosts::pending_patches.eq(0_i64),
+            hosts::pending_security_patches.eq(0_i64),
+            hosts::created_at.eq(now),
+            hosts::updated_at.eq(now),
+        ))
+        .returning(hosts::id)
+        .get_result(conn)
+        .unwrap()
+}
