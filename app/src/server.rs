@@ -168,9 +168,19 @@ pub async fn start(config: Config) -> Result<RunningServer, StartupError> {
     })?;
 
     let scheme = if tls.is_some() { "https" } else { "http" };
+    // Intervals saved in Settings win over the file's; an unreadable saved value is reported
+    // (report_unreadable) and the file's intervals are used.
+    let fleet_config = config.fleet.clone();
+    let intervals = match db
+        .run(move |c| crate::settings::read_polling(c, &fleet_config))
+        .await
+    {
+        Ok(p) => crate::fleet::actor::Intervals::from_settings(&p),
+        Err(_) => crate::fleet::actor::Intervals::of(&config.fleet),
+    };
     let (fleet, fleet_updates) = crate::fleet::start(
         Arc::new(crate::fleet::connector::Mtls { pki: pki.clone() }),
-        crate::fleet::actor::Intervals::of(&config.fleet),
+        intervals,
     );
     let state = AppState {
         fleet,

@@ -1,6 +1,6 @@
-//! Installation settings an Admin changes at run time, and their rules. Today: the manager's
-//! source-address allow-list (enforced by [`crate::http::allow_list`]); single sign-on settings
-//! live with single sign-on ([`crate::auth::sso`]).
+//! Installation settings an Admin changes at run time, and their rules: the manager's
+//! source-address allow-list (enforced by [`crate::http::allow_list`]) and the host actors' poll
+//! intervals; single sign-on settings live with single sign-on ([`crate::auth::sso`]).
 //!
 //! Stored values that do not parse are reported ([`DbError::UnreadableSetting`], naming the key),
 //! never replaced by a default; [`report_unreadable`] names them at start-up.
@@ -18,6 +18,38 @@ use std::net::IpAddr;
 pub const ALLOW_LIST: &str = "security.allow_list";
 /// Most entries an allow-list may have.
 pub const MAX_ALLOW_LIST_ENTRIES: usize = 256;
+
+/// Settings key of the poll intervals.
+pub const POLLING: &str = "fleet.polling";
+
+/// The poll intervals in force: the saved ones, or the configuration's when none were saved.
+pub fn read_polling(
+    c: &mut DbConnection,
+    config: &crate::config::FleetConfig,
+) -> Result<shared::fleet::PollingSettings, DbError> {
+    let saved: Option<shared::fleet::PollingSettings> = crate::db::settings::read(c, POLLING)?;
+    Ok(saved.unwrap_or(shared::fleet::PollingSettings {
+        health_interval_secs: config.health_interval_secs,
+        inventory_interval_secs: config.inventory_interval_secs,
+    }))
+}
+
+/// Checks poll intervals, naming the field out of range.
+pub fn validate_polling(p: &shared::fleet::PollingSettings) -> Result<(), AppError> {
+    if !(10..=86_400).contains(&p.health_interval_secs) {
+        return Err(AppError::invalid(
+            "health_interval_secs",
+            "must be between 10 and 86400 seconds",
+        ));
+    }
+    if !(60..=604_800).contains(&p.inventory_interval_secs) {
+        return Err(AppError::invalid(
+            "inventory_interval_secs",
+            "must be between 60 and 604800 seconds",
+        ));
+    }
+    Ok(())
+}
 
 /// Reads the stored allow-list (the default, off, when none was saved).
 pub fn read_allow_list(c: &mut DbConnection) -> Result<AllowListSettings, DbError> {
@@ -125,8 +157,12 @@ pub fn disable_allow_list(c: &mut DbConnection, now: NaiveDateTime) -> Result<Di
 /// start-up; the manager still starts (each setting fails closed on its own).
 pub async fn report_unreadable(db: &Database, audit: &AuditLog) -> Result<(), DbError> {
     type Check = fn(&mut DbConnection) -> Result<(), DbError>;
-    let checks: [(&str, Check); 2] = [
+    let checks: [(&str, Check); 3] = [
         (ALLOW_LIST, |c| read_allow_list(c).map(drop)),
+        (POLLING, |c| {
+            crate::db::settings::read::<Option<shared::fleet::PollingSettings>>(c, POLLING)
+                .map(drop)
+        }),
         (crate::auth::sso::SETTING, |c| {
             crate::auth::sso::read(c).map(drop)
         }),

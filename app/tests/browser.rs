@@ -268,6 +268,8 @@ async fn first_run_setup_totp_and_security_key_in_the_browser() {
             ),
             ("Users", "#users tr[data-user='admin']"),
             ("Settings", "#oidc-save:not([disabled])"),
+            // The poll intervals in force (the test configuration's day-long health interval).
+            ("Settings", "#poll-health"),
             ("Hosts", "section.page h1"),
         ] {
             browser.find(Locator::LinkText(link)).await?.click().await?;

@@ -76,6 +76,8 @@ const MATRIX: &[(&str, &str, [u16; 4])] = &[
     ("GET", "/api/v1/certificates/crl", [401, 403, 403, 200]),
     ("POST", "/api/v1/certificates/crl/retry", [401, 403, 403, 202]),
     ("GET", "/api/v1/settings/allow-list", [401, 403, 403, 200]),
+    ("GET", "/api/v1/settings/polling", [401, 403, 403, 200]),
+    ("PUT", "/api/v1/settings/polling", [401, 403, 403, 400]),
     ("PUT", "/api/v1/settings/allow-list", [401, 403, 403, 400]),
     ("GET", "/api/v1/settings/oidc", [401, 403, 403, 200]),
     ("PUT", "/api/v1/settings/oidc", [401, 403, 403, 200]),

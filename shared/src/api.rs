@@ -15,7 +15,7 @@ use crate::enroll::{EnrollRequest, EnrollResponse};
 use crate::fleet::{
     AllowListSettings, CertificateInfo, CreatedEnrollmentToken, CrlStatus, EnrollmentTokenInfo,
     EventTicket, GroupInfo, HostDetail, HostPackage, HostPatch, HostSummary, NewEnrollmentToken,
-    NewGroup, NewUser, RevokeRequest, RotatedClient, UserInfo, UserUpdate,
+    NewGroup, NewUser, PollingSettings, RevokeRequest, RotatedClient, UserInfo, UserUpdate,
 };
 use crate::ids::{CertificateId, CredentialId, EnrollmentTokenId, HostId, UserId};
 use crate::status::{HealthReport, SystemOverview};
@@ -290,6 +290,10 @@ endpoints! {
     GetCrlStatus: Get "/api/v1/certificates/crl", (), NoBody => CrlStatus;
     /// Tries every agent that lacks the current CRL again at once (backoffs cleared).
     RetryCrlDelivery: Post "/api/v1/certificates/crl/retry", (), NoBody => CrlStatus, 202;
+    /// How often the host actors poll their agents.
+    GetPolling: Get "/api/v1/settings/polling", (), NoBody => PollingSettings;
+    /// New poll intervals, applied to every host actor at once.
+    PutPolling: Put "/api/v1/settings/polling", (), PollingSettings => PollingSettings;
     /// The manager's source-address allow-list.
     GetAllowList: Get "/api/v1/settings/allow-list", (), NoBody => AllowListSettings;
     /// Replaces the allow-list.

@@ -209,6 +209,18 @@ pub struct RevokeRequest {
     pub reason: String,
 }
 
+/// `GET`/`PUT /api/v1/settings/polling`: how often the host actors poll their agents. Saved values
+/// apply to every actor at once and override the configuration file's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PollingSettings {
+    /// Seconds between health polls (10 .. 86400).
+    pub health_interval_secs: u64,
+    /// Seconds between inventory polls (60 .. 604800).
+    pub inventory_interval_secs: u64,
+}
+
 /// A host's state changed (the event hub; later pushed to browsers).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]

@@ -120,6 +120,8 @@ pub static ROUTES: &[ApiRoute] = &[
     route!(ep::GetCrlStatus, Admin, certificates::crl_status),
     route!(ep::RetryCrlDelivery, Admin, certificates::retry_crl),
     route!(ep::GetAllowList, Admin, settings::allow_list),
+    route!(ep::GetPolling, Admin, settings::polling),
+    route!(ep::PutPolling, Admin, settings::set_polling),
     route!(ep::PutAllowList, Admin, settings::set_allow_list),
     route!(ep::GetOidcSettings, Admin, sso::get_settings),
     route!(ep::PutOidcSettings, Admin, sso::put_settings),

@@ -1,4 +1,5 @@
-//! Installation settings an Admin changes at run time: the manager's source-address allow-list.
+//! Installation settings an Admin changes at run time: the manager's source-address allow-list
+//! and the host actors' poll intervals.
 //! The rules are in [`crate::settings`].
 
 use crate::api::AppError;
@@ -42,6 +43,53 @@ pub async fn set_allow_list(
                 .target(settings::ALLOW_LIST)
                 .details(serde_json::json!({ "before": before, "after": wanted }))
                 .source(peer),
+        )
+        .await;
+    Ok(HttpResponse::Ok().json(wanted))
+}
+
+/// `GET /api/v1/settings/polling`: the intervals in force.
+pub async fn polling(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
+    let fleet = state.config.fleet.clone();
+    let p = state
+        .db
+        .run(move |c| settings::read_polling(c, &fleet))
+        .await?;
+    Ok(HttpResponse::Ok().json(p))
+}
+
+/// `PUT /api/v1/settings/polling`: new intervals, stored and applied to every host actor at once.
+pub async fn set_polling(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    who: Caller,
+    body: Json<shared::fleet::PollingSettings>,
+) -> Result<HttpResponse, AppError> {
+    let wanted = body.into_inner();
+    settings::validate_polling(&wanted)?;
+    let fleet = state.config.fleet.clone();
+    let (by, now) = (who.actor(), state.clock.now());
+    let before = state
+        .db
+        .run(move |c| {
+            let before = settings::read_polling(c, &fleet).ok();
+            crate::db::settings::write(c, settings::POLLING, &wanted, &by, now)?;
+            Ok(before)
+        })
+        .await?;
+    state
+        .fleet
+        .supervisor
+        .do_send(crate::fleet::supervisor::SetIntervals(
+            crate::fleet::actor::Intervals::from_settings(&wanted),
+        ));
+    state
+        .audit
+        .note(
+            NewAuditEntry::new(who.actor(), "settings.polling_changed", Outcome::Success)
+                .target(settings::POLLING)
+                .details(serde_json::json!({ "before": before, "after": wanted }))
+                .source(crate::http::client::client_ip(&req)),
         )
         .await;
     Ok(HttpResponse::Ok().json(wanted))

@@ -43,6 +43,14 @@ impl Intervals {
             inventory: Duration::from_secs(config.inventory_interval_secs),
         }
     }
+
+    /// From saved settings.
+    pub fn from_settings(p: &shared::fleet::PollingSettings) -> Self {
+        Self {
+            health: Duration::from_secs(p.health_interval_secs),
+            inventory: Duration::from_secs(p.inventory_interval_secs),
+        }
+    }
 }
 
 /// A well-mixed 64-bit value from `x` (splitmix64): jitter that is spread evenly across hosts

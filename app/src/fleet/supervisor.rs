@@ -138,3 +138,15 @@ impl Handler<Count> for FleetSupervisor {
         self.hosts.len()
     }
 }
+
+/// The intervals new and existing actors use.
+#[derive(Debug, Message)]
+#[rtype(result = "Intervals")]
+pub struct CurrentIntervals;
+
+impl Handler<CurrentIntervals> for FleetSupervisor {
+    type Result = MessageResult<CurrentIntervals>;
+    fn handle(&mut self, _: CurrentIntervals, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.intervals)
+    }
+}

@@ -8,7 +8,7 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use shared::api as ep;
 use shared::auth::{OidcMapping, OidcSettings};
-use shared::fleet::AllowListSettings;
+use shared::fleet::{AllowListSettings, PollingSettings};
 
 fn lines(text: &str) -> Vec<String> {
     text.lines()
@@ -189,6 +189,43 @@ pub fn SettingsPage() -> impl IntoView {
         });
     };
 
+    // Poll intervals.
+    let polling = loaded::<PollingSettings>();
+    let health_secs = RwSignal::new(String::new());
+    let inventory_secs = RwSignal::new(String::new());
+    Effect::new(move |_| load::<ep::GetPolling>((), polling));
+    Effect::new(move |_| {
+        if let Some(Ok(p)) = polling.get() {
+            health_secs.set(p.health_interval_secs.to_string());
+            inventory_secs.set(p.inventory_interval_secs.to_string());
+        }
+    });
+    let save_polling = move |ev: SubmitEvent| {
+        ev.prevent_default();
+        let (Ok(health), Ok(inventory)) = (
+            health_secs.get_untracked().trim().parse::<u64>(),
+            inventory_secs.get_untracked().trim().parse::<u64>(),
+        ) else {
+            error.set(Some("Intervals are whole numbers of seconds.".into()));
+            return;
+        };
+        let body = PollingSettings {
+            health_interval_secs: health,
+            inventory_interval_secs: inventory,
+        };
+        spawn_local(async move {
+            match api::call::<ep::PutPolling>((), &body).await {
+                Ok(_) => {
+                    error.set(None);
+                    notice.set(Some(
+                        "Poll intervals saved; every host follows them now.".into(),
+                    ));
+                }
+                Err(e) => error.set(Some(e.message)),
+            }
+        });
+    };
+
     view! {
         <section class="page">
             <h1>"Settings"</h1>
@@ -242,6 +279,17 @@ pub fn SettingsPage() -> impl IntoView {
                         "Your own address must be listed. Locked out anyway? On the server: "
                         <code>"patch-manager allow-list --disable"</code>
                     </p>
+                </form>
+                <form class="card form" on:submit=save_polling>
+                    <h2>"Polling"</h2>
+                    {move || match polling.get() {
+                        Some(Err(e)) => Some(view! { <p class="error" role="alert" data-testid="polling-load-error">{e.message}</p> }),
+                        _ => None,
+                    }}
+                    <Field id="poll-health" label="Health check every (seconds, 10 to 86400)" value=health_secs kind="number"/>
+                    <Field id="poll-inventory" label="Packages and updates every (seconds, 60 to 604800)" value=inventory_secs kind="number"/>
+                    <Submit id="polling-save" label="Save"/>
+                    <p class="muted">"Each host is polled at its own moment within the interval, so a large fleet is never polled all at once."</p>
                 </form>
             </div>
         </section>
