@@ -64,6 +64,9 @@ const MATRIX: &[(&str, &str, [u16; 4])] = &[
     ("GET", "/api/v1/events/ws", [400, 400, 400, 400]),
     ("GET", "/api/v1/groups", [401, 200, 200, 200]),
     ("POST", "/api/v1/groups", [401, 403, 403, 400]),
+    ("PATCH", "/api/v1/groups/{group_id}", [401, 403, 403, 404]),
+    ("DELETE", "/api/v1/groups/{group_id}", [401, 403, 403, 404]),
+    ("PUT", "/api/v1/hosts/{host_id}/groups", [401, 403, 403, 400]),
     ("GET", "/api/v1/users", [401, 403, 403, 200]),
     ("POST", "/api/v1/users", [401, 403, 403, 400]),
     ("PATCH", "/api/v1/users/{user_id}", [401, 403, 403, 404]),
@@ -225,6 +228,7 @@ async fn every_route_by_every_kind_of_caller() {
                     .replace("{credential_id}", "999999")
                     .replace("{certificate_id}", "999999")
                     .replace("{token_id}", "999999")
+                    .replace("{group_id}", "999999")
             );
             let mut headers = Vec::new();
             if let Some((uid, role)) = who {

@@ -14,10 +14,11 @@ use crate::auth::{
 use crate::enroll::{EnrollRequest, EnrollResponse};
 use crate::fleet::{
     AllowListSettings, CertificateInfo, CreatedEnrollmentToken, CrlStatus, EnrollmentTokenInfo,
-    EventTicket, GroupInfo, HostDetail, HostPackage, HostPatch, HostSummary, NewEnrollmentToken,
-    NewGroup, NewUser, PollingSettings, RevokeRequest, RotatedClient, UserInfo, UserUpdate,
+    EventTicket, GroupInfo, GroupUpdate, HostDetail, HostGroups, HostPackage, HostPatch,
+    HostSummary, NewEnrollmentToken, NewGroup, NewUser, PollingSettings, RevokeRequest,
+    RotatedClient, UserInfo, UserUpdate,
 };
-use crate::ids::{CertificateId, CredentialId, EnrollmentTokenId, HostId, UserId};
+use crate::ids::{CertificateId, CredentialId, EnrollmentTokenId, GroupId, HostId, UserId};
 use crate::status::{HealthReport, SystemOverview};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -93,6 +94,7 @@ macro_rules! id_params {
 }
 id_params!(
     HostId,
+    GroupId,
     UserId,
     CertificateId,
     CredentialId,
@@ -268,6 +270,12 @@ endpoints! {
     ListGroups: Get "/api/v1/groups", (), NoBody => Vec<GroupInfo>;
     /// Creates a host group.
     CreateGroup: Post "/api/v1/groups", (), NewGroup => GroupInfo, 201;
+    /// Renames a group or changes its description.
+    UpdateGroup: Patch "/api/v1/groups/{group_id}", GroupId, GroupUpdate => GroupInfo;
+    /// Deletes a group: its hosts stay (in their other groups), its Operators lose access to them.
+    DeleteGroup: Delete "/api/v1/groups/{group_id}", GroupId, NoBody => NoBody, 204;
+    /// Replaces the groups a host belongs to.
+    SetHostGroups: Put "/api/v1/hosts/{host_id}/groups", HostId, HostGroups => HostGroups;
     /// Every user account.
     ListUsers: Get "/api/v1/users", (), NoBody => Vec<UserInfo>;
     /// Creates a local account.

@@ -85,6 +85,28 @@ pub struct NewGroup {
     pub description: String,
 }
 
+/// `PATCH /api/v1/groups/{id}`: only the fields given change.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct GroupUpdate {
+    /// New name (1–64 characters, unique).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// New description.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// `PUT /api/v1/hosts/{id}/groups`: the groups a host belongs to, all at once.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct HostGroups {
+    /// Group ids (each must exist).
+    pub group_ids: Vec<GroupId>,
+}
+
 /// A user account as admins see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]

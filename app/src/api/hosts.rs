@@ -8,7 +8,7 @@ use crate::fleet::hosts;
 use crate::http::extract::Json;
 use crate::state::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
-use shared::fleet::NewGroup;
+use shared::fleet::{GroupUpdate, HostGroups, NewGroup};
 
 /// `GET /api/v1/hosts`.
 pub async fn list(state: web::Data<AppState>, who: Caller) -> Result<HttpResponse, AppError> {
@@ -99,4 +99,42 @@ pub async fn remove(
     let by = Requester::caller(&who, crate::http::client::client_ip(&req));
     hosts::remove(&state, &by, path.into_inner()).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// `PATCH /api/v1/groups/{group_id}` (Admins).
+pub async fn update_group(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    who: Caller,
+    path: web::Path<i64>,
+    body: Json<GroupUpdate>,
+) -> Result<HttpResponse, AppError> {
+    let by = Requester::caller(&who, crate::http::client::client_ip(&req));
+    let g = hosts::update_group(&state, &by, path.into_inner(), body.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(g))
+}
+
+/// `DELETE /api/v1/groups/{group_id}` (Admins).
+pub async fn delete_group(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    who: Caller,
+    path: web::Path<i64>,
+) -> Result<HttpResponse, AppError> {
+    let by = Requester::caller(&who, crate::http::client::client_ip(&req));
+    hosts::delete_group(&state, &by, path.into_inner()).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `PUT /api/v1/hosts/{host_id}/groups` (Admins): the host's groups, all at once.
+pub async fn set_groups(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    who: Caller,
+    path: web::Path<i64>,
+    body: Json<HostGroups>,
+) -> Result<HttpResponse, AppError> {
+    let by = Requester::caller(&who, crate::http::client::client_ip(&req));
+    let set = hosts::set_host_groups(&state, &by, path.into_inner(), body.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(set))
 }

@@ -308,6 +308,63 @@ pub fn group_id_by_name(conn: &mut DbConnection, name: &str) -> Result<Option<i6
         .optional()?)
 }
 
+/// Renames a group and/or changes its description; answers whether it exists.
+pub fn update_group(
+    conn: &mut DbConnection,
+    id: i64,
+    name: Option<&str>,
+    description: Option<&str>,
+    now: NaiveDateTime,
+) -> Result<bool, DbError> {
+    let target = g::table.filter(g::id.eq(id));
+    let mut n = diesel::update(target)
+        .set(g::updated_at.eq(now))
+        .execute(conn)?;
+    if let Some(name) = name {
+        n = diesel::update(g::table.filter(g::id.eq(id)))
+            .set(g::name.eq(name))
+            .execute(conn)?;
+    }
+    if let Some(d) = description {
+        n = diesel::update(g::table.filter(g::id.eq(id)))
+            .set(g::description.eq(d))
+            .execute(conn)?;
+    }
+    Ok(n == 1)
+}
+
+/// Deletes a group (its memberships and Operator assignments go with it); answers how many
+/// hosts were in it, or `None` when there is no such group.
+pub fn delete_group(conn: &mut DbConnection, id: i64) -> Result<Option<i64>, DbError> {
+    let members: i64 = m::table
+        .filter(m::group_id.eq(id))
+        .count()
+        .get_result(conn)?;
+    let n = diesel::delete(g::table.filter(g::id.eq(id))).execute(conn)?;
+    Ok((n == 1).then_some(members))
+}
+
+/// Replaces the groups of host `host_id`.
+pub fn set_memberships(
+    conn: &mut DbConnection,
+    host_id: i64,
+    groups: &[i64],
+    now: NaiveDateTime,
+) -> Result<(), DbError> {
+    diesel::delete(m::table.filter(m::host_id.eq(host_id))).execute(conn)?;
+    for &group_id in groups {
+        add_member(
+            conn,
+            &NewMembership {
+                host_id,
+                group_id,
+                created_at: now,
+            },
+        )?;
+    }
+    Ok(())
+}
+
 /// Creates a group; answers its id.
 pub fn insert_group(conn: &mut DbConnection, group: &NewHostGroup<'_>) -> Result<i64, DbError> {
     Ok(diesel::insert_into(g::table)

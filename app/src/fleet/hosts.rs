@@ -8,7 +8,9 @@ use crate::db::hosts::{self as store, HostRow, MembershipName, NewHostGroup};
 use crate::db::{certificates, DbConnection, DbError};
 use crate::error::AppError;
 use crate::state::AppState;
-use shared::fleet::{GroupInfo, HostDetail, HostPackage, HostPatch, HostSummary};
+use shared::fleet::{
+    GroupInfo, GroupUpdate, HostDetail, HostGroups, HostPackage, HostPatch, HostSummary,
+};
 
 /// The summary of a host row, with the group names the caller may see.
 fn summary(row: HostRow, memberships: &[MembershipName]) -> HostSummary {
@@ -257,6 +259,29 @@ pub async fn groups(state: &AppState, scope: Scope) -> Result<Vec<GroupInfo>, Ap
         .collect())
 }
 
+/// A group name as typed: trimmed, 1 to 64 printable characters.
+fn group_name(name: &str) -> Result<String, AppError> {
+    let name = name.trim().to_owned();
+    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+        return Err(AppError::invalid(
+            "name",
+            "name must be 1 to 64 printable characters",
+        ));
+    }
+    Ok(name)
+}
+
+/// A group description: at most 500 characters.
+fn group_description(description: &str) -> Result<(), AppError> {
+    if description.chars().count() > 500 {
+        return Err(AppError::invalid(
+            "description",
+            "description is limited to 500 characters",
+        ));
+    }
+    Ok(())
+}
+
 /// Creates a group: a name of 1 to 64 printable characters, not taken, and a description of at
 /// most 500 characters. Audited.
 pub async fn create_group(
@@ -265,19 +290,8 @@ pub async fn create_group(
     name: &str,
     description: String,
 ) -> Result<GroupInfo, AppError> {
-    let name = name.trim().to_owned();
-    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
-        return Err(AppError::invalid(
-            "name",
-            "name must be 1 to 64 printable characters",
-        ));
-    }
-    if description.chars().count() > 500 {
-        return Err(AppError::invalid(
-            "description",
-            "description is limited to 500 characters",
-        ));
-    }
+    let name = group_name(name)?;
+    group_description(&description)?;
     let (n, d) = (name.clone(), description.clone());
     let now = state.clock.now();
     let id = state
@@ -307,5 +321,128 @@ pub async fn create_group(
         name,
         description,
         hosts: 0,
+    })
+}
+
+/// Renames a group or changes its description (same rules as creation). Audited.
+pub async fn update_group(
+    state: &AppState,
+    by: &Requester,
+    id: i64,
+    update: GroupUpdate,
+) -> Result<GroupInfo, AppError> {
+    let name = update.name.as_deref().map(group_name).transpose()?;
+    if let Some(d) = &update.description {
+        group_description(d)?;
+    }
+    let (n, d, now) = (name.clone(), update.description.clone(), state.clock.now());
+    let outcome = state
+        .db
+        .run(move |c| {
+            crate::db::transaction::transaction(c, |c| {
+                if let Some(n) = &n {
+                    if store::group_id_by_name(c, n)?.is_some_and(|other| other != id) {
+                        return Ok(Err(AppError::Conflict(format!("a group named {n} exists"))));
+                    }
+                }
+                if !store::update_group(c, id, n.as_deref(), d.as_deref(), now)? {
+                    return Ok(Err(AppError::NotFound("no such group".into())));
+                }
+                Ok::<_, DbError>(Ok(()))
+            })
+        })
+        .await?;
+    outcome?;
+    state
+        .audit
+        .note(
+            by.success("group.updated")
+                .target(format!("group:{id}"))
+                .details(serde_json::json!({ "name": name, "description": update.description })),
+        )
+        .await;
+    let (rows, sizes) = state
+        .db
+        .run(move |c| Ok((store::groups(c, Some(&[id]))?, store::group_sizes(c)?)))
+        .await?;
+    let g = rows
+        .into_iter()
+        .next()
+        .ok_or_else(|| AppError::NotFound("no such group".into()))?;
+    Ok(GroupInfo {
+        hosts: sizes
+            .iter()
+            .find(|s| s.group_id == g.id)
+            .map_or(0, |s| s.hosts),
+        id: g.id,
+        name: g.name,
+        description: g.description,
+    })
+}
+
+/// Deletes a group; its hosts stay, its Operators lose access to them. Audited.
+pub async fn delete_group(state: &AppState, by: &Requester, id: i64) -> Result<(), AppError> {
+    let members = state
+        .db
+        .run(move |c| store::delete_group(c, id))
+        .await?
+        .ok_or_else(|| AppError::NotFound("no such group".into()))?;
+    state
+        .audit
+        .note(
+            by.success("group.deleted")
+                .target(format!("group:{id}"))
+                .details(serde_json::json!({ "hosts": members })),
+        )
+        .await;
+    Ok(())
+}
+
+/// Replaces the groups of a host; every group must exist. Audited with before and after.
+pub async fn set_host_groups(
+    state: &AppState,
+    by: &Requester,
+    host_id: i64,
+    wanted: HostGroups,
+) -> Result<HostGroups, AppError> {
+    let mut ids: Vec<i64> = wanted.group_ids.iter().map(|g| i64::from(*g)).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let now = state.clock.now();
+    let ids_c = ids.clone();
+    let before = state
+        .db
+        .run(move |c| {
+            crate::db::transaction::transaction(c, |c| {
+                if store::agent_address(c, host_id)?.is_none() {
+                    return Ok(Err(AppError::NotFound("no such host".into())));
+                }
+                for g in &ids_c {
+                    if !store::group_exists(c, *g)? {
+                        return Ok(Err(AppError::invalid(
+                            "group_ids",
+                            format!("there is no group {g}"),
+                        )));
+                    }
+                }
+                let before: Vec<String> = store::memberships(c, &[host_id], None)?
+                    .into_iter()
+                    .map(|m| m.group)
+                    .collect();
+                store::set_memberships(c, host_id, &ids_c, now)?;
+                Ok::<_, DbError>(Ok(before))
+            })
+        })
+        .await??;
+    state
+        .audit
+        .note(
+            by.success("host.groups_changed")
+                .target(format!("host:{host_id}"))
+                .details(serde_json::json!({ "before": before, "after": ids })),
+        )
+        .await;
+    Ok(HostGroups {
+        group_ids: ids.into_iter().map(Into::into).collect(),
     })
 }

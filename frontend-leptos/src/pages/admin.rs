@@ -8,7 +8,7 @@ use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use shared::api::{self as ep, NoBody};
-use shared::fleet::{GroupInfo, NewGroup, NewUser, UserInfo, UserUpdate};
+use shared::fleet::{GroupInfo, GroupUpdate, NewGroup, NewUser, UserInfo, UserUpdate};
 use shared::ids::{GroupId, UserId};
 use shared::vocab::Role;
 
@@ -108,6 +108,27 @@ pub fn UsersPage() -> impl IntoView {
         act(
             "Group created.",
             Box::pin(async move { api::call::<ep::CreateGroup>((), &body).await.map(|_| ()) }),
+        );
+    };
+    let renaming = RwSignal::new(None::<GroupId>);
+    let new_name = RwSignal::new(String::new());
+    let confirm_group = RwSignal::new(None::<GroupId>);
+    let rename_group = move |id: GroupId| {
+        let body = GroupUpdate {
+            name: Some(new_name.get_untracked()),
+            description: None,
+        };
+        renaming.set(None);
+        act(
+            "Group renamed.",
+            Box::pin(async move { api::call::<ep::UpdateGroup>(id, &body).await.map(|_| ()) }),
+        );
+    };
+    let delete_group = move |id: GroupId| {
+        confirm_group.set(None);
+        act(
+            "Group deleted; its hosts stay in their other groups.",
+            Box::pin(async move { api::call::<ep::DeleteGroup>(id, &NoBody).await.map(|_| ()) }),
         );
     };
     let group_names = move |ids: &[GroupId]| -> String {
@@ -221,8 +242,56 @@ pub fn UsersPage() -> impl IntoView {
                     <Submit id="create-user" label="Create user"/>
                 </form>
                 <form class="card form" on:submit=create_group>
-                    <h2>"New group"</h2>
-                    <Field id="new-group" label="Name" value=group_name required=true/>
+                    <h2>"Host groups"</h2>
+                    {move || match groups.get() {
+                        Some(Ok(list)) if !list.is_empty() => view! {
+                            <table class="table" id="groups">
+                                <thead><tr><th>"Group"</th><th>"Hosts"</th><th></th></tr></thead>
+                                <tbody>
+                                {list.into_iter().map(|g| {
+                                    let id = g.id;
+                                    let name = g.name.clone();
+                                    let current = g.name.clone();
+                                    view! {
+                                        <tr data-group=g.name.clone()>
+                                            <td>{move || if renaming.get() == Some(id) {
+                                                view! {
+                                                    <input aria-label="New name" prop:value=move || new_name.get()
+                                                        on:input=move |ev| new_name.set(event_target_value(&ev))/>
+                                                }.into_any()
+                                            } else {
+                                                view! { <span>{name.clone()}</span> }.into_any()
+                                            }}</td>
+                                            <td>{g.hosts}</td>
+                                            <td class="actions">
+                                                {move || if renaming.get() == Some(id) {
+                                                    view! {
+                                                        <button type="button" on:click=move |_| rename_group(id)>"Save"</button>
+                                                        <button type="button" on:click=move |_| renaming.set(None)>"Cancel"</button>
+                                                    }.into_any()
+                                                } else if confirm_group.get() == Some(id) {
+                                                    view! {
+                                                        <span class="warn">"Its hosts stay; its Operators lose access to them. "</span>
+                                                        <button type="button" class="danger" on:click=move |_| delete_group(id)>"Delete"</button>
+                                                        <button type="button" on:click=move |_| confirm_group.set(None)>"Cancel"</button>
+                                                    }.into_any()
+                                                } else {
+                                                    let current = current.clone();
+                                                    view! {
+                                                        <button type="button" on:click=move |_| { new_name.set(current.clone()); renaming.set(Some(id)); }>"Rename…"</button>
+                                                        <button type="button" class="danger" on:click=move |_| confirm_group.set(Some(id))>"Delete…"</button>
+                                                    }.into_any()
+                                                }}
+                                            </td>
+                                        </tr>
+                                    }
+                                }).collect_view()}
+                                </tbody>
+                            </table>
+                        }.into_any(),
+                        _ => ().into_any(),
+                    }}
+                    <Field id="new-group" label="New group" value=group_name required=true/>
                     <Submit id="create-group" label="Create group"/>
                 </form>
             </div>

@@ -12,9 +12,9 @@ use leptos_router::hooks::use_params_map;
 use shared::api::{self as ep, NoBody};
 use shared::fleet::{
     CertificateInfo, CreatedEnrollmentToken, CrlStatus, EnrollmentTokenInfo, GroupInfo, HostDetail,
-    HostPackage, HostPatch, HostSummary, LiveEvent, NewEnrollmentToken, RevokeRequest,
+    HostGroups, HostPackage, HostPatch, HostSummary, LiveEvent, NewEnrollmentToken, RevokeRequest,
 };
-use shared::ids::{CertificateId, EnrollmentTokenId, HostId};
+use shared::ids::{CertificateId, EnrollmentTokenId, GroupId, HostId};
 use shared::vocab::{CertKind, CertState, HostStatus};
 
 /// The hosts page.
@@ -125,6 +125,39 @@ pub fn HostPage() -> impl IntoView {
     let search = RwSignal::new(String::new());
     let confirming = RwSignal::new(false);
     let removed = RwSignal::new(false);
+    // Membership (Admins): every group, with this host's ticked.
+    let all_groups = loaded::<Vec<GroupInfo>>();
+    Effect::new(move |_| {
+        if session.is_admin() {
+            load::<ep::ListGroups>((), all_groups);
+        }
+    });
+    let member_of = RwSignal::new(Vec::<GroupId>::new());
+    Effect::new(move |_| {
+        if let (Some(Ok(h)), Some(Ok(g))) = (host.get(), all_groups.get()) {
+            member_of.set(
+                g.iter()
+                    .filter(|g| h.summary.groups.contains(&g.name))
+                    .map(|g| g.id)
+                    .collect(),
+            );
+        }
+    });
+    let save_groups = move |hid: HostId| {
+        let body = HostGroups {
+            group_ids: member_of.get_untracked(),
+        };
+        spawn_local(async move {
+            match api::call::<ep::SetHostGroups>(hid, &body).await {
+                Ok(_) => {
+                    error.set(None);
+                    notice.set(Some("Groups saved.".into()));
+                    reload();
+                }
+                Err(e) => error.set(Some(e.message)),
+            }
+        });
+    };
     let remove = move |hid: HostId| {
         spawn_local(async move {
             match api::call::<ep::DeleteHost>(hid, &NoBody).await {
@@ -181,6 +214,28 @@ pub fn HostPage() -> impl IntoView {
                                     <dt>"Last seen"</dt><dd>{maybe_time(h.summary.last_seen_at.as_deref())}</dd>
                                 </dl>
                                 <button type="button" id="refresh" on:click=move |_| refresh(hid)>"Poll now"</button>
+                                <Show when=move || session.is_admin()>
+                                    <fieldset class="groups" id="host-groups">
+                                        <legend>"Groups"</legend>
+                                        {move || match all_groups.get() {
+                                            Some(Ok(list)) if !list.is_empty() => list.into_iter().map(|g| {
+                                                let gid = g.id;
+                                                view! {
+                                                    <label class="check">
+                                                        <input type="checkbox" prop:checked=move || member_of.get().contains(&gid)
+                                                            on:change=move |ev| {
+                                                                let on = event_target_checked(&ev);
+                                                                member_of.update(|m| { m.retain(|x| *x != gid); if on { m.push(gid); } });
+                                                            }/>
+                                                        {g.name}
+                                                    </label>
+                                                }
+                                            }).collect_view().into_any(),
+                                            _ => view! { <span class="muted">"No groups yet (Users page)."</span> }.into_any(),
+                                        }}
+                                        <button type="button" id="save-groups" on:click=move |_| save_groups(hid)>"Save groups"</button>
+                                    </fieldset>
+                                </Show>
                                 <Show when=move || session.is_admin()>
                                     {move || if confirming.get() {
                                         view! {
