@@ -245,18 +245,20 @@ pub async fn groups(state: &AppState, scope: Scope) -> Result<Vec<GroupInfo>, Ap
         .db
         .run(move |c| Ok((store::groups(c, scope.groups())?, store::group_sizes(c)?)))
         .await?;
-    Ok(rows
-        .into_iter()
-        .map(|g| GroupInfo {
-            hosts: sizes
-                .iter()
-                .find(|s| s.group_id == g.id)
-                .map_or(0, |s| s.hosts),
-            id: g.id,
-            name: g.name,
-            description: g.description,
-        })
-        .collect())
+    Ok(rows.into_iter().map(|g| group_info(g, &sizes)).collect())
+}
+
+/// A group row as the API shows it, with its member count.
+fn group_info(g: store::GroupRow, sizes: &[store::GroupSize]) -> GroupInfo {
+    GroupInfo {
+        hosts: sizes
+            .iter()
+            .find(|s| s.group_id == g.id)
+            .map_or(0, |s| s.hosts),
+        id: g.id,
+        name: g.name,
+        description: g.description,
+    }
 }
 
 /// A group name as typed: trimmed, 1 to 64 printable characters.
@@ -365,19 +367,10 @@ pub async fn update_group(
         .db
         .run(move |c| Ok((store::groups(c, Some(&[id]))?, store::group_sizes(c)?)))
         .await?;
-    let g = rows
-        .into_iter()
+    rows.into_iter()
         .next()
-        .ok_or_else(|| AppError::NotFound("no such group".into()))?;
-    Ok(GroupInfo {
-        hosts: sizes
-            .iter()
-            .find(|s| s.group_id == g.id)
-            .map_or(0, |s| s.hosts),
-        id: g.id,
-        name: g.name,
-        description: g.description,
-    })
+        .map(|g| group_info(g, &sizes))
+        .ok_or_else(|| AppError::NotFound("no such group".into()))
 }
 
 /// Deletes a group; its hosts stay, its Operators lose access to them. Audited.
