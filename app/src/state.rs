@@ -5,7 +5,8 @@ use crate::audit::AuditLog;
 use crate::config::Config;
 use crate::db::{stats, Database};
 use crate::error::AppError;
-use shared::status::{HealthReport, ServiceState, SystemOverview};
+use shared::status::{FleetSummary, GroupSummary, HealthReport, ServiceState, SystemOverview};
+use shared::vocab::HostStatus;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -88,17 +89,22 @@ impl AppState {
     ) -> Result<SystemOverview, AppError> {
         let health = self.health().await;
         let scope = scope.clone();
-        let (counts, audit_records) = self
+        let (counts, audit_records, fleet) = self
             .db
             .run(move |c| {
                 let mut counts = stats::inventory_counts(c)?;
-                if let Some(ids) = scope.host_ids(c)? {
+                let visible = scope.host_ids(c)?;
+                if let Some(ids) = &visible {
                     counts.hosts = i64::try_from(ids.len()).unwrap_or(i64::MAX);
                 }
                 if let Some(groups) = scope.groups() {
                     counts.groups = i64::try_from(groups.len()).unwrap_or(i64::MAX);
                 }
-                Ok((counts, crate::db::audit::count(c)?))
+                let fleet = fleet_summary(
+                    &stats::host_lines(c, visible.as_deref())?,
+                    &stats::group_lines(c, scope.groups())?,
+                );
+                Ok((counts, crate::db::audit::count(c)?, fleet))
             })
             .await?;
         let audit_chain = match self.audit.last_verdict() {
@@ -116,6 +122,99 @@ impl AppState {
             users: counts.users,
             audit_records,
             audit_chain,
+            fleet,
         })
+    }
+}
+
+/// Sums host lines up for the dashboard; a host is compliant once inventoried with no security
+/// update pending.
+pub fn fleet_summary(hosts: &[stats::HostLine], groups: &[(i64, String)]) -> FleetSummary {
+    let mut s = FleetSummary::default();
+    let mut compliant = std::collections::HashSet::new();
+    let mut unreachable = std::collections::HashSet::new();
+    for (id, status, pending, security, reboot, scanned) in hosts {
+        match status.parse() {
+            Ok(HostStatus::Healthy) => s.healthy += 1,
+            Ok(HostStatus::Degraded) => s.degraded += 1,
+            Ok(HostStatus::Unreachable) => {
+                s.unreachable += 1;
+                unreachable.insert(*id);
+            }
+            _ => s.unknown += 1,
+        }
+        if *scanned && *security == 0 {
+            s.compliant += 1;
+            compliant.insert(*id);
+        }
+        if *security > 0 {
+            s.with_security_updates += 1;
+        }
+        s.pending_updates += pending;
+        s.pending_security_updates += security;
+        s.reboot_required += i64::from(*reboot);
+    }
+    let known: std::collections::HashSet<i64> = hosts.iter().map(|h| h.0).collect();
+    let mut by_group: std::collections::BTreeMap<&str, GroupSummary> = Default::default();
+    for (host, name) in groups.iter().filter(|(h, _)| known.contains(h)) {
+        let g = by_group.entry(name).or_insert_with(|| GroupSummary {
+            name: name.clone(),
+            ..Default::default()
+        });
+        g.hosts += 1;
+        g.compliant += i64::from(compliant.contains(host));
+        g.unreachable += i64::from(unreachable.contains(host));
+    }
+    s.groups = by_group.into_values().collect();
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compliance_counts_inventoried_hosts_without_security_updates() {
+        let line = |id: i64, status: &str, pending: i64, security: i64, scanned: bool| {
+            (id, status.to_owned(), pending, security, false, scanned)
+        };
+        let hosts = [
+            line(1, "healthy", 0, 0, true),
+            line(2, "healthy", 3, 1, true),
+            line(3, "unreachable", 2, 0, true),
+            line(4, "unknown", 0, 0, false),
+        ];
+        let groups = [
+            (1, "web".to_owned()),
+            (2, "web".to_owned()),
+            (3, "db".to_owned()),
+            (9, "db".to_owned()),
+        ];
+        let s = fleet_summary(&hosts, &groups);
+        assert_eq!((s.healthy, s.unreachable, s.unknown), (2, 1, 1));
+        assert_eq!(
+            (s.compliant, s.with_security_updates),
+            (2, 1),
+            "host 4 was never inventoried"
+        );
+        assert_eq!((s.pending_updates, s.pending_security_updates), (5, 1));
+        assert_eq!(
+            s.groups,
+            [
+                GroupSummary {
+                    name: "db".into(),
+                    hosts: 1,
+                    compliant: 1,
+                    unreachable: 1
+                },
+                GroupSummary {
+                    name: "web".into(),
+                    hosts: 2,
+                    compliant: 1,
+                    unreachable: 0
+                },
+            ],
+            "host 9 is not visible"
+        );
     }
 }

@@ -145,6 +145,28 @@ async fn a_real_agent_is_polled_recorded_and_seen_going_down_and_up() {
     assert_eq!(health_rows, 1);
     drop(conn);
 
+    // The dashboard counts it: healthy, a security update pending, so not compliant.
+    let admin = patch_manager::auth::identity::Identity {
+        user_id: 0,
+        role: "admin".into(),
+        session: String::new(),
+        via_cookie: false,
+        mfa_enrolment_pending: false,
+    };
+    let scope = patch_manager::auth::access::scope_of(&state.db, &admin)
+        .await
+        .unwrap();
+    let fleet_summary = state.overview(&scope).await.unwrap().fleet;
+    assert_eq!(
+        (
+            fleet_summary.healthy,
+            fleet_summary.with_security_updates,
+            fleet_summary.compliant
+        ),
+        (1, 1, 0),
+        "{fleet_summary:?}"
+    );
+
     // The same inventory again is recognised by its hash and not rewritten.
     assert!(state
         .fleet

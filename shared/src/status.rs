@@ -85,6 +85,48 @@ pub struct SystemOverview {
     pub audit_records: i64,
     /// State of the audit chain at the last verification.
     pub audit_chain: AuditChainState,
+    /// The hosts the caller may see, summed up.
+    pub fleet: FleetSummary,
+}
+
+/// Health and patch state of the hosts a user may see (the dashboard).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct FleetSummary {
+    /// Hosts whose agent answers with no problem.
+    pub healthy: i64,
+    /// Hosts whose agent answers and reports a problem.
+    pub degraded: i64,
+    /// Hosts whose agent does not answer.
+    pub unreachable: i64,
+    /// Hosts not polled yet.
+    pub unknown: i64,
+    /// Compliant hosts: inventoried, and no security update pending.
+    pub compliant: i64,
+    /// Hosts with at least one security update pending.
+    pub with_security_updates: i64,
+    /// Pending updates, all hosts together.
+    pub pending_updates: i64,
+    /// Pending security updates, all hosts together.
+    pub pending_security_updates: i64,
+    /// Hosts that need a reboot.
+    pub reboot_required: i64,
+    /// The same per group the user may see, by name.
+    pub groups: Vec<GroupSummary>,
+}
+
+/// One group's line of the dashboard.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct GroupSummary {
+    /// Group name.
+    pub name: String,
+    /// Its hosts.
+    pub hosts: i64,
+    /// Compliant hosts among them.
+    pub compliant: i64,
+    /// Unreachable hosts among them.
+    pub unreachable: i64,
 }
 
 #[cfg(test)]

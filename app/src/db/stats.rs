@@ -1,6 +1,6 @@
 //! Counts shown on the overview page.
 
-use super::schema::{host_groups, hosts, users};
+use super::schema::{host_group_members, host_groups, hosts, users};
 use super::{DbConnection, DbError};
 use diesel::prelude::*;
 
@@ -24,4 +24,44 @@ pub fn inventory_counts(conn: &mut DbConnection) -> Result<InventoryCounts, DbEr
             users: users::table.count().get_result(conn)?,
         })
     })
+}
+
+/// One host's line for the dashboard: id, state, pending and security updates, reboot, whether
+/// it was ever inventoried.
+pub type HostLine = (i64, String, i64, i64, bool, bool);
+
+/// The dashboard lines of the hosts in `visible` (all when `None`).
+pub fn host_lines(
+    conn: &mut DbConnection,
+    visible: Option<&[i64]>,
+) -> Result<Vec<HostLine>, DbError> {
+    let mut q = hosts::table
+        .select((
+            hosts::id,
+            hosts::status,
+            hosts::pending_patches,
+            hosts::pending_security_patches,
+            hosts::reboot_required,
+            hosts::last_patch_scan_at.is_not_null(),
+        ))
+        .into_boxed();
+    if let Some(ids) = visible {
+        q = q.filter(hosts::id.eq_any(ids.to_vec()));
+    }
+    Ok(q.load(conn)?)
+}
+
+/// (host id, group name) of every membership in the groups `visible` (all when `None`).
+pub fn group_lines(
+    conn: &mut DbConnection,
+    visible: Option<&[i64]>,
+) -> Result<Vec<(i64, String)>, DbError> {
+    let mut q = host_group_members::table
+        .inner_join(host_groups::table)
+        .select((host_group_members::host_id, host_groups::name))
+        .into_boxed();
+    if let Some(ids) = visible {
+        q = q.filter(host_groups::id.eq_any(ids.to_vec()));
+    }
+    Ok(q.load(conn)?)
 }

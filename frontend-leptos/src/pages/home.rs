@@ -2,15 +2,32 @@
 //! counter that only counts once the WebAssembly bundle has attached (the browser test's proof
 //! of hydration).
 
-use crate::ui::{load_on_mount, ErrorLine};
+use crate::ui::{load, loaded, ErrorLine};
 use leptos::prelude::*;
 use shared::api as ep;
-use shared::status::{AuditChainState, ServiceState, SystemOverview};
+use shared::fleet::LiveEvent;
+use shared::status::{AuditChainState, FleetSummary, ServiceState, SystemOverview};
 
 /// Front page: installation status and an interactivity check.
 #[component]
 pub fn HomePage() -> impl IntoView {
-    let overview = load_on_mount::<ep::Overview>();
+    let overview = loaded::<SystemOverview>();
+    Effect::new(move |_| load::<ep::Overview>((), overview));
+    // Host states change live; the summary is read again, at most once every few seconds.
+    let pending = RwSignal::new(false);
+    crate::live::subscribe(move |event| {
+        if matches!(event, LiveEvent::HostState(_) | LiveEvent::Resync) && !pending.get_untracked()
+        {
+            pending.set(true);
+            set_timeout(
+                move || {
+                    pending.set(false);
+                    load::<ep::Overview>((), overview);
+                },
+                std::time::Duration::from_secs(3),
+            );
+        }
+    });
     let (hydrated, set_hydrated) = signal(false);
     // Effects run only in the browser, so this flips once the WASM bundle has hydrated the page.
     Effect::new(move |_| set_hydrated.set(true));
@@ -31,10 +48,10 @@ pub fn HomePage() -> impl IntoView {
                 None => view! { <p class="muted">"Loading status…"</p> }.into_any(),
             }}
             <p>
-                <a id="root-ca-download" href="/api/v1/ca/root.crt" download="patch-manager-root-ca.crt">
-                    "Download the root CA certificate"
+                <a id="root-ca-download" href="/api/v1/ca/root.crt" download="patch-manager-web-root-ca.crt">
+                    "Download the web root certificate"
                 </a>
-                <span class="muted">" — trust it to verify the manager and the agents."</span>
+                <span class="muted">" — trust it in your browser for this web UI (it signs nothing else)."</span>
             </p>
             <section class="card" aria-labelledby="ui-check">
                 <h2 id="ui-check">"Browser check"</h2>
@@ -95,6 +112,7 @@ fn OverviewCards(overview: SystemOverview) -> impl IntoView {
                     <p class="muted">"No hosts are enrolled yet."</p>
                 })}
             </section>
+            {(overview.hosts > 0).then(|| view! { <Compliance fleet=overview.fleet.clone() hosts=overview.hosts/> })}
             <section class="card">
                 <h2>"Audit log"</h2>
                 <dl>
@@ -103,6 +121,51 @@ fn OverviewCards(overview: SystemOverview) -> impl IntoView {
                 </dl>
             </section>
         </div>
+    }
+}
+
+/// The dashboard: compliance, states and pending updates, overall and per group.
+#[component]
+fn Compliance(fleet: FleetSummary, hosts: i64) -> impl IntoView {
+    let pct = |part: i64, whole: i64| {
+        if whole == 0 {
+            "—".to_owned()
+        } else {
+            format!("{:.0} %", 100.0 * part as f64 / whole as f64)
+        }
+    };
+    view! {
+        <section class="card" id="compliance">
+            <h2>"Compliance"</h2>
+            <p>
+                <strong id="compliant-pct">{pct(fleet.compliant, hosts)}</strong>
+                {format!(" compliant: {} of {hosts} host(s) inventoried with no security update pending", fleet.compliant)}
+            </p>
+            <dl>
+                <dt>"Healthy"</dt><dd class="ok" id="hosts-healthy">{fleet.healthy}</dd>
+                <dt>"Degraded"</dt><dd class="warn">{fleet.degraded}</dd>
+                <dt>"Unreachable"</dt><dd class="bad" id="hosts-unreachable">{fleet.unreachable}</dd>
+                <dt>"Not polled yet"</dt><dd class="muted">{fleet.unknown}</dd>
+                <dt>"Pending updates"</dt><dd>{format!("{} ({} security, on {} host(s))", fleet.pending_updates, fleet.pending_security_updates, fleet.with_security_updates)}</dd>
+                <dt>"Reboot needed"</dt><dd>{fleet.reboot_required}</dd>
+            </dl>
+            {(!fleet.groups.is_empty()).then(|| view! {
+                <table class="table" id="group-compliance">
+                    <thead><tr><th>"Group"</th><th>"Hosts"</th><th>"Compliant"</th><th>"Unreachable"</th></tr></thead>
+                    <tbody>
+                    {fleet.groups.into_iter().map(|g| {
+                        let down = if g.unreachable > 0 { "bad" } else { "" };
+                        view! {
+                        <tr>
+                            <td>{g.name}</td><td>{g.hosts}</td>
+                            <td>{format!("{} ({})", g.compliant, pct(g.compliant, g.hosts))}</td>
+                            <td class=down>{g.unreachable}</td>
+                        </tr>
+                    }}).collect_view()}
+                    </tbody>
+                </table>
+            })}
+        </section>
     }
 }
 
