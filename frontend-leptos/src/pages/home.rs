@@ -112,7 +112,7 @@ fn OverviewCards(overview: SystemOverview) -> impl IntoView {
                     <p class="muted">"No hosts are enrolled yet."</p>
                 })}
             </section>
-            {(overview.hosts > 0).then(|| view! { <Compliance fleet=overview.fleet.clone() hosts=overview.hosts/> })}
+            {(overview.hosts > 0).then(|| view! { <Compliance fleet=overview.fleet.clone() hosts=overview.hosts/> }.into_any())}
             <section class="card">
                 <h2>"Audit log"</h2>
                 <dl>
@@ -164,9 +164,10 @@ fn Compliance(fleet: FleetSummary, hosts: i64) -> impl IntoView {
                     }}).collect_view()}
                     </tbody>
                 </table>
-            })}
+            }.into_any())}
         </section>
     }
+    .into_any()
 }
 
 /// Shown for paths no route matches; on the server it also sets the 404 status.
