@@ -260,7 +260,8 @@ async fn manager_and_agent_processes_enroll_rotate_and_revoke() {
     // Exactly one host, the enrolled one.
     let (st, hosts, _) = req(&c, "GET", &format!("{base}/api/v1/hosts"), a, None).await;
     assert_eq!(st, 200);
-    let hosts = hosts.as_array().unwrap().clone();
+    assert_eq!(hosts["total"], 1, "{hosts}");
+    let hosts = hosts["hosts"].as_array().unwrap().clone();
     assert_eq!(hosts.len(), 1, "{hosts:?}");
     assert_eq!(hosts[0]["fqdn"], "proc-agent.test");
     let host_id = hosts[0]["id"].as_i64().unwrap();

@@ -51,6 +51,14 @@ pub async fn call<E: Endpoint>(
     decode(send(E::METHOD, &E::path(&params), body).await?)
 }
 
+/// Calls a read endpoint with `query` (`?…`, already encoded) after its path.
+pub async fn call_with_query<E>(params: E::Params, query: &str) -> Result<E::Response, ApiError>
+where
+    E: Endpoint<Request = NoBody>,
+{
+    decode(send(E::METHOD, &format!("{}{query}", E::path(&params)), None).await?)
+}
+
 /// Calls an endpoint that takes neither path parameters nor a body (most reads).
 pub async fn fetch<E>() -> Result<E::Response, ApiError>
 where

@@ -14,9 +14,9 @@ use crate::auth::{
 use crate::enroll::{EnrollRequest, EnrollResponse};
 use crate::fleet::{
     AllowListSettings, CertificateInfo, CreatedEnrollmentToken, CrlStatus, EnrollmentTokenInfo,
-    EventTicket, GroupInfo, GroupUpdate, HostDetail, HostGroups, HostPackage, HostPatch,
-    HostSummary, NewEnrollmentToken, NewGroup, NewUser, PollingSettings, RevokeRequest,
-    RotatedClient, UserInfo, UserUpdate,
+    EventTicket, GroupInfo, GroupUpdate, HostDetail, HostGroups, HostPackage, HostPage, HostPatch,
+    NewEnrollmentToken, NewGroup, NewUser, PollingSettings, RevokeRequest, RotatedClient, UserInfo,
+    UserUpdate,
 };
 use crate::ids::{CertificateId, CredentialId, EnrollmentTokenId, GroupId, HostId, UserId};
 use crate::status::{HealthReport, SystemOverview};
@@ -245,8 +245,8 @@ endpoints! {
     WebauthnRegisterFinish: Post "/api/v1/auth/mfa/webauthn/register/finish", (), PasskeyRegisterFinish => RecoveryCodes;
     /// Removes a second factor.
     RemoveFactor: Delete "/api/v1/auth/mfa/{credential_id}", CredentialId, NoBody => NoBody, 204;
-    /// Hosts the caller may see.
-    ListHosts: Get "/api/v1/hosts", (), NoBody => Vec<HostSummary>;
+    /// Hosts the caller may see, filtered, sorted and paged (`HostQuery` in the query string).
+    ListHosts: Get "/api/v1/hosts", (), NoBody => HostPage;
     /// One host with its certificate.
     GetHost: Get "/api/v1/hosts/{host_id}", HostId, NoBody => HostDetail;
     /// The host's public certificate bundle (tar.gz).

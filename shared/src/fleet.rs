@@ -34,6 +34,125 @@ pub struct HostSummary {
     pub groups: Vec<String>,
 }
 
+/// How the hosts list is sorted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum HostSort {
+    /// By name.
+    #[default]
+    Name,
+    /// By state, then name.
+    Status,
+    /// By pending security updates, then all pending updates.
+    Updates,
+    /// By last contact.
+    LastSeen,
+}
+
+/// `GET /api/v1/hosts?…`: filters, sort and page; every field optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct HostQuery {
+    /// Part of the name, DNS name or address.
+    #[serde(default)]
+    pub q: Option<String>,
+    /// Only hosts in this state.
+    #[serde(default)]
+    pub status: Option<HostStatus>,
+    /// Only members of this group.
+    #[serde(default)]
+    pub group: Option<GroupId>,
+    /// Only this OS id (`debian`, `rocky`, …).
+    #[serde(default)]
+    pub os: Option<String>,
+    /// Only hosts with (`true`) or without (`false`) pending security updates.
+    #[serde(default)]
+    pub security: Option<bool>,
+    /// Sort key.
+    #[serde(default)]
+    pub sort: Option<HostSort>,
+    /// Descending.
+    #[serde(default)]
+    pub desc: Option<bool>,
+    /// Page, from 1.
+    #[serde(default)]
+    pub page: Option<u32>,
+    /// Hosts per page (1 to 500; 100 when absent).
+    #[serde(default)]
+    pub per_page: Option<u32>,
+}
+
+impl HostQuery {
+    /// The query string (`?…`, empty when nothing is set), values percent-encoded.
+    pub fn to_query_string(&self) -> String {
+        fn enc(v: &str) -> String {
+            v.bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                        (b as char).to_string()
+                    }
+                    _ => format!("%{b:02X}"),
+                })
+                .collect()
+        }
+        let mut parts = Vec::new();
+        if let Some(q) = self.q.as_deref().filter(|q| !q.is_empty()) {
+            parts.push(format!("q={}", enc(q)));
+        }
+        if let Some(s) = self.status {
+            parts.push(format!("status={}", s.as_str()));
+        }
+        if let Some(g) = self.group {
+            parts.push(format!("group={g}"));
+        }
+        if let Some(os) = self.os.as_deref().filter(|o| !o.is_empty()) {
+            parts.push(format!("os={}", enc(os)));
+        }
+        if let Some(b) = self.security {
+            parts.push(format!("security={b}"));
+        }
+        if let Some(s) = self.sort {
+            let word = match s {
+                HostSort::Name => "name",
+                HostSort::Status => "status",
+                HostSort::Updates => "updates",
+                HostSort::LastSeen => "last_seen",
+            };
+            parts.push(format!("sort={word}"));
+        }
+        if let Some(d) = self.desc {
+            parts.push(format!("desc={d}"));
+        }
+        if let Some(p) = self.page {
+            parts.push(format!("page={p}"));
+        }
+        if let Some(p) = self.per_page {
+            parts.push(format!("per_page={p}"));
+        }
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", parts.join("&"))
+        }
+    }
+}
+
+/// One page of hosts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct HostPage {
+    /// Hosts matching the filters (all pages).
+    pub total: i64,
+    /// This page, from 1.
+    pub page: u32,
+    /// Hosts per page.
+    pub per_page: u32,
+    /// The hosts of this page.
+    pub hosts: Vec<HostSummary>,
+}
+
 /// One host with its certificate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]

@@ -10,9 +10,13 @@ use crate::state::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use shared::fleet::{GroupUpdate, HostGroups, NewGroup};
 
-/// `GET /api/v1/hosts`.
-pub async fn list(state: web::Data<AppState>, who: Caller) -> Result<HttpResponse, AppError> {
-    Ok(HttpResponse::Ok().json(hosts::list(&state, who.scope).await?))
+/// `GET /api/v1/hosts?…`: one page of the hosts the caller may see.
+pub async fn list(
+    state: web::Data<AppState>,
+    who: Caller,
+    query: web::Query<shared::fleet::HostQuery>,
+) -> Result<HttpResponse, AppError> {
+    Ok(HttpResponse::Ok().json(hosts::list(&state, who.scope, query.into_inner()).await?))
 }
 
 /// `GET /api/v1/hosts/{host_id}`.

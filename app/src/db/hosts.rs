@@ -192,6 +192,105 @@ pub fn list(
     Ok(q.load(conn)?)
 }
 
+/// Filters of a host search (`None`: no filter).
+#[derive(Debug, Clone, Default)]
+pub struct HostFilter {
+    /// Part of the name, DNS name or address.
+    pub text: Option<String>,
+    /// State.
+    pub status: Option<String>,
+    /// Members of this group.
+    pub group: Option<i64>,
+    /// OS id.
+    pub os: Option<String>,
+    /// With (true) or without (false) pending security updates.
+    pub security: Option<bool>,
+}
+
+/// Sort key of a host search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostOrder {
+    /// Name.
+    Name,
+    /// State, then name.
+    Status,
+    /// Pending security updates, then pending updates, then name.
+    Updates,
+    /// Last contact, then name.
+    LastSeen,
+}
+
+/// One page of the hosts in `visible` (all when `None`) that match `filter`, and how many match
+/// in all.
+pub fn search(
+    conn: &mut DbConnection,
+    visible: Option<&[i64]>,
+    filter: &HostFilter,
+    order: HostOrder,
+    desc: bool,
+    offset: i64,
+    limit: i64,
+) -> Result<(i64, Vec<HostRow>), DbError> {
+    let build = || {
+        let mut q = h::table.into_boxed();
+        if let Some(ids) = visible {
+            q = q.filter(h::id.eq_any(ids.to_vec()));
+        }
+        if let Some(text) = &filter.text {
+            let pattern = format!(
+                "%{}%",
+                text.replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_")
+            );
+            q = q.filter(
+                h::display_name
+                    .like(pattern.clone())
+                    .escape('\\')
+                    .or(h::fqdn.like(pattern.clone()).escape('\\'))
+                    .or(h::ip_address.like(pattern).escape('\\')),
+            );
+        }
+        if let Some(status) = &filter.status {
+            q = q.filter(h::status.eq(status.clone()));
+        }
+        if let Some(group) = filter.group {
+            q = q.filter(h::id.eq_any(m::table.filter(m::group_id.eq(group)).select(m::host_id)));
+        }
+        if let Some(os) = &filter.os {
+            q = q.filter(h::os_id.eq(os.clone()));
+        }
+        match filter.security {
+            Some(true) => q = q.filter(h::pending_security_patches.gt(0)),
+            Some(false) => q = q.filter(h::pending_security_patches.eq(0)),
+            None => {}
+        }
+        q
+    };
+    let total: i64 = build().count().get_result(conn)?;
+    let q = build().select(HostRow::as_select());
+    let q = match (order, desc) {
+        (HostOrder::Name, false) => q.order((h::display_name.asc(), h::id.asc())),
+        (HostOrder::Name, true) => q.order((h::display_name.desc(), h::id.desc())),
+        (HostOrder::Status, false) => q.order((h::status.asc(), h::display_name.asc())),
+        (HostOrder::Status, true) => q.order((h::status.desc(), h::display_name.asc())),
+        (HostOrder::Updates, false) => q.order((
+            h::pending_security_patches.asc(),
+            h::pending_patches.asc(),
+            h::display_name.asc(),
+        )),
+        (HostOrder::Updates, true) => q.order((
+            h::pending_security_patches.desc(),
+            h::pending_patches.desc(),
+            h::display_name.asc(),
+        )),
+        (HostOrder::LastSeen, false) => q.order((h::last_seen_at.asc(), h::display_name.asc())),
+        (HostOrder::LastSeen, true) => q.order((h::last_seen_at.desc(), h::display_name.asc())),
+    };
+    let rows = q.offset(offset).limit(limit).load(conn)?;
+    Ok((total, rows))
+}
+
 /// Group memberships of `hosts`, by group name, only in `groups` when given.
 pub fn memberships(
     conn: &mut DbConnection,

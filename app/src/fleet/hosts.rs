@@ -9,7 +9,8 @@ use crate::db::{certificates, DbConnection, DbError};
 use crate::error::AppError;
 use crate::state::AppState;
 use shared::fleet::{
-    GroupInfo, GroupUpdate, HostDetail, HostGroups, HostPackage, HostPatch, HostSummary,
+    GroupInfo, GroupUpdate, HostDetail, HostGroups, HostPackage, HostPage, HostPatch, HostQuery,
+    HostSort, HostSummary,
 };
 
 /// The summary of a host row, with the group names the caller may see.
@@ -61,16 +62,74 @@ fn visible_hosts(
         .collect())
 }
 
-/// The hosts the caller may see, by name.
-pub async fn list(state: &AppState, scope: Scope) -> Result<Vec<HostSummary>, AppError> {
-    let hosts = state
+/// Hosts per page when the query names none.
+pub const DEFAULT_PER_PAGE: u32 = 100;
+/// Most hosts per page.
+pub const MAX_PER_PAGE: u32 = 500;
+
+/// One page of the hosts the caller may see, filtered and sorted in the database (the hosts page
+/// stays fast at 10,000 hosts).
+pub async fn list(state: &AppState, scope: Scope, query: HostQuery) -> Result<HostPage, AppError> {
+    let per_page = query.per_page.unwrap_or(DEFAULT_PER_PAGE);
+    if !(1..=MAX_PER_PAGE).contains(&per_page) {
+        return Err(AppError::invalid(
+            "per_page",
+            format!("per_page must be 1 to {MAX_PER_PAGE}"),
+        ));
+    }
+    let page = query.page.unwrap_or(1);
+    if page == 0 {
+        return Err(AppError::invalid("page", "pages count from 1"));
+    }
+    let text = query
+        .q
+        .map(|q| q.trim().to_owned())
+        .filter(|q| !q.is_empty());
+    if text.as_ref().is_some_and(|q| q.chars().count() > 200) {
+        return Err(AppError::invalid(
+            "q",
+            "search text is limited to 200 characters",
+        ));
+    }
+    let filter = store::HostFilter {
+        text,
+        status: query.status.map(|s| s.as_str().to_owned()),
+        group: query.group.map(i64::from),
+        os: query.os.filter(|o| !o.is_empty()),
+        security: query.security,
+    };
+    let order = match query.sort.unwrap_or_default() {
+        HostSort::Name => store::HostOrder::Name,
+        HostSort::Status => store::HostOrder::Status,
+        HostSort::Updates => store::HostOrder::Updates,
+        HostSort::LastSeen => store::HostOrder::LastSeen,
+    };
+    let desc = query.desc.unwrap_or(false);
+    let offset = i64::from(page - 1) * i64::from(per_page);
+    let (total, rows, memberships) = state
         .db
-        .run(move |c| visible_hosts(c, &scope, None))
+        .run(move |c| {
+            let visible = scope.host_ids(c)?;
+            let (total, rows) = store::search(
+                c,
+                visible.as_deref(),
+                &filter,
+                order,
+                desc,
+                offset,
+                i64::from(per_page),
+            )?;
+            let ids: Vec<i64> = rows.iter().map(|r| r.id.into()).collect();
+            let memberships = store::memberships(c, &ids, scope.groups())?;
+            Ok((total, rows, memberships))
+        })
         .await?;
-    Ok(hosts
-        .into_iter()
-        .map(|(row, groups)| summary(row, &groups))
-        .collect())
+    Ok(HostPage {
+        total,
+        page,
+        per_page,
+        hosts: rows.into_iter().map(|r| summary(r, &memberships)).collect(),
+    })
 }
 
 /// One host, with its current certificate, if the caller may see it.

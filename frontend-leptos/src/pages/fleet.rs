@@ -12,7 +12,8 @@ use leptos_router::hooks::use_params_map;
 use shared::api::{self as ep, NoBody};
 use shared::fleet::{
     CertificateInfo, CreatedEnrollmentToken, CrlStatus, EnrollmentTokenInfo, GroupInfo, HostDetail,
-    HostGroups, HostPackage, HostPatch, HostSummary, LiveEvent, NewEnrollmentToken, RevokeRequest,
+    HostGroups, HostPackage, HostPage, HostPatch, HostQuery, HostSort, LiveEvent,
+    NewEnrollmentToken, RevokeRequest,
 };
 use shared::ids::{CertificateId, EnrollmentTokenId, GroupId, HostId};
 use shared::vocab::{CertKind, CertState, HostStatus};
@@ -21,20 +22,40 @@ use shared::vocab::{CertKind, CertState, HostStatus};
 #[component]
 pub fn HostsPage() -> impl IntoView {
     let session = expect_context::<Session>();
-    let hosts = loaded::<Vec<HostSummary>>();
-    let reload = move || load::<ep::ListHosts>((), hosts);
-    Effect::new(move |_| reload());
+    let hosts = loaded::<HostPage>();
+    let query = RwSignal::new(HostQuery::default());
+    let text = RwSignal::new(String::new());
+    let reload = move || {
+        let q = query.get_untracked().to_query_string();
+        spawn_local(async move {
+            let r = api::call_with_query::<ep::ListHosts>((), &q).await;
+            let _ = hosts.try_set(Some(r));
+        });
+    };
+    // The page is read again whenever a filter, the sort or the page changes.
+    Effect::new(move |_| {
+        query.track();
+        reload();
+    });
     // States change in place as the host actors see them; no reload needed.
     crate::live::subscribe(move |event| match event {
-        LiveEvent::HostState(e) => hosts.update(|list| {
-            if let Some(Ok(list)) = list {
-                if let Some(row) = list.iter_mut().find(|h| h.id == e.host_id) {
+        LiveEvent::HostState(e) => hosts.update(|page| {
+            if let Some(Ok(page)) = page {
+                if let Some(row) = page.hosts.iter_mut().find(|h| h.id == e.host_id) {
                     row.status = e.status;
                 }
             }
         }),
         LiveEvent::Resync => reload(),
     });
+    let search = move |ev: SubmitEvent| {
+        ev.prevent_default();
+        let t = text.get_untracked();
+        query.update(|q| {
+            q.q = (!t.trim().is_empty()).then(|| t.trim().to_owned());
+            q.page = None;
+        });
+    };
     let error = RwSignal::new(None::<String>);
     let notice = RwSignal::new(None::<String>);
     let renew = move |id: HostId| renew_host(id, notice, error, || ());
@@ -43,13 +64,58 @@ pub fn HostsPage() -> impl IntoView {
             <h1>"Hosts"</h1>
             <p class="ok" role="status">{move || notice.get().unwrap_or_default()}</p>
             <ErrorLine error/>
+            <form class="form inline" id="host-filters" on:submit=search>
+                <input id="host-search" type="search" placeholder="Name or address" aria-label="Search hosts"
+                    prop:value=move || text.get() on:input=move |ev| text.set(event_target_value(&ev))/>
+                <select id="host-status" aria-label="State" on:change=move |ev| {
+                    let v = event_target_value(&ev);
+                    query.update(|q| { q.status = v.parse().ok(); q.page = None; });
+                }>
+                    <option value="">"Any state"</option>
+                    <option value="healthy">"Healthy"</option>
+                    <option value="degraded">"Degraded"</option>
+                    <option value="unreachable">"Unreachable"</option>
+                    <option value="unknown">"Not polled yet"</option>
+                </select>
+                <label class="check">
+                    <input type="checkbox" id="host-security" on:change=move |ev| {
+                        let on = event_target_checked(&ev);
+                        query.update(|q| { q.security = on.then_some(true); q.page = None; });
+                    }/>
+                    "Security updates pending"
+                </label>
+                <select id="host-sort" aria-label="Sort" on:change=move |ev| {
+                    let v = event_target_value(&ev);
+                    query.update(|q| {
+                        let (sort, desc) = match v.as_str() {
+                            "updates" => (HostSort::Updates, true),
+                            "status" => (HostSort::Status, false),
+                            "last_seen" => (HostSort::LastSeen, true),
+                            _ => (HostSort::Name, false),
+                        };
+                        q.sort = Some(sort);
+                        q.desc = Some(desc);
+                    });
+                }>
+                    <option value="name">"By name"</option>
+                    <option value="updates">"Most security updates first"</option>
+                    <option value="status">"By state"</option>
+                    <option value="last_seen">"Recently seen first"</option>
+                </select>
+                <button type="submit">"Search"</button>
+            </form>
             {move || match hosts.get() {
                 None => view! { <p class="muted">"Loading…"</p> }.into_any(),
                 Some(Err(e)) => view! { <p class="error">{e.message}</p> }.into_any(),
-                Some(Ok(list)) if list.is_empty() => view! {
+                Some(Ok(page)) if page.total == 0 => view! {
                     <p class="muted">"No hosts to show. Admins add hosts with an enrollment token from the Certificates page."</p>
                 }.into_any(),
-                Some(Ok(list)) => view! {
+                Some(Ok(page)) => {
+                    let pages = (page.total + i64::from(page.per_page) - 1) / i64::from(page.per_page);
+                    let current = page.page;
+                    let list = page.hosts;
+                    view! {
+                    <p class="muted" id="host-total">{format!("{} host(s); page {current} of {pages}", page.total)}</p>
                     <table class="table" id="hosts">
                         <thead><tr>
                             <th>"Host"</th><th>"Address"</th><th>"Status"</th><th>"OS"</th>
@@ -86,7 +152,16 @@ pub fn HostsPage() -> impl IntoView {
                         }).collect_view()}
                         </tbody>
                     </table>
-                }.into_any(),
+                    <p class="row">
+                        {(current > 1).then(|| view! {
+                            <button type="button" id="page-prev" on:click=move |_| query.update(|q| q.page = Some(current - 1))>"← Previous"</button>
+                        })}
+                        {(i64::from(current) < pages).then(|| view! {
+                            <button type="button" id="page-next" on:click=move |_| query.update(|q| q.page = Some(current + 1))>"Next →"</button>
+                        })}
+                    </p>
+                }.into_any()
+                }
             }}
         </section>
     }
