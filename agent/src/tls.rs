@@ -209,8 +209,8 @@ fn load_material(cfg: &TlsConfig, provider: &Arc<CryptoProvider>) -> Result<Mate
             crl = %cfg.crl.display(),
             expired_at = %next,
             "the CRL has expired: every client, the manager included, is refused until a current \
-             one is installed (the manager pushes one when it reaches this agent; by hand: fetch \
-             https://MANAGER/api/v1/ca/crl into this file)"
+             one is installed by hand (the manager cannot push it any more): fetch \
+             https://MANAGER/api/v1/ca/crl into this file"
         );
     }
     // An expired CRL refuses every client: a manager key revoked while this agent was unreachable

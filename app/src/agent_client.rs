@@ -19,6 +19,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The pin stored for a host whose pinned certificate was revoked: no certificate matches it, so
+/// the manager refuses that agent (whoever holds its key) until the host is enrolled again.
+pub const REVOKED_PIN: &str = "revoked";
+
 /// Failure talking to an agent.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentClientError {
@@ -131,6 +135,13 @@ impl AgentClient {
         use rustls::pki_types::pem::PemObject;
         use rustls::pki_types::{CertificateDer, PrivateKeyDer};
         let tls = |e: String| AgentClientError::Tls(e);
+        if pin == Some(REVOKED_PIN) {
+            return Err(tls(
+                "this host's certificate was revoked: the manager no longer talks to its agent; \
+                 enroll the host again"
+                    .into(),
+            ));
+        }
         let mut roots = rustls::RootCertStore::empty();
         roots
             .add(

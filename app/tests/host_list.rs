@@ -112,6 +112,11 @@ async fn hosts_are_filtered_sorted_and_paged_within_scope() {
             10,
             "h120 .. h129"
         );
+        assert_eq!(
+            list("?q=H12", admin.clone()).await.body["total"],
+            10,
+            "any case"
+        );
         // Text is matched literally: wildcards and quotes are not SQL.
         assert_eq!(list("?q=%25", admin.clone()).await.body["total"], 0);
         assert_eq!(list("?q=h_0", admin.clone()).await.body["total"], 0);

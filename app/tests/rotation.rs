@@ -370,6 +370,42 @@ async fn the_crl_reaches_an_agent_that_was_down_when_it_was_issued() {
         .get_result(&mut *conn)
         .unwrap();
     assert!(delivered >= 1);
+    drop(conn);
+
+    // The manager's client certificate in use cannot be revoked (agents would refuse the manager,
+    // this CRL's push included): rotating is the way.
+    let by = patch_manager::audit::Requester::named("test", None);
+    let certs = patch_manager::pki::certificates::list(&state)
+        .await
+        .unwrap();
+    let in_use = certs
+        .iter()
+        .find(|c| {
+            c.kind == shared::vocab::CertKind::ManagerClient
+                && c.state != shared::vocab::CertState::Revoked
+                && c.state != shared::vocab::CertState::Superseded
+        })
+        .unwrap();
+    let refused =
+        patch_manager::pki::certificates::revoke(&state, &by, in_use.id.into(), "test").await;
+    assert!(refused.is_err(), "{refused:?}");
+    // Revoking the agent's certificate: the manager stops trusting that agent too.
+    let agent_cert = certs
+        .iter()
+        .find(|c| {
+            c.kind == shared::vocab::CertKind::Agent && c.state == shared::vocab::CertState::Valid
+        })
+        .unwrap();
+    patch_manager::pki::certificates::revoke(&state, &by, agent_cert.id.into(), "key stolen")
+        .await
+        .unwrap();
+    let refused = renewal::renew_agent(&state, fleet.host_id).await;
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("revoked")),
+        "{refused:?}"
+    );
     agent.stop().await;
     fleet.server.stop().await;
 }

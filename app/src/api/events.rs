@@ -8,6 +8,11 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 /// `POST /api/v1/events/ticket`.
 pub async fn ticket(state: web::Data<AppState>, who: Caller) -> Result<HttpResponse, AppError> {
+    if who.identity.mfa_enrolment_pending {
+        return Err(AppError::Forbidden(
+            "Your account requires a second factor: enrol one before going on.".into(),
+        ));
+    }
     let ticket = state
         .tickets
         .issue(who.identity)

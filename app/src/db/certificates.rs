@@ -185,6 +185,22 @@ pub fn revoke(
     Ok(n == 1)
 }
 
+/// When the newest revocation happened, if any.
+pub fn latest_revocation(conn: &mut DbConnection) -> Result<Option<NaiveDateTime>, DbError> {
+    Ok(certificates::table
+        .select(diesel::dsl::max(certificates::revoked_at))
+        .first(conn)?)
+}
+
+/// The SHA-256 fingerprint of the certificate with `serial`.
+pub fn fingerprint_of(conn: &mut DbConnection, serial: &str) -> Result<Option<String>, DbError> {
+    Ok(certificates::table
+        .filter(certificates::serial.eq(serial))
+        .select(certificates::fingerprint_sha256)
+        .first(conn)
+        .optional()?)
+}
+
 /// Revokes every unrevoked certificate of host `host_id`; answers their serials.
 pub fn revoke_for_host(
     conn: &mut DbConnection,

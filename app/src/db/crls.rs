@@ -91,15 +91,26 @@ pub fn current(conn: &mut DbConnection) -> Result<Option<CrlRow>, DbError> {
         .optional()?)
 }
 
-/// Gives every host without one a delivery row (nothing acknowledged yet).
+/// Gives every host without one a delivery row (nothing acknowledged yet). Rows another
+/// connection adds at the same moment (an enrollment, the courier) are left alone.
 pub fn add_missing(conn: &mut DbConnection) -> Result<usize, DbError> {
-    let missing = h::table
+    let missing: Vec<i64> = h::table
         .filter(diesel::dsl::not(h::id.eq_any(d::table.select(d::host_id))))
-        .select(h::id);
-    Ok(diesel::insert_into(d::table)
-        .values(missing)
-        .into_columns(d::host_id)
-        .execute(conn)?)
+        .select(h::id)
+        .load(conn)?;
+    let mut added = 0;
+    for host_id in missing {
+        added += match conn {
+            DbConnection::Sqlite(c) => diesel::insert_or_ignore_into(d::table)
+                .values(d::host_id.eq(host_id))
+                .execute(c)?,
+            DbConnection::Postgres(c) => diesel::insert_into(d::table)
+                .values(d::host_id.eq(host_id))
+                .on_conflict_do_nothing()
+                .execute(c)?,
+        };
+    }
+    Ok(added)
 }
 
 /// Records that the agent of `host_id` holds CRL `number` (at enrollment or after a push); a

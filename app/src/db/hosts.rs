@@ -220,8 +220,20 @@ pub enum HostOrder {
     LastSeen,
 }
 
+diesel::define_sql_function! {
+    /// SQL `lower()` (the same on SQLite and PostgreSQL for ASCII).
+    fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text;
+}
+
+diesel::define_sql_function! {
+    /// SQL `lower()` of a nullable column.
+    #[sql_name = "lower"]
+    fn lower_opt(x: diesel::sql_types::Nullable<diesel::sql_types::Text>) -> diesel::sql_types::Nullable<diesel::sql_types::Text>;
+}
+
 /// One page of the hosts in `visible` (all when `None`) that match `filter`, and how many match
-/// in all.
+/// in all. Text is matched case-insensitively and literally; every order ends on the id, so pages
+/// neither repeat nor skip a host, and hosts never seen sort last on both engines.
 pub fn search(
     conn: &mut DbConnection,
     visible: Option<&[i64]>,
@@ -239,15 +251,16 @@ pub fn search(
         if let Some(text) = &filter.text {
             let pattern = format!(
                 "%{}%",
-                text.replace('\\', "\\\\")
+                text.to_lowercase()
+                    .replace('\\', "\\\\")
                     .replace('%', "\\%")
                     .replace('_', "\\_")
             );
             q = q.filter(
-                h::display_name
+                lower(h::display_name)
                     .like(pattern.clone())
                     .escape('\\')
-                    .or(h::fqdn.like(pattern.clone()).escape('\\'))
+                    .or(lower_opt(h::fqdn).like(pattern.clone()).escape('\\'))
                     .or(h::ip_address.like(pattern).escape('\\')),
             );
         }
@@ -272,20 +285,36 @@ pub fn search(
     let q = match (order, desc) {
         (HostOrder::Name, false) => q.order((h::display_name.asc(), h::id.asc())),
         (HostOrder::Name, true) => q.order((h::display_name.desc(), h::id.desc())),
-        (HostOrder::Status, false) => q.order((h::status.asc(), h::display_name.asc())),
-        (HostOrder::Status, true) => q.order((h::status.desc(), h::display_name.asc())),
+        (HostOrder::Status, false) => {
+            q.order((h::status.asc(), h::display_name.asc(), h::id.asc()))
+        }
+        (HostOrder::Status, true) => {
+            q.order((h::status.desc(), h::display_name.asc(), h::id.asc()))
+        }
         (HostOrder::Updates, false) => q.order((
             h::pending_security_patches.asc(),
             h::pending_patches.asc(),
             h::display_name.asc(),
+            h::id.asc(),
         )),
         (HostOrder::Updates, true) => q.order((
             h::pending_security_patches.desc(),
             h::pending_patches.desc(),
             h::display_name.asc(),
+            h::id.asc(),
         )),
-        (HostOrder::LastSeen, false) => q.order((h::last_seen_at.asc(), h::display_name.asc())),
-        (HostOrder::LastSeen, true) => q.order((h::last_seen_at.desc(), h::display_name.asc())),
+        (HostOrder::LastSeen, false) => q.order((
+            h::last_seen_at.is_null().asc(),
+            h::last_seen_at.asc(),
+            h::display_name.asc(),
+            h::id.asc(),
+        )),
+        (HostOrder::LastSeen, true) => q.order((
+            h::last_seen_at.is_null().asc(),
+            h::last_seen_at.desc(),
+            h::display_name.asc(),
+            h::id.asc(),
+        )),
     };
     let rows = q.offset(offset).limit(limit).load(conn)?;
     Ok((total, rows))
@@ -338,6 +367,22 @@ pub fn find_by_address(
         .select(h::id)
         .first(conn)
         .optional()?)
+}
+
+/// Replaces the pin of the host pinned to `fingerprint` by [`crate::agent_client::REVOKED_PIN`]
+/// (its certificate was revoked); answers the host, if one was pinned to it.
+pub fn unpin_revoked(conn: &mut DbConnection, fingerprint: &str) -> Result<Option<i64>, DbError> {
+    let host: Option<i64> = h::table
+        .filter(h::cert_fingerprint.eq(fingerprint))
+        .select(h::id)
+        .first(conn)
+        .optional()?;
+    if let Some(id) = host {
+        diesel::update(h::table.filter(h::id.eq(id)))
+            .set(h::cert_fingerprint.eq(crate::agent_client::REVOKED_PIN))
+            .execute(conn)?;
+    }
+    Ok(host)
 }
 
 /// Removes a host; its memberships, inventory, health and CRL delivery rows go with it, its

@@ -160,6 +160,8 @@ pub struct HostActor {
     inventory_due: bool,
     health_timer: Option<SpawnHandle>,
     inventory_timer: Option<SpawnHandle>,
+    health_in_flight: bool,
+    inventory_in_flight: bool,
     retired: bool,
 }
 
@@ -184,6 +186,8 @@ impl HostActor {
             inventory_due: true,
             health_timer: None,
             inventory_timer: None,
+            health_in_flight: false,
+            inventory_in_flight: false,
             retired: false,
         }
     }
@@ -192,7 +196,10 @@ impl HostActor {
         if let Some(h) = self.health_timer.take() {
             ctx.cancel_future(h);
         }
-        self.health_timer = Some(ctx.run_later(after, |act, ctx| act.poll_health(ctx)));
+        self.health_timer = Some(ctx.run_later(after, |act, ctx| {
+            act.health_timer = None;
+            act.poll_health(ctx);
+        }));
     }
 
     fn arm_inventory(&mut self, ctx: &mut Context<Self>, after: Duration) {
@@ -200,13 +207,21 @@ impl HostActor {
             ctx.cancel_future(h);
         }
         self.inventory_timer = Some(ctx.run_later(after, |act, ctx| {
+            act.inventory_timer = None;
             act.inventory_due = true;
             act.poll_inventory(ctx);
         }));
     }
 
     fn poll_health(&mut self, ctx: &mut Context<Self>) {
-        self.health_timer = None;
+        if let Some(h) = self.health_timer.take() {
+            ctx.cancel_future(h);
+        }
+        if self.health_in_flight {
+            // One poll at a time: its answer arms the next.
+            return;
+        }
+        self.health_in_flight = true;
         let started = tokio::time::Instant::now();
         let fut = self.connector.health(&self.target);
         ctx.spawn(fut.into_actor(self).map(move |outcome, act, ctx| {
@@ -220,6 +235,7 @@ impl HostActor {
         latency: Duration,
         ctx: &mut Context<Self>,
     ) {
+        self.health_in_flight = false;
         self.polls += 1;
         let before = (self.status, self.reason.clone());
         let next = match &outcome {
@@ -266,13 +282,18 @@ impl HostActor {
     }
 
     fn poll_inventory(&mut self, ctx: &mut Context<Self>) {
-        self.inventory_timer = None;
-        if !self.inventory_due {
+        if !self.inventory_due || self.inventory_in_flight {
             return;
         }
+        // The poll replaces any scheduled one; its answer schedules the next.
+        if let Some(h) = self.inventory_timer.take() {
+            ctx.cancel_future(h);
+        }
         self.inventory_due = false;
+        self.inventory_in_flight = true;
         let fut = self.connector.inventory(&self.target);
         ctx.spawn(fut.into_actor(self).map(|outcome, act, ctx| {
+            act.inventory_in_flight = false;
             let ok = outcome.is_ok();
             let update = Update::Inventory {
                 host_id: act.target.host_id,
@@ -308,9 +329,11 @@ impl Actor for HostActor {
 
 impl Supervised for HostActor {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
-        // The old context's timers died with it; `started` arms new ones.
+        // The old context's timers and polls died with it; `started` arms new ones.
         self.health_timer = None;
         self.inventory_timer = None;
+        self.health_in_flight = false;
+        self.inventory_in_flight = false;
         self.failures = 0;
         self.inventory_due = true;
     }
@@ -325,7 +348,10 @@ impl Handler<Refresh> for HostActor {
     type Result = ();
     fn handle(&mut self, _: Refresh, ctx: &mut Context<Self>) {
         self.inventory_due = true;
-        self.arm_health(ctx, Duration::ZERO);
+        if !self.health_in_flight {
+            // (A poll in flight already answers the request; its success brings the inventory.)
+            self.arm_health(ctx, Duration::ZERO);
+        }
     }
 }
 

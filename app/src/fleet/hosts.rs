@@ -91,10 +91,20 @@ pub async fn list(state: &AppState, scope: Scope, query: HostQuery) -> Result<Ho
             "search text is limited to 200 characters",
         ));
     }
+    // A group outside an Operator's scope matches nothing (and says nothing about its members).
+    let group = query.group.map(i64::from);
+    if group.is_some_and(|g| !scope.allows_group(g)) {
+        return Ok(HostPage {
+            total: 0,
+            page,
+            per_page,
+            hosts: Vec::new(),
+        });
+    }
     let filter = store::HostFilter {
         text,
         status: query.status.map(|s| s.as_str().to_owned()),
-        group: query.group.map(i64::from),
+        group,
         os: query.os.filter(|o| !o.is_empty()),
         security: query.security,
     };

@@ -2,8 +2,10 @@
 //! opens `/api/v1/events/ws?ticket=…`; WebSocket handshakes carry no `Authorization` header and
 //! cookies would make the socket open to cross-site pages, so the ticket is the credential. The
 //! socket forwards the event hub's host state changes, filtered to the hosts the ticket's user may
-//! see (their scope is read again every [`SCOPE_REFRESH`], so a change of groups takes effect),
-//! and closes after [`MAX_LIFETIME`]; the page then asks for a new ticket with its session.
+//! see. Every [`SCOPE_REFRESH`] the stream checks again that the session is alive and the account
+//! enabled, and reads the user's role and groups anew (a sign-out, disabling or demotion closes or
+//! narrows it); it closes after [`MAX_LIFETIME`], and the page asks for a new ticket with its
+//! session. Users who still owe a second factor get no ticket.
 
 use crate::auth::access::Scope;
 use crate::auth::identity::Identity;

@@ -437,6 +437,11 @@ pub fn crl_number(now: chrono::NaiveDateTime) -> u64 {
     u64::try_from(now.and_utc().timestamp_millis()).unwrap_or(1)
 }
 
+/// SHA-256 (hex) of a PEM certificate's DER.
+pub fn fingerprint_of_pem(cert_pem: &str) -> Result<String, PkiError> {
+    Ok(sha256_hex(&pem_to_der(cert_pem)?))
+}
+
 /// Reads the end of validity of a PEM certificate.
 pub fn not_after(cert_pem: &str) -> Result<chrono::NaiveDateTime, PkiError> {
     let der = pem_to_der(cert_pem)?;

@@ -159,6 +159,19 @@ pub async fn revoke(
             "this certificate is already revoked".into(),
         ));
     }
+    if row.kind == CertKind::ManagerClient {
+        let current = std::fs::read_to_string(&state.pki.client_cert)
+            .ok()
+            .and_then(|pem| crate::pki::fingerprint_of_pem(&pem).ok());
+        if current.as_deref() == Some(row.fingerprint_sha256.as_str()) {
+            // Agents would refuse the manager itself, including the push of this very CRL.
+            return Err(AppError::Conflict(
+                "this is the manager's client certificate in use: rotate it instead, which \
+                 revokes it once its successor is in place"
+                    .into(),
+            ));
+        }
+    }
     rotation::revoke(state, &row.serial, reason).await?;
     let entry = by
         .success("certificate.revoke_requested")

@@ -140,10 +140,18 @@ pub async fn current(state: &AppState) -> Result<CrlRow, RotationError> {
     }
 }
 
-/// Issues a new CRL if the one in force is due for replacement (or none exists).
+/// Issues a new CRL if the one in force is due for replacement, predates a revocation (its
+/// issue failed after the revocation was stored), or none exists.
 pub async fn refresh_if_due(state: &AppState) -> Result<Option<CrlRow>, RotationError> {
     let validity = state.config.pki.crl_validity_hours;
-    match state.db.run(store::current).await? {
+    let (current, latest) = state
+        .db
+        .run(|c| Ok((store::current(c)?, certificates::latest_revocation(c)?)))
+        .await?;
+    match current {
+        Some(row) if latest.is_some_and(|t| t > row.created_at) => {
+            issue(state, "revocation").await.map(Some)
+        }
         Some(row) if !needs_refresh(row.this_update, system_now(), validity) => Ok(None),
         Some(_) => issue(state, "refresh").await.map(Some),
         None => issue(state, "first").await.map(Some),

@@ -119,7 +119,13 @@ pub async fn prepare(
         .first()
         .cloned()
         .unwrap_or_else(|| "patch-manager".into());
-    if config.server.tls != TlsMode::Off {
+    if config.server.tls != TlsMode::Off && names.is_empty() {
+        tracing::warn!(
+            "server.public_names is empty: no enrollment certificate, so agents cannot enroll \
+             through this listener until the manager's names are configured"
+        );
+    }
+    if config.server.tls != TlsMode::Off && !names.is_empty() {
         let (cert, key) = (pki_dir.join("enroll.crt"), pki_dir.join("enroll.key"));
         ensure(
             config,
@@ -296,12 +302,16 @@ pub fn web_tls(
     };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let web = certified_key(&cert, &key, root, &provider)?;
-    let enroll = certified_key(
-        &dir.join("enroll.crt"),
-        &dir.join("enroll.key"),
-        Some(pki.ca.cert_pem()),
-        &provider,
-    )?;
+    let enroll = if config.server.public_names.is_empty() {
+        None
+    } else {
+        Some(certified_key(
+            &dir.join("enroll.crt"),
+            &dir.join("enroll.key"),
+            Some(pki.ca.cert_pem()),
+            &provider,
+        )?)
+    };
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| CertsError::Tls(e.to_string()))?
@@ -342,7 +352,7 @@ fn certified_key(
 #[derive(Debug)]
 struct ByAlpn {
     web: Arc<rustls::sign::CertifiedKey>,
-    enroll: Arc<rustls::sign::CertifiedKey>,
+    enroll: Option<Arc<rustls::sign::CertifiedKey>>,
 }
 
 impl rustls::server::ResolvesServerCert for ByAlpn {
@@ -353,10 +363,9 @@ impl rustls::server::ResolvesServerCert for ByAlpn {
         let enrolling = hello
             .alpn()
             .is_some_and(|mut offered| offered.any(|p| p == shared::enroll::ENROLL_ALPN));
-        Some(if enrolling {
-            self.enroll.clone()
-        } else {
-            self.web.clone()
-        })
+        match (&self.enroll, enrolling) {
+            (Some(enroll), true) => Some(enroll.clone()),
+            _ => Some(self.web.clone()),
+        }
     }
 }

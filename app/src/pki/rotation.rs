@@ -125,10 +125,24 @@ pub async fn rotate_manager_client(state: &AppState) -> Result<Issued, RotationE
 pub async fn revoke(state: &AppState, serial: &str, reason: &str) -> Result<bool, RotationError> {
     let (serial_c, reason_c) = (serial.to_owned(), reason.to_owned());
     let now = state.clock.now();
-    let changed = state
+    let (changed, unpinned) = state
         .db
-        .run(move |c| certificates::revoke(c, &serial_c, &reason_c, now))
+        .run(move |c| {
+            crate::db::transaction::transaction(c, |c| {
+                let changed = certificates::revoke(c, &serial_c, &reason_c, now)?;
+                // A host pinned to the revoked certificate is refused from now on (whoever holds
+                // that key): the manager stops trusting it, not only the agents.
+                let unpinned = match certificates::fingerprint_of(c, &serial_c)? {
+                    Some(fp) if changed => crate::db::hosts::unpin_revoked(c, &fp)?,
+                    _ => None,
+                };
+                Ok::<_, DbError>((changed, unpinned))
+            })
+        })
         .await?;
+    if let Some(host_id) = unpinned {
+        crate::fleet::supervise(state, host_id).await?;
+    }
     if changed {
         let entry = system_entry(
             "certificate.revoked",
