@@ -46,6 +46,7 @@ async fn groups_and_membership_decide_what_an_operator_sees() {
     )
     .await;
     assert_eq!(a.status, 201, "{}", a.body);
+    let op_id = a.body["id"].as_i64().unwrap();
     let op = bearer_for(&base, "webop", "Correct-Horse-77-battery").await;
     let host_url = format!("{base}/api/v1/hosts/{host}");
     let groups_url = format!("{host_url}/groups");
@@ -105,5 +106,35 @@ async fn groups_and_membership_decide_what_an_operator_sees() {
     assert_eq!(call("GET", &host_url, &op, None).await.status, 404);
     let all = call("GET", &host_url, &admin, None).await;
     assert_eq!(all.body["groups"], json!(["db"]));
+
+    // An open event stream closes as soon as its user is disabled (not at its next periodic
+    // check).
+    let ticket = call("POST", &format!("{base}/api/v1/events/ticket"), &op, None).await;
+    assert_eq!(ticket.status, 201, "{}", ticket.body);
+    let (_, mut socket) = awc::Client::new()
+        .ws(format!(
+            "ws://{}/api/v1/events/ws?ticket={}",
+            server.addr,
+            ticket.body["ticket"].as_str().unwrap()
+        ))
+        .connect()
+        .await
+        .unwrap();
+    let a = call(
+        "PATCH",
+        &format!("{base}/api/v1/users/{op_id}"),
+        &admin,
+        Some(json!({ "disabled": true })),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    use futures_util::StreamExt;
+    let end = tokio::time::timeout(std::time::Duration::from_secs(10), socket.next())
+        .await
+        .expect("the disabled user's stream stayed open");
+    assert!(
+        matches!(end, None | Some(Ok(awc::ws::Frame::Close(_)))),
+        "{end:?}"
+    );
     server.stop().await;
 }

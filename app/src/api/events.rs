@@ -46,10 +46,12 @@ pub async fn stream(
         })?;
     let stream = stream.max_frame_size(4 * 1024);
     let events = state.fleet.events.subscribe();
+    let access = state.fleet.access.subscribe();
     actix_web::rt::spawn(crate::fleet::live::forward(
         state.get_ref().clone(),
         identity,
         events,
+        access,
         session,
         stream,
     ));

@@ -811,6 +811,7 @@ pub async fn logout(
         serde_json::json!({ "session": family }),
     )
     .await;
+    state.fleet.access_changed();
     Ok(())
 }
 

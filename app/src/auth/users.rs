@@ -430,6 +430,7 @@ pub async fn update(
                 .source(by.source),
         )
         .await;
+    state.fleet.access_changed();
     Ok(info)
 }
 
@@ -464,6 +465,7 @@ pub async fn delete(state: &AppState, by: &Requester, me: i64, id: i64) -> Resul
                 .source(by.source),
         )
         .await;
+    state.fleet.access_changed();
     Ok(())
 }
 
@@ -497,6 +499,7 @@ pub async fn reset_mfa(state: &AppState, by: &Requester, id: i64) -> Result<(), 
                 .source(by.source),
         )
         .await;
+    state.fleet.access_changed();
     Ok(())
 }
 
@@ -519,6 +522,7 @@ pub async fn force_logout(state: &AppState, by: &Requester, id: i64) -> Result<(
                 .source(by.source),
         )
         .await;
+    state.fleet.access_changed();
     Ok(())
 }
 

@@ -457,6 +457,7 @@ pub async fn delete_group(state: &AppState, by: &Requester, id: i64) -> Result<(
                 .details(serde_json::json!({ "hosts": members })),
         )
         .await;
+    state.fleet.access_changed();
     Ok(())
 }
 
@@ -504,6 +505,7 @@ pub async fn set_host_groups(
                 .details(serde_json::json!({ "before": before, "after": ids })),
         )
         .await;
+    state.fleet.access_changed();
     Ok(HostGroups {
         group_ids: ids.into_iter().map(Into::into).collect(),
     })

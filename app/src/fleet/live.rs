@@ -2,10 +2,12 @@
 //! opens `/api/v1/events/ws?ticket=…`; WebSocket handshakes carry no `Authorization` header and
 //! cookies would make the socket open to cross-site pages, so the ticket is the credential. The
 //! socket forwards the event hub's host state changes, filtered to the hosts the ticket's user may
-//! see. Every [`SCOPE_REFRESH`] the stream checks again that the session is alive and the account
-//! enabled, and reads the user's role and groups anew (a sign-out, disabling or demotion closes or
-//! narrows it); it closes after [`MAX_LIFETIME`], and the page asks for a new ticket with its
-//! session. Users who still owe a second factor get no ticket.
+//! see. Whenever access rights change (a sign-out, an account, role or group change:
+//! [`super::Fleet::access_changed`]), and at least every [`SCOPE_REFRESH`], the stream checks
+//! again that the session is alive and the account enabled, and reads the user's role and groups
+//! anew, so a sign-out, disabling or demotion closes or narrows it at once. It closes after
+//! [`MAX_LIFETIME`], and the page asks for a new ticket with its session. Users who still owe a
+//! second factor get no ticket.
 
 use crate::auth::access::Scope;
 use crate::auth::identity::Identity;
@@ -73,22 +75,41 @@ impl Tickets {
     }
 }
 
-/// The hosts `scope` may see: `None` for all.
+/// The hosts the ticket's user may see now (`Some(None)`: all), or `None` when they may see
+/// nothing any more: the session ended, the account was disabled or deleted. The role is read
+/// from the database, so a demotion applies at the next check, as on every request.
 async fn visible(state: &AppState, identity: &Identity) -> Option<Option<HashSet<i64>>> {
-    let scope: Scope = crate::auth::access::scope_of(&state.db, identity)
+    let (user_id, session, now) = (
+        identity.user_id,
+        identity.session.clone(),
+        state.clock.now(),
+    );
+    let role = state
+        .db
+        .run(move |c| {
+            let alive = crate::db::sessions::is_active_for(c, &session, user_id, now)?;
+            let user = crate::db::users::find(c, user_id)?;
+            Ok(user.filter(|u| alive && !u.is_disabled).map(|u| u.role))
+        })
+        .await
+        .ok()??;
+    let mut current = identity.clone();
+    current.role = role;
+    let scope: Scope = crate::auth::access::scope_of(&state.db, &current)
         .await
         .ok()?;
     let ids = state.db.run(move |c| scope.host_ids(c)).await.ok()?;
     Some(ids.map(|v| v.into_iter().collect()))
 }
 
-/// Forwards `events` (subscribed before the upgrade was answered, so nothing published after the
-/// handshake is missed) to one socket until either side closes, the user's scope cannot be read,
-/// or the stream's lifetime ends.
+/// Forwards `events` (subscribed, like `access`, before the upgrade was answered, so nothing
+/// published after the handshake is missed) to one socket until either side closes, the user may
+/// see nothing any more, or the stream's lifetime ends.
 pub async fn forward(
     state: AppState,
     identity: Identity,
     mut events: tokio::sync::broadcast::Receiver<shared::fleet::HostStateEvent>,
+    mut access: tokio::sync::watch::Receiver<u64>,
     mut session: actix_ws::Session,
     mut stream: actix_ws::MessageStream,
 ) {
@@ -119,6 +140,10 @@ pub async fn forward(
             _ = refresh.tick() => match visible(&state, &identity).await {
                 Some(h) => hosts = h,
                 None => break,
+            },
+            changed = access.changed() => match (changed, visible(&state, &identity).await) {
+                (Ok(()), Some(h)) => hosts = h,
+                _ => break,
             },
             () = &mut ends => break,
             msg = stream.recv() => match msg {

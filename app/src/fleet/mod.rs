@@ -36,6 +36,16 @@ pub struct Fleet {
         i64,
         Result<crate::db::host_state::InventoryWrite, String>,
     )>,
+    /// Bumped whenever who may see what changes (sign-out, account or role changes, group
+    /// membership): open event streams check their user again at once.
+    pub access: tokio::sync::watch::Sender<u64>,
+}
+
+impl Fleet {
+    /// Tells open event streams that access rights may have changed.
+    pub fn access_changed(&self) {
+        self.access.send_modify(|n| *n = n.wrapping_add(1));
+    }
 }
 
 /// Starts the supervisor; its actors report on the returned channel, which the recorder
@@ -53,6 +63,7 @@ pub fn start(
             supervisor,
             events,
             inventories,
+            access: tokio::sync::watch::Sender::new(0),
         },
         rx,
     )
