@@ -182,6 +182,9 @@ async fn push(
         .map_err(|e| e.to_string())
 }
 
+/// One agent's push: its host id and whether it took the CRL.
+type PushOutcome = (i64, Result<(), String>);
+
 /// What one round did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Round {
@@ -206,48 +209,25 @@ pub async fn deliver_round(state: &AppState) -> Result<Round, RotationError> {
         })
         .await?;
     let pem: Arc<str> = crl.pem.into();
-    let results: Vec<_> = futures_util::stream::iter(due)
+    // Each outcome is written as soon as it is known, so the Certificates page follows a long
+    // round agent by agent.
+    let outcomes: Vec<Result<PushOutcome, RotationError>> = futures_util::stream::iter(due)
         .map(|(delivery, agent)| {
             let pem = pem.clone();
             async move {
                 let result = push(state, &agent, &pem).await;
-                (delivery, agent, result)
+                record(state, &delivery, agent.id, number, &result).await?;
+                Ok((agent.id, result))
             }
         })
         .buffer_unordered(MAX_CONCURRENT)
         .collect()
         .await;
     let mut round = Round::default();
-    for (delivery, agent, result) in results {
-        let now = state.clock.now();
-        let host_id = agent.id;
-        match result {
-            Ok(()) => {
-                state
-                    .db
-                    .run(move |c| store::acknowledge(c, host_id, number, now))
-                    .await?;
-                round.delivered.push(host_id);
-            }
-            Err(error) => {
-                let next = now + backoff(delivery.attempts + 1);
-                let e = error.clone();
-                state
-                    .db
-                    .run(move |c| store::failed(c, host_id, &e, next, now))
-                    .await?;
-                if delivery.attempts == 0 {
-                    let entry = Requester::named("system", None)
-                        .entry("crl.delivery_failed", Outcome::Failure)
-                        .target(format!("host:{host_id}"))
-                        .details(serde_json::json!({
-                            "number": number, "error": error,
-                            "next_attempt_at": rfc3339(next),
-                        }));
-                    state.audit.note(entry).await;
-                }
-                round.failed.push((host_id, error));
-            }
+    for outcome in outcomes {
+        match outcome? {
+            (host_id, Ok(())) => round.delivered.push(host_id),
+            (host_id, Err(error)) => round.failed.push((host_id, error)),
         }
     }
     if !round.delivered.is_empty() {
@@ -261,6 +241,45 @@ pub async fn deliver_round(state: &AppState) -> Result<Round, RotationError> {
         state.audit.note(entry).await;
     }
     Ok(round)
+}
+
+/// Writes one push's outcome: acknowledged, or failed with the next attempt after the backoff
+/// (the first failure per CRL and agent is audited; later ones only update the row).
+async fn record(
+    state: &AppState,
+    delivery: &store::DeliveryRow,
+    host_id: i64,
+    number: i64,
+    result: &Result<(), String>,
+) -> Result<(), RotationError> {
+    let now = state.clock.now();
+    match result {
+        Ok(()) => {
+            state
+                .db
+                .run(move |c| store::acknowledge(c, host_id, number, now))
+                .await?;
+        }
+        Err(error) => {
+            let next = now + backoff(delivery.attempts + 1);
+            let e = error.clone();
+            state
+                .db
+                .run(move |c| store::failed(c, host_id, &e, next, now))
+                .await?;
+            if delivery.attempts == 0 {
+                let entry = Requester::named("system", None)
+                    .entry("crl.delivery_failed", Outcome::Failure)
+                    .target(format!("host:{host_id}"))
+                    .details(serde_json::json!({
+                        "number": number, "error": error,
+                        "next_attempt_at": rfc3339(next),
+                    }));
+                state.audit.note(entry).await;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The CRL in force and its delivery, for the Certificates page.
