@@ -38,6 +38,11 @@ pub struct Config {
     pub fleet: FleetConfig,
 }
 
+/// Allowed seconds between two health polls.
+pub const HEALTH_INTERVAL_SECS: std::ops::RangeInclusive<u64> = 10..=86_400;
+/// Allowed seconds between two inventory polls.
+pub const INVENTORY_INTERVAL_SECS: std::ops::RangeInclusive<u64> = 60..=604_800;
+
 /// How the host actors poll their agents.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -47,6 +52,16 @@ pub struct FleetConfig {
     /// Seconds between two inventory polls (system information, packages, patches) of one agent
     /// (60 .. 604800).
     pub inventory_interval_secs: u64,
+}
+
+impl FleetConfig {
+    /// The intervals as the Settings page shows them.
+    pub fn polling(&self) -> shared::fleet::PollingSettings {
+        shared::fleet::PollingSettings {
+            health_interval_secs: self.health_interval_secs,
+            inventory_interval_secs: self.inventory_interval_secs,
+        }
+    }
 }
 
 impl Default for FleetConfig {
@@ -353,17 +368,8 @@ impl Config {
                 "must be at least 1 and less than pki.validity_days".into(),
             ));
         }
-        if !(10..=86_400).contains(&self.fleet.health_interval_secs) {
-            return Err(invalid(
-                "fleet.health_interval_secs",
-                "must be between 10 and 86400".into(),
-            ));
-        }
-        if !(60..=604_800).contains(&self.fleet.inventory_interval_secs) {
-            return Err(invalid(
-                "fleet.inventory_interval_secs",
-                "must be between 60 and 604800".into(),
-            ));
+        if let Err((field, message)) = check_polling(&self.fleet.polling()) {
+            return Err(invalid(&format!("fleet.{field}"), message));
         }
         if !(2..=720).contains(&self.pki.crl_validity_hours) {
             return Err(invalid(
@@ -434,6 +440,36 @@ pub fn load(file: Option<&Path>, overrides: &[Override]) -> Result<Config, Confi
     let config: Config = shared::config::load_layers(file, overrides)?;
     config.validate()?;
     Ok(config)
+}
+
+/// Checks poll intervals; on refusal names the field (`health_interval_secs` or
+/// `inventory_interval_secs`) and says the allowed range. The one rule for the configuration file
+/// and the Settings page.
+pub fn check_polling(p: &shared::fleet::PollingSettings) -> Result<(), (&'static str, String)> {
+    let check = |field: &'static str, value: u64, range: &std::ops::RangeInclusive<u64>| {
+        if range.contains(&value) {
+            Ok(())
+        } else {
+            Err((
+                field,
+                format!(
+                    "must be between {} and {} seconds",
+                    range.start(),
+                    range.end()
+                ),
+            ))
+        }
+    };
+    check(
+        "health_interval_secs",
+        p.health_interval_secs,
+        &HEALTH_INTERVAL_SECS,
+    )?;
+    check(
+        "inventory_interval_secs",
+        p.inventory_interval_secs,
+        &INVENTORY_INTERVAL_SECS,
+    )
 }
 
 #[cfg(test)]

@@ -176,7 +176,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartupError> {
         .await
     {
         Ok(p) => crate::fleet::actor::Intervals::from_settings(&p),
-        Err(_) => crate::fleet::actor::Intervals::of(&config.fleet),
+        Err(_) => crate::fleet::actor::Intervals::from_settings(&config.fleet.polling()),
     };
     let (fleet, fleet_updates) = crate::fleet::start(
         Arc::new(crate::fleet::connector::Mtls { pki: pki.clone() }),

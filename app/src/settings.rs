@@ -28,27 +28,12 @@ pub fn read_polling(
     config: &crate::config::FleetConfig,
 ) -> Result<shared::fleet::PollingSettings, DbError> {
     let saved: Option<shared::fleet::PollingSettings> = crate::db::settings::read(c, POLLING)?;
-    Ok(saved.unwrap_or(shared::fleet::PollingSettings {
-        health_interval_secs: config.health_interval_secs,
-        inventory_interval_secs: config.inventory_interval_secs,
-    }))
+    Ok(saved.unwrap_or_else(|| config.polling()))
 }
 
-/// Checks poll intervals, naming the field out of range.
+/// Checks poll intervals ([`crate::config::check_polling`]), naming the field out of range.
 pub fn validate_polling(p: &shared::fleet::PollingSettings) -> Result<(), AppError> {
-    if !(10..=86_400).contains(&p.health_interval_secs) {
-        return Err(AppError::invalid(
-            "health_interval_secs",
-            "must be between 10 and 86400 seconds",
-        ));
-    }
-    if !(60..=604_800).contains(&p.inventory_interval_secs) {
-        return Err(AppError::invalid(
-            "inventory_interval_secs",
-            "must be between 60 and 604800 seconds",
-        ));
-    }
-    Ok(())
+    crate::config::check_polling(p).map_err(|(field, message)| AppError::invalid(field, message))
 }
 
 /// Reads the stored allow-list (the default, off, when none was saved).

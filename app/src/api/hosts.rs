@@ -36,7 +36,7 @@ pub async fn certificate_bundle(
     who: Caller,
     path: web::Path<i64>,
 ) -> Result<HttpResponse, AppError> {
-    let by = Requester::caller(&who, crate::http::client::client_ip(&req));
+    let by = Requester::of(&who, &req);
     let (file, body) = hosts::certificate_bundle(&state, &by, path.into_inner()).await?;
     Ok(HttpResponse::Ok()
         .content_type("application/x-pem-file")
@@ -60,7 +60,7 @@ pub async fn create_group(
     body: Json<NewGroup>,
 ) -> Result<HttpResponse, AppError> {
     let body = body.into_inner();
-    let by = Requester::caller(&who, crate::http::client::client_ip(&req));
+    let by = Requester::of(&who, &req);
     let group = hosts::create_group(&state, &by, &body.name, body.description).await?;
     Ok(HttpResponse::Created().json(group))
 }
@@ -72,7 +72,7 @@ pub async fn refresh(
     who: Caller,
     path: web::Path<i64>,
 ) -> Result<HttpResponse, AppError> {
-    let by = Requester::caller(&who, crate::http::client::client_ip(&req));
+    let by = Requester::of(&who, &req);
     hosts::refresh(&state, &by, path.into_inner()).await?;
     Ok(HttpResponse::Accepted().finish())
 }
@@ -100,7 +100,7 @@ pub async fn remove(
     who: Caller,
     path: web::Path<i64>,
 ) -> Result<HttpResponse, AppError> {
-    let by = Requester::caller(&who, crate::http::client::client_ip(&req));
+    let by = Requester::of(&who, &req);
     hosts::remove(&state, &by, path.into_inner()).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -113,7 +113,7 @@ pub async fn update_group(
     path: web::Path<i64>,
     body: Json<GroupUpdate>,
 ) -> Result<HttpResponse, AppError> {
-    let by = Requester::caller(&who, crate::http::client::client_ip(&req));
+    let by = Requester::of(&who, &req);
     let g = hosts::update_group(&state, &by, path.into_inner(), body.into_inner()).await?;
     Ok(HttpResponse::Ok().json(g))
 }
@@ -125,7 +125,7 @@ pub async fn delete_group(
     who: Caller,
     path: web::Path<i64>,
 ) -> Result<HttpResponse, AppError> {
-    let by = Requester::caller(&who, crate::http::client::client_ip(&req));
+    let by = Requester::of(&who, &req);
     hosts::delete_group(&state, &by, path.into_inner()).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -138,7 +138,7 @@ pub async fn set_groups(
     path: web::Path<i64>,
     body: Json<HostGroups>,
 ) -> Result<HttpResponse, AppError> {
-    let by = Requester::caller(&who, crate::http::client::client_ip(&req));
+    let by = Requester::of(&who, &req);
     let set = hosts::set_host_groups(&state, &by, path.into_inner(), body.into_inner()).await?;
     Ok(HttpResponse::Ok().json(set))
 }

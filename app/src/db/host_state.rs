@@ -236,27 +236,13 @@ pub fn supervised(
         .load(conn)?)
 }
 
-/// A host's packages whose name contains `search` (all when empty), by name; at most `limit`.
-pub fn packages(
-    conn: &mut DbConnection,
-    host_id: i64,
-    search: &str,
-    limit: i64,
-) -> Result<Vec<PackageRow>, DbError> {
-    let mut q = hp::table
+/// A host's packages, by name.
+pub fn packages(conn: &mut DbConnection, host_id: i64) -> Result<Vec<PackageRow>, DbError> {
+    Ok(hp::table
         .filter(hp::host_id.eq(host_id))
         .order((hp::name.asc(), hp::arch.asc()))
-        .limit(limit)
         .select(PackageRow::as_select())
-        .into_boxed();
-    if !search.is_empty() {
-        let escaped = search
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_");
-        q = q.filter(hp::name.like(format!("%{escaped}%")).escape('\\'));
-    }
-    Ok(q.load(conn)?)
+        .load(conn)?)
 }
 
 /// A host's pending updates, security first, then by name.

@@ -36,15 +36,7 @@ pub struct Intervals {
 }
 
 impl Intervals {
-    /// From the configuration.
-    pub fn of(config: &crate::config::FleetConfig) -> Self {
-        Self {
-            health: Duration::from_secs(config.health_interval_secs),
-            inventory: Duration::from_secs(config.inventory_interval_secs),
-        }
-    }
-
-    /// From saved settings.
+    /// From settings (saved, or the configuration's: `FleetConfig::polling`).
     pub fn from_settings(p: &shared::fleet::PollingSettings) -> Self {
         Self {
             health: Duration::from_secs(p.health_interval_secs),

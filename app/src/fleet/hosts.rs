@@ -211,7 +211,7 @@ pub async fn certificate_bundle(
 pub async fn packages(state: &AppState, id: i64) -> Result<Vec<HostPackage>, AppError> {
     let rows = state
         .db
-        .run(move |c| crate::db::host_state::packages(c, id, "", i64::MAX))
+        .run(move |c| crate::db::host_state::packages(c, id))
         .await?;
     Ok(rows
         .into_iter()

@@ -1,7 +1,8 @@
 //! Writes down what the host actors learn, in the order they learn it, off their threads: health
 //! and state changes to the host rows, inventories in one transaction each (an unchanged package
 //! list, recognised by its hash, is not rewritten), state changes published on the event hub. A
-//! host that answers again also gets any CRL it is missing without waiting for its backoff.
+//! host that answers again also gets any CRL it is missing without waiting for its backoff
+//! (checked in the same database trip as its health).
 
 use super::actor::Update;
 use super::connector::Inventory;
@@ -55,7 +56,7 @@ pub async fn record(state: &AppState, update: Update) -> Result<(), DbError> {
                 .map_err(|e| DbError::Inconsistent(e.to_string()))?;
             let (status_c, reason_c, reachable) = (status, reason.clone(), outcome.is_ok());
             let report = outcome.ok();
-            let exists = state
+            let written = state
                 .db
                 .run(move |c| {
                     let row = report
@@ -74,7 +75,7 @@ pub async fn record(state: &AppState, update: Update) -> Result<(), DbError> {
                             latency_ms: i64::try_from(latency.as_millis()).ok(),
                             details_json: d,
                         });
-                    host_state::record_health(
+                    let exists = host_state::record_health(
                         c,
                         &HealthRecord {
                             host_id,
@@ -85,11 +86,20 @@ pub async fn record(state: &AppState, update: Update) -> Result<(), DbError> {
                             at: now,
                             report: row,
                         },
-                    )
+                    )?;
+                    // In the same trip: an agent that answers gets a CRL it is missing without
+                    // waiting for its backoff.
+                    let crl_due =
+                        exists && reachable && crate::db::crls::retry_host_now(c, host_id)?;
+                    Ok((exists, crl_due))
                 })
                 .await?;
+            let (exists, crl_due) = written;
             if !exists {
                 return Ok(());
+            }
+            if crl_due {
+                state.crl.kick();
             }
             if changed {
                 tracing::info!(host_id, status = status.as_str(), reason = ?reason, "host state changed");
@@ -100,11 +110,6 @@ pub async fn record(state: &AppState, update: Update) -> Result<(), DbError> {
                     reason,
                     at: crate::clock::rfc3339(now),
                 });
-            }
-            if reachable {
-                if let Err(e) = crate::pki::crl::contact_succeeded(state, host_id).await {
-                    tracing::warn!(host_id, error = %e, "could not bring the CRL delivery forward");
-                }
             }
             Ok(())
         }
