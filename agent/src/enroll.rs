@@ -68,6 +68,9 @@ pub struct EnrollOptions {
     pub addresses: Vec<IpAddr>,
     /// Config file to create or update.
     pub config_path: PathBuf,
+    /// The local address to connect from (`None`: the system's choice). The manager checks that
+    /// an enrollment comes from one of the addresses it certifies (unless the token names them).
+    pub source: Option<IpAddr>,
 }
 
 /// What was done.
@@ -251,7 +254,7 @@ async fn run(opts: &EnrollOptions) -> Result<Enrolled, EnrollError> {
         .map_err(|e| EnrollError::Connect(format!("{host}: {e}")))?
         .next()
         .ok_or_else(|| EnrollError::Connect(format!("{host} has no address")))?;
-    let tcp = tokio::net::TcpStream::connect(addr)
+    let tcp = connect(addr, opts.source)
         .await
         .map_err(|e| EnrollError::Connect(e.to_string()))?;
     let local_ip = tcp
@@ -350,6 +353,22 @@ async fn run(opts: &EnrollOptions) -> Result<Enrolled, EnrollError> {
         host_id: answer.host_id.into(),
         config,
     })
+}
+
+/// Connects to `addr`, from `source` if given.
+async fn connect(
+    addr: SocketAddr,
+    source: Option<IpAddr>,
+) -> std::io::Result<tokio::net::TcpStream> {
+    let Some(source) = source else {
+        return tokio::net::TcpStream::connect(addr).await;
+    };
+    let socket = match source {
+        IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.bind(SocketAddr::new(source, 0))?;
+    socket.connect(addr).await
 }
 
 /// The CA in the answer is the pinned one, and the certificate is signed by it.

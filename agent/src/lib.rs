@@ -28,6 +28,7 @@ pub mod refusals;
 pub mod reload;
 pub mod rotate;
 pub mod server;
+pub mod sim;
 pub mod stamp;
 pub mod sysinfo;
 pub mod tls;

@@ -155,6 +155,7 @@ fn main() -> anyhow::Result<()> {
                 hostname,
                 addresses: addresses.clone(),
                 config_path: cli.config.clone(),
+                source: None,
             };
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

@@ -95,6 +95,78 @@ pub struct ReloadSource {
     pub loader: ConfigLoader,
 }
 
+/// One agent's serving state, ready to take connections: its TLS material, allow-list, API state
+/// and refusal throttle. [`start`] serves one on its own listener; the fleet simulator serves many
+/// in one process.
+#[derive(Clone)]
+pub struct Endpoint {
+    /// What a reload may replace.
+    pub live: Live,
+    /// State of the API handlers.
+    pub state: AgentState,
+    acceptor: TlsAcceptor,
+    refusals: Arc<Refusals>,
+}
+
+impl Endpoint {
+    /// Loads the TLS material and the allow-list of `config`; starts the refusal throttle's sweep.
+    /// Must run inside an actix system.
+    pub fn new(
+        config: &AgentConfig,
+        backend: Arc<dyn PackageBackend>,
+        jobs: crate::jobs::Jobs,
+        audit: AuditLog,
+    ) -> Result<Self, StartError> {
+        let tls = ReloadableTls::load(&config.tls)?;
+        let acceptor = TlsAcceptor::from(Arc::new(tls.server_config()?));
+        let allow = AllowList::from_entries(&config.server.allow).map_err(StartError::AllowList)?;
+        let live = Live {
+            allow: Arc::new(std::sync::RwLock::new(Arc::new(allow))),
+            tls: tls.clone(),
+            max_connection_secs: Arc::new(std::sync::atomic::AtomicU64::new(
+                config.server.max_connection_secs,
+            )),
+        };
+        let state = AgentState {
+            backend,
+            tls,
+            audit: audit.clone(),
+            jobs,
+            tls_files: config.tls.clone(),
+            state_dir: config.jobs.state_dir.clone(),
+        };
+        let refusals = Refusals::new(
+            audit,
+            Duration::from_secs(config.audit.refusal_interval_secs),
+        );
+        Refusals::spawn_sweep(&refusals);
+        Ok(Self {
+            live,
+            state,
+            acceptor,
+            refusals,
+        })
+    }
+
+    /// The factory of the service that takes this agent's accepted TCP connections.
+    pub fn service(
+        &self,
+    ) -> impl actix_service::ServiceFactory<
+        TcpStream,
+        Config = (),
+        Response = (),
+        Error = (),
+        InitError = (),
+    > {
+        connection_service(
+            self.live.clone(),
+            self.acceptor.clone(),
+            self.refusals.clone(),
+            self.state.clone(),
+        )
+    }
+}
+
 /// Starts the HTTPS API. Must run inside an actix system. With `reload`, changes of the config
 /// and TLS files are applied live.
 pub fn start(
@@ -104,23 +176,15 @@ pub fn start(
     audit: AuditLog,
     reload: Option<ReloadSource>,
 ) -> Result<RunningAgent, StartError> {
-    let tls = ReloadableTls::load(&config.tls)?;
-    let acceptor = TlsAcceptor::from(Arc::new(tls.server_config()?));
-    let allow = AllowList::from_entries(&config.server.allow).map_err(StartError::AllowList)?;
-    let live = Live {
-        allow: Arc::new(std::sync::RwLock::new(Arc::new(allow))),
-        tls: tls.clone(),
-        max_connection_secs: Arc::new(std::sync::atomic::AtomicU64::new(
-            config.server.max_connection_secs,
-        )),
-    };
+    let endpoint = Endpoint::new(config, backend, jobs, audit.clone())?;
+    let tls = endpoint.live.tls.clone();
     if let Some(src) = reload {
         crate::reload::spawn(
-            live.clone(),
+            endpoint.live.clone(),
             config.clone(),
             src.config_file,
             src.loader,
-            audit.clone(),
+            audit,
         );
     }
     let listen = config.server.listen;
@@ -132,60 +196,10 @@ pub fn start(
         addr: listen,
         source,
     })?;
-    let state = AgentState {
-        backend,
-        tls: tls.clone(),
-        audit: audit.clone(),
-        jobs,
-        tls_files: config.tls.clone(),
-        state_dir: config.jobs.state_dir.clone(),
-    };
-
-    let refusals = crate::refusals::Refusals::new(
-        audit.clone(),
-        Duration::from_secs(config.audit.refusal_interval_secs),
-    );
-    crate::refusals::Refusals::spawn_sweep(&refusals);
-
     let server = actix_server::Server::build()
         .workers(2)
         .shutdown_timeout(5)
-        .listen("patch-agent", listener, move || {
-            let live = live.clone();
-            let acceptor = acceptor.clone();
-            let refusals = refusals.clone();
-            let state = state.clone();
-            let gate = fn_service(move |tcp: TcpStream| {
-                let allow = live.allow_list();
-                let cap = live.max_connection();
-                let acceptor = acceptor.clone();
-                let refusals = refusals.clone();
-                async move { admit(tcp, &allow, cap, &acceptor, &refusals).await }
-            });
-            let app = App::new()
-                .app_data(web::Data::new(state))
-                .wrap(from_fn(api::audited))
-                .configure(api::configure)
-                .default_service(web::to(api::not_found));
-            let http = HttpService::build()
-                .client_request_timeout(Duration::from_secs(10))
-                .on_connect_ext(|io: &Capped<TlsStream<TcpStream>>, ext| {
-                    if let Some(cert) = io
-                        .get_ref()
-                        .get_ref()
-                        .1
-                        .peer_certificates()
-                        .and_then(|c| c.first())
-                    {
-                        if let Some(id) = ClientIdentity::from_der(cert.as_ref()) {
-                            ext.insert(id);
-                        }
-                    }
-                })
-                .finish(map_config(app, |_| AppConfig::default()))
-                .map_err(|_| ());
-            gate.and_then(http)
-        })
+        .listen("patch-agent", listener, move || endpoint.service())
         .map_err(|source| StartError::Bind { addr, source })?
         .run();
     let handle = server.handle();
@@ -197,6 +211,48 @@ pub fn start(
         handle,
         task,
     })
+}
+
+/// What serves one accepted TCP connection: allow-list, TLS handshake, then the HTTP API. One
+/// factory per listener; the fleet simulator runs many of them in one process.
+fn connection_service(
+    live: Live,
+    acceptor: TlsAcceptor,
+    refusals: Arc<Refusals>,
+    state: AgentState,
+) -> impl actix_service::ServiceFactory<TcpStream, Config = (), Response = (), Error = (), InitError = ()>
+{
+    let gate = fn_service(move |tcp: TcpStream| {
+        let allow = live.allow_list();
+        let cap = live.max_connection();
+        let acceptor = acceptor.clone();
+        let refusals = refusals.clone();
+        async move { admit(tcp, &allow, cap, &acceptor, &refusals).await }
+    });
+    let app = App::new()
+        .app_data(web::Data::new(state))
+        .wrap(from_fn(api::audited))
+        .configure(api::configure)
+        .default_service(web::to(api::not_found));
+    let http = HttpService::build()
+        .client_request_timeout(Duration::from_secs(10))
+        .on_connect_ext(|io: &Capped<TlsStream<TcpStream>>, ext| {
+            if let Some(cert) = io
+                .get_ref()
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+            {
+                if let Some(id) = ClientIdentity::from_der(cert.as_ref()) {
+                    ext.insert(id);
+                }
+            }
+        })
+        .finish(map_config(app, |_| AppConfig::default()))
+        .map_err(|_| ())
+        .map_init_err(|_| ());
+    gate.and_then(http)
 }
 
 /// Allow-list, then handshake. Refusals close the connection and are audited (throttled per

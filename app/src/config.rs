@@ -52,6 +52,13 @@ pub struct FleetConfig {
     /// Seconds between two inventory polls (system information, packages, patches) of one agent
     /// (60 .. 604800).
     pub inventory_interval_secs: u64,
+    /// Most addresses one discovery run probes (1 .. 65536); larger ranges are refused.
+    pub discovery_max_addresses: u64,
+    /// Probes of a discovery run at once (1 .. 4096).
+    pub discovery_concurrency: usize,
+    /// Milliseconds a probe waits for a TCP connection (the TLS handshake and the health
+    /// question get three times as long) (50 .. 30000).
+    pub discovery_timeout_ms: u64,
 }
 
 impl FleetConfig {
@@ -69,6 +76,9 @@ impl Default for FleetConfig {
         Self {
             health_interval_secs: 300,
             inventory_interval_secs: 1800,
+            discovery_max_addresses: 4096,
+            discovery_concurrency: 256,
+            discovery_timeout_ms: 1000,
         }
     }
 }
@@ -370,6 +380,24 @@ impl Config {
         }
         if let Err((field, message)) = check_polling(&self.fleet.polling()) {
             return Err(invalid(&format!("fleet.{field}"), message));
+        }
+        if !(1..=65_536).contains(&self.fleet.discovery_max_addresses) {
+            return Err(invalid(
+                "fleet.discovery_max_addresses",
+                "must be between 1 and 65536".into(),
+            ));
+        }
+        if !(1..=4096).contains(&self.fleet.discovery_concurrency) {
+            return Err(invalid(
+                "fleet.discovery_concurrency",
+                "must be between 1 and 4096".into(),
+            ));
+        }
+        if !(50..=30_000).contains(&self.fleet.discovery_timeout_ms) {
+            return Err(invalid(
+                "fleet.discovery_timeout_ms",
+                "must be between 50 and 30000".into(),
+            ));
         }
         if !(2..=720).contains(&self.pki.crl_validity_hours) {
             return Err(invalid(

@@ -61,6 +61,10 @@ enum Command {
         /// Lifetime in minutes (default: pki.enrollment_token_minutes).
         #[arg(long)]
         minutes: Option<i64>,
+        /// Make this many tokens (one per line, each for one host), for enrolling many hosts at
+        /// once such as the fleet simulator's.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        count: u32,
     },
     /// Show the source-address allow-list, or turn it off when it locks everyone out (a running
     /// manager picks the change up within seconds).
@@ -122,7 +126,8 @@ fn main() -> anyhow::Result<()> {
             group,
             minutes,
             addresses,
-        } => enrollment_token(&config, group.as_deref(), minutes, addresses),
+            count,
+        } => enrollment_token(&config, group.as_deref(), minutes, addresses, count),
         Command::AllowList { disable } => allow_list(&config, disable),
         Command::Serve => serve(config),
         Command::Openapi => Ok(()),
@@ -232,6 +237,7 @@ fn enrollment_token(
     group: Option<&str>,
     minutes: Option<i64>,
     addresses: Vec<std::net::IpAddr>,
+    count: u32,
 ) -> anyhow::Result<()> {
     use patch_manager::pki::enrollment::{agent_command, create_token, TokenRequest};
     let ca_dir = config.data.dir.join("ca");
@@ -261,8 +267,35 @@ fn enrollment_token(
         created_by: None,
         addresses,
     };
-    let created = create_token(&mut conn, config, ca.fingerprint(), &request, now)?;
     let by = patch_manager::audit::Requester::named("cli", None);
+    if count > 1 {
+        // Many at once: the tokens and their audit entries in one transaction, tokens only on
+        // standard output.
+        use std::io::Write;
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        let tokens = patch_manager::db::transaction::transaction(&mut conn, |conn| {
+            (0..count)
+                .map(|_| {
+                    let created = create_token(conn, config, ca.fingerprint(), &request, now)
+                        .map_err(|e| anyhow::anyhow!("{e}"))?;
+                    audit_store::append(conn, created.audit_entry(&by), now)?;
+                    Ok(created.token.encode())
+                })
+                .collect::<anyhow::Result<Vec<String>>>()
+        })?;
+        for token in tokens {
+            writeln!(out, "{token}")?;
+        }
+        out.flush()?;
+        eprintln!(
+            "{count} one-time tokens, valid for {} minutes",
+            request
+                .minutes
+                .unwrap_or(config.pki.enrollment_token_minutes)
+        );
+        return Ok(());
+    }
+    let created = create_token(&mut conn, config, ca.fingerprint(), &request, now)?;
     audit_store::append(&mut conn, created.audit_entry(&by), now)?;
     let encoded = created.token.encode();
     println!("{encoded}");

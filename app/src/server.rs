@@ -229,6 +229,16 @@ pub async fn start(config: Config) -> Result<RunningServer, StartupError> {
     crate::pki::crl::spawn(state.clone());
     crate::fleet::recorder::spawn(state.clone(), fleet_updates);
     let supervised = crate::fleet::supervise_all(&state).await?;
+    let interrupted = state
+        .db
+        .run(crate::fleet::discovery::mark_interrupted)
+        .await?;
+    if interrupted > 0 {
+        tracing::warn!(
+            runs = interrupted,
+            "discovery runs cut short by the last stop marked interrupted"
+        );
+    }
     tracing::info!(hosts = supervised, "host actors started");
     tracing::info!(%addr, scheme, database = ?state.db.backend(), ca_sha256 = state.pki.ca.fingerprint(), "patch-manager listening");
     Ok(RunningServer {

@@ -69,6 +69,7 @@ async fn enroll_then_manager_reaches_the_agent_and_bad_tokens_fail() {
         hostname: "agent01.test".into(),
         addresses: vec!["127.0.0.1".parse().unwrap()],
         config_path: config_path.clone(),
+        source: None,
     };
 
     // A token naming another CA: the agent refuses the manager before sending anything.

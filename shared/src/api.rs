@@ -13,12 +13,14 @@ use crate::auth::{
 };
 use crate::enroll::{EnrollRequest, EnrollResponse};
 use crate::fleet::{
-    AllowListSettings, CertificateInfo, CreatedEnrollmentToken, CrlStatus, EnrollmentTokenInfo,
-    EventTicket, GroupInfo, GroupUpdate, HostDetail, HostGroups, HostPackage, HostPage, HostPatch,
-    NewEnrollmentToken, NewGroup, NewUser, PollingSettings, RevokeRequest, RotatedClient, UserInfo,
-    UserUpdate,
+    AdoptRequest, AdoptResult, AllowListSettings, CertificateInfo, CreatedEnrollmentToken,
+    CrlStatus, DiscoveryRequest, DiscoveryRun, EnrollmentTokenInfo, EventTicket, GroupInfo,
+    GroupUpdate, HostDetail, HostGroups, HostPackage, HostPage, HostPatch, NewEnrollmentToken,
+    NewGroup, NewUser, PollingSettings, RevokeRequest, RotatedClient, UserInfo, UserUpdate,
 };
-use crate::ids::{CertificateId, CredentialId, EnrollmentTokenId, GroupId, HostId, UserId};
+use crate::ids::{
+    CertificateId, CredentialId, DiscoveryRunId, EnrollmentTokenId, GroupId, HostId, UserId,
+};
 use crate::status::{HealthReport, SystemOverview};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -98,7 +100,8 @@ id_params!(
     UserId,
     CertificateId,
     CredentialId,
-    EnrollmentTokenId
+    EnrollmentTokenId,
+    DiscoveryRunId
 );
 
 /// One endpoint of the API.
@@ -266,6 +269,16 @@ endpoints! {
     /// Live events (`?ticket=`): host state changes, filtered to the hosts the ticket's user may
     /// see. Each message is a `LiveEvent` in JSON.
     EventStream: Get "/api/v1/events/ws" as WebSocket, (), NoBody => NoBody, 101;
+    /// Starts probing a range for agents (TCP, then TLS with the manager's client certificate).
+    StartDiscovery: Post "/api/v1/discovery", (), DiscoveryRequest => DiscoveryRun, 202;
+    /// Discovery runs, newest first.
+    ListDiscoveries: Get "/api/v1/discovery", (), NoBody => Vec<DiscoveryRun>;
+    /// One discovery run, with its progress and what it found.
+    GetDiscovery: Get "/api/v1/discovery/{run_id}", DiscoveryRunId, NoBody => DiscoveryRun;
+    /// Stops a running discovery; what it found so far is kept.
+    CancelDiscovery: Post "/api/v1/discovery/{run_id}/cancel", DiscoveryRunId, NoBody => DiscoveryRun;
+    /// Adopts agents a run found as hosts.
+    AdoptDiscovered: Post "/api/v1/discovery/{run_id}/adopt", DiscoveryRunId, AdoptRequest => AdoptResult;
     /// Host groups the caller may see.
     ListGroups: Get "/api/v1/groups", (), NoBody => Vec<GroupInfo>;
     /// Creates a host group.

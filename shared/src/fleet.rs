@@ -1,6 +1,6 @@
 //! Hosts, groups, users, certificates and enrollment tokens as the manager's API and UI see them.
 
-use crate::ids::{CertificateId, EnrollmentTokenId, GroupId, HostId, UserId};
+use crate::ids::{CertificateId, DiscoveryRunId, EnrollmentTokenId, GroupId, HostId, UserId};
 use crate::vocab::{CertKind, CertState, HostStatus, Role};
 use serde::{Deserialize, Serialize};
 
@@ -546,4 +546,129 @@ pub struct AllowListSettings {
     pub enabled: bool,
     /// Addresses and CIDR ranges (`10.0.0.0/8`, `2001:db8::/32`, `192.0.2.7`).
     pub entries: Vec<String>,
+}
+
+/// `POST /api/v1/discovery`: probe a range for agents.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct DiscoveryRequest {
+    /// The range, `address/prefix` (IPv4 or IPv6); a single address is a /32 or /128.
+    pub cidr: String,
+    /// Agent port (default 12443).
+    #[serde(default)]
+    pub port: Option<u16>,
+}
+
+/// What answered at an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ProbeOutcome {
+    /// A patch-agent with a certificate from this fleet's CA that accepted the manager.
+    Agent,
+    /// TLS with a certificate from another CA (another fleet, or not enrolled).
+    Foreign,
+    /// The port is open but no TLS handshake with the manager completed (an agent whose
+    /// allow-list leaves the manager out, or another service).
+    NoHandshake,
+}
+
+/// One address where something answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct DiscoveredAgent {
+    /// Address probed.
+    pub address: String,
+    /// Port probed.
+    pub port: u16,
+    /// What answered.
+    pub outcome: ProbeOutcome,
+    /// The certificate's subject common name.
+    pub subject: Option<String>,
+    /// Its subject alternative names (`DNS:…`, `IP:…`).
+    pub names: Vec<String>,
+    /// SHA-256 of the certificate, hex.
+    pub fingerprint: Option<String>,
+    /// End of the certificate's validity (RFC 3339).
+    pub not_after: Option<String>,
+    /// The host this agent already is, if managed.
+    pub host_id: Option<HostId>,
+    /// Whether it can be adopted as a new host.
+    pub adoptable: bool,
+    /// Why (not), in a sentence.
+    pub note: String,
+}
+
+/// State of a discovery run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum DiscoveryState {
+    /// Probing.
+    Running,
+    /// Every address probed.
+    Done,
+    /// Stopped by a user; what was found so far is kept.
+    Cancelled,
+    /// Stopped by the manager (restart) before the end.
+    Interrupted,
+}
+
+/// A discovery run and what it found so far.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct DiscoveryRun {
+    /// Id.
+    pub id: DiscoveryRunId,
+    /// Range probed.
+    pub cidr: String,
+    /// Port probed.
+    pub port: u16,
+    /// State.
+    pub state: DiscoveryState,
+    /// Addresses in the range.
+    pub total: u64,
+    /// Addresses probed so far.
+    pub probed: u64,
+    /// Addresses where something answered, by address.
+    pub found: Vec<DiscoveredAgent>,
+    /// Start (RFC 3339).
+    pub started_at: String,
+    /// End (RFC 3339).
+    pub finished_at: Option<String>,
+    /// Milliseconds from start to end (or to now while running).
+    pub elapsed_ms: u64,
+}
+
+/// `POST /api/v1/discovery/{id}/adopt`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AdoptRequest {
+    /// Addresses of the run's results to adopt.
+    pub addresses: Vec<String>,
+    /// Put the new hosts into this group.
+    #[serde(default)]
+    pub group_id: Option<GroupId>,
+}
+
+/// One address adoption refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct AdoptRefusal {
+    /// Address.
+    pub address: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// What an adoption did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct AdoptResult {
+    /// New hosts, in the order asked.
+    pub adopted: Vec<HostId>,
+    /// Addresses not adopted, and why.
+    pub refused: Vec<AdoptRefusal>,
 }

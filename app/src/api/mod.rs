@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod ca;
 pub mod certificates;
+pub mod discovery;
 pub mod enroll;
 pub mod events;
 pub mod hosts;
@@ -106,6 +107,11 @@ pub static ROUTES: &[ApiRoute] = &[
     route!(ep::IssueEventTicket, Session, events::ticket),
     route!(ep::EventStream, Public, events::stream),
     route!(ep::RenewHostCertificate, Admin, certificates::renew_host),
+    route!(ep::StartDiscovery, Admin, discovery::start),
+    route!(ep::ListDiscoveries, Admin, discovery::list),
+    route!(ep::GetDiscovery, Admin, discovery::get),
+    route!(ep::CancelDiscovery, Admin, discovery::cancel),
+    route!(ep::AdoptDiscovered, Admin, discovery::adopt),
     route!(ep::ListGroups, Operator, hosts::groups),
     route!(ep::CreateGroup, Admin, hosts::create_group),
     route!(ep::UpdateGroup, Admin, hosts::update_group),

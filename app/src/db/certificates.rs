@@ -137,6 +137,14 @@ pub fn find(conn: &mut DbConnection, id: i64) -> Result<Option<CertificateRow>, 
         .optional()?)
 }
 
+/// Records that certificate `id` belongs to host `host_id` (an adopted host).
+pub fn assign_host(conn: &mut DbConnection, id: i64, host_id: i64) -> Result<(), DbError> {
+    diesel::update(certificates::table.find(id))
+        .set(certificates::host_id.eq(host_id))
+        .execute(conn)?;
+    Ok(())
+}
+
 /// One certificate by SHA-256 fingerprint.
 pub fn find_by_fingerprint(
     conn: &mut DbConnection,

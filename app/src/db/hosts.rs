@@ -355,6 +355,15 @@ pub fn agent_addresses(conn: &mut DbConnection) -> Result<Vec<AgentAddressRow>, 
         .load(conn)?)
 }
 
+/// The host pinned to the certificate with this SHA-256, if any.
+pub fn by_fingerprint(conn: &mut DbConnection, fingerprint: &str) -> Result<Option<i64>, DbError> {
+    Ok(h::table
+        .filter(h::cert_fingerprint.eq(fingerprint))
+        .select(h::id)
+        .first(conn)
+        .optional()?)
+}
+
 /// The host registered at `ip`:`port`, if any.
 pub fn find_by_address(
     conn: &mut DbConnection,

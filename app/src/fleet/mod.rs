@@ -7,10 +7,12 @@
 //! - [`supervisor`]: starts, restarts and retires the host actors.
 //! - [`connector`]: how an actor reaches its agent (a trait, and the mutual-TLS implementation).
 //! - [`recorder`]: writes what the actors learn and publishes state changes.
+//! - [`discovery`]: CIDR ranges probed for agents, and adoption of what was found.
 //! - [`live`]: the event stream to browsers (single-use tickets, scope-filtered WebSocket).
 
 pub mod actor;
 pub mod connector;
+pub mod discovery;
 pub mod hosts;
 pub mod live;
 pub mod recorder;
@@ -39,6 +41,8 @@ pub struct Fleet {
     /// Bumped whenever who may see what changes (sign-out, account or role changes, group
     /// membership): open event streams check their user again at once.
     pub access: tokio::sync::watch::Sender<u64>,
+    /// CIDR discovery runs of this process.
+    pub discoveries: Arc<discovery::Discoveries>,
 }
 
 impl Fleet {
@@ -64,6 +68,7 @@ pub fn start(
             events,
             inventories,
             access: tokio::sync::watch::Sender::new(0),
+            discoveries: Arc::default(),
         },
         rx,
     )

@@ -406,6 +406,56 @@ pub struct SignedCrl {
     pub next_update: chrono::NaiveDateTime,
 }
 
+/// Describes any certificate (DER) like an issued one: serial, fingerprint, subject, names and
+/// validity, for the `certificates` table and for showing what an agent presented.
+pub fn describe(der: &[u8]) -> Result<Issued, PkiError> {
+    use sha2::{Digest, Sha256};
+    use x509_parser::extensions::GeneralName;
+    let (_, cert) = x509_parser::parse_x509_certificate(der)
+        .map_err(|e| PkiError::Invalid(format!("certificate: {e}")))?;
+    let ts = |t: i64| {
+        chrono::DateTime::from_timestamp(t, 0)
+            .map(|d| d.naive_utc())
+            .unwrap_or_default()
+    };
+    let subject = cert
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|c| c.as_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let mut sans = Vec::new();
+    if let Ok(Some(ext)) = cert.subject_alternative_name() {
+        for name in &ext.value.general_names {
+            match name {
+                GeneralName::DNSName(d) => sans.push(format!("DNS:{d}")),
+                GeneralName::IPAddress(b) => {
+                    let ip = match b.len() {
+                        4 => <[u8; 4]>::try_from(*b).ok().map(std::net::IpAddr::from),
+                        16 => <[u8; 16]>::try_from(*b).ok().map(std::net::IpAddr::from),
+                        _ => None,
+                    };
+                    if let Some(ip) = ip {
+                        sans.push(format!("IP:{ip}"));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let pem = pem::encode(&pem::Pem::new("CERTIFICATE", der.to_vec()));
+    Ok(Issued {
+        cert_pem: pem,
+        serial: cert.raw_serial_as_string().replace(':', ""),
+        fingerprint_sha256: hex::encode(Sha256::digest(der)),
+        subject,
+        sans,
+        not_before: ts(cert.validity().not_before.timestamp()),
+        not_after: ts(cert.validity().not_after.timestamp()),
+    })
+}
+
 /// A DNS name for a certificate: 1 to 253 characters, labels of 1 to 63 letters, digits and
 /// hyphens, not starting or ending with a hyphen.
 pub fn valid_dns_name(name: &str) -> bool {

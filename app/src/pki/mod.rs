@@ -27,6 +27,6 @@ pub mod renewal;
 pub mod rotation;
 
 pub use ca::{
-    crl_number, fingerprint_of_pem, not_after, sans_of, valid_dns_name, Ca, CertKind, Issued,
-    PkiError, San, SignedCrl, MAX_VALIDITY_DAYS, ROOT_VALIDITY_DAYS,
+    crl_number, describe, fingerprint_of_pem, not_after, sans_of, valid_dns_name, Ca, CertKind,
+    Issued, PkiError, San, SignedCrl, MAX_VALIDITY_DAYS, ROOT_VALIDITY_DAYS,
 };

@@ -237,6 +237,7 @@ pub async fn fleet_with(apt: Option<std::path::PathBuf>) -> Fleet {
         hostname: "agent01.test".into(),
         addresses: vec!["127.0.0.1".parse().unwrap()],
         config_path: config_path.clone(),
+        source: None,
     })
     .await
     .unwrap();
