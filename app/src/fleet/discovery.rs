@@ -809,25 +809,21 @@ mod tests {
     use std::net::IpAddr;
 
     fn ips(list: &[&str]) -> Vec<IpAddr> {
-        list.iter().map(|a| a.parse().unwrap()).collect::<Vec<IpAddr>>()
+        list.iter()
+            .map(|a| a.parse().unwrap())
+            .collect::<Vec<IpAddr>>()
     }
 
     #[test]
     fn ranges_are_expanded_without_network_and_broadcast() {
         let a = addresses("10.1.2.0/30", 16).unwrap();
-        assert_eq!(
-            a,
-            ips(&["10.1.2.1", "10.1.2.2"])
-        );
+        assert_eq!(a, ips(&["10.1.2.1", "10.1.2.2"]));
         assert_eq!(addresses("127.20.0.0/22", 4096).unwrap().len(), 1022);
         assert_eq!(addresses("127.0.0.5", 1).unwrap().len(), 1);
         assert_eq!(addresses("10.0.0.1/31", 2).unwrap().len(), 2);
         // Host bits set in the address are ignored, as in routing.
         let a = addresses("10.1.2.77/30", 16).unwrap();
-        assert_eq!(
-            a,
-            ips(&["10.1.2.77", "10.1.2.78"])
-        );
+        assert_eq!(a, ips(&["10.1.2.77", "10.1.2.78"]));
         assert_eq!(addresses("::1/128", 1).unwrap().len(), 1);
         assert_eq!(addresses("fd00::/120", 256).unwrap().len(), 256);
     }
