@@ -2,11 +2,24 @@
 # Builds everything and starts patch-manager on its embedded SQLite database in ./data, with a
 # demo agent on this machine enrolled through the real one-time-token path. The demo agent manages
 # an isolated apt root over the project's test packages, never this machine's own packages.
-# Usage: scripts/run.sh [--release]     (LPM_LISTEN=127.0.0.1:8080, LPM_AGENT_PORT=12443 by default)
+# With --demo-fleet N, N simulated agents join too (patch-fleet-sim: one process, each agent on its
+# own loopback address 127.20.x.y with its own certificate, the real agent TLS stack over a
+# simulated package manager).
+# Usage: scripts/run.sh [--release] [--demo-fleet N]
+#        (LPM_LISTEN=127.0.0.1:8080, LPM_AGENT_PORT=12443 by default)
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 profile=dev
-[ "${1:-}" = "--release" ] && profile=release
+demo_fleet=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --release) profile=release ;;
+    --demo-fleet) shift; demo_fleet="${1:-}"
+      [[ "$demo_fleet" =~ ^[0-9]+$ ]] && [ "$demo_fleet" -le 10000 ] || die "--demo-fleet takes a number of hosts from 0 to 10000" ;;
+    *) die "unknown option $1 (use --release, --demo-fleet N)" ;;
+  esac
+  shift
+done
 listen="${LPM_LISTEN:-127.0.0.1:8080}"
 agent_port="${LPM_AGENT_PORT:-12443}"
 DATA="$ROOT/data"
@@ -68,6 +81,24 @@ fi
 step "Starting the demo agent on 127.0.0.1:$agent_port"
 "$bin/patch-agent" --config "$DEMO/agent.toml" serve & pids+=($!)
 
+fleet_note="."
+if [ "$demo_fleet" -gt 0 ]; then
+  SIM="$DATA/demo-fleet"
+  have=$(find "$SIM/agents" -name agent.toml 2>/dev/null | wc -l)
+  if [ "$have" -lt "$demo_fleet" ]; then
+    step "Enrolling $((demo_fleet - have)) simulated agents (127.20.0.1 onwards, one-time tokens)"
+    mkdir -p -m 700 "$SIM"
+    "$bin/patch-manager" "${manager_args[@]}" enrollment-token --count $((demo_fleet - have)) 2>/dev/null > "$SIM/tokens"
+    "$bin/patch-fleet-sim" --dir "$SIM" enroll --manager "https://$listen" --tokens "$SIM/tokens" --port "$agent_port"
+    rm -f "$SIM/tokens"
+  fi
+  step "Starting the simulated fleet"
+  "$bin/patch-fleet-sim" --dir "$SIM" run </dev/null & pids+=($!)
+  fleet_note=",
+               and $(find "$SIM/agents" -name agent.toml | wc -l) simulated agents (sim-127-20-*.fleet.test; packages and
+               updates are made up; nothing is installed anywhere)."
+fi
+
 fingerprint=$(openssl x509 -in "$DATA/web-ca/ca.crt" -noout -fingerprint -sha256 2>/dev/null | cut -d= -f2)
 # Browsers treat the name "localhost" as the manager's WebAuthn domain; an IP address cannot
 # carry security keys or passkeys.
@@ -91,7 +122,7 @@ cat <<MSG
                browser (SHA-256 $fingerprint), or accept the warning for this local demo. It
                signs only the web UI's certificate; agents' come from the fleet CA.
 $accounts
-    Fleet:     one demo agent (demo-agent-1.local), enrolled with a one-time token.
+    Fleet:     one demo agent (demo-agent-1.local), enrolled with a one-time token$fleet_note
                More hosts: Certificates page, "Add a host" (or: patch-manager --data-dir $DATA
                enrollment-token)
     Stop with Ctrl-C.

@@ -232,10 +232,13 @@ async fn a_simulated_fleet_is_supervised_discovered_and_adopted() {
         .await
         .unwrap();
     assert_eq!(addresses.len(), 5);
-    // Enrolling again consumes no token and changes nothing.
-    sim::enroll(dir.path(), &base, &vec!["used".to_owned(); 5], first, port, 3)
-        .await
-        .unwrap();
+    // Enrolled agents are kept: no token, nothing enrolled again.
+    assert_eq!(
+        sim::enroll(dir.path(), &base, &[], first, port, 3)
+            .await
+            .unwrap(),
+        Vec::<Ipv4Addr>::new()
+    );
     let mut fleet = SimFleet::start(dir.path(), &Behaviour::default())
         .await
         .unwrap();

@@ -13,6 +13,15 @@ pub fn subscribe(on_event: impl Fn(LiveEvent) + 'static) {
     let _ = on_event;
 }
 
+/// Waits `ms` milliseconds in the browser (a page following a long operation); on the server it
+/// returns at once.
+pub async fn pause(ms: i32) {
+    #[cfg(feature = "hydrate")]
+    browser::sleep(ms).await;
+    #[cfg(not(feature = "hydrate"))]
+    let _ = ms;
+}
+
 #[cfg(feature = "hydrate")]
 mod browser {
     use crate::api;
@@ -48,7 +57,7 @@ mod browser {
         ))
     }
 
-    async fn sleep(ms: i32) {
+    pub async fn sleep(ms: i32) {
         let promise = wasm_bindgen_futures::js_sys::Promise::new(&mut |resolve, _| {
             if let Some(w) = web_sys::window() {
                 let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms);

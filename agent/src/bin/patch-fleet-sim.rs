@@ -28,7 +28,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Enroll one agent per token (one token per line), at consecutive loopback addresses.
+    /// Enroll one agent per token (one token per line), at the first loopback addresses from
+    /// --base that hold no enrolled agent yet.
     Enroll {
         /// The manager, https://host[:port].
         #[arg(long)]
@@ -98,7 +99,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let started = std::time::Instant::now();
             let done = sim::enroll(&cli.dir, &manager, &tokens, base, port, parallel).await?;
             println!(
-                "enrolled {} agents ({} to {}) in {:.1} s",
+                "enrolled {} new agents ({} to {}) in {:.1} s",
                 done.len(),
                 done.first().map(ToString::to_string).unwrap_or_default(),
                 done.last().map(ToString::to_string).unwrap_or_default(),

@@ -72,10 +72,10 @@ fn agent_dir(dir: &Path, ip: Ipv4Addr) -> PathBuf {
     dir.join("agents").join(ip.to_string())
 }
 
-/// Enrolls one simulated agent for every token, at consecutive addresses from `base`, at most
-/// `parallel` at once, through `POST /api/v1/enroll` like `patch-agent enroll` (each from its own
-/// address). Agents already enrolled under `dir` are kept and consume no token. Answers the
-/// addresses, in order.
+/// Enrolls one simulated agent for every token, at the first addresses from `base` not enrolled
+/// under `dir` yet, at most `parallel` at once, through `POST /api/v1/enroll` like `patch-agent
+/// enroll` (each from its own address). Agents already enrolled are kept and consume no token.
+/// Answers the addresses enrolled now, in order.
 pub async fn enroll(
     dir: &Path,
     manager: &str,
@@ -86,8 +86,13 @@ pub async fn enroll(
 ) -> Result<Vec<Ipv4Addr>, SimError> {
     use futures_util::stream::{self, StreamExt, TryStreamExt};
     let mut addresses = Vec::with_capacity(tokens.len());
-    for i in 0..tokens.len() {
-        addresses.push(address(base, i).ok_or(SimError::Range)?);
+    let mut i = 0;
+    while addresses.len() < tokens.len() {
+        let ip = address(base, i).ok_or(SimError::Range)?;
+        if !agent_dir(dir, ip).join("agent.toml").exists() {
+            addresses.push(ip);
+        }
+        i += 1;
     }
     stream::iter(addresses.iter().copied().zip(tokens.iter()))
         .map(|(ip, token)| enroll_one(dir, manager, token, ip, port))
@@ -106,9 +111,6 @@ async fn enroll_one(
 ) -> Result<(), SimError> {
     let home = agent_dir(dir, ip);
     let config_path = home.join("agent.toml");
-    if config_path.exists() {
-        return Ok(());
-    }
     std::fs::create_dir_all(&home).map_err(io(&home))?;
     let mut config = AgentConfig::default();
     config.server.listen = SocketAddr::new(IpAddr::V4(ip), port);

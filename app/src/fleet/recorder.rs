@@ -209,7 +209,31 @@ async fn store(
 /// Spawns the recorder on the current runtime; it ends when every actor is gone.
 pub fn spawn(state: AppState, mut updates: UnboundedReceiver<Update>) {
     actix_web::rt::spawn(async move {
+        let mut stats = PollStats::new(std::time::Instant::now());
         while let Some(update) = updates.recv().await {
+            if let Update::Health {
+                host_id,
+                ref outcome,
+                latency,
+                next_poll_in,
+                ..
+            } = update
+            {
+                let now = std::time::Instant::now();
+                stats.health(host_id, outcome.is_ok(), latency, next_poll_in, now);
+                if let Some(report) = stats.report(now) {
+                    tracing::info!(
+                        target: "fleet.polls",
+                        polls = report.polls,
+                        failed = report.failed,
+                        late = report.late,
+                        p50_ms = report.p50_ms,
+                        p99_ms = report.p99_ms,
+                        max_ms = report.max_ms,
+                        "health polls in the last minute"
+                    );
+                }
+            }
             if let Err(e) = record(&state, update).await {
                 tracing::warn!(error = %e, "recording a host poll failed");
             }
@@ -217,9 +241,136 @@ pub fn spawn(state: AppState, mut updates: UnboundedReceiver<Update>) {
     });
 }
 
+/// A poll counts as late when it starts this long after it was due.
+const LATE_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
+/// How often [`PollStats`] reports.
+const REPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Health polls over the last minute, for the operator's log (and the fleet benchmark): how
+/// many, how many failed, how many came late, and the round-trip percentiles.
+#[derive(Debug)]
+pub struct PollStats {
+    since: std::time::Instant,
+    latencies_ms: Vec<u64>,
+    failed: u64,
+    late: u64,
+    due: std::collections::HashMap<i64, std::time::Instant>,
+}
+
+/// One minute of [`PollStats`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PollReport {
+    /// Health polls finished.
+    pub polls: usize,
+    /// Of which failed.
+    pub failed: u64,
+    /// Polls that finished later than [`LATE_AFTER`] past their due time plus their round trip.
+    pub late: u64,
+    /// Median round trip.
+    pub p50_ms: u64,
+    /// 99th percentile.
+    pub p99_ms: u64,
+    /// Slowest.
+    pub max_ms: u64,
+}
+
+impl PollStats {
+    /// Empty, counting from `now`.
+    pub fn new(now: std::time::Instant) -> Self {
+        Self {
+            since: now,
+            latencies_ms: Vec::new(),
+            failed: 0,
+            late: 0,
+            due: std::collections::HashMap::new(),
+        }
+    }
+
+    /// A health poll of `host` finished at `now` after `latency`; the next is due in `next`.
+    pub fn health(
+        &mut self,
+        host: i64,
+        ok: bool,
+        latency: std::time::Duration,
+        next: std::time::Duration,
+        now: std::time::Instant,
+    ) {
+        self.latencies_ms
+            .push(u64::try_from(latency.as_millis()).unwrap_or(u64::MAX));
+        if !ok {
+            self.failed += 1;
+        }
+        if let Some(due) = self.due.get(&host) {
+            if now > *due + latency + LATE_AFTER {
+                self.late += 1;
+            }
+        }
+        self.due.insert(host, now + next);
+    }
+
+    /// The report of the minute that ended, once a minute.
+    pub fn report(&mut self, now: std::time::Instant) -> Option<PollReport> {
+        if now.duration_since(self.since) < REPORT_EVERY {
+            return None;
+        }
+        let mut l = std::mem::take(&mut self.latencies_ms);
+        l.sort_unstable();
+        let pick = |q: usize| {
+            l.get((l.len() * q / 100).min(l.len().saturating_sub(1)))
+                .copied()
+        };
+        let report = PollReport {
+            polls: l.len(),
+            failed: std::mem::take(&mut self.failed),
+            late: std::mem::take(&mut self.late),
+            p50_ms: pick(50).unwrap_or(0),
+            p99_ms: pick(99).unwrap_or(0),
+            max_ms: l.last().copied().unwrap_or(0),
+        };
+        self.since = now;
+        Some(report)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn poll_stats_count_late_and_failed_polls_and_report_once_a_minute() {
+        use std::time::{Duration, Instant};
+        let t0 = Instant::now();
+        let mut s = PollStats::new(t0);
+        let ms = Duration::from_millis;
+        for i in 0..100u64 {
+            s.health(1, i != 7, ms(i + 1), Duration::from_secs(60), t0 + ms(i));
+        }
+        assert_eq!(
+            s.report(t0 + Duration::from_secs(59)),
+            None,
+            "not a minute yet"
+        );
+        // Host 2: due at 60 s, polled at 60 s (on time), then at 200 s (late).
+        s.health(2, true, ms(3), Duration::from_secs(60), t0);
+        s.health(
+            2,
+            true,
+            ms(3),
+            Duration::from_secs(60),
+            t0 + Duration::from_secs(60),
+        );
+        s.health(
+            2,
+            true,
+            ms(3),
+            Duration::from_secs(60),
+            t0 + Duration::from_secs(200),
+        );
+        let r = s.report(t0 + Duration::from_secs(200)).unwrap();
+        assert_eq!((r.polls, r.failed, r.late), (103, 1, 1));
+        assert_eq!((r.p99_ms, r.max_ms), (99, 100));
+        assert_eq!(s.report(t0 + Duration::from_secs(201)), None);
+    }
 
     fn row(name: &str, version: &str) -> PackageRow {
         PackageRow {

@@ -11,11 +11,12 @@ use leptos::task::spawn_local;
 use leptos_router::hooks::use_params_map;
 use shared::api::{self as ep, NoBody};
 use shared::fleet::{
-    CertificateInfo, CreatedEnrollmentToken, CrlStatus, EnrollmentTokenInfo, GroupInfo, HostDetail,
-    HostGroups, HostPackage, HostPage, HostPatch, HostQuery, HostSort, LiveEvent,
-    NewEnrollmentToken, RevokeRequest,
+    AdoptRequest, CertificateInfo, CreatedEnrollmentToken, CrlStatus, DiscoveryRequest,
+    DiscoveryRun, DiscoveryState, EnrollmentTokenInfo, GroupInfo, HostDetail, HostGroups,
+    HostPackage, HostPage, HostPatch, HostQuery, HostSort, LiveEvent, NewEnrollmentToken,
+    ProbeOutcome, RevokeRequest,
 };
-use shared::ids::{CertificateId, EnrollmentTokenId, GroupId, HostId};
+use shared::ids::{CertificateId, DiscoveryRunId, EnrollmentTokenId, GroupId, HostId};
 use shared::vocab::{CertKind, CertState, HostStatus};
 
 /// The hosts page.
@@ -163,7 +164,181 @@ pub fn HostsPage() -> impl IntoView {
                 }.into_any()
                 }
             }}
+            <Show when=move || session.is_admin()>
+                <Discovery on_adopted=reload/>
+            </Show>
         </section>
+    }
+}
+
+/// Admins: a range probed for agents, followed live, cancelled, and what was found adopted.
+#[component]
+fn Discovery(on_adopted: impl Fn() + Copy + Send + Sync + 'static) -> impl IntoView {
+    let cidr = RwSignal::new(String::new());
+    let port = RwSignal::new(String::from("12443"));
+    let run = RwSignal::new(None::<DiscoveryRun>);
+    let chosen = RwSignal::new(Vec::<String>::new());
+    let error = RwSignal::new(None::<String>);
+    let notice = RwSignal::new(None::<String>);
+    // Follows a run until it ends (its progress is read twice a second).
+    let follow = move |id: DiscoveryRunId| {
+        spawn_local(async move {
+            loop {
+                crate::live::pause(500).await;
+                match api::call::<ep::GetDiscovery>(id, &NoBody).await {
+                    Ok(r) => {
+                        let running = r.state == DiscoveryState::Running;
+                        if run.try_set(Some(r)).is_some() || !running {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = error.try_set(Some(e.message));
+                        break;
+                    }
+                }
+            }
+        });
+    };
+    let start = move |ev: SubmitEvent| {
+        ev.prevent_default();
+        error.set(None);
+        notice.set(None);
+        chosen.set(Vec::new());
+        let port = match port.get_untracked().trim() {
+            "" => None,
+            p => match p.parse::<u16>() {
+                Ok(p) if p > 0 => Some(p),
+                _ => {
+                    error.set(Some("The port is a number from 1 to 65535.".into()));
+                    return;
+                }
+            },
+        };
+        let body = DiscoveryRequest {
+            cidr: cidr.get_untracked(),
+            port,
+        };
+        spawn_local(async move {
+            match api::call::<ep::StartDiscovery>((), &body).await {
+                Ok(r) => {
+                    let id = r.id;
+                    run.set(Some(r));
+                    follow(id);
+                }
+                Err(e) => error.set(Some(e.message)),
+            }
+        });
+    };
+    let cancel = move |id: DiscoveryRunId| {
+        spawn_local(async move {
+            if let Err(e) = api::call::<ep::CancelDiscovery>(id, &NoBody).await {
+                error.set(Some(e.message));
+            }
+        });
+    };
+    let adopt = move |id: DiscoveryRunId| {
+        let body = AdoptRequest {
+            addresses: chosen.get_untracked(),
+            group_id: None,
+        };
+        spawn_local(async move {
+            match api::call::<ep::AdoptDiscovered>(id, &body).await {
+                Ok(r) => {
+                    let refused: Vec<String> = r
+                        .refused
+                        .iter()
+                        .map(|x| format!("{}: {}", x.address, x.reason))
+                        .collect();
+                    notice.set(Some(format!(
+                        "{} host(s) adopted.{}",
+                        r.adopted.len(),
+                        if refused.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" Not adopted: {}", refused.join("; "))
+                        }
+                    )));
+                    chosen.set(Vec::new());
+                    on_adopted();
+                    if let Ok(r) = api::call::<ep::GetDiscovery>(id, &NoBody).await {
+                        run.set(Some(r));
+                    }
+                }
+                Err(e) => error.set(Some(e.message)),
+            }
+        });
+    };
+    view! {
+        <div class="card" id="discovery">
+            <h2>"Discover agents"</h2>
+            <p class="muted">"Probes a range for agents on their port (TCP, then TLS with the manager's certificate). Agents certified by this fleet's CA but registered to no host (enrolled after the backup a database was restored from) can be adopted."</p>
+            <form class="form inline" on:submit=start>
+                <input id="discovery-cidr" placeholder="10.0.8.0/22" aria-label="Range (CIDR)"
+                    prop:value=move || cidr.get() on:input=move |ev| cidr.set(event_target_value(&ev))/>
+                <input id="discovery-port" class="narrow" aria-label="Port" inputmode="numeric"
+                    prop:value=move || port.get() on:input=move |ev| port.set(event_target_value(&ev))/>
+                <Submit id="discovery-start" label="Probe"/>
+            </form>
+            <ErrorLine error/>
+            <p class="ok" role="status">{move || notice.get().unwrap_or_default()}</p>
+            {move || run.get().map(|r| {
+                let id = r.id;
+                let running = r.state == DiscoveryState::Running;
+                let any_adoptable = r.found.iter().any(|f| f.adoptable);
+                view! {
+                    <p id="discovery-progress" data-state=format!("{:?}", r.state).to_lowercase()>
+                        {format!("{}: {} of {} addresses probed, {} answered, {:.1} s — {}",
+                            r.cidr, r.probed, r.total, r.found.len(), r.elapsed_ms as f64 / 1000.0,
+                            match r.state {
+                                DiscoveryState::Running => "running",
+                                DiscoveryState::Done => "done",
+                                DiscoveryState::Cancelled => "cancelled",
+                                DiscoveryState::Interrupted => "interrupted",
+                            })}
+                        {running.then(|| view! { " " <button type="button" id="discovery-cancel" on:click=move |_| cancel(id)>"Cancel"</button> })}
+                    </p>
+                    <table class="table" id="discovery-results">
+                        <thead><tr><th></th><th>"Address"</th><th>"What answered"</th><th>"Certificate"</th><th>"Note"</th></tr></thead>
+                        <tbody>
+                        {r.found.into_iter().map(|f| {
+                            let address = f.address.clone();
+                            let a2 = f.address.clone();
+                            view! {
+                                <tr data-address=f.address.clone()>
+                                    <td>{f.adoptable.then(|| view! {
+                                        <input type="checkbox" aria-label="Adopt"
+                                            prop:checked=move || chosen.get().contains(&a2)
+                                            on:change=move |ev| {
+                                                let on = event_target_checked(&ev);
+                                                let a = address.clone();
+                                                chosen.update(|c| { c.retain(|x| *x != a); if on { c.push(a); } });
+                                            }/>
+                                    })}</td>
+                                    <td>{format!("{}:{}", f.address, f.port)}</td>
+                                    <td>{match f.outcome {
+                                        ProbeOutcome::Agent => "agent of this fleet",
+                                        ProbeOutcome::Foreign => "TLS, another CA",
+                                        ProbeOutcome::NoHandshake => "open port, no handshake",
+                                    }}</td>
+                                    <td>{f.subject.unwrap_or_else(|| "—".into())}<br/>
+                                        <span class="muted mono">{f.fingerprint.map(|x| x.chars().take(16).collect::<String>()).unwrap_or_default()}</span></td>
+                                    <td>{match f.host_id {
+                                        Some(h) => view! { <a href=format!("/hosts/{h}")>{f.note}</a> }.into_any(),
+                                        None => view! { <span>{f.note}</span> }.into_any(),
+                                    }}</td>
+                                </tr>
+                            }
+                        }).collect_view()}
+                        </tbody>
+                    </table>
+                    {any_adoptable.then(|| view! {
+                        <button type="button" id="discovery-adopt" disabled=move || chosen.get().is_empty()
+                            on:click=move |_| adopt(id)>"Adopt selected"</button>
+                    })}
+                }.into_any()
+            })}
+        </div>
     }
 }
 

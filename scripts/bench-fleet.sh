@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# The fleet benchmark (issue: fleet supervision). For each fleet size: a fresh patch-manager
+# (release build, embedded SQLite, health polls every 60 s) and that many simulated agents
+# (patch-fleet-sim: one process, each agent on its own 127.20.x.y address with its own certificate
+# from the enrollment path, the real agent TLS stack over a simulated package manager). Measured
+# over a window after every host has been polled once:
+#   manager CPU (from /proc, cores on average), RSS (max) and RSS per host, health-poll round trip
+#   p50/p99 and late or failed polls (the manager's own once-a-minute report), hosts API p95 for a
+#   filtered page, time from killing an agent to the manager showing it unreachable, and the
+#   discovery of a /22. A baseline (the same manager with no host) is measured in the same run.
+# Usage: scripts/bench-fleet.sh [--window SECS] [SIZES...]     (default: 180 s; 1000 5000 10000)
+# Traffic stays on loopback. Results are printed as a Markdown table for docs/benchmarks.md.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$ROOT"
+window=180
+if [ "${1:-}" = "--window" ]; then window="$2"; shift 2; fi
+sizes=("$@"); [ ${#sizes[@]} -eq 0 ] && sizes=(1000 5000 10000)
+listen=127.0.0.1:18443
+agent_port="${LPM_BENCH_AGENT_PORT:-13443}"
+bin="$CARGO_TARGET_DIR/release"
+tck=$(getconf CLK_TCK)
+
+step "Building patch-manager and patch-fleet-sim (release)"
+ensure_build_deps
+cargo build --release -p app -p agent --bins --quiet
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+api() { # method path [json]
+  local args=(-sS --cacert "$DATA/web-ca/ca.crt" -X "$1" "https://$listen$2" -H "authorization: Bearer $bearer")
+  [ -n "${3:-}" ] && args+=(-H 'content-type: application/json' -d "$3")
+  curl "${args[@]}"
+}
+percentile() { sort -n | awk -v q="$1" '{a[NR]=$1} END {i=int(NR*q/100); if (i<1) i=1; if (i>NR) i=NR; print a[i]}'; }
+
+start_manager() {
+  DATA=$(mktemp -d /tmp/lpm-bench.XXXXXX)
+  "$bin/patch-manager" --data-dir "$DATA" --listen "$listen" --set log.format=text --set log.level=info \
+    --set fleet.health_interval_secs=60 --set server.site_root="$SITE_ROOT" --set server.assets_dir="$ROOT/assets" \
+    serve > "$DATA/manager.log" 2>&1 &
+  manager=$!
+  for _ in $(seq 1 150); do
+    [ -f "$DATA/web-ca/ca.crt" ] && curl -fsS --cacert "$DATA/web-ca/ca.crt" "https://$listen/status/health" >/dev/null 2>&1 && break
+    sleep 0.2
+  done
+  local token; token=$(cat "$DATA/setup-token")
+  curl -fsS --cacert "$DATA/web-ca/ca.crt" -H 'content-type: application/json' "https://$listen/api/v1/setup" \
+    -d "{\"token\":\"$token\",\"username\":\"bench\",\"password\":\"Bench-mark-2026-fleet\"}" >/dev/null
+  bearer=$(curl -fsS --cacert "$DATA/web-ca/ca.crt" -H 'content-type: application/json' "https://$listen/api/v1/auth/login" \
+    -d '{"username":"bench","password":"Bench-mark-2026-fleet","client":"api"}' | jq -r .access_token)
+}
+
+stop_all() {
+  [ -n "${sim:-}" ] && kill "$sim" 2>/dev/null; [ -n "${manager:-}" ] && kill "$manager" 2>/dev/null
+  wait 2>/dev/null; sim=""; manager=""
+  [ -n "${DATA:-}" ] && rm -rf "$DATA"
+}
+trap stop_all EXIT
+
+# Measures the manager over $1 seconds: prints "cores max_rss_kib".
+measure() {
+  local c0 c1 max=0 r end=$((SECONDS + $1))
+  c0=$(cpu_ticks "$manager")
+  while [ $SECONDS -lt $end ]; do r=$(rss_kib "$manager"); [ "$r" -gt "$max" ] && max=$r; sleep 2; done
+  c1=$(cpu_ticks "$manager")
+  echo "$(awk -v d=$((c1 - c0)) -v t="$tck" -v w="$1" 'BEGIN {printf "%.3f", d / t / w}') $max"
+}
+
+machine="$(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
+step "Baseline: the manager with no host, 60 s"
+start_manager
+read -r base_cpu base_rss < <(measure 60)
+stop_all
+rows=("| 0 (baseline) | $base_cpu | $((base_rss / 1024)) | – | – | – | – | – | – |")
+
+for n in "${sizes[@]}"; do
+  step "$n simulated hosts"
+  start_manager
+  SIM="$DATA/sim"; mkdir -p "$SIM"
+  "$bin/patch-manager" --data-dir "$DATA" enrollment-token --count "$n" 2>/dev/null > "$SIM/tokens"
+  "$bin/patch-fleet-sim" --dir "$SIM" enroll --manager "https://$listen" --tokens "$SIM/tokens" \
+    --base 127.20.0.1 --port "$agent_port" --parallel 8
+  mkfifo "$SIM/control"
+  "$bin/patch-fleet-sim" --dir "$SIM" run < "$SIM/control" > "$SIM/sim.log" 2>&1 &
+  sim=$!
+  exec 3>"$SIM/control"
+  info "warming up: every host's first health poll falls within its first 60 s interval"
+  sleep 75
+  unknown=$(api GET "/api/v1/hosts?status=unknown&per_page=1" | jq .total)
+  info "hosts not yet polled after the warm-up: $unknown"
+  info "measuring for $window s"
+  measure "$window" > "$SIM/measure" &
+  mpid=$!
+  : > "$SIM/api.ms"
+  for i in $(seq 1 200); do
+    page=$(( (i % 10) + 1 ))
+    curl -sS -o /dev/null -w '%{time_total}\n' --cacert "$DATA/web-ca/ca.crt" -H "authorization: Bearer $bearer" \
+      "https://$listen/api/v1/hosts?status=healthy&sort=name&page=$page&per_page=50" >> "$SIM/api.ms"
+  done
+  wait $mpid
+  read -r cpu rss < "$SIM/measure"
+  api_p95=$(awk '{printf "%.1f\n", $1 * 1000}' "$SIM/api.ms" | percentile 95)
+  report=$(grep 'health polls in the last minute' "$DATA/manager.log" | tail -n 1)
+  p99=$(grep -o 'p99_ms=[0-9]*' <<<"$report" | cut -d= -f2)
+  late=$(grep 'health polls in the last minute' "$DATA/manager.log" | tail -n 3 | grep -o 'late=[0-9]*' | cut -d= -f2 | awk '{s += $1} END {print s + 0}')
+  failed=$(grep 'health polls in the last minute' "$DATA/manager.log" | tail -n 3 | grep -o 'failed=[0-9]*' | cut -d= -f2 | awk '{s += $1} END {print s + 0}')
+  polls=$(grep 'health polls in the last minute' "$DATA/manager.log" | tail -n 3 | grep -o 'polls=[0-9]*' | cut -d= -f2 | awk '{s += $1} END {print s + 0}')
+
+  # A down agent: killed, then the manager's view polled every 0.2 s until it says unreachable.
+  victim=127.20.0.10
+  vid=$(api GET "/api/v1/hosts?q=$victim&per_page=5" | jq -r --arg ip "$victim" '.hosts[] | select(.ip_address == $ip) | .id')
+  echo "kill $victim" >&3
+  t0=$(date +%s.%N)
+  while [ "$(api GET "/api/v1/hosts/$vid" | jq -r .status)" != unreachable ]; do sleep 0.2; done
+  down=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
+  echo "revive $victim" >&3
+
+  # Discovery of a /22 holding the first 1,022 agents.
+  run=$(api POST /api/v1/discovery "{\"cidr\":\"127.20.0.0/22\",\"port\":$agent_port}" | jq .id)
+  while [ "$(api GET "/api/v1/discovery/$run" | jq -r .state)" = running ]; do sleep 0.1; done
+  disc=$(api GET "/api/v1/discovery/$run" | jq -r '"\(.elapsed_ms) ms, \(.found | length) found"')
+
+  rows+=("| $n | $cpu | $((rss / 1024)) | $(( (rss - base_rss) / n )) | $polls polls, p99 $p99 ms | $late late, $failed failed, $unknown never polled | $api_p95 | $down | $disc |")
+  exec 3>&-
+  stop_all
+done
+
+cat <<MD
+
+Machine: $machine. Window: $window s per size, health polls every 60 s, after a 75 s warm-up.
+
+| hosts | manager CPU (cores, mean) | RSS max (MiB) | RSS per host (KiB, above baseline) | health polls (last 3 min) | late / failed / never polled | hosts API p95 (ms) | kill → unreachable (s) | discovery of a /22 |
+|---|---|---|---|---|---|---|---|---|
+$(printf '%s\n' "${rows[@]}")
+MD
