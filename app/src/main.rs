@@ -266,6 +266,7 @@ fn enrollment_token(
         minutes,
         created_by: None,
         addresses,
+        hostname: None,
     };
     let by = patch_manager::audit::Requester::named("cli", None);
     if count > 1 {

@@ -156,3 +156,100 @@ async fn enrollment_names_follow_the_policy() {
     assert_eq!(denied, 5, "the policy refusals are audited");
     server.stop().await;
 }
+
+/// "Add a host" by name: the name is resolved when the token is made (its addresses shown and
+/// vouched for) and the host must enroll under that name; by address: that address is vouched for.
+#[actix_rt::test]
+async fn a_host_added_by_name_is_resolved_and_must_enroll_under_it() {
+    let db = TestDb::new(Engine::Sqlite);
+    let mut config = test_config(&db);
+    // The manager's names leave `localhost` free for a host (it resolves from /etc/hosts, no DNS).
+    config.server.public_names = vec!["127.0.0.1".into()];
+    let server = patch_manager::server::start(config.clone()).await.unwrap();
+    let base = format!("http://{}", server.addr);
+    common::setup_admin(&base, &config.data.dir).await;
+    let admin = common::bearer_for(&base, "admin", "tangerine-Orbit-42").await;
+    let tokens = format!("{base}/api/v1/enrollment-tokens");
+    let make = |host: &str| {
+        let (tokens, admin, host) = (tokens.clone(), admin.clone(), host.to_owned());
+        async move { common::call("POST", &tokens, &admin, Some(json!({ "host": host }))).await }
+    };
+
+    let made = make("LOCALHOST.").await;
+    assert_eq!(made.status, 201, "{}", made.body);
+    assert_eq!(made.body["hostname"], "localhost");
+    assert!(
+        made.body["addresses"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("127.0.0.1")),
+        "{}",
+        made.body
+    );
+    let listed = common::call("GET", &tokens, &admin, None).await;
+    assert_eq!(listed.body[0]["hostname"], "localhost", "{}", listed.body);
+
+    // Another name with that token: refused, and the token stays unused.
+    let attempt = |hostname: &str, token: &str| {
+        let (_, csr) =
+            patch_agent::csr::new_key_and_csr(hostname, &[hostname.to_owned()], &[]).unwrap();
+        let body = json!({ "token": token, "csr_pem": csr, "hostname": hostname,
+                           "addresses": ["127.0.0.1"], "port": 12443 });
+        let addr = server.addr;
+        async move {
+            let (s, _, text) = request_from(
+                Ipv4Addr::new(127, 0, 0, 9),
+                addr,
+                "POST",
+                "/api/v1/enroll",
+                &[],
+                Some(&body),
+            )
+            .await;
+            (
+                s,
+                serde_json::from_str::<Value>(&text).unwrap_or(Value::Null),
+            )
+        }
+    };
+    let token = made.body["token"].as_str().unwrap().to_owned();
+    let (s, b) = attempt("web1.test", &token).await;
+    assert_eq!(s, 400, "{b}");
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("made for localhost, not web1.test"),
+        "{b}"
+    );
+    // Under its name it enrolls, from another source too (the resolved address was vouched for).
+    let (s, b) = attempt("localhost", &token).await;
+    assert_eq!(s, 201, "{b}");
+    let host = common::call(
+        "GET",
+        &format!("{base}/api/v1/hosts/{}", b["host_id"]),
+        &admin,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (host.body["fqdn"].as_str(), host.body["ip_address"].as_str()),
+        (Some("localhost"), Some("127.0.0.1")),
+        "{}",
+        host.body
+    );
+
+    // An address: vouched for as given, no name bound.
+    let made = make("127.0.0.42").await;
+    assert_eq!(made.status, 201, "{}", made.body);
+    assert_eq!(made.body["addresses"], json!(["127.0.0.42"]));
+    assert_eq!(made.body["hostname"], Value::Null);
+    // Neither a name nor an address, or the manager's own name: refused, naming the field.
+    // Neither a name nor an address: refused, naming the field.
+    for bad in ["bad name!", "-x.test", "a..b", "x; rm -rf /"] {
+        let r = make(bad).await;
+        assert_eq!(r.status, 400, "{bad}: {}", r.body);
+        assert_eq!(r.body["error"]["details"]["field"], "host", "{}", r.body);
+    }
+    server.stop().await;
+}

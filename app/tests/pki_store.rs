@@ -130,6 +130,7 @@ fn enrollment_tokens_are_single_use_expiring_and_unforgeable() {
             Ok(enrollment::Consumed {
                 group_id: Some(gid),
                 addresses: Vec::new(),
+                hostname: None,
             }),
             "{engine:?}"
         );

@@ -500,6 +500,11 @@ pub struct NewEnrollmentToken {
     /// addresses it asks for.
     #[serde(default)]
     pub addresses: Vec<String>,
+    /// The new host's DNS name or IP address ("Add a host"): an address is vouched for like
+    /// `addresses`; a name is resolved now, its addresses are vouched for, and the host must
+    /// enroll under that name.
+    #[serde(default)]
+    pub host: Option<String>,
 }
 
 /// A token just made: the only time its secret is shown.
@@ -514,6 +519,12 @@ pub struct CreatedEnrollmentToken {
     pub command: String,
     /// Expiry (RFC 3339).
     pub expires_at: String,
+    /// The name the host must enroll under, when one was given.
+    #[serde(default)]
+    pub hostname: Option<String>,
+    /// The addresses vouched for (a name's as resolved now).
+    #[serde(default)]
+    pub addresses: Vec<String>,
 }
 
 /// An enrollment token in lists (no secret).
@@ -535,6 +546,9 @@ pub struct EnrollmentTokenInfo {
     /// Addresses it was made for (hosts behind NAT); empty when none were named.
     #[serde(default)]
     pub addresses: Vec<String>,
+    /// The name the host must enroll under, when one was given.
+    #[serde(default)]
+    pub hostname: Option<String>,
 }
 
 /// `GET`/`PUT /api/v1/settings/allow-list`: which source addresses may use the manager.

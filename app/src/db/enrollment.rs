@@ -29,6 +29,8 @@ pub struct EnrollmentTokenRow {
     pub created_at: NaiveDateTime,
     /// Addresses the maker vouched for (JSON list), for hosts behind NAT.
     pub addresses_json: Option<String>,
+    /// The name the host must enroll under, when the token was made for a named host.
+    pub hostname: Option<String>,
 }
 
 /// Insert form of a token.
@@ -47,6 +49,8 @@ pub struct NewEnrollmentToken<'a> {
     pub created_at: NaiveDateTime,
     /// Addresses the maker vouched for (JSON list), for hosts behind NAT.
     pub addresses_json: Option<&'a str>,
+    /// The name the host must enroll under.
+    pub hostname: Option<&'a str>,
 }
 
 /// Stores a token; answers its id.

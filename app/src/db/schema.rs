@@ -283,6 +283,7 @@ diesel::table! {
         used_by_host_id -> Nullable<BigInt>,
         created_at -> Timestamp,
         addresses_json -> Nullable<Text>,
+        hostname -> Nullable<Text>,
     }
 }
 

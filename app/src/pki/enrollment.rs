@@ -116,6 +116,7 @@ pub fn create(
             expires_at,
             created_at: now,
             addresses_json: addresses.as_deref(),
+            hostname: request.hostname.as_deref(),
         },
     )?;
     Ok(EnrollmentToken {
@@ -132,6 +133,8 @@ pub struct Consumed {
     pub group_id: Option<i64>,
     /// Addresses its maker vouched for (hosts behind NAT); empty when none were named.
     pub addresses: Vec<IpAddr>,
+    /// The name the host must enroll under, when the token was made for a named host.
+    pub hostname: Option<String>,
 }
 
 /// The addresses stored with a token (none when the column is empty or unreadable: an unreadable
@@ -171,6 +174,7 @@ pub fn consume(
             Ok(Consumed {
                 group_id: row.group_id,
                 addresses: token_addresses(&row),
+                hostname: row.hostname.clone(),
             })
         } else {
             Err(TokenError::Used)
@@ -190,6 +194,8 @@ pub struct TokenRequest {
     /// Addresses the maker vouches for, for a host behind NAT whose requests arrive from another
     /// address: the host may then ask for these (and only these), from any source.
     pub addresses: Vec<IpAddr>,
+    /// The name the host must enroll under (a token made for a named host).
+    pub hostname: Option<String>,
 }
 
 /// A token just made.
@@ -203,6 +209,8 @@ pub struct CreatedToken {
     pub expires_at: NaiveDateTime,
     /// Addresses vouched for.
     pub addresses: Vec<IpAddr>,
+    /// The name bound.
+    pub hostname: Option<String>,
 }
 
 impl CreatedToken {
@@ -214,6 +222,7 @@ impl CreatedToken {
                 "group_id": self.group_id,
                 "expires_at": rfc3339(self.expires_at),
                 "addresses": self.addresses,
+                "hostname": self.hostname,
             }))
     }
 }
@@ -259,6 +268,7 @@ pub fn create_token(
         group_id: request.group_id,
         expires_at,
         addresses: request.addresses.clone(),
+        hostname: request.hostname.clone(),
     })
 }
 
@@ -296,11 +306,16 @@ pub async fn issue(
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let (hostname, addresses) = match body.host.as_deref().map(str::trim) {
+        None | Some("") => (None, addresses),
+        Some(host) => named_host(&state.config, host, addresses).await?,
+    };
     let request = TokenRequest {
         group_id: body.group_id.map(i64::from),
         minutes: body.minutes,
         created_by: by.user_id,
-        addresses,
+        addresses: addresses.clone(),
+        hostname: hostname.clone(),
     };
     let now = state.clock.now();
     let created = state
@@ -314,7 +329,57 @@ pub async fn issue(
         command: agent_command(&state.config, &encoded),
         token: encoded,
         expires_at: rfc3339(created.expires_at),
+        hostname,
+        addresses: addresses.iter().map(ToString::to_string).collect(),
     })
+}
+
+/// How long resolving a new host's name may take.
+const RESOLVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A host added by address or name: an address is vouched for as it is; a name must be a DNS
+/// name the enrollment policy allows, is resolved now (its addresses are vouched for and shown)
+/// and binds the token to that name. Answers the name bound and every address vouched for.
+async fn named_host(
+    config: &Config,
+    host: &str,
+    mut addresses: Vec<IpAddr>,
+) -> Result<(Option<String>, Vec<IpAddr>), AppError> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        if !addresses.contains(&ip) {
+            addresses.insert(0, ip);
+        }
+        return Ok((None, addresses));
+    }
+    let name = host.trim_end_matches('.').to_ascii_lowercase();
+    if !pki::valid_dns_name(&name) {
+        return Err(AppError::invalid(
+            "host",
+            format!(
+                "{} is neither an IP address nor a DNS name",
+                host.escape_default()
+            ),
+        ));
+    }
+    names_allowed(config, &name).map_err(|e| AppError::invalid("host", e.to_string()))?;
+    let resolved =
+        tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((name.as_str(), 0)))
+            .await
+            .map_err(|_| AppError::invalid("host", format!("{name} did not resolve within 5 s")))?
+            .map_err(|e| AppError::invalid("host", format!("{name} does not resolve: {e}")))?;
+    let mut found = Vec::new();
+    for a in resolved {
+        let ip = a.ip().to_canonical();
+        if !found.contains(&ip) && !addresses.contains(&ip) {
+            found.push(ip);
+        }
+    }
+    if found.is_empty() && addresses.is_empty() {
+        return Err(AppError::invalid("host", format!("{name} has no address")));
+    }
+    found.extend(addresses);
+    found.truncate(MAX_ADDRESSES);
+    Ok((Some(name), found))
 }
 
 /// The newest tokens, secrets never shown again.
@@ -335,6 +400,7 @@ fn token_info(row: EnrollmentTokenRow) -> EnrollmentTokenInfo {
             .iter()
             .map(ToString::to_string)
             .collect(),
+        hostname: row.hostname,
     }
 }
 
@@ -521,6 +587,12 @@ pub async fn enroll(
                     consume(c, &token, ca.fingerprint(), now)?.map_err(EnrollFailure::Token)?;
                 addresses_allowed(&consumed.addresses, &addresses, source)
                     .map_err(EnrollFailure::Policy)?;
+                if let Some(bound) = consumed.hostname.as_deref().filter(|b| *b != host) {
+                    return Err(EnrollFailure::Policy(bad(
+                        shared::vocab::ErrorCode::ValidationFailed,
+                        format!("this token was made for {bound}, not {host}"),
+                    )));
+                }
                 let group = consumed.group_id;
                 if !certificates::live_with_name(c, &host, now)?.is_empty() {
                     return Err(EnrollFailure::HostExists(format!(
@@ -632,6 +704,7 @@ mod tests {
             minutes,
             created_by: None,
             addresses: Vec::new(),
+            hostname: None,
         }
     }
 
@@ -683,6 +756,7 @@ mod tests {
             Ok(Consumed {
                 group_id: Some(group),
                 addresses: Vec::new(),
+                hostname: None,
             })
         );
         assert_eq!(
@@ -758,6 +832,7 @@ mod tests {
             group_id: Some(3),
             expires_at: noon(),
             addresses: Vec::new(),
+            hostname: None,
         };
         let cli = created.audit_entry(&Requester::named("cli", None));
         let api = created.audit_entry(&Requester {
@@ -772,7 +847,7 @@ mod tests {
             assert_eq!(
                 entry.details,
                 serde_json::json!({ "group_id": 3, "expires_at": "2026-11-23T12:00:00+00:00",
-                                    "addresses": [] })
+                                    "addresses": [], "hostname": null })
             );
             assert!(
                 !entry.details.to_string().contains(&created.token.secret),

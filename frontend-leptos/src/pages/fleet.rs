@@ -62,7 +62,12 @@ pub fn HostsPage() -> impl IntoView {
     let renew = move |id: HostId| renew_host(id, notice, error, || ());
     view! {
         <section class="page">
-            <h1>"Hosts"</h1>
+            <div class="row">
+                <h1>"Hosts"</h1>
+                <Show when=move || session.is_admin()>
+                    <a href="/certificates#add-host" id="add-host-link">"Add a host"</a>
+                </Show>
+            </div>
             <p class="ok" role="status">{move || notice.get().unwrap_or_default()}</p>
             <ErrorLine error/>
             <form class="form inline" id="host-filters" on:submit=search>
@@ -719,6 +724,7 @@ pub fn CertificatesPage() -> impl IntoView {
     let minutes = RwSignal::new("60".to_owned());
     let group = RwSignal::new(String::new());
     let vouched = RwSignal::new(String::new());
+    let new_host = RwSignal::new(String::new());
     let make_token = move |ev: SubmitEvent| {
         ev.prevent_default();
         let Ok(m) = minutes.get_untracked().trim().parse::<i64>() else {
@@ -734,6 +740,7 @@ pub fn CertificatesPage() -> impl IntoView {
                 .filter(|a| !a.is_empty())
                 .map(str::to_owned)
                 .collect(),
+            host: Some(new_host.get_untracked()).filter(|h| !h.trim().is_empty()),
         };
         spawn_local(async move {
             match api::call::<ep::CreateEnrollmentToken>((), &body).await {
@@ -866,9 +873,9 @@ pub fn CertificatesPage() -> impl IntoView {
                 }}
             </section>
 
-            <section class="card">
+            <section class="card" id="add-host">
                 <h2>"Add a host"</h2>
-                <p class="muted">"Make a one-time token, then run the command it shows on the new host as root. The token is shown once."</p>
+                <p class="muted">"Make a one-time token, then run the command it shows on the new host as root. The token is shown once. Given a DNS name, the manager resolves it now and the host must enroll under that name; given an address, the host enrolls for that address."</p>
                 <form class="form inline" on:submit=make_token>
                     <label for="token-group">"Group"</label>
                     <select id="token-group" on:change=move |ev| group.set(event_target_value(&ev))>
@@ -878,12 +885,16 @@ pub fn CertificatesPage() -> impl IntoView {
                             _ => ().into_any(),
                         }}
                     </select>
+                    <Field id="token-host" label="Host name or address (optional)" value=new_host kind="text"/>
                     <Field id="token-minutes" label="Valid for (minutes)" value=minutes kind="number"/>
                     <Field id="token-addresses" label="Host addresses, if behind NAT" value=vouched kind="text"/>
                     <Submit id="make-token" label="Make token"/>
                 </form>
                 {move || created.get().map(|t| view! {
                     <div class="notice">
+                        {t.hostname.clone().map(|h| view! {
+                            <p id="token-resolved">{format!("For {h}, resolved to {}.", t.addresses.join(", "))}</p>
+                        })}
                         <p>"Valid until " {short_time(&t.expires_at)} ", once:"</p>
                         <pre id="enroll-command">{t.command}</pre>
                     </div>
@@ -901,7 +912,7 @@ pub fn CertificatesPage() -> impl IntoView {
                                         <td>{format!("#{id}")}</td>
                                         <td>{short_time(&t.created_at)}</td>
                                         <td>{short_time(&t.expires_at)}</td>
-                                        <td>{if t.addresses.is_empty() { "from the host itself".to_owned() } else { t.addresses.join(", ") }}</td>
+                                        <td>{t.hostname.clone().map(|h| format!("{h}: ")).unwrap_or_default()}{if t.addresses.is_empty() { "from the host itself".to_owned() } else { t.addresses.join(", ") }}</td>
                                         <td>{t.used_at.as_deref().map_or_else(|| "unused".to_owned(), |u| match t.used_by_host_id { Some(h) => format!("{} (host {h})", short_time(u)), None => short_time(u) })}</td>
                                         <td>{unused.then(|| view! { <button type="button" on:click=move |_| withdraw(id)>"Withdraw"</button> })}</td>
                                     </tr>

@@ -1,0 +1,1 @@
+ALTER TABLE enrollment_tokens DROP COLUMN hostname;
