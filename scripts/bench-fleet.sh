@@ -8,12 +8,22 @@
 #   p50/p99 and late or failed polls (the manager's own once-a-minute report), hosts API p95 for a
 #   filtered page, time from killing an agent to the manager showing it unreachable, and the
 #   discovery of a /22. A baseline (the same manager with no host) is measured in the same run.
-# Usage: scripts/bench-fleet.sh [--window SECS] [SIZES...]     (default: 180 s; 1000 5000 10000)
+# Usage: scripts/bench-fleet.sh [--window SECS] [--policy per_poll|kept] [SIZES...]
+#        (default: 180 s, per_poll; 1000 5000 10000). `kept`: the manager keeps one connection per
+#        host between polls and the simulated agents keep idle connections for 120 s.
 # Traffic stays on loopback. Results are printed as a Markdown table for docs/benchmarks.md.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 window=180
-if [ "${1:-}" = "--window" ]; then window="$2"; shift 2; fi
+policy=per_poll
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --window) window="$2"; shift 2 ;;
+    --policy) policy="$2"; shift 2 ;;
+    *) break ;;
+  esac
+done
+case "$policy" in per_poll) keep_alive=5 ;; kept) keep_alive=120 ;; *) die "--policy is per_poll or kept" ;; esac
 sizes=("$@"); [ ${#sizes[@]} -eq 0 ] && sizes=(1000 5000 10000)
 listen=127.0.0.1:18443
 agent_port="${LPM_BENCH_AGENT_PORT:-13443}"
@@ -36,7 +46,7 @@ percentile() { sort -n | awk -v q="$1" '{a[NR]=$1} END {i=int(NR*q/100); if (i<1
 start_manager() {
   DATA=$(mktemp -d /tmp/lpm-bench.XXXXXX)
   "$bin/patch-manager" --data-dir "$DATA" --listen "$listen" --set log.format=text --set log.level=info \
-    --set fleet.health_interval_secs=60 --set server.site_root="$SITE_ROOT" --set server.assets_dir="$ROOT/assets" \
+    --set fleet.health_interval_secs=60 --set fleet.agent_connections="$policy" --set server.site_root="$SITE_ROOT" --set server.assets_dir="$ROOT/assets" \
     serve > "$DATA/manager.log" 2>&1 &
   manager=$!
   for _ in $(seq 1 150); do
@@ -45,9 +55,9 @@ start_manager() {
   done
   local token; token=$(cat "$DATA/setup-token")
   curl -fsS --cacert "$DATA/web-ca/ca.crt" -H 'content-type: application/json' "https://$listen/api/v1/setup" \
-    -d "{\"token\":\"$token\",\"username\":\"bench\",\"password\":\"Bench-mark-2026-fleet\"}" >/dev/null
+    -d "{\"token\":\"$token\",\"username\":\"bench\",\"password\":\"Tangerine-Orbit-2026-x\"}" >/dev/null
   bearer=$(curl -fsS --cacert "$DATA/web-ca/ca.crt" -H 'content-type: application/json' "https://$listen/api/v1/auth/login" \
-    -d '{"username":"bench","password":"Bench-mark-2026-fleet","client":"api"}' | jq -r .access_token)
+    -d '{"username":"bench","password":"Tangerine-Orbit-2026-x","client":"api"}' | jq -r .access_token)
 }
 
 stop_all() {
@@ -81,7 +91,7 @@ for n in "${sizes[@]}"; do
   "$bin/patch-fleet-sim" --dir "$SIM" enroll --manager "https://$listen" --tokens "$SIM/tokens" \
     --base 127.20.0.1 --port "$agent_port" --parallel 8
   mkfifo "$SIM/control"
-  "$bin/patch-fleet-sim" --dir "$SIM" run < "$SIM/control" > "$SIM/sim.log" 2>&1 &
+  "$bin/patch-fleet-sim" --dir "$SIM" run --keep-alive-secs "$keep_alive" < "$SIM/control" > "$SIM/sim.log" 2>&1 &
   sim=$!
   exec 3>"$SIM/control"
   info "warming up: every host's first health poll falls within its first 60 s interval"
@@ -106,13 +116,21 @@ for n in "${sizes[@]}"; do
   failed=$(grep 'health polls in the last minute' "$DATA/manager.log" | tail -n 3 | grep -o 'failed=[0-9]*' | cut -d= -f2 | awk '{s += $1} END {print s + 0}')
   polls=$(grep 'health polls in the last minute' "$DATA/manager.log" | tail -n 3 | grep -o 'polls=[0-9]*' | cut -d= -f2 | awk '{s += $1} END {print s + 0}')
 
-  # A down agent: killed, then the manager's view polled every 0.2 s until it says unreachable.
+  # A down agent: killed, then timed until the live event stream (as a browser opens it, with a
+  # single-use ticket) carries its "unreachable".
   victim=127.20.0.10
   vid=$(api GET "/api/v1/hosts?q=$victim&per_page=5" | jq -r --arg ip "$victim" '.hosts[] | select(.ip_address == $ip) | .id')
+  ticket=$(api POST /api/v1/events/ticket | jq -r .ticket)
+  mkfifo "$SIM/watch"
+  python3 "$ROOT/scripts/ws-watch.py" "$listen" "$DATA/web-ca/ca.crt" "$ticket" "$vid" unreachable 300 > "$SIM/watch" &
+  exec 4<"$SIM/watch"
+  read -r ready <&4
+  [ "$ready" = ready ] || die "the event stream did not open"
   echo "kill $victim" >&3
   t0=$(date +%s.%N)
-  while [ "$(api GET "/api/v1/hosts/$vid" | jq -r .status)" != unreachable ]; do sleep 0.2; done
-  down=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
+  read -r t1 <&4
+  exec 4<&-
+  down=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", b - a}')
   echo "revive $victim" >&3
 
   # Discovery of a /22 holding the first 1,022 agents.
@@ -127,7 +145,7 @@ done
 
 cat <<MD
 
-Machine: $machine. Window: $window s per size, health polls every 60 s, after a 75 s warm-up.
+Machine: $machine. Policy: $policy. Window: $window s per size, health polls every 60 s, after a 75 s warm-up.
 
 | hosts | manager CPU (cores, mean) | RSS max (MiB) | RSS per host (KiB, above baseline) | health polls (last 3 min) | late / failed / never polled | hosts API p95 (ms) | kill → unreachable (s) | discovery of a /22 |
 |---|---|---|---|---|---|---|---|---|

@@ -41,6 +41,10 @@ pub struct ServerConfig {
     /// closes the connection, so a client whose certificate was revoked meanwhile has to
     /// handshake again and is refused. A change applies to connections accepted afterwards.
     pub max_connection_secs: u64,
+    /// Seconds an idle connection is kept open for the client's next request (1 .. 3600). The
+    /// manager polls over a new connection each time by default, so this stays short unless it
+    /// keeps connections (`fleet.agent_connections = "kept"`).
+    pub keep_alive_secs: u64,
 }
 
 /// Certificates for mutual TLS (PEM files; watched and reloaded on change).
@@ -134,6 +138,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 12443)),
             allow: Vec::new(),
             max_connection_secs: 600,
+            keep_alive_secs: 5,
         }
     }
 }
@@ -217,6 +222,12 @@ impl AgentConfig {
             return Err(invalid(
                 "server.max_connection_secs",
                 "must be between 1 and 86400".into(),
+            ));
+        }
+        if !(1..=3600).contains(&self.server.keep_alive_secs) {
+            return Err(invalid(
+                "server.keep_alive_secs",
+                "must be between 1 and 3600".into(),
             ));
         }
         if !(1..=64).contains(&self.jobs.max_concurrent) {

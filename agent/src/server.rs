@@ -106,6 +106,7 @@ pub struct Endpoint {
     pub state: AgentState,
     acceptor: TlsAcceptor,
     refusals: Arc<Refusals>,
+    keep_alive: Duration,
 }
 
 impl Endpoint {
@@ -145,6 +146,7 @@ impl Endpoint {
             state,
             acceptor,
             refusals,
+            keep_alive: Duration::from_secs(config.server.keep_alive_secs),
         })
     }
 
@@ -163,6 +165,7 @@ impl Endpoint {
             self.acceptor.clone(),
             self.refusals.clone(),
             self.state.clone(),
+            self.keep_alive,
         )
     }
 }
@@ -220,6 +223,7 @@ fn connection_service(
     acceptor: TlsAcceptor,
     refusals: Arc<Refusals>,
     state: AgentState,
+    keep_alive: Duration,
 ) -> impl actix_service::ServiceFactory<TcpStream, Config = (), Response = (), Error = (), InitError = ()>
 {
     let gate = fn_service(move |tcp: TcpStream| {
@@ -236,6 +240,7 @@ fn connection_service(
         .default_service(web::to(api::not_found));
     let http = HttpService::build()
         .client_request_timeout(Duration::from_secs(10))
+        .keep_alive(keep_alive)
         .on_connect_ext(|io: &Capped<TlsStream<TcpStream>>, ext| {
             if let Some(cert) = io
                 .get_ref()

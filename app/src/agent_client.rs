@@ -107,6 +107,36 @@ impl rustls::client::danger::ServerCertVerifier for Pinned {
     }
 }
 
+/// The manager's client certificate chain and key, parsed.
+pub struct ClientIdentity {
+    chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+}
+
+impl std::fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientIdentity")
+            .field("certificates", &self.chain.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientIdentity {
+    /// Reads the PEM files `cert` (chain) and `key`.
+    pub fn load(cert: &Path, key: &Path) -> Result<Self, AgentClientError> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let tls = |e: String| AgentClientError::Tls(e);
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+            .map_err(|e| tls(format!("{}: {e}", cert.display())))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| tls(format!("{}: {e}", cert.display())))?;
+        let key = PrivateKeyDer::from_pem_file(key)
+            .map_err(|e| tls(format!("{}: {e}", key.display())))?;
+        Ok(Self { chain, key })
+    }
+}
+
 /// A client for one agent.
 pub struct AgentClient {
     client: awc::Client,
@@ -124,7 +154,7 @@ impl std::fmt::Debug for AgentClient {
 impl AgentClient {
     /// A client presenting the certificate in `cert`/`key`, trusting only `ca_pem`, and, with
     /// `pin` (SHA-256 of the agent's certificate, hex), only the agent presenting that
-    /// certificate.
+    /// certificate. One connection per request sequence, not kept.
     pub fn new(
         ca_pem: &str,
         cert: &Path,
@@ -132,8 +162,20 @@ impl AgentClient {
         addr: SocketAddr,
         pin: Option<&str>,
     ) -> Result<Self, AgentClientError> {
+        Self::with_identity(ca_pem, &ClientIdentity::load(cert, key)?, addr, pin, None)
+    }
+
+    /// Like [`AgentClient::new`] with the identity already parsed; with `keep` (idle time,
+    /// lifetime) the connection is kept open between requests that long.
+    pub fn with_identity(
+        ca_pem: &str,
+        identity: &ClientIdentity,
+        addr: SocketAddr,
+        pin: Option<&str>,
+        keep: Option<(Duration, Duration)>,
+    ) -> Result<Self, AgentClientError> {
         use rustls::pki_types::pem::PemObject;
-        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        use rustls::pki_types::CertificateDer;
         let tls = |e: String| AgentClientError::Tls(e);
         if pin == Some(REVOKED_PIN) {
             return Err(tls(
@@ -149,12 +191,6 @@ impl AgentClient {
                     .map_err(|e| tls(e.to_string()))?,
             )
             .map_err(|e| tls(e.to_string()))?;
-        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-            .map_err(|e| tls(format!("{}: {e}", cert.display())))?
-            .collect::<Result<_, _>>()
-            .map_err(|e| tls(format!("{}: {e}", cert.display())))?;
-        let key = PrivateKeyDer::from_pem_file(key)
-            .map_err(|e| tls(format!("{}: {e}", key.display())))?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])
@@ -175,15 +211,17 @@ impl AgentClient {
             }
         };
         let mut config = builder
-            .with_client_auth_cert(chain, key)
+            .with_client_auth_cert(identity.chain.clone(), identity.key.clone_key())
             .map_err(|e| tls(e.to_string()))?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let mut connector = awc::Connector::new()
+            .rustls_0_23(Arc::new(config))
+            .timeout(Duration::from_secs(10));
+        if let Some((idle, lifetime)) = keep {
+            connector = connector.conn_keep_alive(idle).conn_lifetime(lifetime);
+        }
         let client = awc::Client::builder()
-            .connector(
-                awc::Connector::new()
-                    .rustls_0_23(Arc::new(config))
-                    .timeout(Duration::from_secs(10)),
-            )
+            .connector(connector)
             .timeout(Duration::from_secs(30))
             .finish();
         Ok(Self { client, addr })

@@ -59,6 +59,20 @@ pub struct FleetConfig {
     /// Milliseconds a probe waits for a TCP connection (the TLS handshake and the health
     /// question get three times as long) (50 .. 30000).
     pub discovery_timeout_ms: u64,
+    /// How host actors connect to their agents: `per_poll` (a new TLS connection per poll) or
+    /// `kept` (one connection per host reused between polls; see docs/benchmarks.md).
+    pub agent_connections: AgentConnections,
+}
+
+/// The connection policy towards agents (`fleet.agent_connections`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentConnections {
+    /// A new TLS connection (full handshake) per poll.
+    #[default]
+    PerPoll,
+    /// One connection per host, reused while the agent keeps it open.
+    Kept,
 }
 
 impl FleetConfig {
@@ -79,6 +93,7 @@ impl Default for FleetConfig {
             discovery_max_addresses: 4096,
             discovery_concurrency: 256,
             discovery_timeout_ms: 1000,
+            agent_connections: AgentConnections::PerPoll,
         }
     }
 }

@@ -179,7 +179,10 @@ pub async fn start(config: Config) -> Result<RunningServer, StartupError> {
         Err(_) => crate::fleet::actor::Intervals::from_settings(&config.fleet.polling()),
     };
     let (fleet, fleet_updates) = crate::fleet::start(
-        Arc::new(crate::fleet::connector::Mtls { pki: pki.clone() }),
+        Arc::new(crate::fleet::connector::Mtls::new(
+            pki.clone(),
+            config.fleet.agent_connections,
+        )),
         intervals,
     );
     let state = AppState {

@@ -159,6 +159,8 @@ pub struct Behaviour {
     pub latency: Duration,
     /// Share of failing package-database reads, in millionths.
     pub failure_ppm: u32,
+    /// Seconds an idle connection stays open (`server.keep_alive_secs` of every agent).
+    pub keep_alive_secs: u64,
 }
 
 impl Default for Behaviour {
@@ -168,6 +170,7 @@ impl Default for Behaviour {
             max_updates: 25,
             latency: Duration::ZERO,
             failure_ppm: 0,
+            keep_alive_secs: 5,
         }
     }
 }
@@ -218,8 +221,9 @@ impl SimFleet {
                 message,
             };
             let config_path = agent_dir(dir, ip).join("agent.toml");
-            let config =
+            let mut config =
                 crate::config::load(Some(&config_path), &[]).map_err(|e| failed(e.to_string()))?;
+            config.server.keep_alive_secs = behaviour.keep_alive_secs;
             let backend = Arc::new(SimBackend::new(SimProfile {
                 seed: u64::from(u32::from(ip)),
                 packages: behaviour.packages,

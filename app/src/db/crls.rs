@@ -192,15 +192,29 @@ pub fn due(
         .inner_join(h::table)
         .filter(d::acked_number.is_null().or(d::acked_number.lt(number)))
         .filter(d::next_attempt_at.is_null().or(d::next_attempt_at.le(now)))
+        .filter(talked_to())
         .order(d::host_id.asc())
         .select((DeliveryRow::as_select(), AgentAddressRow::as_select()))
         .load(conn)?)
+}
+
+/// Hosts the manager still talks to: not those whose certificate was revoked (their pin is
+/// [`crate::agent_client::REVOKED_PIN`] until they enroll again), which would otherwise wait for
+/// a CRL the manager can never deliver.
+fn talked_to() -> diesel::dsl::Or<
+    diesel::dsl::IsNull<h::cert_fingerprint>,
+    diesel::dsl::NotEq<h::cert_fingerprint, &'static str>,
+> {
+    h::cert_fingerprint
+        .is_null()
+        .or(h::cert_fingerprint.ne(crate::agent_client::REVOKED_PIN))
 }
 
 /// Every host's delivery state, by host id.
 pub fn all(conn: &mut DbConnection) -> Result<Vec<(DeliveryRow, AgentAddressRow)>, DbError> {
     Ok(d::table
         .inner_join(h::table)
+        .filter(talked_to())
         .order(d::host_id.asc())
         .select((DeliveryRow::as_select(), AgentAddressRow::as_select()))
         .load(conn)?)

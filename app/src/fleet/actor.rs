@@ -388,6 +388,7 @@ impl Handler<Retire> for HostActor {
     type Result = ();
     fn handle(&mut self, _: Retire, ctx: &mut Context<Self>) {
         self.retired = true;
+        self.connector.forget(self.target.host_id);
         ctx.stop();
     }
 }
