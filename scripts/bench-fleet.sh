@@ -62,10 +62,22 @@ start_manager() {
 
 stop_all() {
   [ -n "${sim:-}" ] && kill "$sim" 2>/dev/null; [ -n "${manager:-}" ] && kill "$manager" 2>/dev/null
-  wait 2>/dev/null; sim=""; manager=""
+  wait 2>/dev/null || true
+  sim=""; manager=""
   [ -n "${DATA:-}" ] && rm -rf "$DATA"
+  DATA=""
 }
-trap stop_all EXIT
+on_exit() {
+  local rc=$?
+  if [ "$rc" -ne 0 ] && [ -n "${DATA:-}" ]; then
+    echo "benchmark failed (exit $rc) at line ${failed_line:-?}; the manager's last log lines:" >&2
+    tail -n 20 "$DATA/manager.log" >&2 2>/dev/null || true
+    tail -n 5 "$DATA/sim/sim.log" >&2 2>/dev/null || true
+  fi
+  stop_all
+}
+trap 'failed_line=$LINENO' ERR
+trap on_exit EXIT
 
 # Measures the manager over $1 seconds: prints "cores max_rss_kib".
 measure() {
@@ -110,11 +122,11 @@ for n in "${sizes[@]}"; do
   wait $mpid
   read -r cpu rss < "$SIM/measure"
   api_p95=$(awk '{printf "%.1f\n", $1 * 1000}' "$SIM/api.ms" | percentile 95)
-  report=$(grep 'health polls in the last minute' "$DATA/manager.log" | tail -n 1)
-  p99=$(grep -o 'p99_ms=[0-9]*' <<<"$report" | cut -d= -f2)
-  late=$(grep 'health polls in the last minute' "$DATA/manager.log" | tail -n 3 | grep -o 'late=[0-9]*' | cut -d= -f2 | awk '{s += $1} END {print s + 0}')
-  failed=$(grep 'health polls in the last minute' "$DATA/manager.log" | tail -n 3 | grep -o 'failed=[0-9]*' | cut -d= -f2 | awk '{s += $1} END {print s + 0}')
-  polls=$(grep 'health polls in the last minute' "$DATA/manager.log" | tail -n 3 | grep -o 'polls=[0-9]*' | cut -d= -f2 | awk '{s += $1} END {print s + 0}')
+  report=$(grep 'health polls in the last minute' "$DATA/manager.log" | tail -n 1 || true)
+  p99=$(grep -o 'p99_ms=[0-9]*' <<<"$report" | cut -d= -f2 || true)
+  late=$(grep 'health polls in the last minute' "$DATA/manager.log" | tail -n 3 | grep -o 'late=[0-9]*' | cut -d= -f2 | awk '{s += $1} END {print s + 0}' || true)
+  failed=$(grep 'health polls in the last minute' "$DATA/manager.log" | tail -n 3 | grep -o 'failed=[0-9]*' | cut -d= -f2 | awk '{s += $1} END {print s + 0}' || true)
+  polls=$(grep 'health polls in the last minute' "$DATA/manager.log" | tail -n 3 | grep -o 'polls=[0-9]*' | cut -d= -f2 | awk '{s += $1} END {print s + 0}' || true)
 
   # A down agent: killed, then timed until the live event stream (as a browser opens it, with a
   # single-use ticket) carries its "unreachable".

@@ -210,6 +210,8 @@ async fn serve(
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(&config.log.level).unwrap_or_default(),
         )
+        // Colours only on a terminal, never into journald.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
     // apt/dpkg is the backend built so far; the others are refused by name rather than guessed.
     match config.backend.kind.as_str() {

@@ -271,6 +271,8 @@ async fn admit(
 ) -> Result<(Capped<TlsStream<TcpStream>>, Protocol, Option<SocketAddr>), ()> {
     let deadline = tokio::time::Instant::now() + cap;
     let peer = tcp.peer_addr().ok();
+    // Answers go out as soon as they are written (actix-http's own listeners do the same).
+    let _ = tcp.set_nodelay(true);
     if !peer.is_some_and(|p| allow.allows(p.ip())) {
         // Dropping the socket closes it without a byte sent: no TLS alert, no HTTP answer.
         drop(tcp);

@@ -107,6 +107,24 @@ impl rustls::client::danger::ServerCertVerifier for Pinned {
     }
 }
 
+/// TCP connections with Nagle's algorithm off. The request follows the TLS handshake's last
+/// flight at once; with Nagle on, it waited for the agent's delayed ACK, 40 ms on every poll
+/// (measured with the fleet simulator).
+fn tcp_nodelay() -> impl actix_service::Service<
+    actix_tls::connect::ConnectInfo<awc::http::Uri>,
+    Response = actix_tls::connect::Connection<awc::http::Uri, tokio::net::TcpStream>,
+    Error = actix_tls::connect::ConnectError,
+> + Clone {
+    use actix_service::ServiceExt;
+    actix_tls::connect::Connector::default().service().map(
+        |conn: actix_tls::connect::Connection<awc::http::Uri, tokio::net::TcpStream>| {
+            // Failing to set it only costs latency.
+            let _ = conn.io_ref().set_nodelay(true);
+            conn
+        },
+    )
+}
+
 /// The manager's client certificate chain and key, parsed.
 pub struct ClientIdentity {
     chain: Vec<rustls::pki_types::CertificateDer<'static>>,
@@ -215,6 +233,7 @@ impl AgentClient {
             .map_err(|e| tls(e.to_string()))?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         let mut connector = awc::Connector::new()
+            .connector(tcp_nodelay())
             .rustls_0_23(Arc::new(config))
             .timeout(Duration::from_secs(10));
         if let Some((idle, lifetime)) = keep {

@@ -14,7 +14,9 @@ pub fn init(config: &LogConfig) {
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(true);
+        .with_target(true)
+        // Colours only on a terminal: escape codes in files and journald split every field.
+        .with_ansi(std::io::stdout().is_terminal());
     let result = if json {
         builder
             .json()

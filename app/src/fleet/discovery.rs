@@ -265,6 +265,8 @@ async fn probe(
     .await
     .ok()?
     .ok()?;
+    // The health question follows the handshake at once (no wait for a delayed ACK).
+    let _ = tcp.set_nodelay(true);
     let seen = |outcome, cert_der, note: &str| Seen {
         address,
         outcome,

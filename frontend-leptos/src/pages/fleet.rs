@@ -26,6 +26,8 @@ pub fn HostsPage() -> impl IntoView {
     let hosts = loaded::<HostPage>();
     let query = RwSignal::new(HostQuery::default());
     let text = RwSignal::new(String::new());
+    let os_text = RwSignal::new(String::new());
+    let groups = crate::ui::load_on_mount::<ep::ListGroups>();
     let reload = move || {
         let q = query.get_untracked().to_query_string();
         spawn_local(async move {
@@ -52,8 +54,10 @@ pub fn HostsPage() -> impl IntoView {
     let search = move |ev: SubmitEvent| {
         ev.prevent_default();
         let t = text.get_untracked();
+        let os = os_text.get_untracked();
         query.update(|q| {
             q.q = (!t.trim().is_empty()).then(|| t.trim().to_owned());
+            q.os = (!os.trim().is_empty()).then(|| os.trim().to_ascii_lowercase());
             q.page = None;
         });
     };
@@ -83,6 +87,18 @@ pub fn HostsPage() -> impl IntoView {
                     <option value="unreachable">"Unreachable"</option>
                     <option value="unknown">"Not polled yet"</option>
                 </select>
+                <select id="host-group" aria-label="Group" on:change=move |ev| {
+                    let v = event_target_value(&ev);
+                    query.update(|q| { q.group = v.parse::<i64>().ok().map(GroupId); q.page = None; });
+                }>
+                    <option value="">"Any group"</option>
+                    {move || match groups.get() {
+                        Some(Ok(g)) => g.into_iter().map(|g| view! { <option value=g.id.to_string()>{g.name}</option> }).collect_view().into_any(),
+                        _ => ().into_any(),
+                    }}
+                </select>
+                <input id="host-os" type="search" class="narrow" placeholder="OS (debian, rocky…)" aria-label="Operating system"
+                    prop:value=move || os_text.get() on:input=move |ev| os_text.set(event_target_value(&ev))/>
                 <label class="check">
                     <input type="checkbox" id="host-security" on:change=move |ev| {
                         let on = event_target_checked(&ev);
