@@ -84,7 +84,7 @@ step "Starting the demo agent on 127.0.0.1:$agent_port"
 fleet_note="."
 if [ "$demo_fleet" -gt 0 ]; then
   SIM="$DATA/demo-fleet"
-  have=$(find "$SIM/agents" -name agent.toml 2>/dev/null | wc -l)
+  have=$({ find "$SIM/agents" -name agent.toml 2>/dev/null || true; } | wc -l)
   if [ "$have" -lt "$demo_fleet" ]; then
     step "Enrolling $((demo_fleet - have)) simulated agents (127.20.0.1 onwards, one-time tokens)"
     mkdir -p -m 700 "$SIM"

@@ -267,3 +267,53 @@ async fn ten_thousand_hosts_never_poll_in_one_burst() {
     assert!(*busiest < 334, "{per_second:?}");
     assert_eq!(supervisor.send(supervisor::Count).await.unwrap(), 10_000);
 }
+
+/// New intervals from Settings spread a fleet's next polls over the new interval, as at start:
+/// re-arming every host one interval ahead would make the whole fleet poll within a tenth of it.
+#[actix_rt::test]
+async fn a_live_interval_change_keeps_the_fleet_spread() {
+    tokio::time::pause();
+    let agent = Arc::new(Scripted::default());
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    // A day-long interval: nobody polls before the change.
+    let supervisor = FleetSupervisor::new(agent.clone(), tx, intervals(86_400)).start();
+    const HOSTS: i64 = 200;
+    for host_id in 1..=HOSTS {
+        supervisor
+            .send(supervisor::Supervise {
+                target: Target {
+                    host_id,
+                    addr: "127.0.0.1:12443".parse().unwrap(),
+                    pin: None,
+                },
+                status: HostStatus::Healthy,
+            })
+            .await
+            .unwrap();
+    }
+    supervisor
+        .send(supervisor::SetIntervals(intervals(60)))
+        .await
+        .unwrap();
+    let changed_at = Instant::now();
+    // Each host's first poll under the new interval, in sixths of the interval.
+    let mut seen = std::collections::BTreeSet::new();
+    let mut buckets = [0u32; 6];
+    while seen.len() < usize::try_from(HOSTS).unwrap() {
+        match rx.recv().await.unwrap() {
+            Update::Health { host_id, .. } => {
+                if seen.insert(host_id) {
+                    let at = Instant::now() - changed_at;
+                    assert!(at < Duration::from_secs(60), "{at:?}");
+                    buckets[usize::try_from(at.as_secs() / 10).unwrap()] += 1;
+                }
+            }
+            Update::Inventory { .. } => {}
+        }
+    }
+    // About 33 per sixth if even; every sixth has its share.
+    assert!(
+        buckets.iter().all(|&n| (15..=55).contains(&n)),
+        "{buckets:?}"
+    );
+}

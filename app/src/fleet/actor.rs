@@ -356,12 +356,14 @@ impl Handler<SetIntervals> for HostActor {
     type Result = ();
     fn handle(&mut self, msg: SetIntervals, ctx: &mut Context<Self>) {
         self.intervals = msg.0;
-        let seed = mix(self.target.host_id.unsigned_abs()) ^ self.polls;
-        self.arm_health(ctx, jittered(self.intervals.health, seed));
+        // Spread over the new interval as at start: re-arming every host one interval ahead
+        // would line the whole fleet up into one burst (10,000 polls within a tenth of it).
+        let host = self.target.host_id;
+        self.arm_health(ctx, first_delay(self.intervals.health, host));
         if self.inventory_timer.is_some() {
             self.arm_inventory(
                 ctx,
-                jittered(self.intervals.inventory, seed.rotate_left(17)),
+                first_delay(self.intervals.inventory, host.rotate_left(17)),
             );
         }
     }
