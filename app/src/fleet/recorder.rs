@@ -35,6 +35,104 @@ fn rfc3339_to_naive(text: &str) -> Option<chrono::NaiveDateTime> {
         .map(|d| d.naive_utc())
 }
 
+/// Most updates taken from the queue at once; their health records are written in one
+/// transaction (at 10,000 hosts polled every minute, one transaction per update kept the recorder
+/// busy most of the time and delayed what it recorded).
+const BATCH: usize = 256;
+
+/// One health poll as the recorder writes it.
+struct Health {
+    host_id: i64,
+    outcome: Result<shared::agent::AgentHealth, String>,
+    status: shared::vocab::HostStatus,
+    reason: Option<String>,
+    changed: bool,
+    latency: std::time::Duration,
+}
+
+/// Writes health polls in one transaction, then publishes the state changes.
+async fn record_health(state: &AppState, batch: Vec<Health>) -> Result<(), DbError> {
+    let now = state.clock.now();
+    let details = batch
+        .iter()
+        .map(|h| {
+            h.outcome
+                .as_ref()
+                .ok()
+                .map(serde_json::to_string)
+                .transpose()
+                .map_err(|e| DbError::Inconsistent(e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let (batch, written) = state
+        .db
+        .run(move |c| {
+            let written = crate::db::transaction::transaction(c, |c| {
+                batch
+                    .iter()
+                    .zip(&details)
+                    .map(|(h, details)| {
+                        let row = h
+                            .outcome
+                            .as_ref()
+                            .ok()
+                            .zip(details.as_deref())
+                            .map(|(r, d)| HealthRow {
+                                host_id: h.host_id,
+                                checked_at: now,
+                                agent_status: &r.status,
+                                backend: Some(&r.backend),
+                                jobs_running: i64::from(r.jobs_running),
+                                jobs_queued: i64::from(r.jobs_queued),
+                                exclusive_mode: r.exclusive_mode,
+                                cert_expires_at: rfc3339_to_naive(&r.cert_not_after),
+                                uptime_seconds: None,
+                                latency_ms: i64::try_from(h.latency.as_millis()).ok(),
+                                details_json: d,
+                            });
+                        let reachable = h.outcome.is_ok();
+                        let exists = host_state::record_health(
+                            c,
+                            &HealthRecord {
+                                host_id: h.host_id,
+                                status: h.status.as_str(),
+                                reason: h.reason.as_deref(),
+                                changed: h.changed,
+                                reachable,
+                                at: now,
+                                report: row,
+                            },
+                        )?;
+                        // In the same trip: an agent that answers gets a CRL it is missing
+                        // without waiting for its backoff.
+                        let crl_due =
+                            exists && reachable && crate::db::crls::retry_host_now(c, h.host_id)?;
+                        Ok::<_, DbError>((exists, crl_due))
+                    })
+                    .collect::<Result<Vec<_>, DbError>>()
+            })?;
+            Ok((batch, written))
+        })
+        .await?;
+    if written.iter().any(|(_, crl_due)| *crl_due) {
+        state.crl.kick();
+    }
+    for (h, (exists, _)) in batch.into_iter().zip(written) {
+        if !exists || !h.changed {
+            continue;
+        }
+        tracing::info!(host_id = h.host_id, status = h.status.as_str(), reason = ?h.reason, "host state changed");
+        // Nobody listening is fine: the state is in the database.
+        let _ = state.fleet.events.send(HostStateEvent {
+            host_id: h.host_id.into(),
+            status: h.status,
+            reason: h.reason,
+            at: crate::clock::rfc3339(now),
+        });
+    }
+    Ok(())
+}
+
 /// Records one update.
 pub async fn record(state: &AppState, update: Update) -> Result<(), DbError> {
     let now = state.clock.now();
@@ -48,70 +146,18 @@ pub async fn record(state: &AppState, update: Update) -> Result<(), DbError> {
             latency,
             ..
         } => {
-            let details = outcome
-                .as_ref()
-                .ok()
-                .map(serde_json::to_string)
-                .transpose()
-                .map_err(|e| DbError::Inconsistent(e.to_string()))?;
-            let (status_c, reason_c, reachable) = (status, reason.clone(), outcome.is_ok());
-            let report = outcome.ok();
-            let written = state
-                .db
-                .run(move |c| {
-                    let row = report
-                        .as_ref()
-                        .zip(details.as_deref())
-                        .map(|(r, d)| HealthRow {
-                            host_id,
-                            checked_at: now,
-                            agent_status: &r.status,
-                            backend: Some(&r.backend),
-                            jobs_running: i64::from(r.jobs_running),
-                            jobs_queued: i64::from(r.jobs_queued),
-                            exclusive_mode: r.exclusive_mode,
-                            cert_expires_at: rfc3339_to_naive(&r.cert_not_after),
-                            uptime_seconds: None,
-                            latency_ms: i64::try_from(latency.as_millis()).ok(),
-                            details_json: d,
-                        });
-                    let exists = host_state::record_health(
-                        c,
-                        &HealthRecord {
-                            host_id,
-                            status: status_c.as_str(),
-                            reason: reason_c.as_deref(),
-                            changed,
-                            reachable,
-                            at: now,
-                            report: row,
-                        },
-                    )?;
-                    // In the same trip: an agent that answers gets a CRL it is missing without
-                    // waiting for its backoff.
-                    let crl_due =
-                        exists && reachable && crate::db::crls::retry_host_now(c, host_id)?;
-                    Ok((exists, crl_due))
-                })
-                .await?;
-            let (exists, crl_due) = written;
-            if !exists {
-                return Ok(());
-            }
-            if crl_due {
-                state.crl.kick();
-            }
-            if changed {
-                tracing::info!(host_id, status = status.as_str(), reason = ?reason, "host state changed");
-                // Nobody listening is fine: the state is in the database.
-                let _ = state.fleet.events.send(HostStateEvent {
-                    host_id: host_id.into(),
+            record_health(
+                state,
+                vec![Health {
+                    host_id,
+                    outcome,
                     status,
                     reason,
-                    at: crate::clock::rfc3339(now),
-                });
-            }
-            Ok(())
+                    changed,
+                    latency,
+                }],
+            )
+            .await
         }
         Update::Inventory {
             host_id,
@@ -206,36 +252,66 @@ async fn store(
     Ok(())
 }
 
-/// Spawns the recorder on the current runtime; it ends when every actor is gone.
+/// Spawns the recorder on the current runtime; it ends when every actor is gone. What has queued
+/// up meanwhile is taken at once (up to [`BATCH`]): health polls written in one transaction, then
+/// inventories one by one.
 pub fn spawn(state: AppState, mut updates: UnboundedReceiver<Update>) {
     actix_web::rt::spawn(async move {
         let mut stats = PollStats::new(std::time::Instant::now());
-        while let Some(update) = updates.recv().await {
-            if let Update::Health {
-                host_id,
-                ref outcome,
-                latency,
-                next_poll_in,
-                ..
-            } = update
-            {
-                let now = std::time::Instant::now();
-                stats.health(host_id, outcome.is_ok(), latency, next_poll_in, now);
-                if let Some(report) = stats.report(now) {
-                    tracing::info!(
-                        target: "fleet.polls",
-                        polls = report.polls,
-                        failed = report.failed,
-                        late = report.late,
-                        p50_ms = report.p50_ms,
-                        p99_ms = report.p99_ms,
-                        max_ms = report.max_ms,
-                        "health polls in the last minute"
-                    );
+        while let Some(first) = updates.recv().await {
+            let mut healths = Vec::new();
+            let mut inventories = Vec::new();
+            let mut next = Some(first);
+            while let Some(update) = next.take() {
+                match update {
+                    Update::Health {
+                        host_id,
+                        outcome,
+                        status,
+                        reason,
+                        changed,
+                        latency,
+                        next_poll_in,
+                    } => {
+                        let now = std::time::Instant::now();
+                        stats.health(host_id, outcome.is_ok(), latency, next_poll_in, now);
+                        if let Some(report) = stats.report(now) {
+                            tracing::info!(
+                                target: "fleet.polls",
+                                polls = report.polls,
+                                failed = report.failed,
+                                late = report.late,
+                                p50_ms = report.p50_ms,
+                                p99_ms = report.p99_ms,
+                                max_ms = report.max_ms,
+                                "health polls in the last minute"
+                            );
+                        }
+                        healths.push(Health {
+                            host_id,
+                            outcome,
+                            status,
+                            reason,
+                            changed,
+                            latency,
+                        });
+                    }
+                    inventory @ Update::Inventory { .. } => inventories.push(inventory),
+                }
+                if healths.len() + inventories.len() < BATCH {
+                    next = updates.try_recv().ok();
                 }
             }
-            if let Err(e) = record(&state, update).await {
-                tracing::warn!(error = %e, "recording a host poll failed");
+            if !healths.is_empty() {
+                let n = healths.len();
+                if let Err(e) = record_health(&state, healths).await {
+                    tracing::warn!(error = %e, polls = n, "recording health polls failed; the next polls write them again");
+                }
+            }
+            for update in inventories {
+                if let Err(e) = record(&state, update).await {
+                    tracing::warn!(error = %e, "recording a host poll failed");
+                }
             }
         }
     });
