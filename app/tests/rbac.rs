@@ -88,6 +88,11 @@ const MATRIX: &[(&str, &str, [u16; 4])] = &[
     ("GET", "/api/v1/enrollment-tokens", [401, 403, 403, 200]),
     ("POST", "/api/v1/enrollment-tokens", [401, 403, 403, 201]),
     ("DELETE", "/api/v1/enrollment-tokens/{token_id}", [401, 403, 403, 404]),
+    ("POST", "/api/v1/discovery", [401, 403, 403, 400]),
+    ("GET", "/api/v1/discovery", [401, 403, 403, 200]),
+    ("GET", "/api/v1/discovery/{run_id}", [401, 403, 403, 404]),
+    ("POST", "/api/v1/discovery/{run_id}/cancel", [401, 403, 403, 404]),
+    ("POST", "/api/v1/discovery/{run_id}/adopt", [401, 403, 403, 400]),
 ];
 
 #[actix_rt::test]
@@ -229,6 +234,7 @@ async fn every_route_by_every_kind_of_caller() {
                     .replace("{certificate_id}", "999999")
                     .replace("{token_id}", "999999")
                     .replace("{group_id}", "999999")
+                    .replace("{run_id}", "999999")
             );
             let mut headers = Vec::new();
             if let Some((uid, role)) = who {

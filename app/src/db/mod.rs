@@ -14,6 +14,7 @@ pub mod certificates;
 pub mod challenges;
 pub mod credentials;
 pub mod crls;
+pub mod discovery;
 pub mod enrollment;
 pub mod host_state;
 pub mod hosts;

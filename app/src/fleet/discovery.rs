@@ -15,14 +15,13 @@
 //! `discovery_runs` / `discovery_results` when they end, for the record.
 
 use crate::audit::Requester;
+use crate::db::discovery as store;
 use crate::db::hosts::{NewHost, NewMembership};
-use crate::db::schema::{discovery_results, discovery_runs};
 use crate::db::{certificates, DbError};
 use crate::error::AppError;
 use crate::pki::CertKind;
 use crate::state::AppState;
 use chrono::NaiveDateTime;
-use diesel::prelude::*;
 use futures_util::stream::{self, StreamExt};
 use shared::fleet::{
     AdoptRefusal, AdoptRequest, AdoptResult, DiscoveredAgent, DiscoveryRequest, DiscoveryRun,
@@ -39,6 +38,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 pub const KEEP: usize = 20;
 /// Default agent port.
 const AGENT_PORT: u16 = 12443;
+/// Found agents looked up in the database at once.
+const IDENTIFY_AT_ONCE: usize = 8;
 /// Largest health answer read from a probed agent.
 const MAX_ANSWER: u64 = 64 * 1024;
 
@@ -48,6 +49,8 @@ struct Found {
     agent: DiscoveredAgent,
     cert_pem: Option<String>,
     agent_version: Option<String>,
+    /// The host it was adopted as.
+    adopted: Option<i64>,
 }
 
 /// A run in progress or finished.
@@ -403,18 +406,13 @@ pub async fn start(
     let id = state
         .db
         .run(move |c| {
-            Ok(diesel::insert_into(discovery_runs::table)
-                .values((
-                    discovery_runs::cidrs_json.eq(row_cidr),
-                    discovery_runs::status.eq("running"),
-                    discovery_runs::started_by.eq(user),
-                    discovery_runs::probes_total.eq(i64::try_from(total).unwrap_or(i64::MAX)),
-                    discovery_runs::probes_done.eq(0i64),
-                    discovery_runs::found_count.eq(0i64),
-                    discovery_runs::started_at.eq(now),
-                ))
-                .returning(discovery_runs::id)
-                .get_result::<i64>(c)?)
+            store::start(
+                c,
+                &row_cidr,
+                user,
+                i64::try_from(total).unwrap_or(i64::MAX),
+                now,
+            )
         })
         .await?;
     let run = Arc::new(Run {
@@ -479,12 +477,17 @@ async fn execute(
     let probes = stream::iter(targets)
         .take_while(|_| std::future::ready(!run.cancel.load(Ordering::SeqCst)))
         .map(|ip| probe(ip, port, timeout, tls.clone(), ca.clone()))
-        .buffer_unordered(concurrency.max(1));
+        .buffer_unordered(concurrency.max(1))
+        .inspect(|_| {
+            run.probed.fetch_add(1, Ordering::Relaxed);
+        })
+        .filter_map(std::future::ready)
+        // Who each agent is goes to the database beside the probes, not between them: awaiting
+        // it in turn stopped the probing for every agent found.
+        .map(|seen| identify(&state, seen, port))
+        .buffer_unordered(IDENTIFY_AT_ONCE);
     futures_util::pin_mut!(probes);
-    while let Some(seen) = probes.next().await {
-        run.probed.fetch_add(1, Ordering::Relaxed);
-        let Some(seen) = seen else { continue };
-        let found = identify(&state, seen, port).await;
+    while let Some(found) = probes.next().await {
         lock(&run.found).push(found);
     }
     let cancelled = run.cancel.load(Ordering::SeqCst);
@@ -549,50 +552,37 @@ async fn identify(state: &AppState, seen: Seen, port: u16) -> Found {
         agent,
         cert_pem: issued.map(|i| i.cert_pem),
         agent_version: seen.agent_version,
+        adopted: None,
     }
 }
 
 /// Writes the finished run and its results.
 async fn record(state: &AppState, run: &Run, end: NaiveDateTime) -> Result<(), DbError> {
     let view = run.view();
-    let versions: Vec<(String, Option<String>)> = lock(&run.found)
-        .iter()
-        .map(|f| (f.agent.address.clone(), f.agent_version.clone()))
-        .collect();
+    let found: Vec<Found> = lock(&run.found).clone();
     let id = run.id;
     state
         .db
         .run(move |c| {
-            crate::db::transaction::transaction(c, |c| {
-                diesel::update(discovery_runs::table.find(id))
-                    .set((
-                        discovery_runs::status.eq(state_word(view.state)),
-                        discovery_runs::probes_done
-                            .eq(i64::try_from(view.probed).unwrap_or(i64::MAX)),
-                        discovery_runs::found_count
-                            .eq(i64::try_from(view.found.len()).unwrap_or(i64::MAX)),
-                        discovery_runs::finished_at.eq(end),
-                    ))
-                    .execute(c)?;
-                for a in &view.found {
-                    let version = versions
-                        .iter()
-                        .find(|(addr, _)| *addr == a.address)
-                        .and_then(|(_, v)| v.clone());
-                    diesel::insert_into(discovery_results::table)
-                        .values((
-                            discovery_results::run_id.eq(id),
-                            discovery_results::address.eq(&a.address),
-                            discovery_results::port.eq(i32::from(a.port)),
-                            discovery_results::cert_subject.eq(&a.subject),
-                            discovery_results::cert_fingerprint.eq(&a.fingerprint),
-                            discovery_results::agent_version.eq(version),
-                            discovery_results::found_at.eq(end),
-                        ))
-                        .execute(c)?;
-                }
-                Ok::<_, DbError>(())
-            })
+            let rows: Vec<store::ResultRow<'_>> = found
+                .iter()
+                .map(|f| store::ResultRow {
+                    address: &f.agent.address,
+                    port: i32::from(f.agent.port),
+                    subject: f.agent.subject.as_deref(),
+                    fingerprint: f.agent.fingerprint.as_deref(),
+                    agent_version: f.agent_version.as_deref(),
+                    adopted_host_id: f.adopted,
+                })
+                .collect();
+            store::finish(
+                c,
+                id,
+                state_word(view.state),
+                i64::try_from(view.probed).unwrap_or(i64::MAX),
+                end,
+                &rows,
+            )
         })
         .await
 }
@@ -608,11 +598,7 @@ fn state_word(s: DiscoveryState) -> &'static str {
 
 /// Runs still marked running in the database were cut short by a restart.
 pub fn mark_interrupted(c: &mut crate::db::DbConnection) -> Result<usize, DbError> {
-    Ok(
-        diesel::update(discovery_runs::table.filter(discovery_runs::status.eq("running")))
-            .set(discovery_runs::status.eq("interrupted"))
-            .execute(c)?,
-    )
+    store::mark_interrupted(c)
 }
 
 /// `GET /api/v1/discovery`: this process's runs, newest first.
@@ -760,13 +746,7 @@ pub async fn adopt(
                             },
                         )?;
                     }
-                    diesel::update(
-                        discovery_results::table
-                            .filter(discovery_results::run_id.eq(id))
-                            .filter(discovery_results::address.eq(&address)),
-                    )
-                    .set(discovery_results::adopted_host_id.eq(host_id))
-                    .execute(c)?;
+                    store::mark_adopted(c, id, &address, host_id)?;
                     adopted.push((address, host_id));
                 }
                 Ok::<_, DbError>((adopted, refused))
@@ -794,6 +774,7 @@ pub async fn adopt(
         for f in found.iter_mut() {
             if let Some((_, host_id)) = adopted.iter().find(|(a, _)| *a == f.agent.address) {
                 f.agent.host_id = Some((*host_id).into());
+                f.adopted = Some(*host_id);
                 f.agent.adoptable = false;
                 f.agent.note = format!("adopted as host {host_id}");
             }

@@ -50,6 +50,35 @@ struct Health {
     latency: std::time::Duration,
 }
 
+impl Health {
+    /// The health poll in `update` and when the next is due, or the update itself if it is not
+    /// a health poll.
+    fn of(update: Update) -> Result<(Self, std::time::Duration), Box<Update>> {
+        match update {
+            Update::Health {
+                host_id,
+                outcome,
+                status,
+                reason,
+                changed,
+                latency,
+                next_poll_in,
+            } => Ok((
+                Self {
+                    host_id,
+                    outcome,
+                    status,
+                    reason,
+                    changed,
+                    latency,
+                },
+                next_poll_in,
+            )),
+            other => Err(Box::new(other)),
+        }
+    }
+}
+
 /// Writes health polls in one transaction, then publishes the state changes.
 async fn record_health(state: &AppState, batch: Vec<Health>) -> Result<(), DbError> {
     let now = state.clock.now();
@@ -137,28 +166,10 @@ async fn record_health(state: &AppState, batch: Vec<Health>) -> Result<(), DbErr
 pub async fn record(state: &AppState, update: Update) -> Result<(), DbError> {
     let now = state.clock.now();
     match update {
-        Update::Health {
-            host_id,
-            outcome,
-            status,
-            reason,
-            changed,
-            latency,
-            ..
-        } => {
-            record_health(
-                state,
-                vec![Health {
-                    host_id,
-                    outcome,
-                    status,
-                    reason,
-                    changed,
-                    latency,
-                }],
-            )
-            .await
-        }
+        health @ Update::Health { .. } => match Health::of(health) {
+            Ok((h, _)) => record_health(state, vec![h]).await,
+            Err(_) => Ok(()),
+        },
         Update::Inventory {
             host_id,
             outcome: Ok(inventory),
@@ -263,18 +274,16 @@ pub fn spawn(state: AppState, mut updates: UnboundedReceiver<Update>) {
             let mut inventories = Vec::new();
             let mut next = Some(first);
             while let Some(update) = next.take() {
-                match update {
-                    Update::Health {
-                        host_id,
-                        outcome,
-                        status,
-                        reason,
-                        changed,
-                        latency,
-                        next_poll_in,
-                    } => {
+                match Health::of(update) {
+                    Ok((health, next_poll_in)) => {
                         let now = std::time::Instant::now();
-                        stats.health(host_id, outcome.is_ok(), latency, next_poll_in, now);
+                        stats.health(
+                            health.host_id,
+                            health.outcome.is_ok(),
+                            health.latency,
+                            next_poll_in,
+                            now,
+                        );
                         if let Some(report) = stats.report(now) {
                             tracing::info!(
                                 target: "fleet.polls",
@@ -287,16 +296,9 @@ pub fn spawn(state: AppState, mut updates: UnboundedReceiver<Update>) {
                                 "health polls in the last minute"
                             );
                         }
-                        healths.push(Health {
-                            host_id,
-                            outcome,
-                            status,
-                            reason,
-                            changed,
-                            latency,
-                        });
+                        healths.push(health);
                     }
-                    inventory @ Update::Inventory { .. } => inventories.push(inventory),
+                    Err(inventory) => inventories.push(*inventory),
                 }
                 if healths.len() + inventories.len() < BATCH {
                     next = updates.try_recv().ok();
