@@ -355,6 +355,53 @@ pub fn agent_addresses(conn: &mut DbConnection) -> Result<Vec<AgentAddressRow>, 
         .load(conn)?)
 }
 
+impl<'a> NewHost<'a> {
+    /// A host joining with its agent's certificate (enrollment, adoption): not polled yet,
+    /// nothing pending, pinned to `fingerprint`.
+    pub fn joining(
+        fqdn: Option<&'a str>,
+        ip_address: &'a str,
+        display_name: &'a str,
+        agent_port: i32,
+        fingerprint: &'a str,
+        now: NaiveDateTime,
+    ) -> Self {
+        Self {
+            fqdn,
+            ip_address,
+            display_name,
+            agent_port,
+            status: "unknown",
+            reboot_required: false,
+            pending_patches: 0,
+            pending_security_patches: 0,
+            cert_fingerprint: Some(fingerprint),
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
+/// Inserts `host` and, with `group`, its membership; answers its id.
+pub fn register(
+    conn: &mut DbConnection,
+    host: &NewHost<'_>,
+    group: Option<i64>,
+) -> Result<i64, DbError> {
+    let host_id = insert(conn, host)?;
+    if let Some(group_id) = group {
+        add_member(
+            conn,
+            &NewMembership {
+                host_id,
+                group_id,
+                created_at: host.created_at,
+            },
+        )?;
+    }
+    Ok(host_id)
+}
+
 /// The host pinned to the certificate with this SHA-256, if any.
 pub fn by_fingerprint(conn: &mut DbConnection, fingerprint: &str) -> Result<Option<i64>, DbError> {
     Ok(h::table

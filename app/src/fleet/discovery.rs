@@ -16,7 +16,7 @@
 
 use crate::audit::Requester;
 use crate::db::discovery as store;
-use crate::db::hosts::{NewHost, NewMembership};
+use crate::db::hosts::NewHost;
 use crate::db::{certificates, DbError};
 use crate::error::AppError;
 use crate::pki::CertKind;
@@ -714,37 +714,23 @@ pub async fn adopt(
                     }
                     let fqdn = crate::pki::valid_dns_name(&issued.subject)
                         .then_some(issued.subject.as_str());
-                    let host_id = crate::db::hosts::insert(
+                    let host_id = crate::db::hosts::register(
                         c,
-                        &NewHost {
+                        &NewHost::joining(
                             fqdn,
-                            ip_address: &address,
-                            display_name: fqdn.unwrap_or(&address),
-                            agent_port: i32::from(f.agent.port),
-                            status: "unknown",
-                            reboot_required: false,
-                            pending_patches: 0,
-                            pending_security_patches: 0,
-                            cert_fingerprint: Some(&issued.fingerprint_sha256),
-                            created_at: now,
-                            updated_at: now,
-                        },
+                            &address,
+                            fqdn.unwrap_or(&address),
+                            i32::from(f.agent.port),
+                            &issued.fingerprint_sha256,
+                            now,
+                        ),
+                        group,
                     )?;
                     match certificates::find_by_fingerprint(c, &issued.fingerprint_sha256)? {
                         Some(row) => certificates::assign_host(c, row.id.into(), host_id)?,
                         None => {
                             certificates::insert(c, &issued, CertKind::Agent, Some(host_id), now)?;
                         }
-                    }
-                    if let Some(group_id) = group {
-                        crate::db::hosts::add_member(
-                            c,
-                            &NewMembership {
-                                host_id,
-                                group_id,
-                                created_at: now,
-                            },
-                        )?;
                     }
                     store::mark_adopted(c, id, &address, host_id)?;
                     adopted.push((address, host_id));

@@ -17,7 +17,7 @@ use crate::clock::rfc3339;
 use crate::config::Config;
 use crate::db::audit::{NewAuditEntry, Outcome};
 use crate::db::enrollment::{self as store, EnrollmentTokenRow, NewEnrollmentToken};
-use crate::db::hosts::{self, NewHost, NewMembership};
+use crate::db::hosts::{self, NewHost};
 use crate::db::transaction::transaction;
 use crate::db::{certificates, crls, DbConnection, DbError};
 use crate::error::AppError;
@@ -610,32 +610,18 @@ pub async fn enroll(
                 let issued = ca
                     .sign_csr(&csr, CertKind::Agent, &host, &sans, validity)
                     .map_err(|e| EnrollFailure::Csr(e.to_string()))?;
-                let host_id = hosts::insert(
+                let host_id = hosts::register(
                     c,
-                    &NewHost {
-                        fqdn: Some(&host),
-                        ip_address: &primary,
-                        display_name: &host,
-                        agent_port: port,
-                        status: "unknown",
-                        reboot_required: false,
-                        pending_patches: 0,
-                        pending_security_patches: 0,
-                        cert_fingerprint: Some(&issued.fingerprint_sha256),
-                        created_at: now,
-                        updated_at: now,
-                    },
+                    &NewHost::joining(
+                        Some(&host),
+                        &primary,
+                        &host,
+                        port,
+                        &issued.fingerprint_sha256,
+                        now,
+                    ),
+                    group,
                 )?;
-                if let Some(group_id) = group {
-                    hosts::add_member(
-                        c,
-                        &NewMembership {
-                            host_id,
-                            group_id,
-                            created_at: now,
-                        },
-                    )?;
-                }
                 certificates::insert(c, &issued, CertKind::Agent, Some(host_id), now)?;
                 store::set_host(c, token.id, host_id)?;
                 // The CRL in force goes with the answer; a newer one issued meanwhile reaches
