@@ -8,7 +8,7 @@
 #   p50/p99 and late or failed polls (the manager's own once-a-minute report), hosts API p95 for a
 #   filtered page, time from killing an agent to the manager showing it unreachable, and the
 #   discovery of a /22. A baseline (the same manager with no host) is measured in the same run.
-# Usage: scripts/bench-fleet.sh [--window SECS] [--policy per_poll|kept] [SIZES...]
+# Usage: scripts/bench-fleet.sh [--window SECS] [--policy per_poll|kept] [--no-build] [SIZES...]
 #        (default: 180 s, per_poll; 1000 5000 10000). `kept`: the manager keeps one connection per
 #        host between polls and the simulated agents keep idle connections for 120 s.
 # Traffic stays on loopback. Results are printed as a Markdown table for docs/benchmarks.md.
@@ -16,10 +16,12 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 window=180
 policy=per_poll
+no_build=
 while [ $# -gt 0 ]; do
   case "$1" in
     --window) window="$2"; shift 2 ;;
     --policy) policy="$2"; shift 2 ;;
+    --no-build) no_build=1; shift ;;
     *) break ;;
   esac
 done
@@ -30,9 +32,14 @@ agent_port="${LPM_BENCH_AGENT_PORT:-13443}"
 bin="$CARGO_TARGET_DIR/release"
 tck=$(getconf CLK_TCK)
 
-step "Building patch-manager and patch-fleet-sim (release)"
-ensure_build_deps
-cargo build --release -p app -p agent --bins --quiet
+if [ -z "$no_build" ]; then
+  step "Building patch-manager and patch-fleet-sim (release)"
+  ensure_build_deps
+  cargo build --release -p app -p agent --bins --quiet
+else
+  step "Measuring the release binaries already built (--no-build)"
+  [ -x "$bin/patch-manager" ] && [ -x "$bin/patch-fleet-sim" ] || die "no release build in $bin"
+fi
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }

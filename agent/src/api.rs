@@ -11,7 +11,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
-use actix_web::{web, HttpResponse, ResponseError};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use serde::Deserialize;
 use serde_json::json;
 use shared::agent::{
@@ -86,6 +86,10 @@ impl From<SubmitError> for ApiError {
             SubmitError::NotRollbackable(m) => Self::BadRequest {
                 code: "not_rollbackable",
                 message: m,
+            },
+            SubmitError::KeyReused(..) => Self::BadRequest {
+                code: "idempotency_key_reused",
+                message: e.to_string(),
             },
         }
     }
@@ -399,6 +403,29 @@ fn check_version(backend: &dyn PackageBackend, version: &str) -> Result<(), ApiE
     }
 }
 
+/// Longest `Idempotency-Key` accepted.
+const MAX_KEY: usize = 64;
+
+/// The request's `Idempotency-Key` header, if any: 1 to 64 of `A-Z a-z 0-9 - _ . :`.
+fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let Some(value) = req.headers().get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value.to_str().unwrap_or_default();
+    if key.is_empty()
+        || key.len() > MAX_KEY
+        || !key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+    {
+        return Err(bad(
+            "invalid_idempotency_key",
+            format!("Idempotency-Key is 1 to {MAX_KEY} characters of A-Z, a-z, 0-9, -, _, . and :"),
+        ));
+    }
+    Ok(Some(key.to_owned()))
+}
+
 fn accepted(job_id: String) -> HttpResponse {
     HttpResponse::Accepted().json(JobAccepted {
         job_id,
@@ -408,8 +435,10 @@ fn accepted(job_id: String) -> HttpResponse {
 
 async fn install(
     state: web::Data<AgentState>,
+    http: HttpRequest,
     body: web::Json<InstallRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    let key = idempotency_key(&http)?;
     let req = body.into_inner();
     if req.packages.is_empty() || req.packages.len() > MAX_PACKAGES {
         return Err(bad(
@@ -431,16 +460,20 @@ async fn install(
         }
     }
     let request = serde_json::to_value(&req).unwrap_or_default();
-    Ok(accepted(
-        state.jobs.submit(Plan::Install(req.packages), request)?,
-    ))
+    Ok(accepted(state.jobs.submit(
+        Plan::Install(req.packages),
+        request,
+        key,
+    )?))
 }
 
 async fn update(
     state: web::Data<AgentState>,
+    http: HttpRequest,
     name: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
+    let key = idempotency_key(&http)?;
     let name = name.into_inner();
     check_name(state.backend.as_ref(), &name)?;
     // The body is optional; when present it must be valid JSON of the right shape.
@@ -459,6 +492,7 @@ async fn update(
             version: req.version,
         },
         request,
+        key,
     )?))
 }
 
@@ -472,16 +506,20 @@ struct RemoveQuery {
 
 async fn remove(
     state: web::Data<AgentState>,
+    http: HttpRequest,
     name: web::Path<String>,
     query: web::Query<RemoveQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    let key = idempotency_key(&http)?;
     let name = name.into_inner();
     check_name(state.backend.as_ref(), &name)?;
     let purge = query.purge;
     let request = json!({ "name": name, "purge": purge });
-    Ok(accepted(
-        state.jobs.submit(Plan::Remove { name, purge }, request)?,
-    ))
+    Ok(accepted(state.jobs.submit(
+        Plan::Remove { name, purge },
+        request,
+        key,
+    )?))
 }
 
 async fn list_patches(state: web::Data<AgentState>) -> Result<HttpResponse, ApiError> {
@@ -497,8 +535,10 @@ async fn list_patches(state: web::Data<AgentState>) -> Result<HttpResponse, ApiE
 
 async fn apply_patches(
     state: web::Data<AgentState>,
+    http: HttpRequest,
     body: web::Json<ApplyRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    let key = idempotency_key(&http)?;
     let req = body.into_inner();
     match req.selection {
         PatchSelection::List => {
@@ -525,7 +565,7 @@ async fn apply_patches(
         selection: req.selection,
         names: req.packages,
     };
-    Ok(accepted(state.jobs.submit(plan, request)?))
+    Ok(accepted(state.jobs.submit(plan, request, key)?))
 }
 
 /// Query of `GET /jobs`.
@@ -565,12 +605,18 @@ async fn get_job(
 
 async fn rollback(
     state: web::Data<AgentState>,
+    http: HttpRequest,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    let key = idempotency_key(&http)?;
     let of = id.into_inner();
     check_job_id(&of)?;
     let request = json!({ "rollback_of": of });
-    Ok(accepted(state.jobs.submit(Plan::Rollback { of }, request)?))
+    Ok(accepted(state.jobs.submit(
+        Plan::Rollback { of },
+        request,
+        key,
+    )?))
 }
 
 fn rotate_error(e: crate::rotate::RotateError) -> ApiError {

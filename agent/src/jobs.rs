@@ -114,6 +114,9 @@ pub enum SubmitError {
     /// The job to roll back has not finished or changed nothing that can be undone.
     #[error("{0}")]
     NotRollbackable(String),
+    /// The idempotency key names a job with another request.
+    #[error("the idempotency key {0} was used for job {1}, whose request differs")]
+    KeyReused(String, String),
 }
 
 /// Jobs and rollback records, shared with the job file's writer thread.
@@ -355,11 +358,28 @@ impl Jobs {
             .collect()
     }
 
-    /// Accepts a job and starts it in the background; answers its id.
-    pub fn submit(&self, plan: Plan, request: serde_json::Value) -> Result<String, SubmitError> {
+    /// Accepts a job and starts it in the background; answers its id. With a `key` (the caller's
+    /// `Idempotency-Key`) that an earlier job carries, answers that job's id and starts nothing,
+    /// so a caller that lost the answer may send the request again.
+    pub fn submit(
+        &self,
+        plan: Plan,
+        request: serde_json::Value,
+        key: Option<String>,
+    ) -> Result<String, SubmitError> {
         let id = ulid::Ulid::new().to_string();
         {
             let mut exclusive = lock(&self.inner.exclusive);
+            if let Some(k) = key.as_deref() {
+                let jobs = lock(&self.inner.store.jobs);
+                if let Some(earlier) = jobs.values().find(|j| j.request_key.as_deref() == Some(k)) {
+                    return if earlier.request == request {
+                        Ok(earlier.id.clone())
+                    } else {
+                        Err(SubmitError::KeyReused(k.to_owned(), earlier.id.clone()))
+                    };
+                }
+            }
             if let Some(holder) = exclusive.as_ref() {
                 return Err(SubmitError::Exclusive(holder.clone()));
             }
@@ -394,6 +414,7 @@ impl Jobs {
                 Plan::Rollback { of } => Some(of.clone()),
                 _ => None,
             },
+            request_key: key,
             created_at: now(),
             started_at: None,
             finished_at: None,
@@ -988,6 +1009,7 @@ mod tests {
             error: None,
             noop: false,
             rollback_of: rollback_of.map(str::to_owned),
+            request_key: None,
             created_at: now(),
             started_at: None,
             finished_at: status.is_finished().then(|| finished.to_rfc3339()),

@@ -1,5 +1,5 @@
 //! Package jobs through the real agent, over mTLS, driving real apt-get and dpkg inside an
-//! isolated root with the project's test repository.
+//! isolated root with the project's test repository; idempotency keys naming one job.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -878,4 +878,73 @@ async fn a_held_dpkg_lock_is_waited_for_then_fails_clearly() {
         .await;
     assert_eq!(api.wait(&id).await.status, JobStatus::Succeeded);
     agent.stop().await;
+}
+
+#[actix_rt::test]
+async fn an_idempotency_key_names_one_job() {
+    let e = env(5, Duration::from_secs(300));
+    let body = install_body(&[("lpm-test-hello", Some("1.0-1"))]);
+    let key = ["Idempotency-Key: lpm-j1-h1-a1"];
+    let (status, first) = e
+        .api
+        .call_with("POST", "/packages", &key, Some(&body))
+        .await;
+    assert_eq!(status, 202, "{first}");
+    let id = first["job_id"].as_str().unwrap().to_owned();
+    // Sent again (a lost answer, a restarted manager): the same job, nothing new started.
+    let (status, again) = e
+        .api
+        .call_with("POST", "/packages", &key, Some(&body))
+        .await;
+    assert_eq!((status, again["job_id"].as_str()), (202, Some(id.as_str())));
+    let job = e.api.wait(&id).await;
+    assert_eq!(job.status, JobStatus::Succeeded, "{job:?}");
+    assert_eq!(job.request_key.as_deref(), Some("lpm-j1-h1-a1"));
+    let (status, again) = e
+        .api
+        .call_with("POST", "/packages", &key, Some(&body))
+        .await;
+    assert_eq!((status, again["job_id"].as_str()), (202, Some(id.as_str())));
+    assert_eq!(e.api.get("/jobs").await["total"], 1);
+    assert_eq!(e.root.version("lpm-test-hello").as_deref(), Some("1.0-1"));
+
+    // The same key for another request is refused; nothing starts.
+    let other = install_body(&[("lpm-test-hello", Some("1.1-1"))]);
+    let (status, refused) = e
+        .api
+        .call_with("POST", "/packages", &key, Some(&other))
+        .await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(refused["error"]["code"], "idempotency_key_reused");
+    // Malformed keys are refused before any job exists.
+    let long = format!("Idempotency-Key: {}", "k".repeat(65));
+    for bad in [
+        "Idempotency-Key: two words",
+        "Idempotency-Key: a/b",
+        long.as_str(),
+    ] {
+        let (status, refused) = e
+            .api
+            .call_with("POST", "/packages", &[bad], Some(&other))
+            .await;
+        assert_eq!(status, 400, "{bad}: {refused}");
+        assert_eq!(refused["error"]["code"], "invalid_idempotency_key");
+    }
+    assert_eq!(e.api.get("/jobs").await["total"], 1);
+
+    // A rollback sent twice with its key is one rollback.
+    let rb = ["Idempotency-Key: lpm-j1-h1-rb"];
+    let path = format!("/jobs/{id}/rollback");
+    let (status, first) = e.api.call_with("POST", &path, &rb, None).await;
+    assert_eq!(status, 202, "{first}");
+    let (status, again) = e.api.call_with("POST", &path, &rb, None).await;
+    assert_eq!(
+        (status, &again["job_id"]),
+        (202, &first["job_id"]),
+        "{again}"
+    );
+    let undone = e.api.wait(first["job_id"].as_str().unwrap()).await;
+    assert_eq!(undone.status, JobStatus::Succeeded, "{undone:?}");
+    assert_eq!(e.root.version("lpm-test-hello"), None);
+    assert_eq!(e.api.get("/jobs").await["total"], 2);
 }

@@ -11,8 +11,8 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use shared::agent::{
-    AgentHealth, CertificateInstall, CertificateInstalled, CrlInstall, CrlInstalled, CsrResponse,
-    PackageList, PatchList, SystemInfo,
+    AgentHealth, ApplyRequest, CertificateInstall, CertificateInstalled, CrlInstall, CrlInstalled,
+    CsrResponse, Job, JobAccepted, JobEvent, PackageList, PatchList, SystemInfo,
 };
 use std::net::SocketAddr;
 use std::path::Path;
@@ -29,6 +29,9 @@ pub enum AgentClientError {
     /// Local TLS material unusable.
     #[error("client TLS: {0}")]
     Tls(String),
+    /// A value the manager was about to send is not valid (no request was made).
+    #[error("{0}")]
+    Invalid(String),
     /// Network, TLS or HTTP failure.
     #[error("agent {addr}: {message}")]
     Request {
@@ -123,6 +126,18 @@ fn tcp_nodelay() -> impl actix_service::Service<
             conn
         },
     )
+}
+
+/// An agent job id as a path segment: a ULID (26 letters and digits), refused otherwise.
+fn job_segment(id: &str) -> Result<&str, AgentClientError> {
+    if id.len() == 26 && id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        Ok(id)
+    } else {
+        Err(AgentClientError::Invalid(format!(
+            "{:?} is not an agent job id",
+            id.chars().take(40).collect::<String>()
+        )))
+    }
 }
 
 /// The manager's client certificate chain and key, parsed.
@@ -341,6 +356,73 @@ impl AgentClient {
     pub async fn patches(&self) -> Result<PatchList, AgentClientError> {
         self.send::<(), _>(awc::http::Method::GET, "/patches", None)
             .await
+    }
+
+    /// `POST /patches/apply` with an `Idempotency-Key`: sent again with the same key, the agent
+    /// answers the job it accepted the first time instead of starting another.
+    pub async fn apply_patches(
+        &self,
+        request: &ApplyRequest,
+        key: &str,
+    ) -> Result<JobAccepted, AgentClientError> {
+        let res = self
+            .client
+            .post(self.url("/patches/apply"))
+            .insert_header(("idempotency-key", key))
+            .send_json(request)
+            .await;
+        self.answer(res).await
+    }
+
+    /// `POST /jobs/{id}/rollback` with an `Idempotency-Key`.
+    pub async fn rollback(&self, job_id: &str, key: &str) -> Result<JobAccepted, AgentClientError> {
+        let path = format!("/jobs/{}/rollback", job_segment(job_id)?);
+        let res = self
+            .client
+            .post(self.url(&path))
+            .insert_header(("idempotency-key", key))
+            .send()
+            .await;
+        self.answer(res).await
+    }
+
+    /// `GET /jobs/{id}`.
+    pub async fn job(&self, job_id: &str) -> Result<Job, AgentClientError> {
+        let path = format!("/jobs/{}", job_segment(job_id)?);
+        self.send::<(), _>(awc::http::Method::GET, &path, None)
+            .await
+    }
+
+    /// `GET /ws/jobs`: the agent's live job events. Each item is an event, `None` for a notice
+    /// that events were missed (or a message not understood), or the error that ended the
+    /// stream.
+    pub async fn job_events(
+        &self,
+    ) -> Result<
+        impl futures_util::Stream<Item = Result<Option<JobEvent>, String>> + Unpin,
+        AgentClientError,
+    > {
+        use futures_util::StreamExt;
+        let (_, frames) = self
+            .client
+            .ws(format!("wss://{}/api/v1/ws/jobs", self.addr))
+            .max_frame_size(256 * 1024)
+            .connect()
+            .await
+            .map_err(|e| AgentClientError::Request {
+                addr: self.addr,
+                message: e.to_string(),
+            })?;
+        Ok(frames.filter_map(|frame| {
+            std::future::ready(match frame {
+                Ok(awc::ws::Frame::Text(text)) => {
+                    Some(Ok(serde_json::from_slice::<JobEvent>(&text).ok()))
+                }
+                Ok(awc::ws::Frame::Close(_)) => Some(Err("the agent closed the stream".into())),
+                Ok(_) => None,
+                Err(e) => Some(Err(e.to_string())),
+            })
+        }))
     }
 
     /// `PUT /tls/crl`.

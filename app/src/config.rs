@@ -62,6 +62,9 @@ pub struct FleetConfig {
     /// How host actors connect to their agents: `per_poll` (a new TLS connection per poll) or
     /// `kept` (one connection per host reused between polls; see docs/benchmarks.md).
     pub agent_connections: AgentConnections,
+    /// Seconds before each of the three retries of a host that failed in a patch job
+    /// (each 1 .. 86400).
+    pub job_retry_after_secs: [u64; 3],
 }
 
 /// The connection policy towards agents (`fleet.agent_connections`).
@@ -94,6 +97,7 @@ impl Default for FleetConfig {
             discovery_concurrency: 256,
             discovery_timeout_ms: 1000,
             agent_connections: AgentConnections::PerPoll,
+            job_retry_after_secs: shared::jobs::RETRY_AFTER_SECS,
         }
     }
 }
@@ -406,6 +410,17 @@ impl Config {
             return Err(invalid(
                 "fleet.discovery_concurrency",
                 "must be between 1 and 4096".into(),
+            ));
+        }
+        if self
+            .fleet
+            .job_retry_after_secs
+            .iter()
+            .any(|s| !(1..=86_400).contains(s))
+        {
+            return Err(invalid(
+                "fleet.job_retry_after_secs",
+                "each wait must be between 1 and 86400 seconds".into(),
             ));
         }
         if !(50..=30_000).contains(&self.fleet.discovery_timeout_ms) {

@@ -16,6 +16,7 @@ pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod db;
+pub mod deploy;
 pub mod error;
 pub mod fleet;
 pub mod http;

@@ -184,6 +184,10 @@ pub async fn start(config: Config) -> Result<RunningServer, StartupError> {
             config.fleet.agent_connections,
         )),
         intervals,
+        config
+            .fleet
+            .job_retry_after_secs
+            .map(std::time::Duration::from_secs),
     );
     let state = AppState {
         fleet,
@@ -232,6 +236,12 @@ pub async fn start(config: Config) -> Result<RunningServer, StartupError> {
     crate::pki::crl::spawn(state.clone());
     crate::fleet::recorder::spawn(state.clone(), fleet_updates);
     let supervised = crate::fleet::supervise_all(&state).await?;
+    // After the host actors (the supervisor's mailbox keeps the order): unfinished patch jobs
+    // are taken up where they stood.
+    state
+        .fleet
+        .deployer
+        .do_send(crate::deploy::deployer::Attach(state.clone()));
     let interrupted = state
         .db
         .run(crate::fleet::discovery::mark_interrupted)

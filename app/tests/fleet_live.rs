@@ -53,22 +53,7 @@ async fn a_real_agent_is_polled_recorded_and_seen_going_down_and_up() {
     // machine's, and nothing is fetched from outside).
     let apt = common::AptRoot::new();
     // Two packages installed, one of them with a pending security update.
-    let out = std::process::Command::new("apt-get")
-        .env("APT_CONFIG", &apt.apt_config)
-        .args([
-            "-q",
-            "-y",
-            "install",
-            "lpm-test-app",
-            "lpm-test-secure=1.0-1",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    apt.install(&["lpm-test-app", "lpm-test-secure=1.0-1"]);
     let fleet = common::fleet_with(Some(apt.apt_config.clone())).await;
     let state = fleet.server.state.clone();
     let host = fleet.host_id;

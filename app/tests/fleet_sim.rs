@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::https::{api, client, first_admin, open_stream, sign_in, Socket};
 use common::{test_config, Engine, TestDb};
 use futures_util::{SinkExt, StreamExt};
 use patch_agent::sim::{self, Behaviour, SimFleet};
@@ -14,101 +15,7 @@ use serde_json::{json, Value};
 use shared::fleet::HostStateEvent;
 use shared::vocab::HostStatus;
 use std::net::Ipv4Addr;
-use std::sync::Arc;
 use std::time::Duration;
-
-/// An HTTPS client trusting the manager's web CA.
-fn client(server: &patch_manager::server::RunningServer) -> awc::Client {
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(
-            rustls::pki_types::CertificateDer::from_pem_slice(
-                server.state.pki.web_ca.cert_pem().as_bytes(),
-            )
-            .unwrap(),
-        )
-        .unwrap();
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    awc::Client::builder()
-        .connector(awc::Connector::new().rustls_0_23(Arc::new(tls)))
-        .timeout(Duration::from_secs(30))
-        .finish()
-}
-
-async fn api(
-    c: &awc::Client,
-    method: &str,
-    url: &str,
-    bearer: Option<&str>,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut req = c.request(method.parse().unwrap(), url);
-    if let Some(b) = bearer {
-        req = req.insert_header(("authorization", format!("Bearer {b}")));
-    }
-    let mut res = match body {
-        Some(b) => req.send_json(&b).await.unwrap(),
-        None => req.send().await.unwrap(),
-    };
-    let bytes = res.body().limit(8 << 20).await.unwrap();
-    (
-        res.status().as_u16(),
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
-}
-
-async fn sign_in(c: &awc::Client, base: &str, user: &str, password: &str) -> String {
-    let (status, body) = api(
-        c,
-        "POST",
-        &format!("{base}/api/v1/auth/login"),
-        None,
-        Some(json!({ "username": user, "password": password, "client": "api" })),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    body["access_token"].as_str().unwrap().to_owned()
-}
-
-/// A client WebSocket.
-trait Socket:
-    futures_util::Stream<Item = Result<awc::ws::Frame, awc::error::WsProtocolError>>
-    + futures_util::Sink<awc::ws::Message, Error = awc::error::WsProtocolError>
-    + Unpin
-{
-}
-
-impl<T> Socket for T where
-    T: futures_util::Stream<Item = Result<awc::ws::Frame, awc::error::WsProtocolError>>
-        + futures_util::Sink<awc::ws::Message, Error = awc::error::WsProtocolError>
-        + Unpin
-{
-}
-
-async fn open_stream(c: &awc::Client, base: &str, bearer: &str) -> impl Socket {
-    let (status, ticket) = api(
-        c,
-        "POST",
-        &format!("{base}/api/v1/events/ticket"),
-        Some(bearer),
-        None,
-    )
-    .await;
-    assert_eq!(status, 201, "{ticket}");
-    let url = format!(
-        "{}/api/v1/events/ws?ticket={}",
-        base.replace("https://", "wss://"),
-        ticket["ticket"].as_str().unwrap()
-    );
-    c.ws(url).connect().await.unwrap().1
-}
 
 /// The next host-state message on a stream, as (host, status).
 async fn next_state(socket: &mut impl Socket) -> (i64, String) {
@@ -190,18 +97,7 @@ async fn a_simulated_fleet_is_supervised_discovered_and_adopted() {
     let server = patch_manager::server::start(config.clone()).await.unwrap();
     let base = format!("https://127.0.0.1:{}", server.addr.port());
     let c = client(&server);
-    let setup_token = std::fs::read_to_string(config.data.dir.join("setup-token")).unwrap();
-    let (status, body) = api(
-        &c,
-        "POST",
-        &format!("{base}/api/v1/setup"),
-        None,
-        Some(json!({ "token": setup_token.trim(), "username": "admin",
-                     "password": "tangerine-Orbit-42" })),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    let admin = sign_in(&c, &base, "admin", "tangerine-Orbit-42").await;
+    let admin = first_admin(&c, &base, &config.data.dir).await;
 
     // Five simulated agents at 127.31.0.1 .. 127.31.0.5, on a port free on this machine.
     let first = Ipv4Addr::new(127, 31, 0, 1);
@@ -210,23 +106,7 @@ async fn a_simulated_fleet_is_supervised_discovered_and_adopted() {
         .local_addr()
         .unwrap()
         .port();
-    let tokens: Vec<String> = {
-        let mut conn = server.state.db.conn().unwrap();
-        let now = server.state.clock.now();
-        (0..5)
-            .map(|_| {
-                patch_manager::pki::enrollment::create(
-                    &mut conn,
-                    server.state.pki.ca.fingerprint(),
-                    &Default::default(),
-                    now + chrono::Duration::hours(1),
-                    now,
-                )
-                .unwrap()
-                .encode()
-            })
-            .collect()
-    };
+    let tokens = common::enrollment_tokens(&server, 5);
     let dir = tempfile::tempdir().unwrap();
     let addresses = sim::enroll(dir.path(), &base, &tokens, first, port, 3)
         .await

@@ -1,18 +1,26 @@
 //! The host actor's timing and states with a paused clock and a scripted agent: the first poll
 //! at the host's point of the interval, failures confirmed then backed off, unreachable and back,
 //! intervals changed live, an on-demand refresh, a restart under its supervisor with its timers
-//! re-armed, and retirement.
+//! re-armed, and retirement; a patch job's retries after 1, 5 and 30 minutes, each attempt with
+//! its own idempotency key, and an attempt taken up after a restart with its key unchanged.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use actix::prelude::*;
 use futures_util::future::LocalBoxFuture;
-use patch_manager::fleet::actor::{self, first_delay, Intervals, Update};
+use futures_util::stream::LocalBoxStream;
+use patch_manager::fleet::actor::{self, first_delay, Intervals, TargetReport, Update};
 use patch_manager::fleet::connector::{Connector, Inventory, Target};
 use patch_manager::fleet::supervisor::{self, FleetSupervisor};
-use shared::agent::{AgentHealth, PackageList, PatchList, SystemInfo};
+use patch_manager::fleet::work::{DispatchError, Follow, Order, OrderKind, Progress};
+use shared::agent::{
+    AgentHealth, ApplyRequest, Job, JobEvent, JobKind, JobStatus, PackageList, PatchList,
+    PatchSelection, SystemInfo,
+};
+use shared::jobs::TargetState;
 use shared::vocab::HostStatus;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -21,6 +29,34 @@ struct Scripted {
     down: AtomicBool,
     health_calls: AtomicU64,
     inventory_calls: AtomicU64,
+    /// How each agent job ends, in order of dispatch.
+    outcomes: Mutex<VecDeque<JobStatus>>,
+    /// The idempotency keys received, in order.
+    keys: Mutex<Vec<String>>,
+}
+
+/// An agent job id (a ULID's shape) for the n-th dispatch.
+fn agent_job(n: usize) -> String {
+    format!("01JOB{n:021}")
+}
+
+fn agent_job_of(id: &str, status: JobStatus) -> Job {
+    Job {
+        id: id.to_owned(),
+        kind: JobKind::ApplyPatches,
+        request: serde_json::json!({}),
+        status,
+        progress: 100,
+        results: Vec::new(),
+        log_tail: vec!["done".into()],
+        error: (status != JobStatus::Succeeded).then(|| "dpkg failed".to_owned()),
+        noop: false,
+        rollback_of: None,
+        request_key: None,
+        created_at: String::new(),
+        started_at: None,
+        finished_at: None,
+    }
 }
 
 fn report() -> AgentHealth {
@@ -49,6 +85,41 @@ impl Connector for Scripted {
                 Ok(report())
             }
         })
+    }
+
+    fn dispatch(
+        &self,
+        _: &Target,
+        order: &Order,
+    ) -> LocalBoxFuture<'static, Result<String, DispatchError>> {
+        let mut keys = self.keys.lock().unwrap();
+        // The same key names the same agent job, as the agent answers it.
+        let n = keys
+            .iter()
+            .position(|k| *k == order.key)
+            .unwrap_or_else(|| {
+                keys.push(order.key.clone());
+                keys.len() - 1
+            });
+        Box::pin(async move { Ok(agent_job(n)) })
+    }
+
+    fn follow(&self, _: &Target, agent_job_id: &str) -> LocalBoxStream<'static, Follow> {
+        let status = self
+            .outcomes
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or(JobStatus::Succeeded);
+        let id = agent_job_id.to_owned();
+        Box::pin(futures_util::stream::iter(vec![
+            Follow::Event(JobEvent::Started { job_id: id.clone() }),
+            Follow::Event(JobEvent::Output {
+                job_id: id.clone(),
+                line: "Setting up".into(),
+            }),
+            Follow::Done(Box::new(agent_job_of(&id, status))),
+        ]))
     }
 
     fn inventory(&self, _: &Target) -> LocalBoxFuture<'static, Result<Inventory, String>> {
@@ -122,8 +193,195 @@ async fn next_health(
                 assert!(outcome.is_ok());
                 *inventories += 1;
             }
+            Update::Target(r) => panic!("no job was assigned: {r:?}"),
         }
     }
+}
+
+/// The next change of a job's row on this host, and when it came (polls are skipped).
+async fn next_row(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<Update>,
+) -> (Instant, TargetReport) {
+    loop {
+        if let Update::Target(r) = rx.recv().await.expect("the actor stopped reporting") {
+            if r.changed {
+                return (Instant::now(), *r);
+            }
+        }
+    }
+}
+
+fn apply_all() -> OrderKind {
+    OrderKind::Apply(ApplyRequest {
+        selection: PatchSelection::All,
+        packages: Vec::new(),
+    })
+}
+
+async fn supervised(
+    agent: Arc<Scripted>,
+) -> (
+    Addr<FleetSupervisor>,
+    tokio::sync::mpsc::UnboundedReceiver<Update>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let supervisor = FleetSupervisor::new(agent, tx, intervals(300)).start();
+    supervisor
+        .send(supervisor::Supervise {
+            target: target(),
+            status: HostStatus::Healthy,
+        })
+        .await
+        .unwrap();
+    (supervisor, rx)
+}
+
+#[actix_rt::test]
+async fn a_failed_host_retries_after_one_five_and_thirty_minutes() {
+    tokio::time::pause();
+    let agent = Arc::new(Scripted::default());
+    agent.outcomes.lock().unwrap().extend([
+        JobStatus::Failed,
+        JobStatus::Partial,
+        JobStatus::Failed,
+        JobStatus::Succeeded,
+    ]);
+    let (supervisor, mut rx) = supervised(agent.clone()).await;
+    supervisor
+        .send(supervisor::Assign {
+            host_id: HOST,
+            job_id: 3,
+            kind: apply_all(),
+            progress: Progress::waiting(),
+        })
+        .await
+        .unwrap();
+    let mut failed_at = Vec::new();
+    let mut started_at = Vec::new();
+    let end = loop {
+        let (at, r) = next_row(&mut rx).await;
+        let p = r.progress;
+        match p.state {
+            TargetState::Dispatching => started_at.push((at, p.attempt)),
+            TargetState::RetryWait => {
+                assert!(p
+                    .error
+                    .as_deref()
+                    .unwrap()
+                    .contains(&format!("Attempt {} failed", p.attempt)));
+                assert!(p.next_retry_at.is_some());
+                failed_at.push(at);
+            }
+            TargetState::Queued | TargetState::Running => {
+                assert_eq!(
+                    p.agent_job_id,
+                    Some(agent_job(usize::try_from(p.attempt).unwrap() - 1))
+                );
+            }
+            s if s.is_final() => break p,
+            s => panic!("unexpected {s:?}"),
+        }
+    };
+    assert_eq!(end.state, TargetState::Succeeded, "{end:?}");
+    assert_eq!(end.attempt, 4);
+    assert_eq!(
+        started_at.iter().map(|(_, a)| *a).collect::<Vec<_>>(),
+        [1, 2, 3, 4]
+    );
+    // Each retry starts its backoff after the failure: 1, 5 and 30 minutes.
+    let waits: Vec<Duration> = failed_at
+        .iter()
+        .zip(started_at.iter().skip(1))
+        .map(|(f, (s, _))| *s - *f)
+        .collect();
+    assert_eq!(waits.len(), 3);
+    for (w, expected) in waits.iter().zip([60, 300, 1800]) {
+        same(*w, Duration::from_secs(expected));
+    }
+    // One key per attempt, so no attempt ran twice and none was mistaken for another.
+    assert_eq!(
+        *agent.keys.lock().unwrap(),
+        [
+            "lpm-j3-h7-a1",
+            "lpm-j3-h7-a2",
+            "lpm-j3-h7-a3",
+            "lpm-j3-h7-a4"
+        ]
+    );
+}
+
+#[actix_rt::test]
+async fn after_three_retries_the_host_fails_and_the_next_task_runs() {
+    tokio::time::pause();
+    let agent = Arc::new(Scripted::default());
+    agent.outcomes.lock().unwrap().extend(
+        [JobStatus::Failed; 4]
+            .into_iter()
+            .chain([JobStatus::Succeeded]),
+    );
+    let (supervisor, mut rx) = supervised(agent.clone()).await;
+    for job_id in [1, 2] {
+        supervisor
+            .send(supervisor::Assign {
+                host_id: HOST,
+                job_id,
+                kind: apply_all(),
+                progress: Progress::waiting(),
+            })
+            .await
+            .unwrap();
+    }
+    let mut ends = Vec::new();
+    while ends.len() < 2 {
+        let (_, r) = next_row(&mut rx).await;
+        if r.progress.state.is_final() {
+            ends.push((r.job_id, r.progress.state, r.progress.attempt));
+        }
+    }
+    assert_eq!(
+        ends,
+        [(1, TargetState::Failed, 4), (2, TargetState::Succeeded, 1)],
+        "job 2 waited for job 1 on this host, then ran"
+    );
+}
+
+#[actix_rt::test]
+async fn an_attempt_taken_up_after_a_restart_keeps_its_key() {
+    tokio::time::pause();
+    let agent = Arc::new(Scripted::default());
+    let (supervisor, mut rx) = supervised(agent.clone()).await;
+    // The row as a stopped manager left it: attempt 2 was being handed to the agent.
+    let mut progress = Progress::waiting();
+    progress.state = TargetState::Dispatching;
+    progress.attempt = 2;
+    supervisor
+        .send(supervisor::Assign {
+            host_id: HOST,
+            job_id: 9,
+            kind: apply_all(),
+            progress: progress.clone(),
+        })
+        .await
+        .unwrap();
+    // The same task assigned again (a second start) is not taken twice.
+    supervisor
+        .send(supervisor::Assign {
+            host_id: HOST,
+            job_id: 9,
+            kind: apply_all(),
+            progress,
+        })
+        .await
+        .unwrap();
+    loop {
+        let (_, r) = next_row(&mut rx).await;
+        if r.progress.state.is_final() {
+            assert_eq!(r.progress.state, TargetState::Succeeded);
+            assert_eq!(r.progress.attempt, 2);
+            break;
+        }
+    }
+    assert_eq!(*agent.keys.lock().unwrap(), ["lpm-j9-h7-a2"]);
 }
 
 #[actix_rt::test]
@@ -308,7 +566,7 @@ async fn a_live_interval_change_keeps_the_fleet_spread() {
                     buckets[usize::try_from(at.as_secs() / 10).unwrap()] += 1;
                 }
             }
-            Update::Inventory { .. } => {}
+            Update::Inventory { .. } | Update::Target(_) => {}
         }
     }
     // About 33 per sixth if even; every sixth has its share.

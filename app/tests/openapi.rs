@@ -156,6 +156,7 @@ async fn recorded_answers_validate_against_the_document() {
         "/api/v1/auth/oidc/status",
         "/api/v1/hosts",
         "/api/v1/groups",
+        "/api/v1/jobs",
         "/api/v1/users",
         "/api/v1/certificates",
         "/api/v1/certificates/crl",

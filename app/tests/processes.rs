@@ -12,21 +12,13 @@
 
 mod common;
 
+use common::{free_port, Proc};
+
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Kills the child when the test ends, whatever happens.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn agent_binary() -> PathBuf {
     // target/<profile>/deps/<this test> → target/<profile>/patch-agent
@@ -38,14 +30,6 @@ fn agent_binary() -> PathBuf {
         bin.display()
     );
     bin
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn client(ca_pem: &str) -> awc::Client {

@@ -62,6 +62,11 @@ const MATRIX: &[(&str, &str, [u16; 4])] = &[
     ("GET", "/api/v1/hosts/{host_id}/patches", [401, 200, 404, 200]),
     ("POST", "/api/v1/events/ticket", [401, 201, 201, 201]),
     ("GET", "/api/v1/events/ws", [400, 400, 400, 400]),
+    ("GET", "/api/v1/jobs", [401, 200, 200, 200]),
+    ("POST", "/api/v1/jobs", [401, 400, 400, 400]),
+    ("GET", "/api/v1/jobs/{job_id}", [401, 404, 404, 404]),
+    ("POST", "/api/v1/jobs/{job_id}/cancel", [401, 404, 404, 404]),
+    ("POST", "/api/v1/jobs/{job_id}/rollback", [401, 404, 404, 404]),
     ("GET", "/api/v1/groups", [401, 200, 200, 200]),
     ("POST", "/api/v1/groups", [401, 403, 403, 400]),
     ("PATCH", "/api/v1/groups/{group_id}", [401, 403, 403, 404]),
@@ -235,6 +240,7 @@ async fn every_route_by_every_kind_of_caller() {
                     .replace("{token_id}", "999999")
                     .replace("{group_id}", "999999")
                     .replace("{run_id}", "999999")
+                    .replace("{job_id}", "999999")
             );
             let mut headers = Vec::new();
             if let Some((uid, role)) = who {

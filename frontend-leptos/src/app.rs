@@ -11,6 +11,7 @@ use crate::pages::{
     admin::UsersPage,
     fleet::{CertificatesPage, HostPage, HostsPage},
     home::{HomePage, NotFound},
+    jobs::{JobPage, JobsPage},
     settings::SettingsPage,
     signin::{LoginPage, SetupPage},
 };
@@ -114,6 +115,8 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("account") view=AccountPage/>
                     <Route path=path!("hosts") view=HostsPage/>
                     <Route path=path!("hosts/:id") view=HostPage/>
+                    <Route path=path!("jobs") view=JobsPage/>
+                    <Route path=path!("jobs/:id") view=JobPage/>
                     <Route path=path!("certificates") view=CertificatesPage/>
                     <Route path=path!("users") view=UsersPage/>
                     <Route path=path!("settings") view=SettingsPage/>
@@ -173,6 +176,7 @@ fn Nav() -> impl IntoView {
             <nav class="nav" aria-label="Main">
                 <A href="/">"Overview"</A>
                 <A href="/hosts">"Hosts"</A>
+                <A href="/jobs">"Patch deployment"</A>
                 <Show when=move || session.is_admin()>
                     <A href="/certificates">"Certificates"</A>
                     <A href="/users">"Users"</A>

@@ -253,6 +253,10 @@ pub struct Job {
     pub noop: bool,
     /// For rollbacks: the job undone.
     pub rollback_of: Option<String>,
+    /// The caller's `Idempotency-Key`: the same request sent again with it answers this job
+    /// instead of starting another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_key: Option<String>,
     /// When it was accepted (RFC 3339).
     pub created_at: String,
     /// When it started.
@@ -345,6 +349,19 @@ pub enum JobEvent {
         /// Final status.
         status: JobStatus,
     },
+}
+
+impl JobEvent {
+    /// The job the event is about.
+    pub fn job_id(&self) -> &str {
+        match self {
+            Self::Queued { job_id, .. }
+            | Self::Started { job_id }
+            | Self::Output { job_id, .. }
+            | Self::Package { job_id, .. }
+            | Self::Finished { job_id, .. } => job_id,
+        }
+    }
 }
 
 /// Answer of `POST /api/v1/tls/csr`.

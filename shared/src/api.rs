@@ -19,8 +19,9 @@ use crate::fleet::{
     NewGroup, NewUser, PollingSettings, RevokeRequest, RotatedClient, UserInfo, UserUpdate,
 };
 use crate::ids::{
-    CertificateId, CredentialId, DiscoveryRunId, EnrollmentTokenId, GroupId, HostId, UserId,
+    CertificateId, CredentialId, DiscoveryRunId, EnrollmentTokenId, GroupId, HostId, JobId, UserId,
 };
+use crate::jobs::{JobDetail, JobRollback, JobSummary, NewJob};
 use crate::status::{HealthReport, SystemOverview};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -101,7 +102,8 @@ id_params!(
     CertificateId,
     CredentialId,
     EnrollmentTokenId,
-    DiscoveryRunId
+    DiscoveryRunId,
+    JobId
 );
 
 /// One endpoint of the API.
@@ -279,6 +281,16 @@ endpoints! {
     CancelDiscovery: Post "/api/v1/discovery/{run_id}/cancel", DiscoveryRunId, NoBody => DiscoveryRun;
     /// Adopts agents a run found as hosts.
     AdoptDiscovered: Post "/api/v1/discovery/{run_id}/adopt", DiscoveryRunId, AdoptRequest => AdoptResult;
+    /// Patch jobs with at least one host the caller may see, newest first.
+    ListJobs: Get "/api/v1/jobs", (), NoBody => Vec<JobSummary>;
+    /// Creates a patch job on hosts and groups and starts rolling it out, wave by wave.
+    CreateJob: Post "/api/v1/jobs", (), NewJob => JobDetail, 201;
+    /// One patch job with its hosts (those the caller may see).
+    GetJob: Get "/api/v1/jobs/{job_id}", JobId, NoBody => JobDetail;
+    /// Cancels what a running job has not started; hosts being patched finish.
+    CancelJob: Post "/api/v1/jobs/{job_id}/cancel", JobId, NoBody => JobDetail;
+    /// Rolls an ended job back on its hosts (each agent undoes its job).
+    RollbackJob: Post "/api/v1/jobs/{job_id}/rollback", JobId, JobRollback => JobDetail;
     /// Host groups the caller may see.
     ListGroups: Get "/api/v1/groups", (), NoBody => Vec<GroupInfo>;
     /// Creates a host group.

@@ -383,6 +383,10 @@ pub struct HostStateEvent {
 pub enum LiveEvent {
     /// A host's state changed.
     HostState(HostStateEvent),
+    /// A host's part of a patch job changed (or its agent's job said something).
+    JobTarget(crate::jobs::JobTargetEvent),
+    /// A patch job's state changed.
+    JobState(crate::jobs::JobStateEvent),
     /// Events were missed (the client fell behind): reload what is shown.
     Resync,
 }

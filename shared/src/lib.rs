@@ -16,6 +16,7 @@ pub mod error;
 pub mod files;
 pub mod fleet;
 pub mod ids;
+pub mod jobs;
 pub mod netfilter;
 #[cfg(feature = "schema")]
 pub mod openapi;

@@ -61,6 +61,9 @@ enum Command {
         /// Share of failing package-database reads (0 to 1).
         #[arg(long, default_value_t = 0.0)]
         failure_rate: f64,
+        /// Share of failing jobs (0 to 1): their package-manager transaction fails.
+        #[arg(long, default_value_t = 0.0)]
+        job_failure_rate: f64,
         /// Seconds an idle connection stays open (raise above the manager's health interval
         /// when it keeps connections).
         #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -116,11 +119,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             max_updates,
             latency_ms,
             failure_rate,
+            job_failure_rate,
             keep_alive_secs,
         } => {
             anyhow::ensure!(
                 (0.0..=1.0).contains(&failure_rate),
                 "--failure-rate must be between 0 and 1"
+            );
+            anyhow::ensure!(
+                (0.0..=1.0).contains(&job_failure_rate),
+                "--job-failure-rate must be between 0 and 1"
             );
             let behaviour = Behaviour {
                 packages,
@@ -128,6 +136,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 latency: Duration::from_millis(latency_ms),
                 // In range by the check above.
                 failure_ppm: (failure_rate * 1_000_000.0).round() as u32,
+                job_failure_ppm: (job_failure_rate * 1_000_000.0).round() as u32,
                 keep_alive_secs,
             };
             let mut fleet = SimFleet::start(&cli.dir, &behaviour).await?;

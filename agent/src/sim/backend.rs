@@ -1,11 +1,13 @@
 //! A simulated package manager: a realistic installed set and a random set of updates per host,
-//! with configurable latency and failure rate. Nothing on this machine is read or changed.
+//! with configurable latency and failure rates. Jobs change the simulated state (an upgrade moves
+//! the package to its candidate and takes it off the updates) or fail at the job failure rate.
+//! Nothing on this machine is read or changed.
 
 use crate::backend::Transaction;
 use crate::backend::{valid_debian_name, valid_debian_version, BackendError, PackageBackend};
 use shared::agent::{InstalledPackage, Patch};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 /// Packages every Debian server carries; the rest of a host's list is libraries drawn from
@@ -215,6 +217,8 @@ pub struct SimProfile {
     pub latency: Duration,
     /// Share of package-database reads that fail, in millionths.
     pub failure_ppm: u32,
+    /// Share of jobs whose package-manager transaction fails, in millionths.
+    pub job_failure_ppm: u32,
 }
 
 /// A small deterministic generator (SplitMix64): enough to draw package lists, never used for
@@ -250,9 +254,10 @@ impl Draw {
 #[derive(Debug)]
 pub struct SimBackend {
     profile: SimProfile,
-    installed: Arc<Vec<InstalledPackage>>,
-    upgradable: Arc<Vec<Patch>>,
+    installed: RwLock<Arc<Vec<InstalledPackage>>>,
+    upgradable: RwLock<Arc<Vec<Patch>>>,
     reads: AtomicU64,
+    transactions: AtomicU64,
 }
 
 fn version(draw: &mut Draw) -> String {
@@ -327,10 +332,73 @@ impl SimBackend {
         upgradable.sort_by(|a, b| b.security.cmp(&a.security).then(a.name.cmp(&b.name)));
         Self {
             profile,
-            installed: Arc::new(installed),
-            upgradable: Arc::new(upgradable),
+            installed: RwLock::new(Arc::new(installed)),
+            upgradable: RwLock::new(Arc::new(upgradable)),
             reads: AtomicU64::new(0),
+            transactions: AtomicU64::new(0),
         }
+    }
+
+    /// Carries out `tx` on the simulated state: packages move to the version asked (or their
+    /// candidate), removed ones go, restored ones come back at their recorded version.
+    fn carry_out(&self, tx: &Transaction) {
+        let mut installed = match self.installed.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let mut upgradable = match self.upgradable.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let mut list: Vec<InstalledPackage> = installed.as_ref().clone();
+        let mut updates: Vec<Patch> = upgradable.as_ref().clone();
+        let mut set = |name: &str, version: Option<String>, list: &mut Vec<InstalledPackage>| {
+            let candidate = updates
+                .iter()
+                .find(|p| p.name == name)
+                .map(|p| p.candidate_version.clone());
+            let Some(version) = version.or(candidate) else {
+                return;
+            };
+            match list.iter_mut().find(|p| p.name == name) {
+                Some(p) => p.version = version,
+                None => {
+                    list.push(InstalledPackage {
+                        name: name.to_owned(),
+                        version,
+                        arch: "amd64".into(),
+                        status: "installed".into(),
+                        summary: format!("simulated package {name}"),
+                        installed_size_kib: Some(64),
+                        source: None,
+                    });
+                    list.sort_by(|a, b| a.name.cmp(&b.name));
+                }
+            }
+            updates.retain(|p| p.name != name);
+        };
+        match tx {
+            Transaction::Install {
+                packages,
+                only_upgrade,
+            } => {
+                for (name, version) in packages {
+                    if *only_upgrade && !list.iter().any(|p| p.name == *name) {
+                        continue;
+                    }
+                    set(name, version.clone(), &mut list);
+                }
+            }
+            Transaction::Remove { names, .. } => list.retain(|p| !names.contains(&p.name)),
+            Transaction::Restore { install, remove } => {
+                for (name, version) in install {
+                    set(name, Some(version.clone()), &mut list);
+                }
+                list.retain(|p| !remove.contains(&p.name));
+            }
+        }
+        *installed = Arc::new(list);
+        *upgradable = Arc::new(updates);
     }
 
     /// One read of the package database: waits the latency, fails at the failure rate.
@@ -358,7 +426,10 @@ impl PackageBackend for SimBackend {
 
     fn installed(&self) -> Result<Arc<Vec<InstalledPackage>>, BackendError> {
         self.read()?;
-        Ok(self.installed.clone())
+        Ok(match self.installed.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        })
     }
 
     fn last_update(&self) -> Option<String> {
@@ -367,7 +438,10 @@ impl PackageBackend for SimBackend {
 
     fn upgradable(&self) -> Result<Arc<Vec<Patch>>, BackendError> {
         self.read()?;
-        Ok(self.upgradable.clone())
+        Ok(match self.upgradable.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        })
     }
 
     fn valid_name(&self, name: &str) -> bool {
@@ -378,8 +452,17 @@ impl PackageBackend for SimBackend {
         valid_debian_version(version)
     }
 
-    /// A simulated host changes nothing: every transaction runs `true` (no shell, no argument).
-    fn command(&self, _tx: &Transaction) -> tokio::process::Command {
+    /// A simulated transaction: at the job failure rate it runs `false` and changes nothing;
+    /// otherwise the simulated state changes as asked and it runs `true` (no shell, no argument,
+    /// nothing on this machine is touched).
+    fn command(&self, tx: &Transaction) -> tokio::process::Command {
+        let n = self.transactions.fetch_add(1, Ordering::Relaxed);
+        let mut draw =
+            Draw::new(self.profile.seed ^ 0x5eed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        if draw.below(1_000_000) < u64::from(self.profile.job_failure_ppm) {
+            return tokio::process::Command::new("false");
+        }
+        self.carry_out(tx);
         tokio::process::Command::new("true")
     }
 }
@@ -395,7 +478,49 @@ mod tests {
             max_updates: 30,
             latency: Duration::ZERO,
             failure_ppm: 0,
+            job_failure_ppm: 0,
         }
+    }
+
+    #[test]
+    fn an_upgrade_moves_the_package_to_its_candidate_and_off_the_updates() {
+        let mut p = profile(11);
+        p.max_updates = 40;
+        let b = SimBackend::new(p);
+        let before = b.upgradable().unwrap();
+        let Some(first) = before.first().cloned() else {
+            panic!("seed 11 draws updates");
+        };
+        let cmd = b.command(&Transaction::Install {
+            packages: vec![(first.name.clone(), None)],
+            only_upgrade: true,
+        });
+        assert_eq!(cmd.as_std().get_program(), "true");
+        let now = b.versions().unwrap();
+        assert_eq!(now[&first.name], first.candidate_version);
+        assert!(!b.upgradable().unwrap().iter().any(|p| p.name == first.name));
+        assert_eq!(b.upgradable().unwrap().len(), before.len() - 1);
+        // Restored: back at the recorded version.
+        b.command(&Transaction::Restore {
+            install: vec![(first.name.clone(), first.installed_version.clone())],
+            remove: vec![],
+        });
+        assert_eq!(b.versions().unwrap()[&first.name], first.installed_version);
+    }
+
+    #[test]
+    fn jobs_fail_at_the_job_failure_rate_and_change_nothing() {
+        let mut p = profile(12);
+        p.job_failure_ppm = 1_000_000;
+        let b = SimBackend::new(p);
+        let before = b.versions().unwrap();
+        let name = before.keys().next().unwrap().clone();
+        let cmd = b.command(&Transaction::Remove {
+            names: vec![name],
+            purge: false,
+        });
+        assert_eq!(cmd.as_std().get_program(), "false");
+        assert_eq!(b.versions().unwrap(), before);
     }
 
     #[test]

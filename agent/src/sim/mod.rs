@@ -159,6 +159,8 @@ pub struct Behaviour {
     pub latency: Duration,
     /// Share of failing package-database reads, in millionths.
     pub failure_ppm: u32,
+    /// Share of failing jobs, in millionths.
+    pub job_failure_ppm: u32,
     /// Seconds an idle connection stays open (`server.keep_alive_secs` of every agent).
     pub keep_alive_secs: u64,
 }
@@ -170,6 +172,7 @@ impl Default for Behaviour {
             max_updates: 25,
             latency: Duration::ZERO,
             failure_ppm: 0,
+            job_failure_ppm: 0,
             keep_alive_secs: 5,
         }
     }
@@ -230,6 +233,7 @@ impl SimFleet {
                 max_updates: behaviour.max_updates,
                 latency: behaviour.latency,
                 failure_ppm: behaviour.failure_ppm,
+                job_failure_ppm: behaviour.job_failure_ppm,
             }));
             let jobs = crate::jobs::Jobs::new(
                 backend.clone(),

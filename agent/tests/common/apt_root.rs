@@ -52,6 +52,14 @@ impl AptRoot {
         Arc::new(AptBackend::with_lock_timeout(Some(self.apt_config.clone()), secs).unwrap())
     }
 
+    /// Installs `packages` (`name` or `name=version`) into this root from the test repository.
+    pub fn install(&self, packages: &[&str]) {
+        run(std::process::Command::new("apt-get")
+            .env("APT_CONFIG", &self.apt_config)
+            .args(["-q", "-y", "install"])
+            .args(packages));
+    }
+
     /// The installed version of `name` as dpkg-query sees it in this root, if installed.
     pub fn version(&self, name: &str) -> Option<String> {
         let out = std::process::Command::new("dpkg-query")

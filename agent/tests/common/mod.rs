@@ -245,12 +245,24 @@ impl Api {
         path: &str,
         body: Option<&str>,
     ) -> (u16, serde_json::Value) {
+        self.call_with(method, path, &[], body).await
+    }
+
+    /// [`Api::call`] with extra header lines (`Name: value`).
+    pub async fn call_with(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[&str],
+        body: Option<&str>,
+    ) -> (u16, serde_json::Value) {
+        let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
         let raw = match body {
             Some(b) => format!(
-                "{method} /api/v1{path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",
+                "{method} /api/v1{path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n{extra}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",
                 b.len()
             ),
-            None => format!("{method} /api/v1{path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"),
+            None => format!("{method} /api/v1{path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n{extra}Content-Length: 0\r\n\r\n"),
         };
         match self.client.request(self.addr, &raw).await {
             Outcome::Http(status, body) => (

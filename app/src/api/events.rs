@@ -46,11 +46,13 @@ pub async fn stream(
         })?;
     let stream = stream.max_frame_size(4 * 1024);
     let events = state.fleet.events.subscribe();
+    let jobs = state.fleet.live.subscribe();
     let access = state.fleet.access.subscribe();
     actix_web::rt::spawn(crate::fleet::live::forward(
         state.get_ref().clone(),
         identity,
         events,
+        jobs,
         access,
         session,
         stream,

@@ -7,6 +7,7 @@ pub mod discovery;
 pub mod enroll;
 pub mod events;
 pub mod hosts;
+pub mod jobs;
 pub mod mfa;
 pub mod openapi;
 pub mod passkeys;
@@ -112,6 +113,11 @@ pub static ROUTES: &[ApiRoute] = &[
     route!(ep::GetDiscovery, Admin, discovery::get),
     route!(ep::CancelDiscovery, Admin, discovery::cancel),
     route!(ep::AdoptDiscovered, Admin, discovery::adopt),
+    route!(ep::ListJobs, Operator, jobs::list),
+    route!(ep::CreateJob, Operator, jobs::create),
+    route!(ep::GetJob, Operator, jobs::get),
+    route!(ep::CancelJob, Operator, jobs::cancel),
+    route!(ep::RollbackJob, Operator, jobs::rollback),
     route!(ep::ListGroups, Operator, hosts::groups),
     route!(ep::CreateGroup, Admin, hosts::create_group),
     route!(ep::UpdateGroup, Admin, hosts::update_group),

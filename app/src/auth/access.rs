@@ -42,6 +42,12 @@ enum ScopeInner {
 }
 
 impl Scope {
+    /// Every host: the scope of an Admin, and of the manager's own work (after a check of the
+    /// caller's scope).
+    pub fn all() -> Self {
+        Self(ScopeInner::All)
+    }
+
     /// Every host (Admins).
     pub fn is_all(&self) -> bool {
         matches!(self.0, ScopeInner::All)

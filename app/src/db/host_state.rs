@@ -11,17 +11,6 @@ use diesel::prelude::*;
 /// Rows written per INSERT (SQLite allows at most 32,766 bound values per statement).
 const CHUNK: usize = 1000;
 
-/// A multi-row INSERT on the engine at hand (diesel's multi-backend connection has no batch
-/// insert of its own).
-macro_rules! insert_rows {
-    ($conn:expr, $table:expr, $rows:expr) => {
-        match $conn {
-            DbConnection::Sqlite(c) => diesel::insert_into($table).values($rows).execute(c)?,
-            DbConnection::Postgres(c) => diesel::insert_into($table).values($rows).execute(c)?,
-        }
-    };
-}
-
 /// A host's state after a health poll.
 #[derive(Debug, Clone)]
 pub struct HealthRecord<'a> {

@@ -572,3 +572,26 @@ pub fn insert_group(conn: &mut DbConnection, group: &NewHostGroup<'_>) -> Result
         .returning(g::id)
         .get_result(conn)?)
 }
+
+/// Which of `ids` are hosts.
+pub fn existing(conn: &mut DbConnection, ids: &[i64]) -> Result<Vec<i64>, DbError> {
+    let mut found = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        let part: Vec<i64> = h::table
+            .filter(h::id.eq_any(chunk.to_vec()))
+            .select(h::id)
+            .load(conn)?;
+        found.extend(part);
+    }
+    Ok(found)
+}
+
+/// The member hosts of a group, by name.
+pub fn members_by_name(conn: &mut DbConnection, group_id: i64) -> Result<Vec<i64>, DbError> {
+    Ok(m::table
+        .inner_join(h::table)
+        .filter(m::group_id.eq(group_id))
+        .select(h::id)
+        .order((h::display_name.asc(), h::id.asc()))
+        .load(conn)?)
+}

@@ -9,6 +9,17 @@
 //! async code reaches them through [`Database::run`], which moves the work to the blocking pool;
 //! actors that write (the audit writer) run on a `SyncArbiter` thread of their own.
 
+/// A multi-row INSERT on the engine at hand (diesel's multi-backend connection has no batch
+/// insert of its own).
+macro_rules! insert_rows {
+    ($conn:expr, $table:expr, $rows:expr) => {
+        match $conn {
+            DbConnection::Sqlite(c) => diesel::insert_into($table).values($rows).execute(c)?,
+            DbConnection::Postgres(c) => diesel::insert_into($table).values($rows).execute(c)?,
+        }
+    };
+}
+
 pub mod audit;
 pub mod certificates;
 pub mod challenges;
@@ -18,6 +29,7 @@ pub mod discovery;
 pub mod enrollment;
 pub mod host_state;
 pub mod hosts;
+pub mod jobs;
 pub mod schema;
 pub mod scope;
 pub mod sessions;

@@ -14,9 +14,12 @@
 //!   health poll and then every inventory interval.
 
 use super::connector::{Connector, Inventory, Target};
+use super::work::{self, DispatchError, Follow, Order, OrderKind, Progress};
 use actix::prelude::*;
-use shared::agent::AgentHealth;
+use shared::agent::{AgentHealth, JobEvent, JobStatus, PackageResult};
+use shared::jobs::TargetState;
 use shared::vocab::HostStatus;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedSender;
@@ -137,6 +140,51 @@ pub enum Update {
         /// What the agent reported, or why it did not.
         outcome: Result<Box<Inventory>, String>,
     },
+    /// The host's row of a patch job changed, or its agent's job said something.
+    Target(Box<TargetReport>),
+}
+
+/// A host's row of a job, as its actor reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetReport {
+    /// Job.
+    pub job_id: i64,
+    /// Host.
+    pub host_id: i64,
+    /// The row, whole.
+    pub progress: Progress,
+    /// The state changed (the row is written); otherwise only `line`, `package` or `percent` is
+    /// news.
+    pub changed: bool,
+    /// A new line of output.
+    pub line: Option<String>,
+    /// A package's result.
+    pub package: Option<PackageResult>,
+    /// The job should halt, for this reason.
+    pub halt: Option<String>,
+}
+
+/// One job's work on this host: what to order, and the row as it stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Task {
+    /// Job.
+    pub job_id: i64,
+    /// Apply patches, or roll an agent job back.
+    pub kind: OrderKind,
+    /// The host's row.
+    pub progress: Progress,
+}
+
+/// The task being worked on.
+#[derive(Debug)]
+struct Active {
+    task: Task,
+    /// The agent's job succeeded; the host must answer a health poll before the row does.
+    verifying: bool,
+    /// Following the agent's job failed since then.
+    lost_since: Option<tokio::time::Instant>,
+    /// Consecutive failures to follow.
+    lost: u32,
 }
 
 /// The actor of one host.
@@ -155,6 +203,11 @@ pub struct HostActor {
     health_in_flight: bool,
     inventory_in_flight: bool,
     retired: bool,
+    tasks: VecDeque<Task>,
+    active: Option<Active>,
+    job_timer: Option<SpawnHandle>,
+    following: Option<SpawnHandle>,
+    retries: work::Retries,
 }
 
 impl HostActor {
@@ -181,7 +234,18 @@ impl HostActor {
             health_in_flight: false,
             inventory_in_flight: false,
             retired: false,
+            tasks: VecDeque::new(),
+            active: None,
+            job_timer: None,
+            following: None,
+            retries: work::default_retries(),
         }
+    }
+
+    /// The waits before a failed host's retries (default: 1, 5 and 30 minutes).
+    pub fn with_retries(mut self, retries: work::Retries) -> Self {
+        self.retries = retries;
+        self
     }
 
     fn arm_health(&mut self, ctx: &mut Context<Self>, after: Duration) {
@@ -252,6 +316,7 @@ impl HostActor {
         };
         let changed = before != (self.status, self.reason.clone());
         let reachable = outcome.is_ok();
+        self.verify_after_patch(reachable, ctx);
         let update = Update::Health {
             host_id: self.target.host_id,
             outcome,
@@ -316,6 +381,13 @@ impl Actor for HostActor {
         }
         let first = first_delay(self.intervals.health, self.target.host_id);
         self.arm_health(ctx, first);
+        if self.active.is_some() {
+            // After a restart: the task is taken up where its row stands (an order sent again
+            // carries the same idempotency key).
+            self.step(ctx);
+        } else {
+            self.pump(ctx);
+        }
     }
 }
 
@@ -328,6 +400,12 @@ impl Supervised for HostActor {
         self.inventory_in_flight = false;
         self.failures = 0;
         self.inventory_due = true;
+        self.job_timer = None;
+        self.following = None;
+        if let Some(a) = self.active.as_mut() {
+            a.verifying = false;
+            a.lost_since = None;
+        }
     }
 }
 
@@ -434,6 +512,470 @@ impl Handler<Inspect> for HostActor {
             failures: self.failures,
             polls: self.polls,
         })
+    }
+}
+
+/// Patch jobs on this host: one task at a time, the others queued.
+impl HostActor {
+    /// Wall-clock time, for the row's timestamps (timers use the runtime's clock).
+    fn wall() -> chrono::NaiveDateTime {
+        chrono::Utc::now().naive_utc()
+    }
+
+    fn report(
+        &mut self,
+        ctx: &mut Context<Self>,
+        changed: bool,
+        line: Option<String>,
+        package: Option<PackageResult>,
+        halt: Option<String>,
+    ) {
+        let Some(a) = &self.active else { return };
+        let update = Update::Target(Box::new(TargetReport {
+            job_id: a.task.job_id,
+            host_id: self.target.host_id,
+            progress: a.task.progress.clone(),
+            changed,
+            line,
+            package,
+            halt,
+        }));
+        if self.updates.send(update).is_err() {
+            self.retired = true;
+            ctx.stop();
+        }
+    }
+
+    /// Reports a task that is not (or no longer) active.
+    fn report_task(&mut self, ctx: &mut Context<Self>, task: &Task) {
+        let update = Update::Target(Box::new(TargetReport {
+            job_id: task.job_id,
+            host_id: self.target.host_id,
+            progress: task.progress.clone(),
+            changed: true,
+            line: None,
+            package: None,
+            halt: None,
+        }));
+        if self.updates.send(update).is_err() {
+            self.retired = true;
+            ctx.stop();
+        }
+    }
+
+    /// Starts the next queued task when none is active.
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        if self.active.is_some() || self.retired {
+            return;
+        }
+        let Some(task) = self.tasks.pop_front() else {
+            return;
+        };
+        self.active = Some(Active {
+            task,
+            verifying: false,
+            lost_since: None,
+            lost: 0,
+        });
+        self.step(ctx);
+    }
+
+    /// Ends the active task and starts the next.
+    fn finish_task(&mut self, ctx: &mut Context<Self>) {
+        if let Some(h) = self.following.take() {
+            ctx.cancel_future(h);
+        }
+        if let Some(h) = self.job_timer.take() {
+            ctx.cancel_future(h);
+        }
+        self.active = None;
+        self.pump(ctx);
+    }
+
+    /// Moves the active task on from where its row stands.
+    fn step(&mut self, ctx: &mut Context<Self>) {
+        let Some(a) = self.active.as_mut() else {
+            return;
+        };
+        let p = &mut a.task.progress;
+        match (&a.task.kind, p.state) {
+            (OrderKind::Apply(_), TargetState::Waiting) => self.next_attempt(ctx),
+            (OrderKind::Apply(_), TargetState::RetryWait) => {
+                let wait = p
+                    .next_retry_at
+                    .and_then(|at| (at - Self::wall()).to_std().ok())
+                    .unwrap_or(Duration::ZERO);
+                self.arm_retry(ctx, wait);
+            }
+            (OrderKind::Apply(_), TargetState::Dispatching) => self.dispatch(ctx),
+            (OrderKind::Apply(_), TargetState::Queued | TargetState::Running) => {
+                if p.agent_job_id.is_some() {
+                    self.follow(ctx);
+                } else {
+                    self.dispatch(ctx);
+                }
+            }
+            (
+                OrderKind::Rollback { .. },
+                TargetState::Succeeded
+                | TargetState::Partial
+                | TargetState::Failed
+                | TargetState::RollbackFailed,
+            ) => {
+                p.state = TargetState::RollingBack;
+                p.rollback_agent_job_id = None;
+                p.error = None;
+                p.finished_at = None;
+                self.report(ctx, true, None, None, None);
+                self.dispatch(ctx);
+            }
+            (OrderKind::Rollback { .. }, TargetState::RollingBack) => {
+                if p.rollback_agent_job_id.is_some() {
+                    self.follow(ctx);
+                } else {
+                    self.dispatch(ctx);
+                }
+            }
+            _ => self.finish_task(ctx),
+        }
+    }
+
+    /// A new attempt of the active apply task.
+    fn next_attempt(&mut self, ctx: &mut Context<Self>) {
+        let Some(a) = self.active.as_mut() else {
+            return;
+        };
+        let p = &mut a.task.progress;
+        p.attempt = p.attempt.saturating_add(1);
+        p.state = TargetState::Dispatching;
+        p.agent_job_id = None;
+        p.next_retry_at = None;
+        p.results.clear();
+        p.started_at.get_or_insert_with(Self::wall);
+        self.report(ctx, true, None, None, None);
+        self.dispatch(ctx);
+    }
+
+    fn arm_retry(&mut self, ctx: &mut Context<Self>, after: Duration) {
+        if let Some(h) = self.job_timer.take() {
+            ctx.cancel_future(h);
+        }
+        self.job_timer = Some(ctx.run_later(after, |act, ctx| {
+            act.job_timer = None;
+            act.next_attempt(ctx);
+        }));
+    }
+
+    fn order(&self) -> Option<Order> {
+        let a = self.active.as_ref()?;
+        let (job, host) = (a.task.job_id, self.target.host_id);
+        Some(match &a.task.kind {
+            OrderKind::Apply(req) => Order {
+                kind: OrderKind::Apply(req.clone()),
+                key: work::apply_key(job, host, a.task.progress.attempt),
+            },
+            OrderKind::Rollback { of } => Order {
+                kind: OrderKind::Rollback { of: of.clone() },
+                key: work::rollback_key(job, host),
+            },
+        })
+    }
+
+    fn dispatch(&mut self, ctx: &mut Context<Self>) {
+        let Some(order) = self.order() else { return };
+        let fut = self.connector.dispatch(&self.target, &order);
+        ctx.spawn(
+            fut.into_actor(self)
+                .map(|res, act, ctx| act.dispatched(res, ctx)),
+        );
+    }
+
+    fn dispatched(&mut self, res: Result<String, DispatchError>, ctx: &mut Context<Self>) {
+        let Some(a) = self.active.as_mut() else {
+            return;
+        };
+        let rollback = matches!(a.task.kind, OrderKind::Rollback { .. });
+        let p = &mut a.task.progress;
+        match res {
+            Ok(agent_job) => {
+                if rollback {
+                    p.rollback_agent_job_id = Some(agent_job);
+                } else {
+                    p.agent_job_id = Some(agent_job);
+                    p.state = TargetState::Queued;
+                }
+                self.report(ctx, true, None, None, None);
+                self.follow(ctx);
+            }
+            Err(e) if rollback => {
+                p.state = TargetState::RollbackFailed;
+                p.error = Some(format!(
+                    "The agent did not take the rollback: {}",
+                    e.message
+                ));
+                p.finished_at = Some(Self::wall());
+                self.report(ctx, true, None, None, None);
+                self.finish_task(ctx);
+            }
+            Err(e) => {
+                let message = if e.retryable {
+                    format!("The agent could not be reached: {}", e.message)
+                } else {
+                    format!("The agent refused the job: {}", e.message)
+                };
+                self.attempt_failed(ctx, message, e.retryable, TargetState::Failed);
+            }
+        }
+    }
+
+    /// The active apply task's attempt failed: retried after its backoff while retries are left
+    /// (and `retryable`), else the row ends in `end`.
+    fn attempt_failed(
+        &mut self,
+        ctx: &mut Context<Self>,
+        message: String,
+        retryable: bool,
+        end: TargetState,
+    ) {
+        let Some(a) = self.active.as_mut() else {
+            return;
+        };
+        let p = &mut a.task.progress;
+        match work::retry_after(p.attempt, &self.retries).filter(|_| retryable) {
+            Some(wait) => {
+                let at = Self::wall()
+                    + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::zero());
+                p.state = TargetState::RetryWait;
+                p.next_retry_at = Some(at);
+                p.error = Some(format!(
+                    "Attempt {} failed: {message} Next attempt in {} min.",
+                    p.attempt,
+                    wait.as_secs() / 60
+                ));
+                self.report(ctx, true, None, None, None);
+                if let Some(h) = self.following.take() {
+                    ctx.cancel_future(h);
+                }
+                self.arm_retry(ctx, wait);
+            }
+            None => {
+                p.state = end;
+                p.error = Some(if p.attempt > 1 {
+                    format!("{message} (after {} attempts)", p.attempt)
+                } else {
+                    message
+                });
+                p.finished_at = Some(Self::wall());
+                self.report(ctx, true, None, None, None);
+                self.finish_task(ctx);
+            }
+        }
+    }
+
+    fn follow(&mut self, ctx: &mut Context<Self>) {
+        let Some(a) = self.active.as_ref() else {
+            return;
+        };
+        let id = match a.task.kind {
+            OrderKind::Rollback { .. } => a.task.progress.rollback_agent_job_id.clone(),
+            OrderKind::Apply(_) => a.task.progress.agent_job_id.clone(),
+        };
+        let Some(id) = id else { return };
+        if let Some(h) = self.following.take() {
+            ctx.cancel_future(h);
+        }
+        let stream = self.connector.follow(&self.target, &id);
+        self.following = Some(
+            ctx.spawn(
+                actix::fut::wrap_stream::<_, Self>(stream)
+                    .map(|item, act, ctx| act.followed(item, ctx))
+                    .finish(),
+            ),
+        );
+    }
+
+    fn followed(&mut self, item: Follow, ctx: &mut Context<Self>) {
+        let Some(a) = self.active.as_mut() else {
+            return;
+        };
+        if !matches!(item, Follow::Lost(_)) {
+            a.lost_since = None;
+            a.lost = 0;
+        }
+        let rollback = matches!(a.task.kind, OrderKind::Rollback { .. });
+        let p = &mut a.task.progress;
+        match item {
+            Follow::Event(JobEvent::Started { .. }) => {
+                if p.state == TargetState::Queued {
+                    p.state = TargetState::Running;
+                    self.report(ctx, true, None, None, None);
+                }
+            }
+            Follow::Event(JobEvent::Output { line, .. }) => {
+                p.push_line(line.clone());
+                self.report(ctx, false, Some(line), None, None);
+            }
+            Follow::Event(JobEvent::Package { result, .. }) => {
+                p.results.push(result.clone());
+                self.report(ctx, false, None, Some(result), None);
+            }
+            Follow::Event(JobEvent::Queued { .. } | JobEvent::Finished { .. }) => {}
+            Follow::Done(job) => {
+                if let Some(h) = self.following.take() {
+                    ctx.cancel_future(h);
+                }
+                p.take_job(&job);
+                if rollback {
+                    p.state = if job.status == JobStatus::Succeeded {
+                        TargetState::RolledBack
+                    } else {
+                        TargetState::RollbackFailed
+                    };
+                    p.finished_at = Some(Self::wall());
+                    self.report(ctx, true, None, None, None);
+                    self.finish_task(ctx);
+                    return;
+                }
+                match work::outcome(&job) {
+                    Ok(()) => {
+                        // Patched: the row succeeds once the host answers a health poll.
+                        a.verifying = true;
+                        self.inventory_due = true;
+                        self.arm_health(ctx, Duration::ZERO);
+                    }
+                    Err((end, message)) => self.attempt_failed(ctx, message, true, end),
+                }
+            }
+            Follow::Lost(message) => {
+                let since = *a.lost_since.get_or_insert_with(tokio::time::Instant::now);
+                a.lost = a.lost.saturating_add(1);
+                if since.elapsed() >= work::LOST_AFTER {
+                    let id = p.agent_job_id.clone().unwrap_or_default();
+                    p.state = if rollback {
+                        TargetState::RollbackFailed
+                    } else {
+                        TargetState::Failed
+                    };
+                    p.error = Some(format!(
+                        "Lost contact with the agent for {} minutes while its job {id} ran \
+                         ({message}); check the host before trying again.",
+                        work::LOST_AFTER.as_secs() / 60
+                    ));
+                    p.finished_at = Some(Self::wall());
+                    self.report(ctx, true, None, None, None);
+                    self.finish_task(ctx);
+                    return;
+                }
+                let wait = retry_delay(
+                    a.lost.saturating_add(1),
+                    self.intervals.health.max(BACKOFF_START),
+                );
+                if let Some(h) = self.job_timer.take() {
+                    ctx.cancel_future(h);
+                }
+                self.job_timer = Some(ctx.run_later(wait, |act, ctx| {
+                    act.job_timer = None;
+                    act.follow(ctx);
+                }));
+            }
+        }
+    }
+
+    /// After a patched host's health poll: the row succeeds when the host answered; when it
+    /// stopped answering (confirmed), the row fails and the job halts.
+    fn verify_after_patch(&mut self, reachable: bool, ctx: &mut Context<Self>) {
+        let Some(a) = self.active.as_mut() else {
+            return;
+        };
+        if !a.verifying {
+            return;
+        }
+        let p = &mut a.task.progress;
+        if reachable {
+            a.verifying = false;
+            p.state = TargetState::Succeeded;
+            p.finished_at = Some(Self::wall());
+            self.report(ctx, true, None, None, None);
+            self.finish_task(ctx);
+        } else if self.failures >= 2 {
+            a.verifying = false;
+            let reason = format!(
+                "{} stopped answering health checks after it was patched.",
+                self.target.addr.ip()
+            );
+            p.state = TargetState::Failed;
+            p.error = Some(reason.clone());
+            p.finished_at = Some(Self::wall());
+            self.report(ctx, true, None, None, Some(reason));
+            self.finish_task(ctx);
+        }
+    }
+}
+
+/// Takes on a job's work on this host (queued behind the task running, if any). A task this
+/// actor already holds for the same job and kind is not taken twice.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Assign(pub Task);
+
+impl Handler<Assign> for HostActor {
+    type Result = ();
+    fn handle(&mut self, msg: Assign, ctx: &mut Context<Self>) {
+        let same = |t: &Task| {
+            t.job_id == msg.0.job_id
+                && std::mem::discriminant(&t.kind) == std::mem::discriminant(&msg.0.kind)
+        };
+        if self.active.as_ref().is_some_and(|a| same(&a.task)) || self.tasks.iter().any(same) {
+            return;
+        }
+        self.tasks.push_back(msg.0);
+        self.pump(ctx);
+    }
+}
+
+/// Drops what this actor holds of a job that has not started on the host: queued tasks and a
+/// retry not yet due (each reported cancelled). Work the agent already runs finishes.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct WithdrawJob(pub i64);
+
+impl Handler<WithdrawJob> for HostActor {
+    type Result = ();
+    fn handle(&mut self, msg: WithdrawJob, ctx: &mut Context<Self>) {
+        let now = Self::wall();
+        let cancel = |t: &mut Task| {
+            t.progress.state = TargetState::Cancelled;
+            t.progress.next_retry_at = None;
+            t.progress.finished_at = Some(now);
+            t.progress.error = Some(match t.progress.error.take() {
+                Some(e) => format!("{e} Not tried again: the job halted or was cancelled."),
+                None => "Not started: the job halted or was cancelled.".into(),
+            });
+        };
+        let (mine, rest): (Vec<Task>, Vec<Task>) = self
+            .tasks
+            .drain(..)
+            .partition(|t| t.job_id == msg.0 && matches!(t.kind, OrderKind::Apply(_)));
+        self.tasks = rest.into();
+        for mut t in mine {
+            cancel(&mut t);
+            self.report_task(ctx, &t);
+        }
+        let waiting = self.active.as_ref().is_some_and(|a| {
+            a.task.job_id == msg.0
+                && matches!(a.task.kind, OrderKind::Apply(_))
+                && matches!(
+                    a.task.progress.state,
+                    TargetState::RetryWait | TargetState::Waiting
+                )
+        });
+        if waiting {
+            if let Some(a) = self.active.as_mut() {
+                cancel(&mut a.task);
+            }
+            self.report(ctx, true, None, None, None);
+            self.finish_task(ctx);
+        }
     }
 }
 

@@ -12,11 +12,13 @@
 //! Either way the manager's client certificate and key are parsed once per change of the files
 //! (a rotation applies to the next connection), not on every poll.
 
+use super::work::{DispatchError, Follow, Order, OrderKind};
 use crate::agent_client::{AgentClient, ClientIdentity};
 use crate::config::AgentConnections;
 use crate::pki::manager::ManagerPki;
 use futures_util::future::LocalBoxFuture;
-use shared::agent::{AgentHealth, PackageList, PatchList, SystemInfo};
+use futures_util::stream::LocalBoxStream;
+use shared::agent::{AgentHealth, JobEvent, PackageList, PatchList, SystemInfo};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -54,6 +56,96 @@ pub trait Connector: Send + Sync + 'static {
     fn inventory(&self, target: &Target) -> LocalBoxFuture<'static, Result<Inventory, String>>;
     /// The host is no longer supervised: drop what is kept for it.
     fn forget(&self, _host_id: i64) {}
+    /// Sends an order (with its idempotency key); answers the agent's job id.
+    fn dispatch(
+        &self,
+        target: &Target,
+        order: &Order,
+    ) -> LocalBoxFuture<'static, Result<String, DispatchError>>;
+    /// Follows an agent job until it ends: its live events, then the job as it ended (or
+    /// [`Follow::Lost`] when the agent cannot be reached).
+    fn follow(&self, target: &Target, agent_job_id: &str) -> LocalBoxStream<'static, Follow>;
+}
+
+/// While the agent's event stream is broken, its job is read this often.
+const JOB_POLL: Duration = Duration::from_secs(2);
+
+/// Follows agent job `id` through `client`, sending what happens on `tx` until the job ends, the
+/// agent is lost, or the receiver is gone. The event stream is opened before the job is read, so
+/// nothing that happens between is missed; a broken stream falls back to reading the job.
+async fn follow_job(
+    client: &AgentClient,
+    id: &str,
+    tx: &tokio::sync::mpsc::UnboundedSender<Follow>,
+) {
+    use futures_util::StreamExt;
+    let events = client.job_events().await;
+    match client.job(id).await {
+        Ok(job) if job.status.is_finished() => {
+            let _ = tx.send(Follow::Done(Box::new(job)));
+            return;
+        }
+        Ok(job) => {
+            if job.status == shared::agent::JobStatus::Running {
+                let _ = tx.send(Follow::Event(JobEvent::Started {
+                    job_id: id.to_owned(),
+                }));
+            }
+        }
+        Err(e) => {
+            let _ = tx.send(Follow::Lost(e.to_string()));
+            return;
+        }
+    }
+    if let Ok(mut events) = events {
+        loop {
+            tokio::select! {
+                frame = events.next() => match frame {
+                    Some(Ok(Some(event))) => {
+                        if event.job_id() != id {
+                            continue;
+                        }
+                        let finished = matches!(event, JobEvent::Finished { .. });
+                        if tx.send(Follow::Event(event)).is_err() {
+                            return;
+                        }
+                        if finished {
+                            break;
+                        }
+                    }
+                    // A notice that events were missed: the job is read below if it ended.
+                    Some(Ok(None)) => match client.job(id).await {
+                        Ok(job) if job.status.is_finished() => break,
+                        Ok(_) => {}
+                        Err(e) => {
+                            let _ = tx.send(Follow::Lost(e.to_string()));
+                            return;
+                        }
+                    },
+                    Some(Err(_)) | None => break,
+                },
+                () = tx.closed() => return,
+            }
+        }
+    }
+    loop {
+        match client.job(id).await {
+            Ok(job) if job.status.is_finished() => {
+                let _ = tx.send(Follow::Done(Box::new(job)));
+                return;
+            }
+            Ok(_) => {
+                tokio::select! {
+                    () = tokio::time::sleep(JOB_POLL) => {}
+                    () = tx.closed() => return,
+                }
+            }
+            Err(e) => {
+                let _ = tx.send(Follow::Lost(e.to_string()));
+                return;
+            }
+        }
+    }
 }
 
 /// How long a kept connection may stay idle on the manager's side (the agent's
@@ -164,25 +256,89 @@ impl Mtls {
 impl Connector for Mtls {
     fn health(&self, target: &Target) -> LocalBoxFuture<'static, Result<AgentHealth, String>> {
         let client = self.client(target);
-        Box::pin(async move { client?.health().await.map_err(|e| e.to_string()) })
+        let (host_id, kept) = (target.host_id, self.policy == AgentConnections::Kept);
+        Box::pin(async move {
+            let result = client?.health().await.map_err(|e| e.to_string());
+            if result.is_err() && kept {
+                // A kept client whose poll failed is not trusted again: its pool may hold a
+                // connection the agent has dropped or one that never finished its handshake.
+                KEPT.with(|k| k.borrow_mut().remove(&host_id));
+            }
+            result
+        })
     }
 
     fn forget(&self, host_id: i64) {
         KEPT.with(|kept| kept.borrow_mut().remove(&host_id));
     }
 
+    fn dispatch(
+        &self,
+        target: &Target,
+        order: &Order,
+    ) -> LocalBoxFuture<'static, Result<String, DispatchError>> {
+        let client = self.client(target);
+        let order = order.clone();
+        Box::pin(async move {
+            let client = client.map_err(|message| DispatchError {
+                message,
+                retryable: false,
+            })?;
+            let accepted = match &order.kind {
+                OrderKind::Apply(req) => client.apply_patches(req, &order.key).await,
+                OrderKind::Rollback { of } => client.rollback(of, &order.key).await,
+            };
+            accepted.map(|a| a.job_id).map_err(|e| DispatchError {
+                retryable: match &e {
+                    // A busy agent (exclusive mode) or a failure on its side may pass; a
+                    // refusal of the request itself will not.
+                    crate::agent_client::AgentClientError::Refused { status, .. } => {
+                        *status >= 500 || *status == 429
+                    }
+                    crate::agent_client::AgentClientError::Request { .. } => true,
+                    crate::agent_client::AgentClientError::Tls(_)
+                    | crate::agent_client::AgentClientError::Invalid(_) => false,
+                },
+                message: e.to_string(),
+            })
+        })
+    }
+
+    fn follow(&self, target: &Target, agent_job_id: &str) -> LocalBoxStream<'static, Follow> {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let client = self.client(target);
+        let id = agent_job_id.to_owned();
+        actix_web::rt::spawn(async move {
+            match client {
+                Ok(client) => follow_job(&client, &id, &tx).await,
+                Err(e) => {
+                    let _ = tx.send(Follow::Lost(e));
+                }
+            }
+        });
+        Box::pin(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)))
+    }
+
     fn inventory(&self, target: &Target) -> LocalBoxFuture<'static, Result<Inventory, String>> {
         let client = self.client(target);
+        let (host_id, kept) = (target.host_id, self.policy == AgentConnections::Kept);
         Box::pin(async move {
             let client = client?;
-            let info = client.system_info().await.map_err(|e| e.to_string())?;
-            let packages = client.packages().await.map_err(|e| e.to_string())?;
-            let patches = client.patches().await.map_err(|e| e.to_string())?;
-            Ok(Inventory {
-                info,
-                packages,
-                patches,
-            })
+            let fetched = async {
+                let info = client.system_info().await.map_err(|e| e.to_string())?;
+                let packages = client.packages().await.map_err(|e| e.to_string())?;
+                let patches = client.patches().await.map_err(|e| e.to_string())?;
+                Ok(Inventory {
+                    info,
+                    packages,
+                    patches,
+                })
+            }
+            .await;
+            if fetched.is_err() && kept {
+                KEPT.with(|k| k.borrow_mut().remove(&host_id));
+            }
+            fetched
         })
     }
 }

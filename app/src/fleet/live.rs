@@ -1,8 +1,8 @@
 //! The live event stream to browsers: a signed-in user asks for a single-use ticket (30 s), then
 //! opens `/api/v1/events/ws?ticket=…`; WebSocket handshakes carry no `Authorization` header and
 //! cookies would make the socket open to cross-site pages, so the ticket is the credential. The
-//! socket forwards the event hub's host state changes, filtered to the hosts the ticket's user may
-//! see. Whenever access rights change (a sign-out, an account, role or group change:
+//! socket forwards the event hub's host state changes and patch jobs' events, filtered to the
+//! hosts the ticket's user may see. Whenever access rights change (a sign-out, an account, role or group change:
 //! [`super::Fleet::access_changed`]), and at least every [`SCOPE_REFRESH`], the stream checks
 //! again that the session is alive and the account enabled, and reads the user's role and groups
 //! anew, so a sign-out, disabling or demotion closes or narrows it at once. It closes after
@@ -102,13 +102,44 @@ async fn visible(state: &AppState, identity: &Identity) -> Option<Option<HashSet
     Some(ids.map(|v| v.into_iter().collect()))
 }
 
-/// Forwards `events` (subscribed, like `access`, before the upgrade was answered, so nothing
+/// The event to send from a hub's answer: a `Resync` when the stream fell behind, `None` when
+/// the hub is gone.
+fn received(event: Result<LiveEvent, RecvError>) -> Option<LiveEvent> {
+    match event {
+        Ok(e) => Some(e),
+        Err(RecvError::Lagged(_)) => Some(LiveEvent::Resync),
+        Err(RecvError::Closed) => None,
+    }
+}
+
+/// Sends one event; `false` when the socket is gone.
+async fn send(session: &mut actix_ws::Session, live: &LiveEvent) -> bool {
+    match serde_json::to_string(live) {
+        Ok(text) => session.text(text).await.is_ok(),
+        Err(_) => true,
+    }
+}
+
+/// Whether a user who may see `hosts` (`None`: all) may see an event: a host's state or its row
+/// of a job when they see the host, a job's state when they see one of its hosts.
+fn may_see(hosts: Option<&HashSet<i64>>, event: &LiveEvent) -> bool {
+    let Some(hosts) = hosts else { return true };
+    match event {
+        LiveEvent::JobTarget(e) => hosts.contains(&i64::from(e.host_id)),
+        LiveEvent::JobState(e) => e.host_ids.iter().any(|h| hosts.contains(&i64::from(*h))),
+        LiveEvent::HostState(e) => hosts.contains(&i64::from(e.host_id)),
+        LiveEvent::Resync => true,
+    }
+}
+
+/// Forwards `events` and `jobs` (subscribed, like `access`, before the upgrade was answered, so nothing
 /// published after the handshake is missed) to one socket until either side closes, the user may
 /// see nothing any more, or the stream's lifetime ends.
 pub async fn forward(
     state: AppState,
     identity: Identity,
     mut events: tokio::sync::broadcast::Receiver<shared::fleet::HostStateEvent>,
+    mut jobs: tokio::sync::broadcast::Receiver<LiveEvent>,
     mut access: tokio::sync::watch::Receiver<u64>,
     mut session: actix_ws::Session,
     mut stream: actix_ws::MessageStream,
@@ -124,16 +155,14 @@ pub async fn forward(
     loop {
         tokio::select! {
             event = events.recv() => {
-                let live = match event {
-                    Ok(e) if hosts.as_ref().is_none_or(|h| h.contains(&i64::from(e.host_id))) => {
-                        LiveEvent::HostState(e)
-                    }
-                    Ok(_) => continue,
-                    Err(RecvError::Lagged(_)) => LiveEvent::Resync,
-                    Err(RecvError::Closed) => break,
-                };
-                let Ok(text) = serde_json::to_string(&live) else { continue };
-                if session.text(text).await.is_err() {
+                let Some(live) = received(event.map(LiveEvent::HostState)) else { break };
+                if may_see(hosts.as_ref(), &live) && !send(&mut session, &live).await {
+                    return;
+                }
+            }
+            event = jobs.recv() => {
+                let Some(live) = received(event) else { break };
+                if may_see(hosts.as_ref(), &live) && !send(&mut session, &live).await {
                     return;
                 }
             }

@@ -9,6 +9,7 @@
 //! - [`recorder`]: writes what the actors learn and publishes state changes.
 //! - [`discovery`]: CIDR ranges probed for agents, and adoption of what was found.
 //! - [`live`]: the event stream to browsers (single-use tickets, scope-filtered WebSocket).
+//! - [`work`]: a host's part of patch jobs (orders, following the agent's job, retries).
 
 pub mod actor;
 pub mod connector;
@@ -17,6 +18,7 @@ pub mod hosts;
 pub mod live;
 pub mod recorder;
 pub mod supervisor;
+pub mod work;
 
 use actix::prelude::*;
 use shared::fleet::HostStateEvent;
@@ -43,6 +45,10 @@ pub struct Fleet {
     pub access: tokio::sync::watch::Sender<u64>,
     /// CIDR discovery runs of this process.
     pub discoveries: Arc<discovery::Discoveries>,
+    /// Patch jobs' events for live pages (host rows and job states).
+    pub live: tokio::sync::broadcast::Sender<shared::fleet::LiveEvent>,
+    /// Rolls patch jobs out.
+    pub deployer: Addr<crate::deploy::deployer::Deployer>,
 }
 
 impl Fleet {
@@ -57,11 +63,15 @@ impl Fleet {
 pub fn start(
     connector: Arc<dyn connector::Connector>,
     intervals: actor::Intervals,
+    retries: work::Retries,
 ) -> (Fleet, tokio::sync::mpsc::UnboundedReceiver<actor::Update>) {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let supervisor = supervisor::FleetSupervisor::new(connector, tx, intervals).start();
+    let supervisor = supervisor::FleetSupervisor::new(connector, tx, intervals)
+        .with_retries(retries)
+        .start();
     let (events, _) = tokio::sync::broadcast::channel(EVENT_BUFFER);
     let (inventories, _) = tokio::sync::broadcast::channel(EVENT_BUFFER);
+    let (live, _) = tokio::sync::broadcast::channel(EVENT_BUFFER);
     (
         Fleet {
             supervisor,
@@ -69,6 +79,8 @@ pub fn start(
             inventories,
             access: tokio::sync::watch::Sender::new(0),
             discoveries: Arc::default(),
+            live,
+            deployer: crate::deploy::deployer::Deployer::default().start(),
         },
         rx,
     )

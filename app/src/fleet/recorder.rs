@@ -4,7 +4,7 @@
 //! host that answers again also gets any CRL it is missing without waiting for its backoff
 //! (checked in the same database trip as its health).
 
-use super::actor::Update;
+use super::actor::{TargetReport, Update};
 use super::connector::Inventory;
 use crate::db::host_state::{
     self, HealthRecord, HealthRow, HostFacts, InventoryWrite, PackageRow, PatchRow,
@@ -188,7 +188,92 @@ pub async fn record(state: &AppState, update: Update) -> Result<(), DbError> {
             let _ = state.fleet.inventories.send((host_id, Err(e)));
             Ok(())
         }
+        Update::Target(report) => record_target(state, *report).await,
     }
+}
+
+/// A host's row of a job: written when its state changed (output lines and package results
+/// only go live; the row's log and results are written with the next state), announced live,
+/// and told to the deployer once written.
+async fn record_target(state: &AppState, r: TargetReport) -> Result<(), DbError> {
+    let p = &r.progress;
+    if r.changed {
+        let (job, host, update) = (r.job_id, r.host_id, crate::deploy::target_update(p));
+        state
+            .db
+            .run(move |c| crate::db::jobs::update_target(c, job, host, &update))
+            .await?;
+        audit_target(state, &r).await;
+    }
+    let _ = state.fleet.live.send(shared::fleet::LiveEvent::JobTarget(
+        shared::jobs::JobTargetEvent {
+            job_id: shared::ids::JobId(r.job_id),
+            host_id: shared::ids::HostId(r.host_id),
+            state: p.state,
+            progress: None,
+            line: r.line.clone(),
+            package: r.package.clone(),
+            error: if r.changed { p.error.clone() } else { None },
+            at: state
+                .clock
+                .now()
+                .and_utc()
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        },
+    ));
+    if r.changed {
+        state
+            .fleet
+            .deployer
+            .do_send(crate::deploy::deployer::TargetChanged {
+                job_id: r.job_id,
+                host_id: r.host_id,
+                state: p.state,
+                agent_job_id: p.agent_job_id.clone(),
+                halt: r.halt,
+            });
+    }
+    Ok(())
+}
+
+/// The audit records of a host's row: each attempt started, each retry scheduled, the end, and
+/// rollbacks.
+async fn audit_target(state: &AppState, r: &TargetReport) {
+    use shared::jobs::TargetState as S;
+    let p = &r.progress;
+    let action = match p.state {
+        S::Dispatching => "job.host_started",
+        S::RetryWait => "job.retry_scheduled",
+        S::Succeeded | S::Partial | S::Failed => "job.host_finished",
+        S::RollingBack if p.rollback_agent_job_id.is_none() => "job.rollback_started",
+        S::RolledBack | S::RollbackFailed => "job.rollback_finished",
+        S::Cancelled => "job.host_cancelled",
+        _ => return,
+    };
+    let outcome = if matches!(
+        p.state,
+        S::Failed | S::Partial | S::RollbackFailed | S::RetryWait
+    ) {
+        crate::db::audit::Outcome::Failure
+    } else {
+        crate::db::audit::Outcome::Success
+    };
+    state
+        .audit
+        .note(
+            crate::audit::Requester::named("deployer", None)
+                .entry(action, outcome)
+                .target(format!("job:{}", r.job_id))
+                .details(serde_json::json!({
+                    "host_id": r.host_id,
+                    "state": p.state,
+                    "attempt": p.attempt,
+                    "agent_job_id": p.agent_job_id,
+                    "rollback_agent_job_id": p.rollback_agent_job_id,
+                    "error": p.error,
+                })),
+        )
+        .await;
 }
 
 async fn store(

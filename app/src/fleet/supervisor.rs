@@ -16,6 +16,7 @@ pub struct FleetSupervisor {
     connector: Arc<dyn Connector>,
     updates: UnboundedSender<Update>,
     intervals: Intervals,
+    retries: super::work::Retries,
     hosts: HashMap<i64, Addr<HostActor>>,
 }
 
@@ -30,8 +31,15 @@ impl FleetSupervisor {
             connector,
             updates,
             intervals,
+            retries: super::work::default_retries(),
             hosts: HashMap::new(),
         }
+    }
+
+    /// The waits before a failed host's retries in patch jobs.
+    pub fn with_retries(mut self, retries: super::work::Retries) -> Self {
+        self.retries = retries;
+        self
     }
 }
 
@@ -58,10 +66,15 @@ impl Handler<Supervise> for FleetSupervisor {
             existing.do_send(actor::SetTarget(msg.target));
             return;
         }
-        let (connector, updates, intervals) =
-            (self.connector.clone(), self.updates.clone(), self.intervals);
+        let (connector, updates, intervals, retries) = (
+            self.connector.clone(),
+            self.updates.clone(),
+            self.intervals,
+            self.retries,
+        );
         let addr = actix::Supervisor::start(move |_| {
             HostActor::new(msg.target, msg.status, connector, updates, intervals)
+                .with_retries(retries)
         });
         self.hosts.insert(id, addr);
     }
@@ -148,5 +161,70 @@ impl Handler<CurrentIntervals> for FleetSupervisor {
     type Result = MessageResult<CurrentIntervals>;
     fn handle(&mut self, _: CurrentIntervals, _: &mut Context<Self>) -> Self::Result {
         MessageResult(self.intervals)
+    }
+}
+
+/// Hands a job's work on a host to the host's actor; a host without an actor (no usable agent
+/// address) has its row failed with the reason.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Assign {
+    /// Host.
+    pub host_id: i64,
+    /// Job.
+    pub job_id: i64,
+    /// What to order.
+    pub kind: super::work::OrderKind,
+    /// The host's row as it stands.
+    pub progress: super::work::Progress,
+}
+
+impl Handler<Assign> for FleetSupervisor {
+    type Result = ();
+    fn handle(&mut self, msg: Assign, _: &mut Context<Self>) {
+        let task = actor::Task {
+            job_id: msg.job_id,
+            kind: msg.kind,
+            progress: msg.progress,
+        };
+        if let Some(addr) = self.hosts.get(&msg.host_id) {
+            addr.do_send(actor::Assign(task));
+            return;
+        }
+        let mut progress = task.progress;
+        progress.state = match task.kind {
+            super::work::OrderKind::Apply(_) => shared::jobs::TargetState::Failed,
+            super::work::OrderKind::Rollback { .. } => shared::jobs::TargetState::RollbackFailed,
+        };
+        progress.error = Some("The host is not supervised: it has no usable agent address.".into());
+        progress.finished_at = Some(chrono::Utc::now().naive_utc());
+        let _ = self
+            .updates
+            .send(Update::Target(Box::new(actor::TargetReport {
+                job_id: msg.job_id,
+                host_id: msg.host_id,
+                progress,
+                changed: true,
+                line: None,
+                package: None,
+                halt: None,
+            })));
+    }
+}
+
+/// Every host actor drops what it holds of a job that has not started on its host.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Withdraw {
+    /// Job.
+    pub job_id: i64,
+}
+
+impl Handler<Withdraw> for FleetSupervisor {
+    type Result = ();
+    fn handle(&mut self, msg: Withdraw, _: &mut Context<Self>) {
+        for addr in self.hosts.values() {
+            addr.do_send(actor::WithdrawJob(msg.job_id));
+        }
     }
 }

@@ -6,6 +6,8 @@
 //! README's test command starts it; nothing is skipped silently.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod https;
+
 use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection};
 use patch_manager::config::{Config, DatabaseTarget};
@@ -155,6 +157,8 @@ pub struct Fleet {
     pub db: TestDb,
     pub server: patch_manager::server::RunningServer,
     pub agent: patch_agent::server::RunningAgent,
+    /// The agent's job manager.
+    pub agent_jobs: patch_agent::jobs::Jobs,
     pub host_id: i64,
     pub agent_config: patch_agent::config::AgentConfig,
     pub agent_dir: TempDir,
@@ -175,6 +179,14 @@ pub fn run_agent(
     agent_config: &patch_agent::config::AgentConfig,
     apt: Option<&std::path::Path>,
 ) -> patch_agent::server::RunningAgent {
+    run_agent_with_jobs(agent_config, apt).0
+}
+
+/// [`run_agent`], answering the agent's job manager too (to see what the agent was asked).
+pub fn run_agent_with_jobs(
+    agent_config: &patch_agent::config::AgentConfig,
+    apt: Option<&std::path::Path>,
+) -> (patch_agent::server::RunningAgent, patch_agent::jobs::Jobs) {
     let audit = patch_agent::audit::AuditLog::open(&agent_config.audit.path).unwrap();
     let backend = std::sync::Arc::new(
         patch_agent::backend::apt::AptBackend::new(apt.map(std::path::Path::to_path_buf)).unwrap(),
@@ -187,7 +199,9 @@ pub fn run_agent(
         Duration::from_secs(60),
     )
     .unwrap();
-    patch_agent::server::start(agent_config, backend, jobs, audit, None).unwrap()
+    let running =
+        patch_agent::server::start(agent_config, backend, jobs.clone(), audit, None).unwrap();
+    (running, jobs)
 }
 
 /// One manager and one agent enrolled through the real path; the agent reads this machine's
@@ -242,11 +256,12 @@ pub async fn fleet_with(apt: Option<std::path::PathBuf>) -> Fleet {
     .await
     .unwrap();
     let agent_config = done.config;
-    let agent = run_agent(&agent_config, apt.as_deref());
+    let (agent, agent_jobs) = run_agent_with_jobs(&agent_config, apt.as_deref());
     Fleet {
         db,
         server,
         agent,
+        agent_jobs,
         host_id: done.host_id,
         agent_config,
         agent_dir,
@@ -432,4 +447,42 @@ pub fn insert_host(
         .returning(hosts::id)
         .get_result(conn)
         .unwrap()
+}
+
+/// A child process killed when the test ends, whatever happens.
+pub struct Proc(pub std::process::Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A TCP port free on 127.0.0.1 right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `n` one-time enrollment tokens (an hour long), encoded.
+pub fn enrollment_tokens(server: &patch_manager::server::RunningServer, n: usize) -> Vec<String> {
+    let mut conn = server.state.db.conn().unwrap();
+    let now = server.state.clock.now();
+    (0..n)
+        .map(|_| {
+            patch_manager::pki::enrollment::create(
+                &mut conn,
+                server.state.pki.ca.fingerprint(),
+                &Default::default(),
+                now + chrono::Duration::hours(1),
+                now,
+            )
+            .unwrap()
+            .encode()
+        })
+        .collect()
 }

@@ -50,6 +50,7 @@ pub fn HostsPage() -> impl IntoView {
             }
         }),
         LiveEvent::Resync => reload(),
+        LiveEvent::JobTarget(_) | LiveEvent::JobState(_) => {}
     });
     let search = move |ev: SubmitEvent| {
         ev.prevent_default();
@@ -388,7 +389,18 @@ pub fn HostPage() -> impl IntoView {
         {
             reload()
         }
-        LiveEvent::HostState(_) => {}
+        LiveEvent::HostState(_) | LiveEvent::JobState(_) => {}
+        // A job that ended on this host changed its packages: the inventory poll that follows
+        // brings them; the page reloads with it.
+        LiveEvent::JobTarget(e)
+            if e.state.is_final()
+                && Some(e.host_id)
+                    == params
+                        .with_untracked(|p| p.get("id").and_then(|v| v.parse::<HostId>().ok())) =>
+        {
+            reload()
+        }
+        LiveEvent::JobTarget(_) => {}
         LiveEvent::Resync => reload(),
     });
     let error = RwSignal::new(None::<String>);

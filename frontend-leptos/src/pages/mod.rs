@@ -4,5 +4,6 @@ pub mod account;
 pub mod admin;
 pub mod fleet;
 pub mod home;
+pub mod jobs;
 pub mod settings;
 pub mod signin;
