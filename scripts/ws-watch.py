@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Waits on the manager's live event stream (as the browser opens it) for one host to reach one
-state; prints the Unix time it arrived. Standard library only (the fleet benchmark uses it).
+state, or for N hosts' rows of patch jobs to reach one of some states; prints the Unix time it
+happened. Standard library only (the benchmarks use it).
 
 usage: ws-watch.py HOST:PORT CA_FILE TICKET HOST_ID STATE [TIMEOUT_SECS]
-Prints "ready" once the stream is open, then the arrival time of the event."""
+       ws-watch.py HOST:PORT CA_FILE TICKET jobs:N STATE[,STATE...] [TIMEOUT_SECS]
+Prints "ready" once the stream is open, then the time of the event (of the N-th host)."""
 import base64, json, os, socket, ssl, struct, sys, time
 
 def recv_exact(s, n):
@@ -39,6 +41,9 @@ def main():
     if b" 101 " not in head.split(b"\r\n")[0]:
         sys.exit(f"no upgrade: {head.decode(errors='replace')}")
     print("ready", flush=True)
+    wanted_rows = int(host_id[5:]) if host_id.startswith("jobs:") else None
+    states = set(state.split(","))
+    reached = set()
     while True:
         b0, b1 = recv_exact(s, 2)
         opcode, n = b0 & 0x0F, b1 & 0x7F
@@ -53,7 +58,13 @@ def main():
             sys.exit("stream closed by the manager")
         elif opcode == 0x1:
             event = json.loads(payload)
-            if event.get("type") == "host_state" and str(event.get("host_id")) == host_id \
+            if wanted_rows is not None:
+                if event.get("type") == "job_target" and event.get("state") in states:
+                    reached.add((event.get("job_id"), event.get("host_id")))
+                    if len(reached) >= wanted_rows:
+                        print(f"{time.time():.3f}", flush=True)
+                        return
+            elif event.get("type") == "host_state" and str(event.get("host_id")) == host_id \
                     and event.get("status") == state:
                 print(f"{time.time():.3f}", flush=True)
                 return

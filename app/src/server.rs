@@ -236,8 +236,12 @@ pub async fn start(config: Config) -> Result<RunningServer, StartupError> {
     crate::pki::crl::spawn(state.clone());
     crate::fleet::recorder::spawn(state.clone(), fleet_updates);
     let supervised = crate::fleet::supervise_all(&state).await?;
-    // After the host actors (the supervisor's mailbox keeps the order): unfinished patch jobs
-    // are taken up where they stood.
+    // After the host actors (the supervisor's mailbox keeps the order): windows open now are
+    // announced, unfinished patch jobs are taken up where they stood.
+    state
+        .fleet
+        .scheduler
+        .do_send(crate::deploy::scheduler::Attach(state.clone()));
     state
         .fleet
         .deployer

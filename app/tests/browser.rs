@@ -2,7 +2,9 @@
 //! `chromedriver`) loads the server-rendered pages, the WebAssembly bundle hydrates them, and a new
 //! user goes through first-run setup, signs in, enrols an authenticator app, signs out and signs in
 //! again with a code, adds a security key (Chromium's virtual WebAuthn authenticator) and signs
-//! in with it — every step through the real pages and the real API.
+//! in with it — every step through the real pages and the real API. And patch deployment: an
+//! Admin deploys the security updates to a group holding a real agent (an isolated apt root),
+//! watches the host's row go to succeeded without a reload, and rolls the job back.
 //!
 //! Needs the wasm bundle under `LPM_SITE_ROOT` and chromium/chromedriver installed, which
 //! scripts/test.sh provides; it runs this test explicitly (`--run-ignored all`). Run alone it fails
@@ -56,6 +58,72 @@ fn start_chromedriver() -> Driver {
         port,
         _profile: tempfile::tempdir().unwrap(),
     }
+}
+
+/// A headless Chromium session through `driver`, with `extra` command-line switches.
+async fn open_browser(driver: &Driver, extra: &[&str]) -> fantoccini::Client {
+    let mut args: Vec<String> = [
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,900",
+    ]
+    .iter()
+    .chain(extra)
+    .map(|a| (*a).to_owned())
+    .collect();
+    args.push(format!(
+        "--user-data-dir={}",
+        driver._profile.path().display()
+    ));
+    let caps = serde_json::json!({
+        "goog:chromeOptions": {
+            "binary": std::env::var("LPM_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
+            "args": args,
+        }
+    });
+    let caps = caps.as_object().unwrap().clone();
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{}", driver.port))
+        .await
+        .expect("WebDriver session")
+}
+
+/// Ends the browser session, printing the page first if the test failed.
+async fn finish(browser: &fantoccini::Client, failed: bool) {
+    if failed {
+        if let Ok(src) = browser.source().await {
+            eprintln!("page at failure:\n{src}");
+        }
+    }
+    browser.clone().close().await.ok();
+}
+
+/// Follows the navigation link with this text.
+async fn click_link(
+    browser: &fantoccini::Client,
+    text: &str,
+) -> Result<(), fantoccini::error::CmdError> {
+    browser.find(Locator::LinkText(text)).await?.click().await
+}
+
+/// Waits for an element matching `css`.
+async fn wait_for(
+    browser: &fantoccini::Client,
+    css: &str,
+) -> Result<fantoccini::elements::Element, fantoccini::error::CmdError> {
+    browser
+        .wait()
+        .at_most(Duration::from_secs(60))
+        .for_element(Locator::Css(css))
+        .await
 }
 
 async fn wait_enabled(
@@ -135,23 +203,7 @@ async fn first_run_setup_totp_and_security_key_in_the_browser() {
     let clock = server.state.clock.clone();
     let driver = start_chromedriver();
 
-    let caps = serde_json::json!({
-        "goog:chromeOptions": {
-            "binary": std::env::var("LPM_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
-            "args": [
-                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--disable-dev-shm-usage", "--window-size=1280,900",
-                format!("--user-data-dir={}", driver._profile.path().display()),
-            ]
-        }
-    });
-    let caps = caps.as_object().unwrap().clone();
-    let browser = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{}", driver.port))
-        .await
-        .expect("WebDriver session");
+    let browser = open_browser(&driver, &[]).await;
     // "localhost", not 127.0.0.1: WebAuthn needs a domain (the relying party), and browsers treat
     // http://localhost as a secure context.
     let base = format!("http://localhost:{}", server.addr.port());
@@ -202,11 +254,7 @@ async fn first_run_setup_totp_and_security_key_in_the_browser() {
         );
 
         // Enrol an authenticator app: QR code and key shown, a code from the key confirms it.
-        browser
-            .find(Locator::LinkText("Account"))
-            .await?
-            .click()
-            .await?;
+        click_link(&browser, "Account").await?;
         wait_enabled(&browser, "totp-start").await?.click().await?;
         let secret = text_of(&browser, "#totp-secret").await?;
         assert!(!secret.is_empty(), "no key shown");
@@ -272,7 +320,7 @@ async fn first_run_setup_totp_and_security_key_in_the_browser() {
             ("Settings", "#poll-health"),
             ("Hosts", "section.page h1"),
         ] {
-            browser.find(Locator::LinkText(link)).await?.click().await?;
+            click_link(&browser, link).await?;
             browser
                 .wait()
                 .at_most(Duration::from_secs(30))
@@ -291,16 +339,8 @@ async fn first_run_setup_totp_and_security_key_in_the_browser() {
         {
             let t = clock.now();
             let host = common::insert_host(&mut server.state.db.conn().unwrap(), "web-live", 9, t);
-            browser
-                .find(Locator::LinkText("Overview"))
-                .await?
-                .click()
-                .await?;
-            browser
-                .find(Locator::LinkText("Hosts"))
-                .await?
-                .click()
-                .await?;
+            click_link(&browser, "Overview").await?;
+            click_link(&browser, "Hosts").await?;
             browser
                 .wait()
                 .at_most(Duration::from_secs(30))
@@ -354,16 +394,8 @@ async fn first_run_setup_totp_and_security_key_in_the_browser() {
                 .execute(&mut *c)
                 .unwrap();
         }
-        browser
-            .find(Locator::LinkText("Users"))
-            .await?
-            .click()
-            .await?;
-        browser
-            .find(Locator::LinkText("Settings"))
-            .await?
-            .click()
-            .await?;
+        click_link(&browser, "Users").await?;
+        click_link(&browser, "Settings").await?;
         let said =
             text_containing(&browser, "[data-testid='oidc-load-error']", "auth.oidc").await?;
         assert!(said.contains("cannot be read"), "{said}");
@@ -390,11 +422,7 @@ async fn first_run_setup_totp_and_security_key_in_the_browser() {
             .await
             .expect("virtual authenticator");
         assert!(res.status().is_success(), "{:?}", res.body().await);
-        browser
-            .find(Locator::LinkText("Account"))
-            .await?
-            .click()
-            .await?;
+        click_link(&browser, "Account").await?;
         wait_enabled(&browser, "key-add").await?;
         type_into(&browser, "key-name", "virtual key").await?;
         browser.find(Locator::Id("key-add")).await?.click().await?;
@@ -443,12 +471,126 @@ async fn first_run_setup_totp_and_security_key_in_the_browser() {
         Ok::<_, fantoccini::error::CmdError>(())
     }
     .await;
-    if result.is_err() {
-        if let Ok(src) = browser.source().await {
-            eprintln!("page at failure:\n{src}");
-        }
-    }
-    browser.close().await.ok();
+    finish(&browser, result.is_err()).await;
     server.stop().await;
+    result.unwrap();
+}
+
+#[actix_rt::test]
+#[ignore = "needs the wasm bundle and chromium; scripts/test.sh runs it"]
+async fn a_group_is_patched_and_rolled_back_from_the_browser() {
+    let wasm = site_root()
+        .join("pkg")
+        .join(format!("{}_bg.wasm", frontend_leptos::OUTPUT_NAME));
+    assert!(wasm.is_file(), "{} missing", wasm.display());
+    let (apt, fleet, c, api_base, admin) =
+        common::https::apt_fleet(&["lpm-test-secure=1.0-1"]).await;
+    let state = fleet.server.state.clone();
+    let host = fleet.host_id;
+    let (status, group) = common::https::api(
+        &c,
+        "POST",
+        &format!("{api_base}/api/v1/groups"),
+        Some(&admin),
+        Some(serde_json::json!({ "name": "web" })),
+    )
+    .await;
+    assert_eq!(status, 201, "{group}");
+    let (status, body) = common::https::api(
+        &c,
+        "PUT",
+        &format!("{api_base}/api/v1/hosts/{host}/groups"),
+        Some(&admin),
+        Some(serde_json::json!({ "group_ids": [group["id"]] })),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    // The host's inventory (its pending security update) is in before the review.
+    let mut inventories = state.fleet.inventories.subscribe();
+    state
+        .fleet
+        .supervisor
+        .do_send(patch_manager::fleet::supervisor::RefreshHost(host));
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while inventories.recv().await.unwrap().0 != host {}
+    })
+    .await
+    .expect("no inventory");
+
+    let driver = start_chromedriver();
+    // The manager serves HTTPS with its own web CA, which this throw-away browser profile does
+    // not trust; transport security is tested elsewhere, the pages are what is tested here.
+    let browser = open_browser(&driver, &["--ignore-certificate-errors"]).await;
+    let base = format!("https://localhost:{}", fleet.server.addr.port());
+    let group_id = group["id"].as_i64().unwrap();
+    let result = async {
+        browser.goto(&format!("{base}/login")).await?;
+        wait_enabled(&browser, "sign-in").await?;
+        type_into(&browser, "username", "admin").await?;
+        type_into(&browser, "password", "tangerine-Orbit-42").await?;
+        browser.find(Locator::Id("sign-in")).await?.click().await?;
+        text_of(&browser, "#signed-in-as").await?;
+        click_link(&browser, "Patch deployment").await?;
+        wait_for(&browser, "#no-jobs").await?;
+        wait_for(&browser, &format!("input[data-group='{group_id}']"))
+            .await?
+            .click()
+            .await?;
+        // Review: the group's host and its pending patches.
+        browser
+            .find(Locator::Id("job-review"))
+            .await?
+            .click()
+            .await?;
+        let review = text_containing(&browser, "#job-review-list", "lpm-test-secure").await?;
+        assert!(
+            review.contains("lpm-test-secure 1.0-1 → 1.0-2 (security)"),
+            "{review}"
+        );
+        wait_enabled(&browser, "job-apply").await?.click().await?;
+        // The job page follows the host without a reload: the row reaches succeeded.
+        wait_for(&browser, "#job-hosts").await?;
+        let url = browser.current_url().await?;
+        assert!(url.path().starts_with("/jobs/"), "{url}");
+        wait_for(
+            &browser,
+            &format!("#job-hosts tr[data-host='{host}'][data-state='succeeded']"),
+        )
+        .await?;
+        wait_for(&browser, "#job-state[data-state='succeeded']").await?;
+        assert_eq!(browser.current_url().await?, url, "no navigation happened");
+        assert_eq!(apt.version("lpm-test-secure").as_deref(), Some("1.0-2"));
+        let packages = text_of(&browser, &format!("#job-hosts tr[data-host='{host}']")).await?;
+        assert!(
+            packages.contains("lpm-test-secure 1.0-1 → 1.0-2"),
+            "{packages}"
+        );
+
+        // Roll back: asked once, then the row follows to rolled back.
+        browser
+            .find(Locator::Id("job-rollback"))
+            .await?
+            .click()
+            .await?;
+        let ask = text_of(&browser, "#job-confirm").await?;
+        assert!(ask.contains("Roll this job back?"), "{ask}");
+        browser
+            .find(Locator::Id("job-confirm-yes"))
+            .await?
+            .click()
+            .await?;
+        wait_for(
+            &browser,
+            &format!("#job-hosts tr[data-host='{host}'][data-state='rolled_back']"),
+        )
+        .await?;
+        assert_eq!(apt.version("lpm-test-secure").as_deref(), Some("1.0-1"));
+        // The list shows the job.
+        click_link(&browser, "Patch deployment").await?;
+        wait_for(&browser, "#jobs tr[data-state='succeeded']").await?;
+        Ok::<_, fantoccini::error::CmdError>(())
+    }
+    .await;
+    finish(&browser, result.is_err()).await;
     result.unwrap();
 }

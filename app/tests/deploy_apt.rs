@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::https::{api, client, first_admin, open_stream, sign_in, Socket};
+use common::https::{api, apt_fleet, open_stream, sign_in, Socket};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -80,14 +80,10 @@ async fn ended(c: &awc::Client, url: &str, bearer: &str) -> Value {
 
 #[actix_rt::test]
 async fn a_job_patches_a_real_host_then_rolls_it_back() {
-    let apt = common::AptRoot::new();
-    apt.install(&["lpm-test-secure=1.0-1", "lpm-test-hello=1.0-1"]);
-    let fleet = common::fleet_with(Some(apt.apt_config.clone())).await;
+    let (apt, fleet, c, base, admin) =
+        apt_fleet(&["lpm-test-secure=1.0-1", "lpm-test-hello=1.0-1"]).await;
     let state = fleet.server.state.clone();
     let host = fleet.host_id;
-    let base = format!("https://127.0.0.1:{}", fleet.server.addr.port());
-    let c = client(&fleet.server);
-    let admin = first_admin(&c, &base, &state.config.data.dir).await;
     let jobs = format!("{base}/api/v1/jobs");
 
     // Bad jobs: a clear answer naming the field, and nothing created.

@@ -2,7 +2,8 @@
 //! at the host's point of the interval, failures confirmed then backed off, unreachable and back,
 //! intervals changed live, an on-demand refresh, a restart under its supervisor with its timers
 //! re-armed, and retirement; a patch job's retries after 1, 5 and 30 minutes, each attempt with
-//! its own idempotency key, and an attempt taken up after a restart with its key unchanged.
+//! its own idempotency key, and an attempt taken up after a restart with its key unchanged;
+//! window-bound work that starts only inside a maintenance window, with one retry there.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use actix::prelude::*;
@@ -253,6 +254,7 @@ async fn a_failed_host_retries_after_one_five_and_thirty_minutes() {
             job_id: 3,
             kind: apply_all(),
             progress: Progress::waiting(),
+            in_window: false,
         })
         .await
         .unwrap();
@@ -327,6 +329,7 @@ async fn after_three_retries_the_host_fails_and_the_next_task_runs() {
                 job_id,
                 kind: apply_all(),
                 progress: Progress::waiting(),
+                in_window: false,
             })
             .await
             .unwrap();
@@ -360,6 +363,7 @@ async fn an_attempt_taken_up_after_a_restart_keeps_its_key() {
             job_id: 9,
             kind: apply_all(),
             progress: progress.clone(),
+            in_window: false,
         })
         .await
         .unwrap();
@@ -370,6 +374,7 @@ async fn an_attempt_taken_up_after_a_restart_keeps_its_key() {
             job_id: 9,
             kind: apply_all(),
             progress,
+            in_window: false,
         })
         .await
         .unwrap();
@@ -573,5 +578,98 @@ async fn a_live_interval_change_keeps_the_fleet_spread() {
     assert!(
         buckets.iter().all(|&n| (15..=55).contains(&n)),
         "{buckets:?}"
+    );
+}
+
+#[actix_rt::test]
+async fn window_bound_work_starts_only_inside_a_window_and_retries_once_there() {
+    tokio::time::pause();
+    let agent = Arc::new(Scripted::default());
+    agent
+        .outcomes
+        .lock()
+        .unwrap()
+        .extend([JobStatus::Failed, JobStatus::Failed]);
+    let (supervisor, mut rx) = supervised(agent.clone()).await;
+    let mut scheduled = Progress::waiting();
+    scheduled.state = TargetState::Scheduled;
+    supervisor
+        .send(supervisor::Assign {
+            host_id: HOST,
+            job_id: 5,
+            kind: apply_all(),
+            progress: scheduled.clone(),
+            in_window: true,
+        })
+        .await
+        .unwrap();
+    // No window: nothing is sent however long it waits.
+    tokio::time::sleep(Duration::from_secs(6 * 3600)).await;
+    assert!(agent.keys.lock().unwrap().is_empty());
+    // A window opens for 30 minutes: the job starts at once.
+    let opened = Instant::now();
+    supervisor
+        .send(supervisor::WindowOpened {
+            window_id: 1,
+            hosts: vec![HOST],
+            closes_in: Duration::from_secs(1800),
+        })
+        .await
+        .unwrap();
+    let (at, first) = next_row(&mut rx).await;
+    assert_eq!(first.progress.state, TargetState::Dispatching);
+    same(at - opened, Duration::ZERO);
+    // It fails; inside the window it is retried once (after 1 minute), fails again and ends.
+    let end = loop {
+        let (_, r) = next_row(&mut rx).await;
+        if r.progress.state.is_final() {
+            break r.progress;
+        }
+    };
+    assert_eq!((end.state, end.attempt), (TargetState::Failed, 2));
+    assert_eq!(agent.keys.lock().unwrap().len(), 2);
+
+    // Another job after the window closed waits for the next one.
+    supervisor
+        .send(supervisor::WindowClosed {
+            window_id: 1,
+            hosts: vec![HOST],
+        })
+        .await
+        .unwrap();
+    supervisor
+        .send(supervisor::Assign {
+            host_id: HOST,
+            job_id: 6,
+            kind: apply_all(),
+            progress: scheduled,
+            in_window: true,
+        })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
+    assert_eq!(
+        agent.keys.lock().unwrap().len(),
+        2,
+        "nothing started after the close"
+    );
+    // The next window opens: the waiting job starts and succeeds.
+    supervisor
+        .send(supervisor::WindowOpened {
+            window_id: 2,
+            hosts: vec![HOST],
+            closes_in: Duration::from_secs(600),
+        })
+        .await
+        .unwrap();
+    let end = loop {
+        let (_, r) = next_row(&mut rx).await;
+        if r.progress.state.is_final() {
+            break r;
+        }
+    };
+    assert_eq!(
+        (end.job_id, end.progress.state),
+        (6, TargetState::Succeeded)
     );
 }

@@ -157,6 +157,7 @@ async fn recorded_answers_validate_against_the_document() {
         "/api/v1/hosts",
         "/api/v1/groups",
         "/api/v1/jobs",
+        "/api/v1/windows",
         "/api/v1/users",
         "/api/v1/certificates",
         "/api/v1/certificates/crl",

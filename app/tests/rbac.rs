@@ -67,6 +67,9 @@ const MATRIX: &[(&str, &str, [u16; 4])] = &[
     ("GET", "/api/v1/jobs/{job_id}", [401, 404, 404, 404]),
     ("POST", "/api/v1/jobs/{job_id}/cancel", [401, 404, 404, 404]),
     ("POST", "/api/v1/jobs/{job_id}/rollback", [401, 404, 404, 404]),
+    ("GET", "/api/v1/windows", [401, 200, 200, 200]),
+    ("POST", "/api/v1/windows", [401, 400, 400, 400]),
+    ("DELETE", "/api/v1/windows/{window_id}", [401, 404, 404, 404]),
     ("GET", "/api/v1/groups", [401, 200, 200, 200]),
     ("POST", "/api/v1/groups", [401, 403, 403, 400]),
     ("PATCH", "/api/v1/groups/{group_id}", [401, 403, 403, 404]),
@@ -241,6 +244,7 @@ async fn every_route_by_every_kind_of_caller() {
                     .replace("{group_id}", "999999")
                     .replace("{run_id}", "999999")
                     .replace("{job_id}", "999999")
+                    .replace("{window_id}", "999999")
             );
             let mut headers = Vec::new();
             if let Some((uid, role)) = who {

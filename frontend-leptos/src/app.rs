@@ -14,6 +14,7 @@ use crate::pages::{
     jobs::{JobPage, JobsPage},
     settings::SettingsPage,
     signin::{LoginPage, SetupPage},
+    windows::WindowsPage,
 };
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -117,6 +118,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("hosts/:id") view=HostPage/>
                     <Route path=path!("jobs") view=JobsPage/>
                     <Route path=path!("jobs/:id") view=JobPage/>
+                    <Route path=path!("windows") view=WindowsPage/>
                     <Route path=path!("certificates") view=CertificatesPage/>
                     <Route path=path!("users") view=UsersPage/>
                     <Route path=path!("settings") view=SettingsPage/>
@@ -177,6 +179,7 @@ fn Nav() -> impl IntoView {
                 <A href="/">"Overview"</A>
                 <A href="/hosts">"Hosts"</A>
                 <A href="/jobs">"Patch deployment"</A>
+                <A href="/windows">"Maintenance windows"</A>
                 <Show when=move || session.is_admin()>
                     <A href="/certificates">"Certificates"</A>
                     <A href="/users">"Users"</A>

@@ -20,9 +20,11 @@ use crate::fleet::{
 };
 use crate::ids::{
     CertificateId, CredentialId, DiscoveryRunId, EnrollmentTokenId, GroupId, HostId, JobId, UserId,
+    WindowId,
 };
 use crate::jobs::{JobDetail, JobRollback, JobSummary, NewJob};
 use crate::status::{HealthReport, SystemOverview};
+use crate::windows::{NewWindow, WindowInfo};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -103,7 +105,8 @@ id_params!(
     CredentialId,
     EnrollmentTokenId,
     DiscoveryRunId,
-    JobId
+    JobId,
+    WindowId
 );
 
 /// One endpoint of the API.
@@ -291,6 +294,12 @@ endpoints! {
     CancelJob: Post "/api/v1/jobs/{job_id}/cancel", JobId, NoBody => JobDetail;
     /// Rolls an ended job back on its hosts (each agent undoes its job).
     RollbackJob: Post "/api/v1/jobs/{job_id}/rollback", JobId, JobRollback => JobDetail;
+    /// Maintenance windows of the hosts and groups the caller may see, with their next opening.
+    ListWindows: Get "/api/v1/windows", (), NoBody => Vec<WindowInfo>;
+    /// Creates a maintenance window for a host or a group.
+    CreateWindow: Post "/api/v1/windows", (), NewWindow => WindowInfo, 201;
+    /// Deletes a maintenance window.
+    DeleteWindow: Delete "/api/v1/windows/{window_id}", WindowId, NoBody => NoBody, 204;
     /// Host groups the caller may see.
     ListGroups: Get "/api/v1/groups", (), NoBody => Vec<GroupInfo>;
     /// Creates a host group.

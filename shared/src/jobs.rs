@@ -1,5 +1,6 @@
-//! Patch deployment: a job applies patches on many hosts, in waves; each host has its own row (a
-//! target) with its agent's job, its results and its log. The manager's API and pages, and its live events, speak these types.
+//! Patch deployment: a job applies patches on many hosts, now in waves or in each host's next
+//! maintenance window; each host has its own row (a target) with its agent's job, its results and
+//! its log. The manager's API and pages, and its live events, speak these types.
 
 use crate::agent::{PackageResult, PatchSelection};
 use crate::ids::{GroupId, HostId, JobId};
@@ -13,6 +14,28 @@ pub const MAX_JOB_PACKAGES: usize = 200;
 pub const MAX_WAVES: usize = 10;
 /// Retries of a failed host: after 1, 5 and 30 minutes.
 pub const RETRY_AFTER_SECS: [u64; 3] = [60, 300, 1800];
+
+/// When a job's hosts are patched.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum JobMode {
+    /// At once, wave by wave.
+    #[default]
+    Now,
+    /// Each host in its next maintenance window (never after the window closes).
+    NextWindow,
+}
+
+impl JobMode {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Now => "now",
+            Self::NextWindow => "next_window",
+        }
+    }
+}
 
 /// How a job rolls out.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,7 +134,10 @@ pub struct NewJob {
     /// Package names, for `selection = list`.
     #[serde(default)]
     pub packages: Vec<String>,
-    /// Waves; one wave when absent.
+    /// Now, or in each host's next maintenance window.
+    #[serde(default)]
+    pub mode: JobMode,
+    /// Waves (jobs run now); one wave when absent.
     #[serde(default)]
     pub waves: Option<WavePlan>,
 }
@@ -309,6 +335,8 @@ pub struct JobSummary {
     pub selection: PatchSelection,
     /// Package names, for `selection = list`.
     pub packages: Vec<String>,
+    /// Now or in maintenance windows.
+    pub mode: JobMode,
     /// How it rolls out.
     pub waves: WavePlan,
     /// State.

@@ -22,5 +22,6 @@ pub mod netfilter;
 pub mod openapi;
 pub mod status;
 pub mod vocab;
+pub mod windows;
 
 pub use error::{ErrorBody, ErrorEnvelope};

@@ -16,6 +16,7 @@ pub mod setup;
 pub mod sso;
 pub mod status;
 pub mod users;
+pub mod windows;
 
 use crate::auth::access::Access;
 pub use crate::error::AppError;
@@ -118,6 +119,9 @@ pub static ROUTES: &[ApiRoute] = &[
     route!(ep::GetJob, Operator, jobs::get),
     route!(ep::CancelJob, Operator, jobs::cancel),
     route!(ep::RollbackJob, Operator, jobs::rollback),
+    route!(ep::ListWindows, Operator, windows::list),
+    route!(ep::CreateWindow, Operator, windows::create),
+    route!(ep::DeleteWindow, Operator, windows::delete),
     route!(ep::ListGroups, Operator, hosts::groups),
     route!(ep::CreateGroup, Admin, hosts::create_group),
     route!(ep::UpdateGroup, Admin, hosts::update_group),

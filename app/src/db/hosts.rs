@@ -595,3 +595,12 @@ pub fn members_by_name(conn: &mut DbConnection, group_id: i64) -> Result<Vec<i64
         .order((h::display_name.asc(), h::id.asc()))
         .load(conn)?)
 }
+
+/// A host's name.
+pub fn name_of(conn: &mut DbConnection, id: i64) -> Result<Option<String>, DbError> {
+    Ok(h::table
+        .find(id)
+        .select(h::display_name)
+        .first(conn)
+        .optional()?)
+}

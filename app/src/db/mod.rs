@@ -40,6 +40,7 @@ pub mod transaction;
 
 pub use transaction::transaction;
 pub mod users;
+pub mod windows;
 
 use crate::config::DatabaseTarget;
 use diesel::connection::SimpleConnection;

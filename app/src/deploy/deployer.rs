@@ -43,6 +43,9 @@ struct Run {
     state: JobState,
     halt: Option<String>,
     started_at: Option<chrono::NaiveDateTime>,
+    /// Queued for maintenance windows: every host released at once, each starting in its own
+    /// window; no waves.
+    window: bool,
 }
 
 impl Run {
@@ -71,7 +74,7 @@ impl Run {
                 Row {
                     wave: u32::try_from(r.wave).unwrap_or(0),
                     state,
-                    released: state != TargetState::Waiting,
+                    released: !matches!(state, TargetState::Waiting | TargetState::Scheduled),
                     agent_job_id: r.agent_job_id.clone(),
                     rollback_sent: r.rollback_agent_job_id.is_some(),
                 },
@@ -98,6 +101,7 @@ impl Run {
             state,
             halt: job.halted_reason.clone(),
             started_at: job.started_at,
+            window: job.mode == shared::jobs::JobMode::NextWindow.as_str(),
         })
     }
 
@@ -157,6 +161,23 @@ pub fn final_state(states: impl Iterator<Item = TargetState>) -> JobState {
 fn advance(run: &mut Run) -> Decision {
     let mut d = Decision::default();
     if run.state.is_finished() {
+        return d;
+    }
+    if run.window {
+        // Every host at once; each starts in its own window.
+        for (host, row) in &mut run.rows {
+            if !row.released && matches!(row.state, TargetState::Waiting | TargetState::Scheduled) {
+                row.released = true;
+                let mut p = Progress::waiting();
+                p.state = TargetState::Scheduled;
+                d.release.push((*host, p));
+            }
+        }
+        if run.rows.values().all(|r| r.state.is_final()) {
+            let end = final_state(run.rows.values().map(|r| r.state));
+            run.state = end;
+            d.state = Some(end);
+        }
         return d;
     }
     loop {
@@ -281,6 +302,7 @@ impl Deployer {
                 job_id,
                 kind: OrderKind::Apply(run.request.clone()),
                 progress,
+                in_window: run.window,
             });
         }
         if !d.rollback.is_empty() {
@@ -405,7 +427,7 @@ impl Deployer {
             let Ok(s) = r.status.parse::<TargetState>() else {
                 continue;
             };
-            if s.is_final() || s == TargetState::Waiting {
+            if s.is_final() || matches!(s, TargetState::Waiting | TargetState::Scheduled) {
                 continue;
             }
             let progress = super::progress_of(r);
@@ -420,6 +442,7 @@ impl Deployer {
             state.fleet.supervisor.do_send(Assign {
                 host_id: r.host_id,
                 job_id: job.id,
+                in_window: run.window && matches!(kind, OrderKind::Apply(_)),
                 kind,
                 progress,
             });
@@ -516,6 +539,11 @@ impl Handler<TargetChanged> for Deployer {
         let Some(run) = self.runs.get_mut(&msg.job_id) else {
             return;
         };
+        // A job queued for windows runs once its first host starts.
+        let began = run.state == JobState::Queued && msg.state.is_active();
+        if began {
+            run.state = JobState::Running;
+        }
         if let Some(row) = run.rows.get_mut(&msg.host_id) {
             row.state = msg.state;
             row.released = row.released || msg.state != TargetState::Waiting;
@@ -523,7 +551,10 @@ impl Handler<TargetChanged> for Deployer {
                 row.agent_job_id = msg.agent_job_id;
             }
         }
-        let mut d = Decision::default();
+        let mut d = Decision {
+            state: began.then_some(JobState::Running),
+            ..Decision::default()
+        };
         if let Some(reason) = msg.halt {
             if !run.state.is_finished() {
                 halt(run, reason, &mut d);
@@ -552,7 +583,7 @@ impl Handler<TargetChanged> for Deployer {
             d.cancel.extend(more.cancel);
             d.rollback.extend(more.rollback);
             d.withdraw |= more.withdraw;
-            d.state = d.state.or(more.state);
+            d.state = more.state.or(d.state);
         }
         let id = run.id;
         self.apply(id, d, ctx);
@@ -672,6 +703,7 @@ async fn roll_back(state: AppState, job_id: i64, hosts: Vec<i64>) {
             job_id,
             kind: OrderKind::Rollback { of },
             progress: super::progress_of(row),
+            in_window: false,
         });
     }
 }
@@ -717,6 +749,7 @@ mod tests {
             state: JobState::Running,
             halt: None,
             started_at: None,
+            window: false,
         }
     }
 

@@ -9,6 +9,9 @@
 //!   the recorder ([`crate::fleet::recorder`]), which tells the deployer.
 
 pub mod deployer;
+pub mod maintenance;
+pub mod scheduler;
+pub mod windows;
 
 use crate::api::AppError;
 use crate::audit::Requester;
@@ -21,6 +24,7 @@ use chrono::NaiveDateTime;
 use shared::agent::PatchSelection;
 use shared::fleet::LiveEvent;
 use shared::ids::{HostId, JobId};
+use shared::jobs::JobMode;
 use shared::jobs::{
     JobDetail, JobRollback, JobState, JobStateEvent, JobSummary, JobTarget, JobTargetEvent, NewJob,
     TargetCounts, TargetState, WavePlan, MAX_JOB_HOSTS, MAX_JOB_PACKAGES,
@@ -110,6 +114,12 @@ fn check(new: &NewJob) -> Result<WavePlan, AppError> {
     }
     let plan = new.waves.clone().unwrap_or_default();
     plan.check().map_err(|m| AppError::invalid("waves", m))?;
+    if new.mode == JobMode::NextWindow && (plan.percents != [100] || plan.max_concurrency != 0) {
+        return Err(AppError::invalid(
+            "waves",
+            "Waves apply to jobs run now; a job queued for maintenance windows runs each host in its own window.",
+        ));
+    }
     Ok(plan)
 }
 
@@ -168,26 +178,43 @@ pub async fn create(
     let plan = check(&new)?;
     let now = state.clock.now();
     let created_by = by.user_id;
+    let to_resolve = new.clone();
+    let hosts = state
+        .db
+        .run(move |c| resolve(c, &scope, &to_resolve))
+        .await?;
+    let hosts = match hosts {
+        Resolved::Hosts(h) if h.is_empty() => {
+            return Err(AppError::invalid(
+                "groups",
+                "The chosen groups have no hosts.",
+            ))
+        }
+        Resolved::Hosts(h) => h,
+        Resolved::NoHost(h) => return Err(AppError::NotFound(format!("no such host: {h}"))),
+        Resolved::NoGroup(g) => return Err(AppError::NotFound(format!("no such group: {g}"))),
+    };
+    let window = new.mode == JobMode::NextWindow;
+    if window {
+        let missing = maintenance::hosts_without_window(state, hosts.clone()).await?;
+        if !missing.is_empty() {
+            let shown: Vec<&str> = missing.iter().take(5).map(String::as_str).collect();
+            return Err(AppError::invalid(
+                "mode",
+                format!(
+                    "{} of the chosen hosts have no maintenance window that will open ({}{}): add one, or run the job now.",
+                    missing.len(),
+                    shown.join(", "),
+                    if missing.len() > shown.len() { ", …" } else { "" }
+                ),
+            ));
+        }
+    }
     let job_new = new.clone();
     let plan_w = plan.clone();
     let created = state
         .db
         .run(move |c| {
-            let hosts = match resolve(c, &scope, &job_new)? {
-                Resolved::Hosts(h) => h,
-                Resolved::NoHost(h) => {
-                    return Ok(Err(AppError::NotFound(format!("no such host: {h}"))))
-                }
-                Resolved::NoGroup(g) => {
-                    return Ok(Err(AppError::NotFound(format!("no such group: {g}"))))
-                }
-            };
-            if hosts.is_empty() {
-                return Ok(Err(AppError::invalid(
-                    "groups",
-                    "The chosen groups have no hosts.",
-                )));
-            }
             let waves = plan_w.assign(hosts.len());
             let targets: Vec<(i64, i32)> = hosts
                 .iter()
@@ -221,21 +248,30 @@ pub async fn create(
                 created_by,
                 selection: selection_str(job_new.selection),
                 packages_json: &packages,
-                mode: "now",
-                status: JobState::Running.as_str(),
+                mode: job_new.mode.as_str(),
+                status: if window {
+                    JobState::Queued.as_str()
+                } else {
+                    JobState::Running.as_str()
+                },
                 waves_json: &waves_json,
                 max_concurrency: i64::from(plan_w.max_concurrency),
                 failure_threshold_pct: i32::from(plan_w.failure_threshold_pct),
                 auto_rollback: plan_w.rollback_on_halt,
                 created_at: now,
             };
-            let id = crate::db::jobs::create(c, &row, &targets, TargetState::Waiting.as_str())?;
+            let first = if window {
+                TargetState::Scheduled
+            } else {
+                TargetState::Waiting
+            };
+            let id = crate::db::jobs::create(c, &row, &targets, first.as_str())?;
             let job = crate::db::jobs::find(c, id)?
                 .ok_or_else(|| DbError::Inconsistent("the job just created is gone".into()))?;
             let rows = crate::db::jobs::rows(c, id)?;
-            Ok(Ok((job, rows)))
+            Ok((job, rows))
         })
-        .await??;
+        .await?;
     let (job, rows) = created;
     let id = job.id;
     state
@@ -245,6 +281,7 @@ pub async fn create(
                 .target(format!("job:{id}"))
                 .details(serde_json::json!({
                     "name": job.name,
+                    "mode": new.mode,
                     "hosts": rows.len(),
                     "selection": job.selection,
                     "packages": new.packages,
@@ -292,6 +329,11 @@ fn summary(job: &JobRow, creator: Option<String>, states: &[(i32, String)]) -> J
         selection: serde_json::from_value(serde_json::Value::String(job.selection.clone()))
             .unwrap_or(PatchSelection::All),
         packages: serde_json::from_str(&job.packages_json).unwrap_or_default(),
+        mode: if job.mode == JobMode::NextWindow.as_str() {
+            JobMode::NextWindow
+        } else {
+            JobMode::Now
+        },
         waves: WavePlan {
             percents: serde_json::from_str(&job.waves_json).unwrap_or_default(),
             max_concurrency: u32::try_from(job.max_concurrency).unwrap_or(0),
@@ -621,6 +663,7 @@ mod tests {
             groups: vec![],
             selection,
             packages: packages.iter().map(|p| (*p).to_owned()).collect(),
+            mode: JobMode::Now,
             waves: None,
         }
     }

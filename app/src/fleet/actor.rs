@@ -173,6 +173,8 @@ pub struct Task {
     pub kind: OrderKind,
     /// The host's row.
     pub progress: Progress,
+    /// Runs only inside one of the host's maintenance windows.
+    pub in_window: bool,
 }
 
 /// The task being worked on.
@@ -208,6 +210,10 @@ pub struct HostActor {
     job_timer: Option<SpawnHandle>,
     following: Option<SpawnHandle>,
     retries: work::Retries,
+    /// Maintenance windows open now, by id, with their closing.
+    windows: std::collections::HashMap<i64, tokio::time::Instant>,
+    /// The window-bound task used its one automatic retry in the current window.
+    window_retry_used: bool,
 }
 
 impl HostActor {
@@ -239,6 +245,8 @@ impl HostActor {
             job_timer: None,
             following: None,
             retries: work::default_retries(),
+            windows: std::collections::HashMap::new(),
+            window_retry_used: false,
         }
     }
 
@@ -563,14 +571,28 @@ impl HostActor {
         }
     }
 
-    /// Starts the next queued task when none is active.
+    /// When the maintenance window open longest closes, if one is open.
+    fn window_open_until(&self) -> Option<tokio::time::Instant> {
+        let now = tokio::time::Instant::now();
+        self.windows.values().copied().filter(|u| *u > now).max()
+    }
+
+    /// Starts the next queued task that may run now when none is active (a window-bound task
+    /// only inside an open window).
     fn pump(&mut self, ctx: &mut Context<Self>) {
         if self.active.is_some() || self.retired {
             return;
         }
-        let Some(task) = self.tasks.pop_front() else {
+        let open = self.window_open_until().is_some();
+        let Some(i) = self.tasks.iter().position(|t| !t.in_window || open) else {
             return;
         };
+        let Some(task) = self.tasks.remove(i) else {
+            return;
+        };
+        if task.in_window {
+            self.window_retry_used = false;
+        }
         self.active = Some(Active {
             task,
             verifying: false,
@@ -599,7 +621,9 @@ impl HostActor {
         };
         let p = &mut a.task.progress;
         match (&a.task.kind, p.state) {
-            (OrderKind::Apply(_), TargetState::Waiting) => self.next_attempt(ctx),
+            (OrderKind::Apply(_), TargetState::Waiting | TargetState::Scheduled) => {
+                self.next_attempt(ctx)
+            }
             (OrderKind::Apply(_), TargetState::RetryWait) => {
                 let wait = p
                     .next_retry_at
@@ -681,7 +705,35 @@ impl HostActor {
         })
     }
 
+    /// Puts the active window-bound task back to wait for the next window (its window closed
+    /// before it could start).
+    fn wait_for_window(&mut self, ctx: &mut Context<Self>, why: &str) {
+        let Some(mut a) = self.active.take() else {
+            return;
+        };
+        if let Some(h) = self.job_timer.take() {
+            ctx.cancel_future(h);
+        }
+        a.task.progress.state = TargetState::Scheduled;
+        a.task.progress.next_retry_at = None;
+        a.task.progress.error = Some(why.to_owned());
+        self.report_task(ctx, &a.task);
+        self.tasks.push_front(a.task);
+        self.pump(ctx);
+    }
+
     fn dispatch(&mut self, ctx: &mut Context<Self>) {
+        let apply_in_window = self
+            .active
+            .as_ref()
+            .is_some_and(|a| a.task.in_window && matches!(a.task.kind, OrderKind::Apply(_)));
+        if apply_in_window && self.window_open_until().is_none() {
+            self.wait_for_window(
+                ctx,
+                "The maintenance window closed before the job could start; it starts in the next one.",
+            );
+            return;
+        }
         let Some(order) = self.order() else { return };
         let fut = self.connector.dispatch(&self.target, &order);
         ctx.spawn(
@@ -737,11 +789,28 @@ impl HostActor {
         retryable: bool,
         end: TargetState,
     ) {
+        let left = self
+            .window_open_until()
+            .map(|u| u.saturating_duration_since(tokio::time::Instant::now()));
         let Some(a) = self.active.as_mut() else {
             return;
         };
+        let in_window = a.task.in_window;
         let p = &mut a.task.progress;
-        match work::retry_after(p.attempt, &self.retries).filter(|_| retryable) {
+        // Inside a maintenance window: one automatic retry, if it fits before the window
+        // closes; otherwise the backoff of jobs run now.
+        let wait = if in_window {
+            let first = self.retries[0];
+            (!self.window_retry_used && left.is_some_and(|l| l > first))
+                .then_some(first)
+                .filter(|_| retryable)
+        } else {
+            work::retry_after(p.attempt, &self.retries).filter(|_| retryable)
+        };
+        if in_window && wait.is_some() {
+            self.window_retry_used = true;
+        }
+        match wait {
             Some(wait) => {
                 let at = Self::wall()
                     + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::zero());
@@ -976,6 +1045,48 @@ impl Handler<WithdrawJob> for HostActor {
             self.report(ctx, true, None, None, None);
             self.finish_task(ctx);
         }
+    }
+}
+
+/// A maintenance window of this host opened; it closes after `closes_in`.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct WindowOpen {
+    /// Window.
+    pub window_id: i64,
+    /// Until it closes.
+    pub closes_in: Duration,
+}
+
+impl Handler<WindowOpen> for HostActor {
+    type Result = ();
+    fn handle(&mut self, msg: WindowOpen, ctx: &mut Context<Self>) {
+        let until = tokio::time::Instant::now() + msg.closes_in;
+        self.windows.insert(msg.window_id, until);
+        // Forget it once closed, even if the close message is lost.
+        let id = msg.window_id;
+        ctx.run_later(msg.closes_in, move |act, _| {
+            if act
+                .windows
+                .get(&id)
+                .is_some_and(|u| *u <= tokio::time::Instant::now())
+            {
+                act.windows.remove(&id);
+            }
+        });
+        self.pump(ctx);
+    }
+}
+
+/// A maintenance window of this host closed: window-bound work not started waits for the next.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct WindowClose(pub i64);
+
+impl Handler<WindowClose> for HostActor {
+    type Result = ();
+    fn handle(&mut self, msg: WindowClose, _: &mut Context<Self>) {
+        self.windows.remove(&msg.0);
     }
 }
 

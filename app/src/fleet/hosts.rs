@@ -506,6 +506,11 @@ pub async fn set_host_groups(
         )
         .await;
     state.fleet.access_changed();
+    // Its groups' maintenance windows now apply to it (or no longer do).
+    state
+        .fleet
+        .scheduler
+        .do_send(crate::deploy::scheduler::Reload);
     Ok(HostGroups {
         group_ids: ids.into_iter().map(Into::into).collect(),
     })

@@ -49,6 +49,8 @@ pub struct Fleet {
     pub live: tokio::sync::broadcast::Sender<shared::fleet::LiveEvent>,
     /// Rolls patch jobs out.
     pub deployer: Addr<crate::deploy::deployer::Deployer>,
+    /// Opens and closes maintenance windows.
+    pub scheduler: Addr<crate::deploy::scheduler::Scheduler>,
 }
 
 impl Fleet {
@@ -81,6 +83,7 @@ pub fn start(
             discoveries: Arc::default(),
             live,
             deployer: crate::deploy::deployer::Deployer::default().start(),
+            scheduler: crate::deploy::scheduler::Scheduler::default().start(),
         },
         rx,
     )

@@ -177,6 +177,8 @@ pub struct Assign {
     pub kind: super::work::OrderKind,
     /// The host's row as it stands.
     pub progress: super::work::Progress,
+    /// Runs only inside one of the host's maintenance windows.
+    pub in_window: bool,
 }
 
 impl Handler<Assign> for FleetSupervisor {
@@ -186,6 +188,7 @@ impl Handler<Assign> for FleetSupervisor {
             job_id: msg.job_id,
             kind: msg.kind,
             progress: msg.progress,
+            in_window: msg.in_window,
         };
         if let Some(addr) = self.hosts.get(&msg.host_id) {
             addr.do_send(actor::Assign(task));
@@ -225,6 +228,53 @@ impl Handler<Withdraw> for FleetSupervisor {
     fn handle(&mut self, msg: Withdraw, _: &mut Context<Self>) {
         for addr in self.hosts.values() {
             addr.do_send(actor::WithdrawJob(msg.job_id));
+        }
+    }
+}
+
+/// A maintenance window opened for these hosts (the scheduler's announcement).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct WindowOpened {
+    /// Window.
+    pub window_id: i64,
+    /// Its hosts.
+    pub hosts: Vec<i64>,
+    /// Until it closes.
+    pub closes_in: std::time::Duration,
+}
+
+impl Handler<WindowOpened> for FleetSupervisor {
+    type Result = ();
+    fn handle(&mut self, msg: WindowOpened, _: &mut Context<Self>) {
+        for h in &msg.hosts {
+            if let Some(addr) = self.hosts.get(h) {
+                addr.do_send(actor::WindowOpen {
+                    window_id: msg.window_id,
+                    closes_in: msg.closes_in,
+                });
+            }
+        }
+    }
+}
+
+/// A maintenance window closed for these hosts.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct WindowClosed {
+    /// Window.
+    pub window_id: i64,
+    /// Its hosts.
+    pub hosts: Vec<i64>,
+}
+
+impl Handler<WindowClosed> for FleetSupervisor {
+    type Result = ();
+    fn handle(&mut self, msg: WindowClosed, _: &mut Context<Self>) {
+        for h in &msg.hosts {
+            if let Some(addr) = self.hosts.get(h) {
+                addr.do_send(actor::WindowClose(msg.window_id));
+            }
         }
     }
 }

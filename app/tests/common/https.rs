@@ -115,3 +115,17 @@ pub async fn first_admin(c: &awc::Client, base: &str, data: &std::path::Path) ->
     assert_eq!(status, 201, "{body}");
     sign_in(c, base, "admin", "tangerine-Orbit-42").await
 }
+
+/// A manager and one real agent over an isolated apt root holding `packages`, reached over HTTPS
+/// by an Admin: the root, the fleet, the client, the base URL and the Admin's bearer token.
+pub async fn apt_fleet(
+    packages: &[&str],
+) -> (super::AptRoot, super::Fleet, awc::Client, String, String) {
+    let apt = super::AptRoot::new();
+    apt.install(packages);
+    let fleet = super::fleet_with(Some(apt.apt_config.clone())).await;
+    let base = format!("https://127.0.0.1:{}", fleet.server.addr.port());
+    let c = client(&fleet.server);
+    let admin = first_admin(&c, &base, &fleet.server.state.config.data.dir).await;
+    (apt, fleet, c, base, admin)
+}

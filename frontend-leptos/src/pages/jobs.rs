@@ -12,7 +12,9 @@ use shared::agent::{PackageOutcome, PatchSelection};
 use shared::api::{self as ep, NoBody};
 use shared::fleet::{GroupInfo, HostPage, HostPatch, HostQuery, LiveEvent};
 use shared::ids::{GroupId, HostId, JobId};
-use shared::jobs::{JobDetail, JobRollback, JobState, JobSummary, NewJob, TargetState, WavePlan};
+use shared::jobs::{
+    JobDetail, JobMode, JobRollback, JobState, JobSummary, NewJob, TargetState, WavePlan,
+};
 
 /// A CSS class for a job's state.
 fn job_class(s: JobState) -> &'static str {
@@ -153,9 +155,10 @@ fn NewJobForm() -> impl IntoView {
     let concurrency = RwSignal::new(String::from("0"));
     let threshold = RwSignal::new(String::from("20"));
     let rollback_on_halt = RwSignal::new(false);
+    let mode = RwSignal::new(String::from("now"));
     let error = RwSignal::new(None::<String>);
     let busy = RwSignal::new(false);
-    // The review: each chosen host's pending patches (for the first 20 chosen).
+    // The review: the pending patches of the first 20 hosts the job would cover.
     let review = RwSignal::new(Vec::<(String, Result<Vec<HostPatch>, String>)>::new());
     let build = move || -> Result<NewJob, String> {
         let selection = match selection.get_untracked().as_str() {
@@ -185,13 +188,20 @@ fn NewJobForm() -> impl IntoView {
             .trim_end_matches('%')
             .parse::<u8>()
             .map_err(|_| "The failure threshold is a share from 0 to 100.".to_owned())?;
+        let in_windows = mode.get_untracked() == "next_window";
         Ok(NewJob {
             name: name.get_untracked(),
             hosts: chosen_hosts.get_untracked(),
             groups: chosen_groups.get_untracked(),
             selection,
             packages,
-            waves: Some(WavePlan {
+            mode: if in_windows {
+                JobMode::NextWindow
+            } else {
+                JobMode::Now
+            },
+            // Waves apply to jobs run now only.
+            waves: (!in_windows).then_some(WavePlan {
                 percents,
                 max_concurrency,
                 failure_threshold_pct,
@@ -199,17 +209,35 @@ fn NewJobForm() -> impl IntoView {
             }),
         })
     };
+    // The chosen hosts and the (listed) members of the chosen groups, each once, with names.
+    let review_targets = move || -> Vec<(HostId, String)> {
+        let picked = chosen_hosts.get_untracked();
+        let group_names: Vec<String> = groups.with_untracked(|g| match g {
+            Some(Ok(list)) => chosen_groups.with_untracked(|chosen| {
+                list.iter()
+                    .filter(|g| chosen.contains(&g.id))
+                    .map(|g| g.name.clone())
+                    .collect()
+            }),
+            _ => Vec::new(),
+        });
+        hosts.with_untracked(|h| match h {
+            Some(Ok(page)) => page
+                .hosts
+                .iter()
+                .filter(|h| {
+                    picked.contains(&h.id) || h.groups.iter().any(|g| group_names.contains(g))
+                })
+                .map(|h| (h.id, h.display_name.clone()))
+                .collect(),
+            _ => picked.iter().map(|id| (*id, id.to_string())).collect(),
+        })
+    };
     let show_review = move |_| {
-        let ids: Vec<HostId> = chosen_hosts.get_untracked().into_iter().take(20).collect();
-        let names = hosts.get_untracked();
+        let targets: Vec<(HostId, String)> = review_targets().into_iter().take(20).collect();
         spawn_local(async move {
             let mut out = Vec::new();
-            for id in ids {
-                let label = names
-                    .as_ref()
-                    .and_then(|r| r.as_ref().ok())
-                    .and_then(|p| p.hosts.iter().find(|h| h.id == id))
-                    .map_or_else(|| id.to_string(), |h| h.display_name.clone());
+            for (id, label) in targets {
                 let r = api::call::<ep::HostPatches>(id, &NoBody)
                     .await
                     .map_err(|e| e.message);
@@ -292,8 +320,14 @@ fn NewJobForm() -> impl IntoView {
                 <input id="job-packages" prop:value=move || packages.get()
                     on:input=move |ev| packages.set(event_target_value(&ev))/>
             </Show>
+            <label for="job-mode">"When"</label>
+            <select id="job-mode" on:change=move |ev| mode.set(event_target_value(&ev))>
+                <option value="now" selected=true>"Now, in waves"</option>
+                <option value="next_window">"In each host's next maintenance window"</option>
+            </select>
             <label for="job-name">"Name (optional)"</label>
             <input id="job-name" prop:value=move || name.get() on:input=move |ev| name.set(event_target_value(&ev))/>
+            <Show when=move || mode.get() == "now">
             <label for="job-waves">"Waves: share of hosts done by the end of each wave (%)"</label>
             <input id="job-waves" prop:value=move || waves.get() on:input=move |ev| waves.set(event_target_value(&ev))
                 placeholder="5, 30, 100"/>
@@ -308,6 +342,7 @@ fn NewJobForm() -> impl IntoView {
                     on:change=move |_| rollback_on_halt.update(|v| *v = !*v)/>
                 "Roll back the wave that halts the job"
             </label>
+            </Show>
             <p class="row">
                 <button type="button" id="job-review" on:click=show_review>"Review the chosen hosts' patches"</button>
             </p>
@@ -329,7 +364,7 @@ fn NewJobForm() -> impl IntoView {
                 }).collect_view()}
             </div>
             <ErrorLine error/>
-            <Submit id="job-apply" label="Apply now" busy=Signal::derive(move || busy.get())/>
+            <Submit id="job-apply" label="Create the job" busy=Signal::derive(move || busy.get())/>
         </form>
     }
 }

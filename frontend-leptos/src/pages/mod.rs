@@ -7,3 +7,4 @@ pub mod home;
 pub mod jobs;
 pub mod settings;
 pub mod signin;
+pub mod windows;
