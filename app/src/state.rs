@@ -88,6 +88,7 @@ impl AppState {
         scope: &crate::auth::access::Scope,
     ) -> Result<SystemOverview, AppError> {
         let health = self.health().await;
+        let scope_for_jobs = scope.clone();
         let scope = scope.clone();
         let (counts, audit_records, fleet) = self
             .db
@@ -115,7 +116,19 @@ impl AppState {
                 .await
                 .map_err(|e| AppError::Internal(e.to_string()))?,
         };
+        let active_jobs = crate::deploy::list(self, scope_for_jobs.clone())
+            .await?
+            .iter()
+            .filter(|j| !j.state.is_finished())
+            .count();
+        let mut upcoming_windows = crate::deploy::maintenance::list(self, scope_for_jobs).await?;
+        upcoming_windows.retain(|w| w.next_open.is_some());
+        // RFC 3339 in UTC sorts as text; open windows (opened earlier) come first.
+        upcoming_windows.sort_by(|a, b| a.next_open.cmp(&b.next_open));
+        upcoming_windows.truncate(5);
         Ok(SystemOverview {
+            active_jobs: i64::try_from(active_jobs).unwrap_or(i64::MAX),
+            upcoming_windows,
             health,
             hosts: counts.hosts,
             groups: counts.groups,

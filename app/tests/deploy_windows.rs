@@ -1,7 +1,7 @@
 //! Maintenance windows through the API and the scheduler, with a real agent on the real apt
 //! backend (an isolated apt root): bad windows refused field by field; a job queued for windows on
 //! a host without one refused; a job whose host's window opens tomorrow waits (queued, its row
-//! scheduled, nothing sent to the agent) and is cancelled; a job queued just before a window opens
+//! scheduled, nothing sent to the agent, both on the dashboard) and is cancelled; a job queued just before a window opens
 //! starts when it opens — not before — and patches the host.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -114,6 +114,21 @@ async fn jobs_wait_for_their_window_and_start_when_it_opens() {
     assert_eq!(created["job"]["state"], "queued");
     assert_eq!(created["job"]["mode"], "next_window");
     assert_eq!(created["targets"][0]["state"], "scheduled");
+    // The dashboard shows the queued job and the window it waits for.
+    let (_, overview) = api(
+        &c,
+        "GET",
+        &format!("{base}/api/v1/overview"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(overview["active_jobs"], 1, "{overview}");
+    assert_eq!(overview["upcoming_windows"][0]["window"]["name"], "nightly");
+    assert_eq!(
+        overview["upcoming_windows"][0]["applies_to"],
+        "agent01.test"
+    );
     let (status, detail) = api(
         &c,
         "POST",

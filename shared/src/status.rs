@@ -87,6 +87,10 @@ pub struct SystemOverview {
     pub audit_chain: AuditChainState,
     /// The hosts the caller may see, summed up.
     pub fleet: FleetSummary,
+    /// Patch jobs of the caller's hosts that are queued or running.
+    pub active_jobs: i64,
+    /// The caller's maintenance windows open now or opening next (at most five, soonest first).
+    pub upcoming_windows: Vec<crate::windows::WindowInfo>,
 }
 
 /// Health and patch state of the hosts a user may see (the dashboard).

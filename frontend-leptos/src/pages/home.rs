@@ -113,6 +113,27 @@ fn OverviewCards(overview: SystemOverview) -> impl IntoView {
                 })}
             </section>
             {(overview.hosts > 0).then(|| view! { <Compliance fleet=overview.fleet.clone() hosts=overview.hosts/> }.into_any())}
+            <section class="card" id="deployment-summary">
+                <h2>"Patch deployment"</h2>
+                <p><a href="/jobs">{format!("{} job(s) queued or running", overview.active_jobs)}</a></p>
+                <h3>"Maintenance windows"</h3>
+                {if overview.upcoming_windows.is_empty() {
+                    view! { <p class="muted">"No window opens. "<a href="/windows">"Add one"</a></p> }.into_any()
+                } else {
+                    view! {
+                        <ul class="plain" id="upcoming-windows">
+                        {overview.upcoming_windows.clone().into_iter().map(|w| {
+                            let when = if w.open_now {
+                                format!("open until {}", w.next_close.as_deref().map(crate::ui::short_time).unwrap_or_default())
+                            } else {
+                                format!("opens {}", w.next_open.as_deref().map(crate::ui::short_time).unwrap_or_default())
+                            };
+                            view! { <li>{format!("{} ({}): {when}", w.window.name, w.applies_to)}</li> }
+                        }).collect_view()}
+                        </ul>
+                    }.into_any()
+                }}
+            </section>
             <section class="card">
                 <h2>"Audit log"</h2>
                 <dl>
