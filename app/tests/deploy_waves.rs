@@ -2,7 +2,8 @@
 //! address, certificate and job manager) over a simulated package manager whose jobs fail at a
 //! set rate. A job whose canary fails past its threshold halts: the later waves never start and
 //! their hosts are never asked anything. With a threshold the failures stay under, every wave
-//! runs to the end, failed hosts retried (the retry waits are shortened by configuration).
+//! runs to the end, failed hosts retried (the retry waits are shortened by configuration). Waves
+//! by group follow the order the groups are given.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -170,5 +171,98 @@ async fn a_failing_canary_halts_the_job_and_a_tolerant_one_runs_every_wave() {
         .iter()
         .filter(|t| t["state"] != "succeeded")
         .all(|t| t["attempt"] == 4));
+
+    // Waves by group, in the order the groups are given: the 990-host group named first here
+    // is the first wave, the 10-host group the second. Checked at creation, then cancelled.
+    let (big, small) = {
+        use patch_manager::db::hosts as store;
+        let mut conn = server.state.db.conn().unwrap();
+        let now = server.state.clock.now();
+        let mut group = |name: &str, members: &[i64]| {
+            let id = store::insert_group(
+                &mut conn,
+                &store::NewHostGroup {
+                    name,
+                    description: "",
+                    created_at: now,
+                    updated_at: now,
+                },
+            )
+            .unwrap();
+            for h in members {
+                store::add_member(
+                    &mut conn,
+                    &store::NewMembership {
+                        host_id: *h,
+                        group_id: id,
+                        created_at: now,
+                    },
+                )
+                .unwrap();
+            }
+            id
+        };
+        (
+            group("rest", &hosts[10..]),
+            group("first-ten", &hosts[..10]),
+        )
+    };
+    let (status, created) = api(
+        &c,
+        "POST",
+        &jobs,
+        Some(&admin),
+        Some(json!({ "groups": [big, small], "selection": "security",
+                     "waves": { "by_group": true, "max_concurrency": 10 } })),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["job"]["wave_count"], 2);
+    let first = created["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["wave"] == 0)
+        .count();
+    assert_eq!(first, 990);
+    let second: Vec<i64> = created["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["wave"] == 1)
+        .map(|t| t["host_id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(second.len(), 10);
+    assert!(second.iter().all(|h| hosts[..10].contains(h)));
+    let job = created["job"]["id"].as_i64().unwrap();
+    let (status, body) = api(
+        &c,
+        "POST",
+        &format!("{jobs}/{job}/cancel"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let d = settled(&c, &format!("{jobs}/{job}"), &admin).await;
+    assert_eq!(d["job"]["state"], "cancelled");
+    assert_eq!(
+        count(&d, 1, "cancelled"),
+        10,
+        "the second wave never started"
+    );
+    // Waves by group need groups.
+    let (status, refused) = api(
+        &c,
+        "POST",
+        &jobs,
+        Some(&admin),
+        Some(json!({ "hosts": [hosts[0]], "selection": "all", "waves": { "by_group": true } })),
+    )
+    .await;
+    assert_eq!(
+        (status, refused["error"]["details"]["field"].as_str()),
+        (400, Some("waves"))
+    );
     drop(fleet);
 }

@@ -198,7 +198,7 @@ async fn a_simulated_fleet_is_supervised_discovered_and_adopted() {
     );
 
     // The third agent goes down, then comes back.
-    assert!(fleet.kill(2));
+    assert!(fleet.kill(2).await);
     refresh(2);
     assert_eq!(
         next_state(&mut admin_ws).await,
@@ -216,7 +216,7 @@ async fn a_simulated_fleet_is_supervised_discovered_and_adopted() {
         next_state(&mut operator_ws).await,
         (hosts[0], "healthy".into())
     );
-    assert!(fleet.kill(0));
+    assert!(fleet.kill(0).await);
     refresh(0);
     assert_eq!(
         next_state(&mut operator_ws).await,
@@ -238,7 +238,7 @@ async fn a_simulated_fleet_is_supervised_discovered_and_adopted() {
             .execute(&mut conn)
             .unwrap();
     }
-    assert!(fleet.kill(3));
+    assert!(fleet.kill(3).await);
     let other = Ipv4Addr::new(127, 31, 0, 9);
     let closer = std::net::TcpListener::bind((other, port)).unwrap();
     std::thread::spawn(move || {

@@ -45,7 +45,12 @@ pub struct WavePlan {
     /// The share of the hosts (percent, rising, the last 100) patched by the end of each wave:
     /// `[5, 30, 100]` is a 5 % canary, then up to 30 %, then the rest. `[100]`: one wave. Every
     /// wave holds at least one host.
+    #[serde(default = "one_wave")]
     pub percents: Vec<u8>,
+    /// One wave per chosen group instead, in the order the groups are given (hosts named one by
+    /// one come first, as a wave of their own); `percents` is not used.
+    #[serde(default)]
+    pub by_group: bool,
     /// Hosts patched at once at most (0: no limit).
     #[serde(default)]
     pub max_concurrency: u32,
@@ -62,10 +67,15 @@ fn default_threshold() -> u8 {
     20
 }
 
+fn one_wave() -> Vec<u8> {
+    vec![100]
+}
+
 impl Default for WavePlan {
     fn default() -> Self {
         Self {
-            percents: vec![100],
+            percents: one_wave(),
+            by_group: false,
             max_concurrency: 0,
             failure_threshold_pct: default_threshold(),
             rollback_on_halt: false,
@@ -92,6 +102,18 @@ impl WavePlan {
             return Err("The failure threshold is a share from 0 to 100 %.".into());
         }
         Ok(())
+    }
+
+    /// The waves of hosts that came from `sources` (0: named one by one; `k`: the `k`-th
+    /// group given) when waves follow the groups: the sources present, in order, numbered from 0.
+    pub fn by_source(sources: &[u32]) -> Vec<u32> {
+        let mut present: Vec<u32> = sources.to_vec();
+        present.sort_unstable();
+        present.dedup();
+        sources
+            .iter()
+            .map(|s| u32::try_from(present.partition_point(|p| p < s)).unwrap_or(0))
+            .collect()
     }
 
     /// The wave (0-based) of each of `n` hosts in order: wave `w` ends at `percents[w]` % of
@@ -339,6 +361,8 @@ pub struct JobSummary {
     pub mode: JobMode,
     /// How it rolls out.
     pub waves: WavePlan,
+    /// Waves it has.
+    pub wave_count: u32,
     /// State.
     pub state: JobState,
     /// Why it halted, or why it ended as it did.
@@ -467,6 +491,14 @@ mod tests {
         assert_eq!(plan.assign(2), vec![0, 1]);
         assert_eq!(WavePlan::default().assign(4), vec![0, 0, 0, 0]);
         assert!(plan.assign(0).is_empty());
+    }
+
+    #[test]
+    fn waves_by_group_follow_the_order_of_the_groups() {
+        // Hosts named one by one (0), then from the 2nd and 3rd group given; the 1st was empty.
+        assert_eq!(WavePlan::by_source(&[2, 0, 3, 2]), vec![1, 0, 2, 1]);
+        assert_eq!(WavePlan::by_source(&[1, 1, 3]), vec![0, 0, 1]);
+        assert!(WavePlan::by_source(&[]).is_empty());
     }
 
     #[test]

@@ -193,7 +193,7 @@ async fn command(fleet: &mut SimFleet, line: &str) -> String {
             format!("{up} of {} agents up", fleet.len())
         }
         Some("kill") => match target(words.get(1)) {
-            Some(i) => match fleet.kill(i) {
+            Some(i) => match fleet.kill(i).await {
                 true => format!("killed {}", words[1]),
                 false => format!("{} was not running", words[1]),
             },

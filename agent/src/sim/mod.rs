@@ -182,12 +182,16 @@ impl Default for Behaviour {
 struct SimAgent {
     address: SocketAddr,
     endpoint: Endpoint,
-    serving: Option<actix_rt::task::JoinHandle<()>>,
+    /// Stops it: the agent's task on its arbiter answers once its listener is closed.
+    serving: Option<tokio::sync::oneshot::Sender<tokio::sync::oneshot::Sender<()>>>,
 }
 
-/// A running simulated fleet. Lives on one actix system thread (not `Send`).
+/// A running simulated fleet. Its agents are served by one arbiter (thread) per core, as
+/// independent hosts would answer in parallel; the fleet itself is driven from one actix system
+/// thread (not `Send`).
 pub struct SimFleet {
     agents: Vec<SimAgent>,
+    arbiters: Vec<actix_rt::Arbiter>,
 }
 
 impl std::fmt::Debug for SimFleet {
@@ -215,8 +219,10 @@ impl SimFleet {
             address: Ipv4Addr::LOCALHOST,
             message: format!("{}: {e}", audit_path.display()),
         })?;
+        let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
         let mut fleet = Self {
             agents: Vec::with_capacity(ips.len()),
+            arbiters: (0..threads).map(|_| actix_rt::Arbiter::new()).collect(),
         };
         for ip in ips {
             let failed = |message: String| SimError::Start {
@@ -282,12 +288,16 @@ impl SimFleet {
         self.agents.get(i).is_some_and(|a| a.serving.is_some())
     }
 
-    /// Stops agent `i`: its listener closes, so connections to it are refused from now on.
-    /// Connections it is serving are cut.
-    pub fn kill(&mut self, i: usize) -> bool {
+    /// Stops agent `i`: its listener is closed when this returns, so connections to it are
+    /// refused from now on. Connections it is serving are cut.
+    pub async fn kill(&mut self, i: usize) -> bool {
         match self.agents.get_mut(i).and_then(|a| a.serving.take()) {
-            Some(task) => {
-                task.abort();
+            Some(stop) => {
+                let (closed, done) = tokio::sync::oneshot::channel();
+                if stop.send(closed).is_ok() {
+                    // An error means the task is gone already, listener and all.
+                    let _ = done.await;
+                }
                 true
             }
             None => false,
@@ -317,15 +327,60 @@ impl SimFleet {
         socket
             .bind(agent.address)
             .map_err(|e| failed(format!("cannot listen on {}: {e}", agent.address)))?;
-        let listener = socket.listen(1024).map_err(|e| failed(e.to_string()))?;
-        let service = agent
-            .endpoint
-            .service()
-            .new_service(())
-            .await
-            .map_err(|()| failed("the HTTP service did not start".into()))?;
-        agent.serving = Some(actix_rt::spawn(serve(listener, service)));
-        Ok(())
+        // Listening starts on the agent's arbiter, whose runtime then owns the listener.
+        let endpoint = agent.endpoint.clone();
+        let (stop_tx, stop_rx) =
+            tokio::sync::oneshot::channel::<tokio::sync::oneshot::Sender<()>>();
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<(), String>>();
+        let arbiter = &self.arbiters[i % self.arbiters.len().max(1)];
+        // The closure moves to the arbiter's thread, where the (non-Send) service runs.
+        let spawned = arbiter.spawn_fn(move || {
+            actix_rt::spawn(run_agent(socket, endpoint, stop_rx, ready_tx));
+        });
+        if !spawned {
+            return Err(failed("the agent's arbiter has stopped".into()));
+        }
+        match ready_rx.await {
+            Ok(Ok(())) => {
+                agent.serving = Some(stop_tx);
+                Ok(())
+            }
+            Ok(Err(m)) => Err(failed(m)),
+            Err(_) => Err(failed("the agent's task ended before it served".into())),
+        }
+    }
+}
+
+/// One agent on its arbiter: listens, serves until told to stop (or the stop sender is
+/// dropped), then confirms once its listener and connections are gone.
+async fn run_agent(
+    socket: tokio::net::TcpSocket,
+    endpoint: Endpoint,
+    stop_rx: tokio::sync::oneshot::Receiver<tokio::sync::oneshot::Sender<()>>,
+    ready_tx: tokio::sync::oneshot::Sender<Result<(), String>>,
+) {
+    let listener = match socket.listen(1024) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = ready_tx.send(Err(e.to_string()));
+            return;
+        }
+    };
+    let Ok(service) = endpoint.service().new_service(()).await else {
+        let _ = ready_tx.send(Err("the HTTP service did not start".into()));
+        return;
+    };
+    let _ = ready_tx.send(Ok(()));
+    tokio::select! {
+        () = serve(listener, service) => {}
+        stop = stop_rx => {
+            // The listener and every connection end with this task; then say so.
+            if let Ok(closed) = stop {
+                actix_rt::spawn(async move {
+                    let _ = closed.send(());
+                });
+            }
+        }
     }
 }
 
@@ -358,9 +413,11 @@ where
 impl Drop for SimFleet {
     fn drop(&mut self) {
         for agent in &mut self.agents {
-            if let Some(task) = agent.serving.take() {
-                task.abort();
-            }
+            // A dropped stop sender ends the agent's task (its listener closes).
+            drop(agent.serving.take());
+        }
+        for arbiter in &self.arbiters {
+            arbiter.stop();
         }
     }
 }

@@ -55,10 +55,10 @@ impl Run {
                 .map_err(|e| format!("job {}: selection: {e}", job.id))?;
         let packages: Vec<String> = serde_json::from_str(&job.packages_json)
             .map_err(|e| format!("job {}: packages: {e}", job.id))?;
-        let percents: Vec<u8> = serde_json::from_str(&job.waves_json)
-            .map_err(|e| format!("job {}: waves: {e}", job.id))?;
+        let (percents, by_group) = super::wave_shape(&job.waves_json);
         let plan = WavePlan {
             percents,
+            by_group,
             max_concurrency: u32::try_from(job.max_concurrency).unwrap_or(0),
             failure_threshold_pct: u8::try_from(job.failure_threshold_pct).unwrap_or(100),
             rollback_on_halt: job.auto_rollback,
@@ -715,6 +715,7 @@ mod tests {
     fn run(percents: Vec<u8>, hosts: usize, threshold: u8, max: u32) -> Run {
         let plan = WavePlan {
             percents,
+            by_group: false,
             max_concurrency: max,
             failure_threshold_pct: threshold,
             rollback_on_halt: true,

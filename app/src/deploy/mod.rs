@@ -114,7 +114,15 @@ fn check(new: &NewJob) -> Result<WavePlan, AppError> {
     }
     let plan = new.waves.clone().unwrap_or_default();
     plan.check().map_err(|m| AppError::invalid("waves", m))?;
-    if new.mode == JobMode::NextWindow && (plan.percents != [100] || plan.max_concurrency != 0) {
+    if plan.by_group && new.groups.is_empty() {
+        return Err(AppError::invalid(
+            "waves",
+            "Waves by group follow the groups chosen: choose at least one group.",
+        ));
+    }
+    if new.mode == JobMode::NextWindow
+        && (plan.percents != [100] || plan.max_concurrency != 0 || plan.by_group)
+    {
         return Err(AppError::invalid(
             "waves",
             "Waves apply to jobs run now; a job queued for maintenance windows runs each host in its own window.",
@@ -125,7 +133,8 @@ fn check(new: &NewJob) -> Result<WavePlan, AppError> {
 
 /// Outcome of resolving a job's hosts.
 enum Resolved {
-    Hosts(Vec<i64>),
+    /// Hosts in order, each with where it came from (0: named; `k`: the `k`-th group given).
+    Hosts(Vec<(i64, u32)>),
     NoHost(i64),
     NoGroup(i64),
 }
@@ -150,10 +159,10 @@ fn resolve(
             return Ok(Resolved::NoHost(*h));
         }
         if seen.insert(*h) {
-            out.push(*h);
+            out.push((*h, 0));
         }
     }
-    for g in &new.groups {
+    for (k, g) in (1u32..).zip(&new.groups) {
         if scope.groups().is_some_and(|mine| !mine.contains(&g.0))
             || !crate::db::hosts::group_exists(c, g.0)?
         {
@@ -161,7 +170,7 @@ fn resolve(
         }
         for h in crate::db::hosts::members_by_name(c, g.0)? {
             if seen.insert(h) {
-                out.push(h);
+                out.push((h, k));
             }
         }
     }
@@ -194,6 +203,7 @@ pub async fn create(
         Resolved::NoHost(h) => return Err(AppError::NotFound(format!("no such host: {h}"))),
         Resolved::NoGroup(g) => return Err(AppError::NotFound(format!("no such group: {g}"))),
     };
+    let (hosts, sources): (Vec<i64>, Vec<u32>) = hosts.into_iter().unzip();
     let window = new.mode == JobMode::NextWindow;
     if window {
         let missing = maintenance::hosts_without_window(state, hosts.clone()).await?;
@@ -215,7 +225,11 @@ pub async fn create(
     let created = state
         .db
         .run(move |c| {
-            let waves = plan_w.assign(hosts.len());
+            let waves = if plan_w.by_group {
+                WavePlan::by_source(&sources)
+            } else {
+                plan_w.assign(hosts.len())
+            };
             let targets: Vec<(i64, i32)> = hosts
                 .iter()
                 .zip(&waves)
@@ -241,8 +255,11 @@ pub async fn create(
             };
             let packages = serde_json::to_string(&job_new.packages)
                 .map_err(|e| DbError::Inconsistent(e.to_string()))?;
-            let waves_json = serde_json::to_string(&plan_w.percents)
-                .map_err(|e| DbError::Inconsistent(e.to_string()))?;
+            let waves_json = serde_json::json!({
+                "percents": plan_w.percents,
+                "by_group": plan_w.by_group,
+            })
+            .to_string();
             let row = NewJobRow {
                 name: &name,
                 created_by,
@@ -286,6 +303,7 @@ pub async fn create(
                     "selection": job.selection,
                     "packages": new.packages,
                     "waves": plan.percents,
+                    "waves_by_group": plan.by_group,
                     "max_concurrency": plan.max_concurrency,
                     "failure_threshold_pct": plan.failure_threshold_pct,
                     "rollback_on_halt": plan.rollback_on_halt,
@@ -296,10 +314,33 @@ pub async fn create(
     detail(state, Scope::all(), id).await
 }
 
+/// The stored wave shares and whether waves follow the groups (`{"percents": [...],
+/// "by_group": …}`; a bare array of shares from before waves by group).
+pub fn wave_shape(json: &str) -> (Vec<u8>, bool) {
+    #[derive(serde::Deserialize)]
+    struct Shape {
+        percents: Vec<u8>,
+        #[serde(default)]
+        by_group: bool,
+    }
+    if let Ok(s) = serde_json::from_str::<Shape>(json) {
+        return (s.percents, s.by_group);
+    }
+    (
+        serde_json::from_str(json).unwrap_or_else(|_| vec![100]),
+        false,
+    )
+}
+
 /// A job's view from its row and its (visible) hosts' states.
 fn summary(job: &JobRow, creator: Option<String>, states: &[(i32, String)]) -> JobSummary {
     let mut counts = TargetCounts::default();
     let mut current: Option<u32> = None;
+    let wave_count = states
+        .iter()
+        .map(|(w, _)| u32::try_from(*w).unwrap_or(0) + 1)
+        .max()
+        .unwrap_or(0);
     for (wave, s) in states {
         counts.total += 1;
         let s: TargetState = s.parse().unwrap_or(TargetState::Failed);
@@ -335,11 +376,13 @@ fn summary(job: &JobRow, creator: Option<String>, states: &[(i32, String)]) -> J
             JobMode::Now
         },
         waves: WavePlan {
-            percents: serde_json::from_str(&job.waves_json).unwrap_or_default(),
+            percents: wave_shape(&job.waves_json).0,
+            by_group: wave_shape(&job.waves_json).1,
             max_concurrency: u32::try_from(job.max_concurrency).unwrap_or(0),
             failure_threshold_pct: u8::try_from(job.failure_threshold_pct).unwrap_or(100),
             rollback_on_halt: job.auto_rollback,
         },
+        wave_count,
         state,
         halt_reason: job.halted_reason.clone(),
         current_wave: if state.is_finished() { None } else { current },

@@ -156,6 +156,7 @@ fn NewJobForm() -> impl IntoView {
     let threshold = RwSignal::new(String::from("20"));
     let rollback_on_halt = RwSignal::new(false);
     let mode = RwSignal::new(String::from("now"));
+    let by_group = RwSignal::new(false);
     let error = RwSignal::new(None::<String>);
     let busy = RwSignal::new(false);
     // The review: the pending patches of the first 20 hosts the job would cover.
@@ -206,6 +207,7 @@ fn NewJobForm() -> impl IntoView {
                 max_concurrency,
                 failure_threshold_pct,
                 rollback_on_halt: rollback_on_halt.get_untracked(),
+                by_group: by_group.get_untracked(),
             }),
         })
     };
@@ -331,6 +333,11 @@ fn NewJobForm() -> impl IntoView {
             <label for="job-waves">"Waves: share of hosts done by the end of each wave (%)"</label>
             <input id="job-waves" prop:value=move || waves.get() on:input=move |ev| waves.set(event_target_value(&ev))
                 placeholder="5, 30, 100"/>
+            <label class="check">
+                <input type="checkbox" id="job-by-group" prop:checked=move || by_group.get()
+                    on:change=move |_| by_group.update(|v| *v = !*v)/>
+                "Instead, one wave per group, in the order the groups were ticked"
+            </label>
             <label for="job-concurrency">"Hosts at once (0: no limit)"</label>
             <input id="job-concurrency" inputmode="numeric" prop:value=move || concurrency.get()
                 on:input=move |ev| concurrency.set(event_target_value(&ev))/>
@@ -446,7 +453,7 @@ pub fn JobPage() -> impl IntoView {
                         <h1>{j.name.clone()}</h1>
                         <p id="job-state" data-state=j.state.as_str() class=job_class(j.state)>
                             {j.state.as_str()}
-                            {j.current_wave.map(|w| format!(" — wave {} of {}", w + 1, j.waves.percents.len()))}
+                            {j.current_wave.map(|w| format!(" — wave {} of {}", w + 1, j.wave_count))}
                         </p>
                         {j.halt_reason.clone().map(|r| view! { <p class="bad" id="halt-reason">{r}</p> })}
                         <p class="muted">{format!(
