@@ -316,13 +316,43 @@ async fn a_job_patches_a_real_host_then_rolls_it_back() {
     }
     drop(conn);
 
-    // Nothing of this reached the Operator's stream: its next message, if any, is not about
-    // the job (a host state it may not see is not sent either).
-    let quiet = tokio::time::timeout(Duration::from_millis(300), olga_ws.next()).await;
-    if let Ok(Some(Ok(awc::ws::Frame::Text(t)))) = quiet {
-        let v: Value = serde_json::from_slice(&t).unwrap();
-        assert_ne!(v["job_id"].as_i64(), Some(job), "{v}");
-    }
+    // Nothing of this reached the Operator's stream: a host of their own group changes state,
+    // and that is the first message their stream carries (a job event would have come before).
+    let theirs = {
+        let mut conn = state.db.conn().unwrap();
+        let id = common::insert_host(&mut conn, "olga-web", 12443, state.clock.now());
+        patch_manager::db::hosts::add_member(
+            &mut conn,
+            &patch_manager::db::hosts::NewMembership {
+                host_id: id,
+                group_id: group["id"].as_i64().unwrap(),
+                created_at: state.clock.now(),
+            },
+        )
+        .unwrap();
+        id
+    };
+    state.fleet.access_changed();
+    // The stream reads its scope again on the access change; publish until the sentinel shows.
+    let first = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let _ = state.fleet.events.send(shared::fleet::HostStateEvent {
+                host_id: theirs.into(),
+                status: shared::vocab::HostStatus::Unreachable,
+                reason: Some("sentinel".into()),
+                at: "2026-11-30T00:00:00Z".into(),
+            });
+            if let Ok(Some(Ok(awc::ws::Frame::Text(t)))) =
+                tokio::time::timeout(Duration::from_millis(500), olga_ws.next()).await
+            {
+                return serde_json::from_slice::<Value>(&t).unwrap();
+            }
+        }
+    })
+    .await
+    .expect("the Operator's stream carried nothing");
+    assert_eq!(first["type"], "host_state", "{first}");
+    assert_eq!(first["host_id"], theirs);
 }
 
 /// The states of the job's host row during a rollback, each once, until it ends.

@@ -481,14 +481,30 @@ async fn execute(
         .inspect(|_| {
             run.probed.fetch_add(1, Ordering::Relaxed);
         })
-        .filter_map(std::future::ready)
-        // Who each agent is goes to the database beside the probes, not between them: awaiting
-        // it in turn stopped the probing for every agent found.
-        .map(|seen| identify(&state, seen, port))
-        .buffer_unordered(IDENTIFY_AT_ONCE);
+        .filter_map(std::future::ready);
     futures_util::pin_mut!(probes);
-    while let Some(found) = probes.next().await {
-        lock(&run.found).push(found);
+    // Who each agent is goes to the database beside the probes, not between them. Both are
+    // polled in one loop: chained as one stream, the lookups in flight (at most
+    // IDENTIFY_AT_ONCE) would stop pulling the probes, and so stop every probe from advancing.
+    let mut identifying = futures_util::stream::FuturesUnordered::new();
+    let mut waiting = std::collections::VecDeque::new();
+    let mut probing = true;
+    while probing || !identifying.is_empty() || !waiting.is_empty() {
+        while identifying.len() < IDENTIFY_AT_ONCE {
+            let Some(seen) = waiting.pop_front() else {
+                break;
+            };
+            identifying.push(identify(&state, seen, port));
+        }
+        tokio::select! {
+            seen = probes.next(), if probing => match seen {
+                Some(seen) => waiting.push_back(seen),
+                None => probing = false,
+            },
+            Some(found) = identifying.next(), if !identifying.is_empty() => {
+                lock(&run.found).push(found);
+            }
+        }
     }
     let cancelled = run.cancel.load(Ordering::SeqCst);
     let end = state.clock.now();
