@@ -112,7 +112,9 @@ impl Discoveries {
     fn thread(&self) -> Option<actix::prelude::ArbiterHandle> {
         let threads = self.threads.get_or_init(|| {
             let n = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-            (0..n).map(|_| actix::prelude::Arbiter::new().handle()).collect()
+            (0..n)
+                .map(|_| actix::prelude::Arbiter::new().handle())
+                .collect()
         });
         let i = self.next.fetch_add(1, Ordering::Relaxed);
         threads.get(i % threads.len().max(1)).cloned()
