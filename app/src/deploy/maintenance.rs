@@ -6,6 +6,7 @@ use super::windows::{timestamp_of, Calendar};
 use crate::api::AppError;
 use crate::audit::Requester;
 use crate::auth::access::Scope;
+use crate::clock::rfc3339;
 use crate::db::windows::{NewWindowRow, WindowRow};
 use crate::db::DbError;
 use crate::state::AppState;
@@ -28,11 +29,6 @@ pub fn spec_of(row: &WindowRow) -> Result<WindowSpec, String> {
         day_of_month: row.day_of_month.and_then(|d| u8::try_from(d).ok()),
         enabled: row.enabled,
     })
-}
-
-fn rfc3339(t: chrono::NaiveDateTime) -> String {
-    t.and_utc()
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// Windows of the hosts and groups the caller may see, with their next opening.

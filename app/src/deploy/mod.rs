@@ -16,6 +16,7 @@ pub mod windows;
 use crate::api::AppError;
 use crate::audit::Requester;
 use crate::auth::access::Scope;
+use crate::clock::rfc3339;
 use crate::db::jobs::{JobRow, NewJobRow, TargetRow, TargetUpdate};
 use crate::db::DbError;
 use crate::fleet::work::Progress;
@@ -34,11 +35,6 @@ use shared::jobs::{
 const LIST_LIMIT: i64 = 200;
 /// Longest job name.
 const MAX_NAME: usize = 100;
-
-fn rfc3339(t: NaiveDateTime) -> String {
-    t.and_utc()
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
 
 /// A package name any supported package manager could accept: a letter or digit, then letters,
 /// digits and `+ . _ @ -`, at most 128 characters. Each agent checks its own grammar again.

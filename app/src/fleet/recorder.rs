@@ -214,11 +214,7 @@ async fn record_target(state: &AppState, r: TargetReport) -> Result<(), DbError>
             line: r.line.clone(),
             package: r.package.clone(),
             error: if r.changed { p.error.clone() } else { None },
-            at: state
-                .clock
-                .now()
-                .and_utc()
-                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            at: crate::clock::rfc3339(state.clock.now()),
         },
     ));
     if r.changed {
