@@ -23,6 +23,11 @@ use std::time::Duration;
 /// the manager refuses that agent (whoever holds its key) until the host is enrolled again.
 pub const REVOKED_PIN: &str = "revoked";
 
+/// Longest a health poll may take, from connecting to the last byte of the answer. With the
+/// host actor's confirmation after [`crate::fleet::actor::CONFIRM_AFTER`] this bounds how long a
+/// host that stopped answering takes to be shown unreachable: one health interval + 10 s.
+pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Failure talking to an agent.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentClientError {
@@ -314,10 +319,18 @@ impl AgentClient {
         self.answer(res).await
     }
 
-    /// `GET /health`.
+    /// `GET /health`, answered within [`HEALTH_TIMEOUT`] (connection, handshake and body): a
+    /// host that does not answer in time is treated as not answering, which bounds how long a
+    /// down host takes to be shown.
     pub async fn health(&self) -> Result<AgentHealth, AgentClientError> {
-        self.send::<(), _>(awc::http::Method::GET, "/health", None)
-            .await
+        let poll = self.send::<(), _>(awc::http::Method::GET, "/health", None);
+        match tokio::time::timeout(HEALTH_TIMEOUT, poll).await {
+            Ok(answer) => answer,
+            Err(_) => Err(AgentClientError::Request {
+                addr: self.addr,
+                message: format!("no answer within {} s", HEALTH_TIMEOUT.as_secs()),
+            }),
+        }
     }
 
     /// `POST /tls/csr`: the agent makes a new key and answers a CSR.

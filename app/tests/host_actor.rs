@@ -9,6 +9,7 @@
 use actix::prelude::*;
 use futures_util::future::LocalBoxFuture;
 use futures_util::stream::LocalBoxStream;
+use patch_manager::agent_client::HEALTH_TIMEOUT;
 use patch_manager::fleet::actor::{self, first_delay, Intervals, TargetReport, Update};
 use patch_manager::fleet::connector::{Connector, Inventory, Target};
 use patch_manager::fleet::supervisor::{self, FleetSupervisor};
@@ -28,6 +29,8 @@ use tokio::time::Instant;
 #[derive(Default)]
 struct Scripted {
     down: AtomicBool,
+    /// Health polls hang until the client's limit and fail (a host gone from the network).
+    hang: AtomicBool,
     health_calls: AtomicU64,
     inventory_calls: AtomicU64,
     /// How each agent job ends, in order of dispatch.
@@ -79,8 +82,12 @@ impl Connector for Scripted {
     fn health(&self, _: &Target) -> LocalBoxFuture<'static, Result<AgentHealth, String>> {
         self.health_calls.fetch_add(1, Ordering::SeqCst);
         let down = self.down.load(Ordering::SeqCst);
+        let hang = self.hang.load(Ordering::SeqCst);
         Box::pin(async move {
-            if down {
+            if hang {
+                tokio::time::sleep(HEALTH_TIMEOUT).await;
+                Err("no answer within 5 s".to_owned())
+            } else if down {
                 Err("connection refused".to_owned())
             } else {
                 Ok(report())
@@ -410,7 +417,7 @@ async fn polls_back_off_while_unreachable_and_recover() {
     same(at - start, first_delay(Duration::from_secs(60), HOST));
     assert_eq!((status, changed), (HostStatus::Healthy, true));
     assert!(
-        next >= Duration::from_secs(54) && next <= Duration::from_secs(66),
+        next >= Duration::from_secs(54) && next <= Duration::from_secs(60),
         "{next:?}"
     );
 
@@ -423,16 +430,16 @@ async fn polls_back_off_while_unreachable_and_recover() {
         "one inventory after the first successful poll"
     );
 
-    // The agent dies: the first failure is confirmed 10 s later, then the host is unreachable and
+    // The agent dies: the first failure is confirmed 5 s later, then the host is unreachable and
     // polls back off 15 s, 30 s, 60 s (the interval caps it).
     agent.down.store(true, Ordering::SeqCst);
     let (t1, status, changed, next) = next_health(&mut rx, &mut inventories).await;
     assert_eq!(
         (status, changed, next),
-        (HostStatus::Healthy, false, Duration::from_secs(10))
+        (HostStatus::Healthy, false, Duration::from_secs(5))
     );
     let (t2, status, changed, next) = next_health(&mut rx, &mut inventories).await;
-    same(t2 - t1, Duration::from_secs(10));
+    same(t2 - t1, Duration::from_secs(5));
     assert_eq!(
         (status, changed, next),
         (HostStatus::Unreachable, true, Duration::from_secs(15))
@@ -497,6 +504,51 @@ async fn polls_back_off_while_unreachable_and_recover() {
     tokio::time::sleep(Duration::from_secs(600)).await;
     assert_eq!(agent.health_calls.load(Ordering::SeqCst), calls);
     assert_eq!(supervisor.send(supervisor::Count).await.unwrap(), 0);
+}
+
+/// From the last poll that found the host answering to the update that shows it unreachable.
+/// The host is gone silently (`hang`) or its agent refuses connections.
+async fn time_to_unreachable(hang: bool, host_id: i64) -> Duration {
+    let agent = Arc::new(Scripted::default());
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let supervisor = FleetSupervisor::new(agent.clone(), tx, intervals(60)).start();
+    supervisor
+        .send(supervisor::Supervise {
+            target: Target {
+                host_id,
+                ..target()
+            },
+            status: HostStatus::Unknown,
+        })
+        .await
+        .unwrap();
+    let mut inventories = 0;
+    next_health(&mut rx, &mut inventories).await;
+    // The host goes away right after a poll that found it answering: the worst moment.
+    let (last_ok, status, _, _) = next_health(&mut rx, &mut inventories).await;
+    assert_eq!(status, HostStatus::Healthy);
+    let gone = if hang { &agent.hang } else { &agent.down };
+    gone.store(true, Ordering::SeqCst);
+    loop {
+        let (at, status, _, _) = next_health(&mut rx, &mut inventories).await;
+        if status == HostStatus::Unreachable {
+            supervisor.send(supervisor::Forget(host_id)).await.unwrap();
+            return at - last_ok;
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn a_host_that_stops_answering_is_shown_within_one_interval_and_ten_seconds() {
+    tokio::time::pause();
+    // Many hosts, so many jitter draws; each gone just after a good poll.
+    for host_id in 1..=40 {
+        let took = time_to_unreachable(false, host_id).await;
+        assert!(took <= Duration::from_secs(65), "refused: {took:?}");
+        assert!(took >= Duration::from_secs(54 + 5), "refused: {took:?}");
+        let took = time_to_unreachable(true, host_id).await;
+        assert!(took <= Duration::from_secs(70), "silent: {took:?}");
+    }
 }
 
 #[actix_rt::test]

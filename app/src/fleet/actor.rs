@@ -6,10 +6,12 @@
 //! Timing, in the pure functions below so they are tested without an actor:
 //! - the first health poll falls at a point of the first interval derived from the host id
 //!   ([`first_delay`]), so a fleet's polls spread evenly instead of bursting at start; later ones
-//!   vary by up to a tenth of the interval ([`jittered`]);
-//! - a failed poll is confirmed [`CONFIRM_AFTER`] later; a second consecutive failure makes the
-//!   host unreachable, and polls then back off from 15 s, doubling, up to the health interval
-//!   ([`retry_delay`]);
+//!   start up to a tenth of the interval early ([`jittered`]), never late;
+//! - a failed poll is confirmed [`CONFIRM_AFTER`] after it started; a second consecutive failure
+//!   makes the host unreachable, and polls then back off from 15 s, doubling, up to the health
+//!   interval ([`retry_delay`]). Every delay counts from the start of the poll before it, so with
+//!   the health poll's own limit ([`crate::agent_client::HEALTH_TIMEOUT`], 5 s) a host that stops
+//!   answering is shown unreachable at most one health interval + 10 s later;
 //! - an inventory poll (system information, packages, patches) runs after the first successful
 //!   health poll and then every inventory interval.
 
@@ -24,8 +26,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedSender;
 
-/// Wait before confirming a failed poll.
-pub const CONFIRM_AFTER: Duration = Duration::from_secs(10);
+/// Wait before confirming a failed poll, from that poll's start.
+pub const CONFIRM_AFTER: Duration = Duration::from_secs(5);
 /// First backoff once a host is unreachable.
 pub const BACKOFF_START: Duration = Duration::from_secs(15);
 
@@ -65,15 +67,15 @@ pub fn first_delay(interval: Duration, host_id: i64) -> Duration {
     Duration::from_millis(mix(host_id.unsigned_abs()) % millis)
 }
 
-/// `interval` varied by up to a tenth either way, by `seed`.
+/// `interval` shortened by up to a tenth, by `seed`: polls spread out but never come later than
+/// one interval after the one before.
 pub fn jittered(interval: Duration, seed: u64) -> Duration {
     let millis = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX);
     let spread = millis / 10;
     if spread == 0 {
         return interval;
     }
-    let offset = mix(seed) % (2 * spread + 1);
-    Duration::from_millis(millis - spread + offset)
+    Duration::from_millis(millis - mix(seed) % (spread + 1))
 }
 
 /// Wait before the next health poll after `failures` consecutive failed ones (at least 1).
@@ -321,7 +323,9 @@ impl HostActor {
                 }
                 retry_delay(self.failures, self.intervals.health)
             }
-        };
+        }
+        // Counted from the poll's start: a slow or timed-out poll does not push the next one out.
+        .saturating_sub(latency);
         let changed = before != (self.status, self.reason.clone());
         let reachable = outcome.is_ok();
         self.verify_after_patch(reachable, ctx);
@@ -1111,21 +1115,21 @@ mod tests {
     }
 
     #[test]
-    fn jitter_stays_within_a_tenth() {
+    fn jitter_shortens_by_at_most_a_tenth_and_never_lengthens() {
         let interval = Duration::from_secs(300);
         let all: Vec<Duration> = (0..1000).map(|s| jittered(interval, s)).collect();
         assert!(all
             .iter()
-            .all(|d| *d >= Duration::from_secs(270) && *d <= Duration::from_secs(330)));
-        assert!(all.iter().any(|d| *d < Duration::from_secs(290)));
-        assert!(all.iter().any(|d| *d > Duration::from_secs(310)));
+            .all(|d| *d >= Duration::from_secs(270) && *d <= interval));
+        assert!(all.iter().any(|d| *d < Duration::from_secs(275)));
+        assert!(all.iter().any(|d| *d > Duration::from_secs(295)));
     }
 
     #[test]
     fn failures_are_confirmed_then_backed_off_up_to_the_interval() {
         let health = Duration::from_secs(300);
         let secs: Vec<u64> = (1..=8).map(|n| retry_delay(n, health).as_secs()).collect();
-        assert_eq!(secs, [10, 15, 30, 60, 120, 240, 300, 300]);
+        assert_eq!(secs, [5, 15, 30, 60, 120, 240, 300, 300]);
         assert_eq!(retry_delay(u32::MAX, health), health);
     }
 
