@@ -7,7 +7,8 @@
 # this script built before). The result is two flat repositories:
 #   OUT_DIR/main      Origin "LPM Test", Suite stable: lpm-test-hello 1.0-1 1.1-1 2.0-1, lpm-test-lib,
 #                     lpm-test-app (Depends lpm-test-lib), lpm-test-secure 1.0-1, lpm-test-broken
-#                     (postinst exits 1), lpm-test-reboot, lpm-test-slow (postinst sleeps 3 s),
+#                     (postinst exits 1), lpm-test-missing (Depends on lpm-test-nowhere, which no
+#                     repository has), lpm-test-reboot, lpm-test-slow (postinst sleeps 3 s),
 #                     lpm-test-hang (postinst sleeps 600 s), lpm-test-chatty and lpm-test-chatty2
 #                     (postinst prints 10,000 lines over about 8 s)
 #   OUT_DIR/security  Origin Debian, Label Debian-Security, Suite stable-security: lpm-test-secure 1.0-2
@@ -112,6 +113,9 @@ d="$(new_pkg lpm-test-broken 1.0-1)"
 printf '#!/bin/sh\necho "lpm-test-broken: postinst fails on purpose" >&2\nexit 1\n' >"$d/DEBIAN/postinst"
 chmod 0755 "$d/DEBIAN/postinst"
 build_pkg "$d" main lpm-test-broken 1.0-1 "LPM test package whose postinst fails"
+
+d="$(new_pkg lpm-test-missing 1.0-1)"
+build_pkg "$d" main lpm-test-missing 1.0-1 "LPM test package with a dependency no repository has" "Depends: lpm-test-nowhere"
 
 d="$(new_pkg lpm-test-reboot 1.0-1)"
 build_pkg "$d" main lpm-test-reboot 1.0-1 "LPM test package for reboot-required tests"

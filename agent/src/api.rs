@@ -381,9 +381,10 @@ fn check_name(backend: &dyn PackageBackend, name: &str) -> Result<(), ApiError> 
         Err(bad(
             "invalid_package_name",
             format!(
-                "`{}` is not a valid package name: 2 to 128 characters of a-z, 0-9, '+', '-' and '.', \
-                 starting with a letter or digit",
-                name.chars().take(64).collect::<String>().escape_default()
+                "`{}` is not a valid {} package name: {}",
+                name.chars().take(64).collect::<String>().escape_default(),
+                backend.name(),
+                backend.name_rule()
             ),
         ))
     }
@@ -396,8 +397,14 @@ fn check_version(backend: &dyn PackageBackend, version: &str) -> Result<(), ApiE
         Err(bad(
             "invalid_version",
             format!(
-                "`{}` is not a valid version: [epoch:]upstream[-revision], upstream starting with a digit",
-                version.chars().take(64).collect::<String>().escape_default()
+                "`{}` is not a valid {} version: {}",
+                version
+                    .chars()
+                    .take(64)
+                    .collect::<String>()
+                    .escape_default(),
+                backend.name(),
+                backend.version_rule()
             ),
         ))
     }
@@ -726,8 +733,14 @@ async fn health(state: web::Data<AgentState>) -> Result<HttpResponse, ApiError> 
 
 async fn system_info(state: web::Data<AgentState>) -> Result<HttpResponse, ApiError> {
     let backend = state.backend.clone();
-    let info =
-        blocking(move || Ok(crate::sysinfo::read(backend.name(), backend.last_update()))).await?;
+    let info = blocking(move || {
+        Ok(crate::sysinfo::read(
+            backend.name(),
+            backend.last_update(),
+            backend.reboot_required(),
+        ))
+    })
+    .await?;
     Ok(HttpResponse::Ok().json(info))
 }
 

@@ -99,10 +99,17 @@ impl JobsConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BackendConfig {
-    /// `auto` (from /etc/os-release and the tools present), `apt`, `dnf`, `apk` or `pacman`.
+    /// `auto` (from /etc/os-release and the tools present), `apt`, `dnf` (`yum` is the same
+    /// backend), `zypper`, `pacman` or `apk`.
     pub kind: String,
     /// apt only: an `APT_CONFIG` file for an isolated package root; empty = the real system.
     pub apt_config: PathBuf,
+    /// dnf, zypper, pacman, apk: an isolated package root (`--installroot`, `--root`); empty =
+    /// the real system. For tests and image builds, never needed on a managed host.
+    pub root: PathBuf,
+    /// dnf and pacman: the package manager's configuration file (`dnf.conf`, `pacman.conf`);
+    /// empty = the system's.
+    pub config_file: PathBuf,
 }
 
 /// Hash-chained audit log.
@@ -173,6 +180,8 @@ impl Default for BackendConfig {
         Self {
             kind: "auto".into(),
             apt_config: PathBuf::new(),
+            root: PathBuf::new(),
+            config_file: PathBuf::new(),
         }
     }
 }
@@ -278,10 +287,12 @@ impl AgentConfig {
                 "must be between 1 and 3600".into(),
             ));
         }
-        if !["auto", "apt", "dnf", "apk", "pacman"].contains(&self.backend.kind.as_str()) {
+        if !["auto", "apt", "dnf", "yum", "zypper", "pacman", "apk"]
+            .contains(&self.backend.kind.as_str())
+        {
             return Err(invalid(
                 "backend.kind",
-                "must be auto, apt, dnf, apk or pacman".into(),
+                "must be auto, apt, dnf, yum, zypper, pacman or apk".into(),
             ));
         }
         if !["auto", "text", "json"].contains(&self.log.format.as_str()) {

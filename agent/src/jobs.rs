@@ -514,7 +514,8 @@ impl Jobs {
         let backend = self.inner.backend.clone();
         let (after, states) =
             blocking(move || Ok((backend.versions()?, backend.states()?))).await?;
-        let results = results(&before, &after, &states, &targets);
+        let output = self.get(id).map(|j| j.log_tail).unwrap_or_default();
+        let results = results(&before, &after, &states, &targets, &output);
         // What changed can be undone later.
         let record: RollbackRecord = changed(&before, &after)
             .into_iter()
@@ -762,12 +763,36 @@ impl Jobs {
             .collect()
     }
 
+    /// Runs the backend's steps for `tx` in order, stopping at the first that fails; the job's
+    /// timeout covers all of them.
     async fn spawn_and_wait(&self, id: &str, tx: &Transaction) -> Result<(), RunError> {
-        let mut cmd = self.inner.backend.command(tx);
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+        let steps = self
+            .inner
+            .backend
+            .steps(tx)
+            .map_err(|e| RunError::Spawn(e.to_string()))?;
+        let deadline = tokio::time::Instant::now() + self.inner.timeout;
+        for step in steps {
+            self.run_step(id, step, deadline).await?;
+        }
+        Ok(())
+    }
+
+    async fn run_step(
+        &self,
+        id: &str,
+        step: crate::backend::Step,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), RunError> {
+        let mut cmd = step.command;
+        cmd.stdin(if step.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
         // Own process group, so the timeout can kill dpkg and its maintainer scripts too.
         cmd.process_group(0);
         let program = format!("{:?}", cmd.as_std().get_program());
@@ -778,10 +803,18 @@ impl Jobs {
             .collect();
         self.inner.audit.record(
             "process.spawned",
-            json!({ "job_id": id, "program": program, "args": args }),
+            json!({ "job_id": id, "program": program, "args": args, "input": step.stdin }),
         );
         let mut child = cmd.spawn().map_err(|e| RunError::Spawn(e.to_string()))?;
         let pgid = child.id();
+        if let (Some(input), Some(mut pipe)) = (step.stdin.clone(), child.stdin.take()) {
+            // The script is small; written beside the output readers so neither side can block.
+            actix_web::rt::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                let _ = pipe.write_all(input.as_bytes()).await;
+                let _ = pipe.shutdown().await;
+            });
+        }
         let (line_tx, mut line_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
         for stream in [
             child
@@ -829,8 +862,8 @@ impl Jobs {
                 }
             }
         };
-        match tokio::time::timeout(self.inner.timeout, wait).await {
-            Ok(Ok(status)) if status.success() => Ok(()),
+        match tokio::time::timeout_at(deadline, wait).await {
+            Ok(Ok(status)) if status.code().is_some_and(|c| step.success.contains(&c)) => Ok(()),
             Ok(Ok(status)) => Err(RunError::Exit(
                 status
                     .code()
@@ -924,12 +957,65 @@ fn changed(
         .collect()
 }
 
-/// Per-package results: every target, plus every other package whose version changed.
+/// Architectures that follow a package name after a dot (`name.noarch`).
+const ARCHES: &[&str] = &[
+    "noarch", "x86_64", "i686", "i586", "aarch64", "ppc64le", "s390x", "armv7hl", "any",
+];
+
+/// Whether an output line names the package `name` (alone or followed by a version, never as
+/// the start of a longer name: `lpm-test-app` is not named by `lpm-test-application`).
+fn names_package(line: &str, name: &str) -> bool {
+    let is_name_char = |c: char| c.is_ascii_alphanumeric() || "-_+.@".contains(c);
+    line.match_indices(name).any(|(at, _)| {
+        let before_ok = line[..at]
+            .chars()
+            .next_back()
+            .is_none_or(|c| !is_name_char(c));
+        let mut rest = line[at + name.len()..].chars();
+        let after_ok = match rest.next() {
+            None => true,
+            // `name-1.0-1.noarch`, `name.x86_64`, `name=1.0`: a version or an architecture follows.
+            Some('-') | Some('=') => rest.next().is_some_and(|c| c.is_ascii_digit()),
+            Some('.') => {
+                let arch: String = rest
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                ARCHES.contains(&arch.as_str())
+            }
+            Some(c) => !is_name_char(c),
+        };
+        before_ok && after_ok
+    })
+}
+
+/// Whether an output line reports a problem (the words package managers use for one).
+fn says_problem(line: &str) -> bool {
+    let l = line.to_ascii_lowercase();
+    [
+        "error",
+        "problem",
+        "nothing provides",
+        "unable",
+        "cannot",
+        "depends:",
+        "conflict",
+        "failed",
+        "not installable",
+        "breaks",
+    ]
+    .iter()
+    .any(|w| l.contains(w))
+}
+
+/// Per-package results: every target, plus every other package whose version changed. A target
+/// that failed carries the package manager's last output line naming it (a broken dependency, a
+/// failed script), else a generic reason.
 fn results(
     before: &BTreeMap<String, String>,
     after: &BTreeMap<String, String>,
     states: &BTreeMap<String, String>,
     targets: &[Target],
+    output: &[String],
 ) -> Vec<PackageResult> {
     let mut out: Vec<PackageResult> = targets
         .iter()
@@ -947,9 +1033,28 @@ fn results(
                 (true, false) => PackageOutcome::Changed,
                 (false, _) => PackageOutcome::Failed,
             };
-            let message = (outcome == PackageOutcome::Failed).then(|| match states.get(&t.name) {
-                Some(state) if state != "installed" => format!("package left in state {state}"),
-                _ => "did not reach the requested version".to_owned(),
+            let message = (outcome == PackageOutcome::Failed).then(|| {
+                let naming: Vec<&str> = output
+                    .iter()
+                    .map(|l| l.trim())
+                    .filter(|l| names_package(l, &t.name))
+                    .collect();
+                // The first line that names the package and a problem, else the last naming it.
+                let said = naming
+                    .iter()
+                    .find(|l| says_problem(l))
+                    .or(naming.last())
+                    .copied();
+                match (states.get(&t.name), said) {
+                    (Some(state), Some(said)) if state != "installed" => {
+                        format!("package left in state {state}: {said}")
+                    }
+                    (Some(state), None) if state != "installed" => {
+                        format!("package left in state {state}")
+                    }
+                    (_, Some(said)) => said.to_owned(),
+                    _ => "did not reach the requested version".to_owned(),
+                }
             });
             PackageResult {
                 name: t.name.clone(),
@@ -1042,5 +1147,55 @@ mod tests {
         assert_eq!(kept, ["01A", "01D", "01E", "01F", "01G"]);
         let records: Vec<String> = lock(&store.records).keys().cloned().collect();
         assert_eq!(records, kept);
+    }
+
+    #[test]
+    fn output_lines_name_packages_not_prefixes() {
+        assert!(names_package(
+            "lpm-test-missing : Depends: x",
+            "lpm-test-missing"
+        ));
+        assert!(names_package(
+            "needed by lpm-test-missing-1.0-1.noarch",
+            "lpm-test-missing"
+        ));
+        assert!(names_package(
+            "a dependency of \"lpm-test-missing\"",
+            "lpm-test-missing"
+        ));
+        assert!(names_package("lpm-test-hello=1.0-1", "lpm-test-hello"));
+        assert!(!names_package("lpm-test-application 1.0", "lpm-test-app"));
+        assert!(!names_package("lpm-test-app-extra 1.0", "lpm-test-app"));
+        assert!(!names_package("my-lpm-test-app", "lpm-test-app"));
+        assert!(!names_package("python3.11-foo", "python3"));
+    }
+
+    #[test]
+    fn a_failed_target_carries_the_line_that_says_why() {
+        let before = BTreeMap::new();
+        let targets = [Target {
+            name: "lpm-test-missing".into(),
+            want: Want::Installed(None),
+        }];
+        // zypper's answer: the problem first, then the solutions, which name the package too.
+        let output: Vec<String> = [
+            "Loading repository data...",
+            "Problem: nothing provides lpm-test-nowhere needed by lpm-test-missing-1.0-1.noarch",
+            " Solution 1: do not install lpm-test-missing-1.0-1.noarch",
+            " Solution 2: break lpm-test-missing-1.0-1.noarch by ignoring some of its dependencies",
+        ]
+        .map(String::from)
+        .to_vec();
+        let r = results(&before, &before, &BTreeMap::new(), &targets, &output);
+        assert_eq!(r[0].outcome, PackageOutcome::Failed);
+        assert_eq!(
+            r[0].message.as_deref(),
+            Some("Problem: nothing provides lpm-test-nowhere needed by lpm-test-missing-1.0-1.noarch")
+        );
+        let r = results(&before, &before, &BTreeMap::new(), &targets, &[]);
+        assert_eq!(
+            r[0].message.as_deref(),
+            Some("did not reach the requested version")
+        );
     }
 }

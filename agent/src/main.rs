@@ -3,10 +3,8 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use patch_agent::audit::{self, AuditLog, Verdict};
-use patch_agent::backend::apt::AptBackend;
 use patch_agent::config::{self, AgentConfig, Override};
 use std::path::PathBuf;
-use std::sync::Arc;
 
 /// Linux Patch Manager — per-host agent.
 #[derive(Debug, Parser)]
@@ -213,25 +211,12 @@ async fn serve(
         // Colours only on a terminal, never into journald.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
-    // apt/dpkg is the backend built so far; the others are refused by name rather than guessed.
-    match config.backend.kind.as_str() {
-        "apt" => {}
-        "auto" if std::path::Path::new("/var/lib/dpkg/status").exists() => {}
-        "auto" => anyhow::bail!(
-            "backend.kind = auto: no dpkg database found; only apt/dpkg is supported so far"
-        ),
-        other => anyhow::bail!("backend.kind = {other}: not supported yet (apt/dpkg only so far)"),
-    }
     let audit = AuditLog::open_with(&config.audit.path, config.audit.limits())?;
-    let apt_config = (!config.backend.apt_config.as_os_str().is_empty())
-        .then(|| config.backend.apt_config.clone());
-    let backend = Arc::new(AptBackend::with_lock_timeout(
-        apt_config,
-        config.jobs.lock_timeout_secs,
-    )?);
+    let backend = patch_agent::backend::open(&config).map_err(anyhow::Error::msg)?;
+    tracing::info!(backend = backend.name(), "package manager");
     audit.record(
         "agent.started",
-        serde_json::json!({ "version": env!("CARGO_PKG_VERSION"), "backend": "apt" }),
+        serde_json::json!({ "version": env!("CARGO_PKG_VERSION"), "backend": backend.name() }),
     );
     let jobs = patch_agent::jobs::Jobs::with_retention(
         backend.clone(),

@@ -1,10 +1,14 @@
 //! Facts about the host for `GET /system/info`, read from /proc, /etc/os-release and /run.
 
 use shared::agent::SystemInfo;
-use std::path::Path;
 
-/// Reads the host facts; fields that cannot be read are left empty rather than failing.
-pub fn read(package_manager: &str, last_update: Option<String>) -> SystemInfo {
+/// Reads the host facts; fields that cannot be read are left empty rather than failing. Whether
+/// a reboot is required is the package manager's to say.
+pub fn read(
+    package_manager: &str,
+    last_update: Option<String>,
+    reboot_required: bool,
+) -> SystemInfo {
     let os = std::fs::read_to_string("/etc/os-release")
         .or_else(|_| std::fs::read_to_string("/usr/lib/os-release"))
         .unwrap_or_default();
@@ -35,7 +39,7 @@ pub fn read(package_manager: &str, last_update: Option<String>) -> SystemInfo {
         uptime_seconds,
         package_manager: package_manager.to_owned(),
         last_update,
-        reboot_required: Path::new("/run/reboot-required").exists(),
+        reboot_required,
         agent_version: env!("CARGO_PKG_VERSION").to_owned(),
     }
 }

@@ -4,7 +4,8 @@
 //! isolated package root (used by the tests); by default the real system is used.
 
 use super::{
-    dpkg_status, valid_debian_name, valid_debian_version, BackendError, PackageBackend, Transaction,
+    dpkg_status, valid_debian_name, valid_debian_version, BackendError, PackageBackend, Step,
+    Transaction,
 };
 use shared::agent::{InstalledPackage, Patch};
 use std::path::{Path, PathBuf};
@@ -419,7 +420,7 @@ impl PackageBackend for AptBackend {
         valid_debian_version(version)
     }
 
-    fn command(&self, tx: &Transaction) -> tokio::process::Command {
+    fn steps(&self, tx: &Transaction) -> Result<Vec<Step>, BackendError> {
         let mut c = self.base_command("apt-get");
         c.args([
             "-y",
@@ -466,7 +467,7 @@ impl PackageBackend for AptBackend {
                 c.args(remove.iter().map(|n| format!("{n}-")));
             }
         }
-        tokio::process::Command::from(c)
+        Ok(vec![Step::new(c)])
     }
 
     fn last_update(&self) -> Option<String> {

@@ -1,8 +1,18 @@
-//! Package managers behind one trait. The API layer only talks to [`PackageBackend`]; apt/dpkg is
-//! the first implementation, and dnf/yum, apk and pacman slot in beside it.
+//! Package managers behind one trait. The API layer and the job engine only talk to
+//! [`PackageBackend`]: apt/dpkg ([`apt`]), dnf/yum ([`dnf`]), zypper ([`zypper`]), pacman
+//! ([`pacman`]) and apk ([`apk`]); [`open`] picks one from the configuration or, with `auto`,
+//! from /etc/os-release and the tools present.
 
+pub mod apk;
 pub mod apt;
+pub mod dnf;
 pub mod dpkg_status;
+pub mod pacman;
+pub mod rpm;
+pub mod select;
+pub mod zypper;
+
+pub use select::open;
 
 use shared::agent::{InstalledPackage, Patch};
 use std::collections::BTreeMap;
@@ -60,8 +70,24 @@ pub trait PackageBackend: Send + Sync + 'static {
     /// Whether `version` is a valid version string for this package manager.
     fn valid_version(&self, version: &str) -> bool;
 
-    /// The command that carries out `tx`: no shell, fixed environment, user values after `--`.
-    fn command(&self, tx: &Transaction) -> tokio::process::Command;
+    /// The commands that carry out `tx`, run in order until one fails (most package managers
+    /// need one): no shell, fixed environment, user values after `--` where the tool has it.
+    fn steps(&self, tx: &Transaction) -> Result<Vec<Step>, BackendError>;
+
+    /// The rule [`valid_name`](Self::valid_name) checks, for the 400 answer.
+    fn name_rule(&self) -> &'static str {
+        DEBIAN_NAME_RULE
+    }
+
+    /// The rule [`valid_version`](Self::valid_version) checks, for the 400 answer.
+    fn version_rule(&self) -> &'static str {
+        DEBIAN_VERSION_RULE
+    }
+
+    /// Whether the host needs a reboot for installed updates to take effect.
+    fn reboot_required(&self) -> bool {
+        std::path::Path::new("/run/reboot-required").exists()
+    }
 
     /// Versions by package name of every package present on the system (installed, or unpacked
     /// but not fully configured); packages that are absent or left only as config files are not
@@ -84,6 +110,105 @@ pub trait PackageBackend: Send + Sync + 'static {
             .collect())
     }
 }
+
+/// A value cached until the stamps of the files it was read from change.
+pub type Cached<T> = std::sync::Mutex<Option<(Vec<crate::stamp::Stamp>, Arc<T>)>>;
+
+/// The value in `cell` if it was read under `key`, else `read()` stored under `key`.
+pub fn cached<T>(
+    cell: &Cached<T>,
+    key: Vec<crate::stamp::Stamp>,
+    read: impl FnOnce() -> Result<T, BackendError>,
+) -> Result<Arc<T>, BackendError> {
+    let mut slot = lock(cell);
+    if let Some((k, value)) = slot.as_ref() {
+        if *k == key {
+            return Ok(value.clone());
+        }
+    }
+    let value = Arc::new(read()?);
+    *slot = Some((key, value.clone()));
+    Ok(value)
+}
+
+/// A mutex's guard, also after a panic elsewhere poisoned it (the data is a cache).
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The running kernel's release (`uname -r`).
+pub(crate) fn running_kernel() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
+/// Whether the running kernel's module directory under `modules` is gone while others exist:
+/// what Arch and Alpine leave once a new kernel package replaced the running one.
+pub(crate) fn running_kernel_modules_gone(modules: &std::path::Path) -> bool {
+    modules.is_dir() && !modules.join(running_kernel()).is_dir()
+}
+
+/// One process a transaction runs, with what it reads on its standard input (a script of
+/// validated names and versions, for tools that take a transaction that way).
+#[derive(Debug)]
+pub struct Step {
+    /// The process.
+    pub command: tokio::process::Command,
+    /// Its standard input; `None` = nothing (`/dev/null`).
+    pub stdin: Option<String>,
+    /// Exit statuses that mean success (zypper answers 102 for "done, reboot needed").
+    pub success: &'static [i32],
+}
+
+impl Step {
+    /// A step with nothing on its standard input, successful on exit status 0.
+    pub fn new(command: impl Into<tokio::process::Command>) -> Self {
+        Self {
+            command: command.into(),
+            stdin: None,
+            success: &[0],
+        }
+    }
+}
+
+/// A command with a fixed environment: `PATH` of the system directories, the C locale, nothing
+/// inherited from the agent's own environment.
+pub fn clean_command(program: &str) -> std::process::Command {
+    let mut c = std::process::Command::new(program);
+    c.env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("LC_ALL", "C");
+    c
+}
+
+/// Runs `c` to completion and answers its standard output; a failure names the command.
+pub fn output_of(mut c: std::process::Command, what: &str) -> Result<String, BackendError> {
+    let out = c.output().map_err(|e| BackendError::Command {
+        command: what.to_owned(),
+        message: e.to_string(),
+    })?;
+    if !out.status.success() {
+        return Err(BackendError::Command {
+            command: what.to_owned(),
+            message: format!(
+                "exited with {}: {}",
+                out.status
+                    .code()
+                    .map_or_else(|| "a signal".to_owned(), |c| c.to_string()),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// What the Debian name check accepts.
+pub const DEBIAN_NAME_RULE: &str =
+    "2 to 128 characters of a-z, 0-9, '+', '-' and '.', starting with a letter or digit";
+/// What the Debian version check accepts.
+pub const DEBIAN_VERSION_RULE: &str = "[epoch:]upstream[-revision], upstream starting with a digit";
 
 /// One package-manager transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,7 +4,7 @@
 //! Nothing on this machine is read or changed.
 
 use crate::backend::Transaction;
-use crate::backend::{valid_debian_name, valid_debian_version, BackendError, PackageBackend};
+use crate::backend::{valid_debian_name, valid_debian_version, BackendError, PackageBackend, Step};
 use shared::agent::{InstalledPackage, Patch};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -455,15 +455,15 @@ impl PackageBackend for SimBackend {
     /// A simulated transaction: at the job failure rate it runs `false` and changes nothing;
     /// otherwise the simulated state changes as asked and it runs `true` (no shell, no argument,
     /// nothing on this machine is touched).
-    fn command(&self, tx: &Transaction) -> tokio::process::Command {
+    fn steps(&self, tx: &Transaction) -> Result<Vec<Step>, BackendError> {
         let n = self.transactions.fetch_add(1, Ordering::Relaxed);
         let mut draw =
             Draw::new(self.profile.seed ^ 0x5eed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         if draw.below(1_000_000) < u64::from(self.profile.job_failure_ppm) {
-            return tokio::process::Command::new("false");
+            return Ok(vec![Step::new(tokio::process::Command::new("false"))]);
         }
         self.carry_out(tx);
-        tokio::process::Command::new("true")
+        Ok(vec![Step::new(tokio::process::Command::new("true"))])
     }
 }
 
@@ -491,20 +491,23 @@ mod tests {
         let Some(first) = before.first().cloned() else {
             panic!("seed 11 draws updates");
         };
-        let cmd = b.command(&Transaction::Install {
-            packages: vec![(first.name.clone(), None)],
-            only_upgrade: true,
-        });
-        assert_eq!(cmd.as_std().get_program(), "true");
+        let steps = b
+            .steps(&Transaction::Install {
+                packages: vec![(first.name.clone(), None)],
+                only_upgrade: true,
+            })
+            .unwrap();
+        assert_eq!(steps[0].command.as_std().get_program(), "true");
         let now = b.versions().unwrap();
         assert_eq!(now[&first.name], first.candidate_version);
         assert!(!b.upgradable().unwrap().iter().any(|p| p.name == first.name));
         assert_eq!(b.upgradable().unwrap().len(), before.len() - 1);
         // Restored: back at the recorded version.
-        b.command(&Transaction::Restore {
+        b.steps(&Transaction::Restore {
             install: vec![(first.name.clone(), first.installed_version.clone())],
             remove: vec![],
-        });
+        })
+        .unwrap();
         assert_eq!(b.versions().unwrap()[&first.name], first.installed_version);
     }
 
@@ -515,11 +518,13 @@ mod tests {
         let b = SimBackend::new(p);
         let before = b.versions().unwrap();
         let name = before.keys().next().unwrap().clone();
-        let cmd = b.command(&Transaction::Remove {
-            names: vec![name],
-            purge: false,
-        });
-        assert_eq!(cmd.as_std().get_program(), "false");
+        let steps = b
+            .steps(&Transaction::Remove {
+                names: vec![name],
+                purge: false,
+            })
+            .unwrap();
+        assert_eq!(steps[0].command.as_std().get_program(), "false");
         assert_eq!(b.versions().unwrap(), before);
     }
 

@@ -2,6 +2,8 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 mod apt_root;
+#[allow(dead_code)] // only the backend contract suite uses it
+pub mod family_root;
 #[allow(unused_imports)] // not every test binary uses it
 use apt_root::run;
 #[allow(unused_imports)] // not every test binary uses it
