@@ -634,6 +634,61 @@ async fn a_live_interval_change_keeps_the_fleet_spread() {
 }
 
 #[actix_rt::test]
+async fn the_fleet_fetches_at_most_its_slots_of_inventories_until_they_are_written() {
+    tokio::time::pause();
+    let agent = Arc::new(Scripted::default());
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let supervisor = FleetSupervisor::new(agent.clone(), tx, intervals(60)).start();
+    let hosts = 3 * actor::INVENTORY_SLOTS;
+    for host_id in 1..=i64::try_from(hosts).unwrap() {
+        supervisor.do_send(supervisor::Supervise {
+            target: Target {
+                host_id,
+                ..target()
+            },
+            status: HostStatus::Unknown,
+        });
+    }
+    // Inventories are kept here, not written (not dropped): the slots stay taken.
+    let mut unwritten = Vec::new();
+    let mut polled = std::collections::BTreeSet::new();
+    while polled.len() < hosts {
+        match rx.recv().await.unwrap() {
+            Update::Health { host_id, .. } => {
+                polled.insert(host_id);
+            }
+            inventory @ Update::Inventory { .. } => unwritten.push(inventory),
+            Update::Target(_) => {}
+        }
+    }
+    // Every host answered a health poll and wants its inventory; only the slots' worth were
+    // fetched, however long it waits.
+    tokio::time::sleep(Duration::from_secs(300)).await;
+    while let Ok(update) = rx.try_recv() {
+        if let inventory @ Update::Inventory { .. } = update {
+            unwritten.push(inventory);
+        }
+    }
+    assert_eq!(unwritten.len(), actor::INVENTORY_SLOTS);
+    assert_eq!(
+        agent.inventory_calls.load(Ordering::SeqCst),
+        u64::try_from(actor::INVENTORY_SLOTS).unwrap()
+    );
+    // Written (dropped): the next ones come, until every host has its inventory.
+    unwritten.clear();
+    let mut inventoried = 0;
+    while inventoried < hosts - actor::INVENTORY_SLOTS {
+        if let Update::Inventory { .. } = rx.recv().await.unwrap() {
+            inventoried += 1;
+        }
+    }
+    assert_eq!(
+        agent.inventory_calls.load(Ordering::SeqCst),
+        u64::try_from(hosts).unwrap()
+    );
+}
+
+#[actix_rt::test]
 async fn window_bound_work_starts_only_inside_a_window_and_retries_once_there() {
     tokio::time::pause();
     let agent = Arc::new(Scripted::default());

@@ -115,6 +115,26 @@ pub fn assess(report: &AgentHealth) -> (HostStatus, Option<String>) {
     }
 }
 
+/// How many inventories the whole fleet fetches or has waiting to be written at once. A full
+/// package list is hundreds of KiB and is written in one transaction; without a bound, the first
+/// inventories of 10,000 hosts arriving within one health interval queued up faster than they
+/// were written and the manager's memory grew to 650 MiB (glibc keeps such a peak).
+pub const INVENTORY_SLOTS: usize = 16;
+
+/// A permit of the fleet's inventory slots ([`INVENTORY_SLOTS`]), released when dropped.
+#[derive(Debug, Clone, Default)]
+pub struct InventorySlot {
+    /// Held only to be dropped.
+    _permit: Option<Arc<tokio::sync::OwnedSemaphorePermit>>,
+}
+
+/// Slots carry no information: any two compare equal.
+impl PartialEq for InventorySlot {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
 /// What a host actor reports.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Update {
@@ -141,6 +161,8 @@ pub enum Update {
         host_id: i64,
         /// What the agent reported, or why it did not.
         outcome: Result<Box<Inventory>, String>,
+        /// One of the fleet's inventory slots, held until this update is recorded (dropped).
+        slot: InventorySlot,
     },
     /// The host's row of a patch job changed, or its agent's job said something.
     Target(Box<TargetReport>),
@@ -212,6 +234,8 @@ pub struct HostActor {
     job_timer: Option<SpawnHandle>,
     following: Option<SpawnHandle>,
     retries: work::Retries,
+    /// The fleet's inventory slots ([`INVENTORY_SLOTS`]).
+    inventory_slots: Arc<tokio::sync::Semaphore>,
     /// Maintenance windows open now, by id, with their closing.
     windows: std::collections::HashMap<i64, tokio::time::Instant>,
     /// The window-bound task used its one automatic retry in the current window.
@@ -247,6 +271,7 @@ impl HostActor {
             job_timer: None,
             following: None,
             retries: work::default_retries(),
+            inventory_slots: Arc::new(tokio::sync::Semaphore::new(1)),
             windows: std::collections::HashMap::new(),
             window_retry_used: false,
         }
@@ -255,6 +280,12 @@ impl HostActor {
     /// The waits before a failed host's retries (default: 1, 5 and 30 minutes).
     pub fn with_retries(mut self, retries: work::Retries) -> Self {
         self.retries = retries;
+        self
+    }
+
+    /// Shares the fleet's inventory slots (alone, an actor has one of its own).
+    pub fn with_inventory_slots(mut self, slots: Arc<tokio::sync::Semaphore>) -> Self {
+        self.inventory_slots = slots;
         self
     }
 
@@ -360,13 +391,21 @@ impl HostActor {
         }
         self.inventory_due = false;
         self.inventory_in_flight = true;
-        let fut = self.connector.inventory(&self.target);
-        ctx.spawn(fut.into_actor(self).map(|outcome, act, ctx| {
+        let (connector, target) = (self.connector.clone(), self.target.clone());
+        let slots = self.inventory_slots.clone();
+        let fut = async move {
+            // Waits for a slot, so the fleet's inventories are fetched no faster than written.
+            let permit = slots.acquire_owned().await.ok().map(Arc::new);
+            let slot = InventorySlot { _permit: permit };
+            (slot, connector.inventory(&target).await)
+        };
+        ctx.spawn(fut.into_actor(self).map(|(slot, outcome), act, ctx| {
             act.inventory_in_flight = false;
             let ok = outcome.is_ok();
             let update = Update::Inventory {
                 host_id: act.target.host_id,
                 outcome: outcome.map(Box::new),
+                slot,
             };
             if act.updates.send(update).is_err() {
                 act.retired = true;

@@ -173,7 +173,9 @@ pub async fn record(state: &AppState, update: Update) -> Result<(), DbError> {
         Update::Inventory {
             host_id,
             outcome: Ok(inventory),
+            slot: _slot,
         } => {
+            // `_slot` is released once the inventory is written.
             let stored = store(state, host_id, *inventory, now).await;
             if let Err(e) = &stored {
                 let _ = state.fleet.inventories.send((host_id, Err(e.to_string())));
@@ -183,6 +185,7 @@ pub async fn record(state: &AppState, update: Update) -> Result<(), DbError> {
         Update::Inventory {
             host_id,
             outcome: Err(e),
+            ..
         } => {
             tracing::warn!(host_id, error = %e, "inventory poll failed; retried after the next health poll");
             let _ = state.fleet.inventories.send((host_id, Err(e)));

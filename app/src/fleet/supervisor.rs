@@ -18,6 +18,7 @@ pub struct FleetSupervisor {
     intervals: Intervals,
     retries: super::work::Retries,
     hosts: HashMap<i64, Addr<HostActor>>,
+    inventory_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl FleetSupervisor {
@@ -33,6 +34,7 @@ impl FleetSupervisor {
             intervals,
             retries: super::work::default_retries(),
             hosts: HashMap::new(),
+            inventory_slots: Arc::new(tokio::sync::Semaphore::new(actor::INVENTORY_SLOTS)),
         }
     }
 
@@ -66,15 +68,17 @@ impl Handler<Supervise> for FleetSupervisor {
             existing.do_send(actor::SetTarget(msg.target));
             return;
         }
-        let (connector, updates, intervals, retries) = (
+        let (connector, updates, intervals, retries, slots) = (
             self.connector.clone(),
             self.updates.clone(),
             self.intervals,
             self.retries,
+            self.inventory_slots.clone(),
         );
         let addr = actix::Supervisor::start(move |_| {
             HostActor::new(msg.target, msg.status, connector, updates, intervals)
                 .with_retries(retries)
+                .with_inventory_slots(slots)
         });
         self.hosts.insert(id, addr);
     }
