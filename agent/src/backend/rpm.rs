@@ -185,16 +185,25 @@ impl Rpm {
         self.root.as_deref()
     }
 
-    /// What changes whenever a transaction commits: every file of the database directory
-    /// (SQLite writes its WAL first, the main file later).
+    /// What changes whenever a transaction commits: the database files (SQLite writes its WAL
+    /// first, the main file later). Not the directory, nor SQLite's shared-memory index or
+    /// Berkeley DB's region files: readers touch those (and create or delete them), so the
+    /// agent's own read would look like a change.
     pub fn stamp(&self) -> Vec<crate::stamp::Stamp> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(&self.db_dir)
-            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| {
+                        p.file_name().and_then(|f| f.to_str()).is_some_and(|f| {
+                            !f.ends_with("-shm") && !f.starts_with("__db.") && !f.starts_with('.')
+                        })
+                    })
+                    .collect()
+            })
             .unwrap_or_default();
         files.sort();
-        let mut stamps = vec![crate::stamp::of(&self.db_dir)];
-        stamps.extend(files.iter().map(|f| crate::stamp::of(f)));
-        stamps
+        files.iter().map(|f| crate::stamp::of(f)).collect()
     }
 
     /// Reads every installed package.
@@ -301,6 +310,22 @@ mod tests {
             Some("1-2".into())
         );
         assert_eq!(split_nevra("nonsense"), None);
+    }
+
+    #[test]
+    fn a_read_that_touches_the_shared_memory_file_is_no_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let rpm = Rpm::at(None, dir.path().to_path_buf());
+        std::fs::write(dir.path().join("rpmdb.sqlite"), b"db").unwrap();
+        let before = rpm.stamp();
+        // What `rpm -qa` does to the directory: the index of the WAL appears, changes, goes.
+        std::fs::write(dir.path().join("rpmdb.sqlite-shm"), b"readers").unwrap();
+        assert_eq!(rpm.stamp(), before);
+        std::fs::remove_file(dir.path().join("rpmdb.sqlite-shm")).unwrap();
+        assert_eq!(rpm.stamp(), before);
+        // A commit writes the WAL: a change.
+        std::fs::write(dir.path().join("rpmdb.sqlite-wal"), b"commit").unwrap();
+        assert_ne!(rpm.stamp(), before);
     }
 
     #[test]
