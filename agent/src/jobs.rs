@@ -766,10 +766,11 @@ impl Jobs {
     /// Runs the backend's steps for `tx` in order, stopping at the first that fails; the job's
     /// timeout covers all of them.
     async fn spawn_and_wait(&self, id: &str, tx: &Transaction) -> Result<(), RunError> {
-        let steps = self
-            .inner
-            .backend
-            .steps(tx)
+        // Working out the steps may read the package cache or ask the tool: off the workers.
+        let (backend, transaction) = (self.inner.backend.clone(), tx.clone());
+        let steps = tokio::task::spawn_blocking(move || backend.steps(&transaction))
+            .await
+            .map_err(|e| RunError::Spawn(e.to_string()))?
             .map_err(|e| RunError::Spawn(e.to_string()))?;
         let deadline = tokio::time::Instant::now() + self.inner.timeout;
         for step in steps {

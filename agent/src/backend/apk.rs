@@ -1,10 +1,11 @@
 //! apk (Alpine Linux). Installed packages are read straight from apk's database
 //! (`/lib/apk/db/installed`, replaced on every transaction); updates from `apk list --upgradable`
 //! against the indexes as last refreshed. Alpine's indexes carry no security metadata, so no
-//! update is flagged as security. A pinned version is installed as `apk add name=version`, then
-//! `apk add name` lifts the constraint that left in `/etc/apk/world`, so nothing stays held; an
-//! update without a version runs `apk add -u name`. A rollback reinstalls recorded versions the
-//! same way, which needs them in a repository or apk's cache.
+//! update is flagged as security. Updates run `apk upgrade name` (to the newest version of the
+//! indexes: apk cannot update to another one). A pinned install is `apk add name=version`, then
+//! `apk add name` lifts the constraint that left in `/etc/apk/world`, so nothing stays held (the
+//! name stays in the world file, as any `apk add` leaves it). A rollback reinstalls recorded
+//! versions the same way, which needs them in a repository or apk's cache.
 //!
 //! apk-tools is not packaged for the Debian release the project is tested on: the parsers are
 //! tested on outputs in the formats apk-tools 2.14 writes (`src/app_list.c`, `src/database.c`),
@@ -19,7 +20,7 @@ use std::sync::Arc;
 
 /// What [`valid_name`] accepts.
 pub const NAME_RULE: &str = "1 to 128 characters of A-Z, a-z, 0-9, '.', '_', '+' and '-', \
-     starting with a letter or digit";
+     starting with a letter or digit, without \".apk\"";
 /// What [`valid_version`] accepts.
 pub const VERSION_RULE: &str = "an apk version such as 1.2.3, 1.2.3a, 1.2.3_rc1 or 1.2.3-r4: \
      dot-separated numbers, an optional letter, optional _alpha/_beta/_pre/_rc/_cvs/_svn/_git/\
@@ -32,6 +33,8 @@ pub fn valid_name(name: &str) -> bool {
         && b[0].is_ascii_alphanumeric()
         && b.iter()
             .all(|c| c.is_ascii_alphanumeric() || b"._+-".contains(c))
+        // apk takes any argument containing `.apk` for a package file.
+        && !name.contains(".apk")
 }
 
 /// Checks an apk version (apk-tools' grammar, `src/version.c`).
@@ -255,10 +258,14 @@ impl PackageBackend for ApkBackend {
         // other families: a rollback does not stop later updates).
         let install = |packages: &[(String, Option<String>)], upgrade: bool| -> Vec<Step> {
             let mut c = self.apk();
-            c.arg("add");
             if upgrade {
-                c.arg("-u");
+                // Updates go to the newest version of the indexes (the candidate) and leave the
+                // world file as it was; apk cannot update to another version than that.
+                c.args(["upgrade", "--"])
+                    .args(packages.iter().map(|(n, _)| n));
+                return vec![Step::new(c)];
             }
+            c.arg("add");
             c.arg("--").args(packages.iter().map(|(n, v)| match v {
                 Some(v) => format!("{n}={v}"),
                 None => n.clone(),
@@ -419,10 +426,10 @@ mod tests {
         );
         assert_eq!(
             args(&Transaction::Install {
-                packages: vec![("musl".into(), None)],
+                packages: vec![("musl".into(), Some("1.2.4-r3".into()))],
                 only_upgrade: true
             }),
-            [with(&["add", "-u", "--", "musl"])]
+            [with(&["upgrade", "--", "musl"])]
         );
         assert_eq!(
             args(&Transaction::Restore {

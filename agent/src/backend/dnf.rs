@@ -35,6 +35,17 @@ impl DnfBackend {
             .clone()
             .unwrap_or_else(|| PathBuf::from("/"))
             .join("var/cache/dnf");
+        // dnf5 (Fedora 41 and later) has other commands and output formats (no `shell`, five
+        // columns in `advisory list`): refused by name rather than misread.
+        let mut c = clean_command(program);
+        c.arg("--version");
+        let version = output_of(c, &format!("{program} --version"))?;
+        if version.trim_start().starts_with("dnf5") || version.trim_start().starts_with("5.") {
+            return Err(BackendError::Command {
+                command: format!("{program} --version"),
+                message: "dnf5 is not supported yet (dnf 4: RHEL 8-10 and their rebuilds, Fedora up to 40)".into(),
+            });
+        }
         Ok(Self {
             program,
             rpm: Rpm::new(root)?,
@@ -90,15 +101,26 @@ impl DnfBackend {
             "-y",
             // Never take packages away that the request did not name.
             "--setopt=clean_requirements_on_remove=False",
-            // Keep what was downloaded, so a rollback can reinstall it without the repository.
-            "--setopt=keepcache=True",
         ]);
         c
     }
 }
 
-/// Advisory (or CVE) ids and severity by (package name, version that fixes).
-type Advisories = HashMap<(String, String), (Vec<String>, Option<String>)>;
+/// Advisory (or CVE) ids and the highest severity, by package name: every advisory listed with
+/// `--updates` fixes something in a version newer than the installed one, and the candidate (the
+/// newest build) includes the fix even when the advisory names an older build.
+type Advisories = HashMap<String, (Vec<String>, Option<String>)>;
+
+/// Rank of an advisory severity (higher is worse); unknown words rank lowest.
+fn severity_rank(s: &str) -> u8 {
+    match s {
+        "Critical" => 4,
+        "Important" => 3,
+        "Moderate" => 2,
+        "Low" => 1,
+        _ => 0,
+    }
+}
 
 /// `name-version`, as dnf takes a pinned package.
 fn spec(name: &str, version: &Option<String>) -> String {
@@ -118,18 +140,23 @@ fn parse_updateinfo(text: &str) -> Advisories {
         else {
             continue;
         };
-        let Some((name, version, _)) = rpm::split_nevra(nevra) else {
+        let Some((name, _, _)) = rpm::split_nevra(nevra) else {
             continue;
         };
         let severity = kind
             .strip_suffix("/Sec.")
             .filter(|s| !s.is_empty() && *s != "None" && *s != "Unknown")
             .map(str::to_owned);
-        let entry = out.entry((name, version)).or_default();
+        let entry = out.entry(name).or_default();
         if !entry.0.iter().any(|i| i == id) {
             entry.0.push(id.to_owned());
         }
-        if entry.1.is_none() {
+        let worse = match (&entry.1, &severity) {
+            (None, Some(_)) => true,
+            (Some(old), Some(new)) => severity_rank(new) > severity_rank(old),
+            _ => false,
+        };
+        if worse {
             entry.1 = severity;
         }
     }
@@ -155,8 +182,7 @@ fn patches(
             let current = installed
                 .iter()
                 .rfind(|p| p.name == name && (p.arch == arch || arch == "noarch"))?;
-            let key = (name.to_owned(), candidate.clone());
-            let advisory = advisories.get(&key);
+            let advisory = advisories.get(name);
             Some(Patch {
                 name: name.to_owned(),
                 arch: arch.to_owned(),
@@ -165,7 +191,7 @@ fn patches(
                 origin: repo.to_owned(),
                 security: advisory.is_some(),
                 severity: advisory.and_then(|a| a.1.clone()),
-                cves: cves.get(&key).map(|c| c.0.clone()).unwrap_or_default(),
+                cves: cves.get(name).map(|c| c.0.clone()).unwrap_or_default(),
                 reboot_likely: rpm::reboot_likely(name),
             })
         })
@@ -255,6 +281,19 @@ impl PackageBackend for DnfBackend {
                 // package in between. The script holds only names and versions the agent
                 // validated (no spaces, no newlines).
                 c.arg("shell");
+                // Checked again here (they come from the job's record, not the request): a
+                // space or newline would be another shell command.
+                if let Some(bad) = install
+                    .iter()
+                    .find(|(n, v)| !rpm::valid_name(n) || !rpm::valid_version(v))
+                    .map(|(n, v)| format!("{n}-{v}"))
+                    .or_else(|| remove.iter().find(|n| !rpm::valid_name(n)).cloned())
+                {
+                    return Err(BackendError::Command {
+                        command: "dnf shell".into(),
+                        message: format!("refusing to script {bad:?}: not a valid package"),
+                    });
+                }
                 let mut script = String::new();
                 if !install.is_empty() {
                     script.push_str("install");
@@ -322,6 +361,23 @@ mod tests {
             ("1.0-1", "2.0-1")
         );
         assert!(!p[1].security && p[1].cves.is_empty());
+    }
+
+    #[test]
+    fn an_advisory_for_an_older_build_flags_the_newest_candidate() {
+        // RHEL: the fix came in -25, the newest build is -27; both are newer than the installed.
+        let installed = [InstalledPackage {
+            arch: "x86_64".into(),
+            ..pkg("openssl", "1:3.0.7-24.el9")
+        }];
+        let rq = "openssl\tx86_64\t1\t3.0.7\t27.el9\tbaseos\n";
+        let adv = parse_updateinfo(
+            "RHSA-2024:1 Moderate/Sec. openssl-1:3.0.7-25.el9.x86_64\nRHSA-2024:2 Important/Sec. openssl-1:3.0.7-26.el9.x86_64\n",
+        );
+        let p = patches(&installed, rq, &adv, &Advisories::new());
+        assert_eq!(p[0].candidate_version, "1:3.0.7-27.el9");
+        assert!(p[0].security);
+        assert_eq!(p[0].severity.as_deref(), Some("Important"));
     }
 
     #[test]

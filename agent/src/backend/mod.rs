@@ -174,12 +174,15 @@ impl Step {
 }
 
 /// A command with a fixed environment: `PATH` of the system directories, the C locale, nothing
-/// inherited from the agent's own environment.
+/// inherited from the agent's own environment, `/` as working directory.
 pub fn clean_command(program: &str) -> std::process::Command {
     let mut c = std::process::Command::new(program);
     c.env_clear()
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .env("LC_ALL", "C");
+        .env("LC_ALL", "C")
+        // Tools take an argument naming a file in the working directory as that file
+        // (`x.rpm`, `x.apk`): there is none of the agent's there.
+        .current_dir("/");
     c
 }
 

@@ -197,36 +197,76 @@ impl PacmanBackend {
         c
     }
 
-    /// The cached package file of `name` at `version`, if pacman kept it.
-    fn cached_file(&self, name: &str, version: &str) -> Option<PathBuf> {
-        let prefix = format!("{name}-{version}-");
-        let mut found: Vec<PathBuf> = std::fs::read_dir(&self.cache_dir)
-            .ok()?
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| {
-                p.file_name().and_then(|f| f.to_str()).is_some_and(|f| {
-                    f.strip_prefix(&prefix).is_some_and(|arch| {
-                        // `ARCH.pkg.tar.EXT`, and not a signature; the arch has no '-', so
-                        // `name-1.0-1-…` never matches `name-1.0-10-…`.
-                        !arch.contains('-') && arch.contains(".pkg.tar") && !arch.ends_with(".sig")
+    /// The package files pacman kept in its cache (complete ones: not `.part` downloads, not
+    /// signatures).
+    fn cache_files(&self) -> Vec<PathBuf> {
+        const EXTENSIONS: &[&str] = &[
+            ".pkg.tar.zst",
+            ".pkg.tar.xz",
+            ".pkg.tar.gz",
+            ".pkg.tar.bz2",
+            ".pkg.tar.lz4",
+            ".pkg.tar.lzo",
+            ".pkg.tar",
+        ];
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&self.cache_dir)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| {
+                        p.file_name()
+                            .and_then(|f| f.to_str())
+                            .is_some_and(|f| EXTENSIONS.iter().any(|x| f.ends_with(x)))
                     })
-                })
+                    .collect()
             })
-            .collect();
-        found.sort();
-        found.pop()
+            .unwrap_or_default();
+        files.sort();
+        files
     }
 
-    /// The version of `name` in the sync databases.
-    fn repo_version(&self, name: &str) -> Option<String> {
-        let mut c = self.pacman();
-        c.args(["-Sp", "--print-format", "%v", "--"]).arg(name);
-        let out = c.output().ok()?;
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    /// The versions of `names` in the sync databases (one pacman run; one per name if one of
+    /// them is in no repository).
+    fn repo_versions(&self, names: &[&String]) -> std::collections::HashMap<String, String> {
+        let ask = |names: &[&String]| -> Option<Vec<(String, String)>> {
+            let mut c = self.pacman();
+            c.args(["-Sp", "--print-format", "%n %v", "--"]).args(names);
+            let out = c.output().ok()?;
+            out.status.success().then(|| {
+                String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .filter_map(|l| l.split_once(' '))
+                    .map(|(n, v)| (n.to_owned(), v.trim().to_owned()))
+                    .collect()
+            })
+        };
+        if names.is_empty() {
+            return Default::default();
+        }
+        match ask(names) {
+            Some(all) => all.into_iter().collect(),
+            None => names.iter().filter_map(|n| ask(&[n])).flatten().collect(),
+        }
     }
+}
+
+/// The cached file of `name` at `version` among `files`: `NAME-VERSION-ARCH.pkg.tar.EXT`, the
+/// architecture without a '-', so `name-1.0-1-…` never matches `name-1.0-10-…`.
+fn cached_file(files: &[PathBuf], name: &str, version: &str) -> Option<PathBuf> {
+    let prefix = format!("{name}-{version}-");
+    files
+        .iter()
+        .rev()
+        .find(|p| {
+            p.file_name()
+                .and_then(|f| f.to_str())
+                .and_then(|f| f.strip_prefix(&prefix))
+                .is_some_and(|rest| {
+                    rest.split_once(".pkg.tar")
+                        .is_some_and(|(arch, _)| !arch.contains('-'))
+                })
+        })
+        .cloned()
 }
 
 impl PackageBackend for PacmanBackend {
@@ -321,17 +361,24 @@ impl PackageBackend for PacmanBackend {
     }
 
     fn steps(&self, tx: &Transaction) -> Result<Vec<Step>, BackendError> {
+        // A version the repositories carry is installed with -S (pacman reuses its cache); only
+        // others (downgrades, rollbacks) come from the cache with -U. One transaction each.
         let pins = |packages: &[(String, Option<String>)]| -> Result<Vec<Step>, BackendError> {
+            let pinned: Vec<&String> = packages
+                .iter()
+                .filter(|(_, v)| v.is_some())
+                .map(|(n, _)| n)
+                .collect();
+            let in_repos = self.repo_versions(&pinned);
+            let files = self.cache_files();
             let mut from_repo = Vec::new();
             let mut from_cache = Vec::new();
             for (name, version) in packages {
                 match version {
                     None => from_repo.push(name.clone()),
-                    Some(v) => match self.cached_file(name, v) {
+                    Some(v) if in_repos.get(name) == Some(v) => from_repo.push(name.clone()),
+                    Some(v) => match cached_file(&files, name, v) {
                         Some(file) => from_cache.push(file),
-                        None if self.repo_version(name).as_deref() == Some(v.as_str()) => {
-                            from_repo.push(name.clone());
-                        }
                         None => {
                             return Err(BackendError::Command {
                                 command: "pacman".into(),
@@ -351,7 +398,8 @@ impl PackageBackend for PacmanBackend {
             }
             if !from_repo.is_empty() {
                 let mut c = self.transaction();
-                c.args(["-S", "--"]).args(&from_repo);
+                // --needed: a package already at the repository's version is not reinstalled.
+                c.args(["-S", "--needed", "--"]).args(&from_repo);
                 steps.push(Step::new(c));
             }
             Ok(steps)

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 /// What [`valid_name`] accepts.
 pub const NAME_RULE: &str = "1 to 128 characters of A-Z, a-z, 0-9, '.', '_', '+' and '-', \
-     starting with a letter, digit or '_' (no wildcards, paths or spaces)";
+     starting with a letter, digit or '_', not ending in .rpm (no wildcards, paths or spaces)";
 /// What [`valid_version`] accepts.
 pub const VERSION_RULE: &str = "[epoch:]version-release, as listed by the agent: version and \
      release of A-Z, a-z, 0-9, '.', '_', '+', '~' and '^', starting with a letter or digit; \
@@ -22,6 +22,8 @@ pub fn valid_name(name: &str) -> bool {
         && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
         && b.iter()
             .all(|c| c.is_ascii_alphanumeric() || b"._+-".contains(c))
+        // dnf and zypper take `x.rpm` for a package file.
+        && !name.ends_with(".rpm")
 }
 
 /// Checks `[epoch:]version-release` as the agent reports it (no `0:` epoch).
@@ -264,6 +266,7 @@ mod tests {
             "../x",
             "x;id",
             "x$(id)",
+            "evil.rpm",
             "name\n",
             "ä",
             &"a".repeat(129),

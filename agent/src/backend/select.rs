@@ -154,7 +154,11 @@ pub fn open(config: &AgentConfig) -> Result<Arc<dyn PackageBackend>, String> {
             let program = if b.kind == "yum" { "yum" } else { "dnf" };
             Arc::new(DnfBackend::new(program, root, cfg).map_err(open_err)?)
         }
-        Family::Zypper => Arc::new(ZypperBackend::new(root).map_err(open_err)?),
+        Family::Zypper => Arc::new(
+            ZypperBackend::new(root)
+                .map_err(open_err)?
+                .with_lock_timeout(config.jobs.lock_timeout_secs),
+        ),
         Family::Pacman => Arc::new(PacmanBackend::new(root, cfg).map_err(open_err)?),
         Family::Apk => Arc::new(ApkBackend::new(root)),
     };

@@ -22,6 +22,7 @@ pub struct ZypperBackend {
     rpm: Rpm,
     cache_dir: PathBuf,
     patches: Cached<Vec<Patch>>,
+    lock_timeout_secs: u64,
 }
 
 /// Rows of one of zypper's tables (`a | b | c`), cells trimmed; the header and rule lines are
@@ -81,6 +82,18 @@ fn parse_patch_cves(text: &str) -> HashMap<String, Vec<String>> {
     out
 }
 
+/// `zypper info -t patch A B …` answers one block per patch, each headed
+/// `Information for patch NAME:`; answered by patch name.
+fn split_patch_infos(text: &str) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    for block in text.split("Information for patch ").skip(1) {
+        if let Some((name, rest)) = block.split_once(':') {
+            out.insert(name.trim().to_owned(), rest.to_owned());
+        }
+    }
+    out
+}
+
 /// The packages a patch fixes, from `zypper info -t patch`: its `Conflicts` entries
 /// `name[.arch] < version`, on the key's line or the indented lines after it.
 fn parse_patch_conflicts(text: &str) -> Vec<(String, String)> {
@@ -122,6 +135,22 @@ fn parse_patch_conflicts(text: &str) -> Vec<(String, String)> {
     out
 }
 
+/// SUSE names its kernels differently on each side: the package `kernel-default`
+/// `5.14.21-150500.55.44.1.x86_64` runs as `5.14.21-150500.55.44-default` (no build counter, no
+/// architecture, the flavour instead). Both are brought to `5.14.21-150500.55.44`.
+fn suse_kernel_reboot_required(kernels: &[(u64, String)], running: &str) -> bool {
+    let package = |r: &String| {
+        let without_arch = r.rsplit_once('.').map_or(r.as_str(), |(vr, _)| vr);
+        without_arch
+            .rsplit_once('.')
+            .map_or(without_arch, |(vr, _)| vr)
+            .to_owned()
+    };
+    let running = running.rsplit_once('-').map_or(running, |(vr, _)| vr);
+    let kernels: Vec<(u64, String)> = kernels.iter().map(|(t, r)| (*t, package(r))).collect();
+    rpm::kernel_reboot_required(&kernels, running)
+}
+
 impl ZypperBackend {
     /// The system's zypper, or one working on an isolated `root`.
     pub fn new(root: Option<PathBuf>) -> Result<Self, BackendError> {
@@ -133,11 +162,20 @@ impl ZypperBackend {
             rpm: Rpm::new(root)?,
             cache_dir,
             patches: Cached::default(),
+            lock_timeout_secs: super::apt::DEFAULT_LOCK_TIMEOUT_SECS,
         })
+    }
+
+    /// Waits at most `secs` for another zypper (or YaST) to release the package lock before a
+    /// query or job fails with zypper's message; zypp's own default is not to wait at all.
+    pub fn with_lock_timeout(mut self, secs: u64) -> Self {
+        self.lock_timeout_secs = secs;
+        self
     }
 
     fn zypper(&self) -> std::process::Command {
         let mut c = clean_command("zypper");
+        c.env("ZYPP_LOCK_TIMEOUT", self.lock_timeout_secs.to_string());
         c.arg("--non-interactive");
         if let Some(r) = self.rpm.root() {
             c.arg("--root").arg(r);
@@ -147,7 +185,8 @@ impl ZypperBackend {
 
     fn query(&self, args: &[&str]) -> Result<String, BackendError> {
         let mut c = self.zypper();
-        c.arg("--quiet").args(args);
+        // Lists as of the host's last refresh (its own timer), never a refresh of their own.
+        c.args(["--quiet", "--no-refresh"]).args(args);
         let what = format!("zypper {}", args.join(" "));
         // list-updates and list-patches answer 100/101 when something is pending.
         let out = c.output().map_err(|e| BackendError::Command {
@@ -171,9 +210,17 @@ impl ZypperBackend {
             parse_patch_cves(&self.query(&["list-patches", "--cve", "--category", "security"])?);
         // Which package each needed security patch fixes, and the patch's severity and CVEs.
         let mut fixes: HashMap<String, (Option<String>, Vec<String>)> = HashMap::new();
+        let infos = if security.is_empty() {
+            HashMap::new()
+        } else {
+            // One zypper run (and one lock) for every needed patch.
+            let mut args = vec!["info", "-t", "patch", "--"];
+            args.extend(security.iter().map(|(p, _)| p.as_str()));
+            split_patch_infos(&self.query(&args)?)
+        };
         for (patch, severity) in &security {
-            let info = self.query(&["info", "-t", "patch", "--", patch])?;
-            for (name, _) in parse_patch_conflicts(&info) {
+            let info = infos.get(patch).map(String::as_str).unwrap_or_default();
+            for (name, _) in parse_patch_conflicts(info) {
                 let entry = fixes.entry(name).or_default();
                 if entry.0.is_none() && !matches!(severity.as_str(), "unspecified" | "") {
                     let mut s = severity.clone();
@@ -252,7 +299,12 @@ impl PackageBackend for ZypperBackend {
 
     fn upgradable(&self) -> Result<Arc<Vec<Patch>>, BackendError> {
         let mut key = self.rpm.stamp();
-        key.push(crate::stamp::of(&self.cache_dir.join("solv")));
+        // A refresh rewrites each repository's `solv/ALIAS/solv`.
+        let mut solv: Vec<std::path::PathBuf> = std::fs::read_dir(self.cache_dir.join("solv"))
+            .map(|d| d.flatten().map(|e| e.path().join("solv")).collect())
+            .unwrap_or_default();
+        solv.sort();
+        key.extend(solv.iter().map(|p| crate::stamp::of(p)));
         // Held while dnf or zypper runs: concurrent askers wait for one answer.
         cached(&self.patches, key, || self.compute_patches())
     }
@@ -278,26 +330,9 @@ impl PackageBackend for ZypperBackend {
         if std::path::Path::new("/run/reboot-needed").exists() {
             return true;
         }
-        // `uname -r` on SUSE is `6.4.0-150600.23.7-default`: the flavour replaces the arch, so
-        // both sides are compared without it.
-        let running = super::running_kernel();
-        let bare = running
-            .rsplit_once('-')
-            .map_or(running.as_str(), |(vr, _)| vr);
-        self.rpm.database().is_ok_and(|db| {
-            let kernels: Vec<(u64, String)> = db
-                .kernels
-                .iter()
-                .map(|(t, r)| {
-                    (
-                        *t,
-                        r.rsplit_once('.')
-                            .map_or(r.clone(), |(vr, _)| vr.to_owned()),
-                    )
-                })
-                .collect();
-            rpm::kernel_reboot_required(&kernels, bare)
-        })
+        self.rpm
+            .database()
+            .is_ok_and(|db| suse_kernel_reboot_required(&db.kernels, &super::running_kernel()))
     }
 
     fn steps(&self, tx: &Transaction) -> Result<Vec<Step>, BackendError> {
@@ -335,6 +370,37 @@ impl PackageBackend for ZypperBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn suse_kernels_against_uname() {
+        let kernels = [
+            (1, "5.14.21-150500.55.39.1.x86_64".to_owned()),
+            (2, "5.14.21-150500.55.44.1.x86_64".to_owned()),
+        ];
+        assert!(!suse_kernel_reboot_required(
+            &kernels,
+            "5.14.21-150500.55.44-default"
+        ));
+        assert!(suse_kernel_reboot_required(
+            &kernels,
+            "5.14.21-150500.55.39-default"
+        ));
+        assert!(!suse_kernel_reboot_required(
+            &[],
+            "5.14.21-150500.55.39-default"
+        ));
+        let infos = split_patch_infos(
+            "\nInformation for patch A-1:\n-----\nConflicts   : a < 2-1\n\nInformation for patch B-2:\nConflicts   : b < 3-1\n",
+        );
+        assert_eq!(
+            parse_patch_conflicts(&infos["A-1"]),
+            [("a".to_owned(), "2-1".to_owned())]
+        );
+        assert_eq!(
+            parse_patch_conflicts(&infos["B-2"]),
+            [("b".to_owned(), "3-1".to_owned())]
+        );
+    }
 
     #[test]
     fn tables() {
