@@ -384,7 +384,7 @@ fn check_name(backend: &dyn PackageBackend, name: &str) -> Result<(), ApiError> 
                 "`{}` is not a valid {} package name: {}",
                 name.chars().take(64).collect::<String>().escape_default(),
                 backend.name(),
-                backend.name_rule()
+                backend.grammar().name_rule
             ),
         ))
     }
@@ -404,7 +404,7 @@ fn check_version(backend: &dyn PackageBackend, version: &str) -> Result<(), ApiE
                     .collect::<String>()
                     .escape_default(),
                 backend.name(),
-                backend.version_rule()
+                backend.grammar().version_rule
             ),
         ))
     }

@@ -12,11 +12,20 @@
 //! and the command lines are tested as built.
 
 use super::{
-    cached, clean_command, output_of, BackendError, Cached, PackageBackend, Step, Transaction,
+    cached, clean_command, output_of, BackendError, Cached, Grammar, PackageBackend, Step,
+    Transaction,
 };
 use shared::agent::{InstalledPackage, Patch};
 use std::path::PathBuf;
 use std::sync::Arc;
+
+/// The grammar of this family.
+pub const GRAMMAR: super::Grammar = super::Grammar {
+    valid_name,
+    valid_version,
+    name_rule: NAME_RULE,
+    version_rule: VERSION_RULE,
+};
 
 /// What [`valid_name`] accepts.
 pub const NAME_RULE: &str = "1 to 128 characters of A-Z, a-z, 0-9, '.', '_', '+' and '-', \
@@ -167,9 +176,8 @@ pub struct ApkBackend {
 impl ApkBackend {
     /// The system's apk, or one working on an isolated `root`.
     pub fn new(root: Option<PathBuf>) -> Self {
-        let base = root.clone().unwrap_or_else(|| PathBuf::from("/"));
         Self {
-            installed_path: base.join("lib/apk/db/installed"),
+            installed_path: super::under(root.as_deref(), "lib/apk/db/installed"),
             root,
             installed: Cached::default(),
         }
@@ -208,11 +216,7 @@ impl PackageBackend for ApkBackend {
     }
 
     fn last_update(&self) -> Option<String> {
-        let dir = self
-            .root
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("/"))
-            .join("var/cache/apk");
+        let dir = super::under(self.root.as_deref(), "var/cache/apk");
         let modified = std::fs::metadata(dir).ok()?.modified().ok()?;
         Some(chrono::DateTime::<chrono::Utc>::from(modified).to_rfc3339())
     }
@@ -225,31 +229,13 @@ impl PackageBackend for ApkBackend {
         Ok(Arc::new(patches))
     }
 
-    fn valid_name(&self, name: &str) -> bool {
-        valid_name(name)
-    }
-
-    fn valid_version(&self, version: &str) -> bool {
-        valid_version(version)
-    }
-
-    fn name_rule(&self) -> &'static str {
-        NAME_RULE
-    }
-
-    fn version_rule(&self) -> &'static str {
-        VERSION_RULE
+    fn grammar(&self) -> &'static Grammar {
+        &GRAMMAR
     }
 
     /// The running kernel's module directory is gone once apk replaced the kernel package.
     fn reboot_required(&self) -> bool {
-        super::running_kernel_modules_gone(
-            &self
-                .root
-                .clone()
-                .unwrap_or_else(|| PathBuf::from("/"))
-                .join("lib/modules"),
-        )
+        super::running_kernel_modules_gone(&super::under(self.root.as_deref(), "lib/modules"))
     }
 
     fn steps(&self, tx: &Transaction) -> Result<Vec<Step>, BackendError> {

@@ -3,10 +3,7 @@
 //! cache is never stale. An `APT_CONFIG` file from the configuration points every path at an
 //! isolated package root (used by the tests); by default the real system is used.
 
-use super::{
-    dpkg_status, valid_debian_name, valid_debian_version, BackendError, PackageBackend, Step,
-    Transaction,
-};
+use super::{dpkg_status, lock, BackendError, Grammar, PackageBackend, Step, Transaction, DEBIAN};
 use shared::agent::{InstalledPackage, Patch};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -283,13 +280,6 @@ fn cves_since(changelog: &str, name: &str, installed: &str) -> Vec<String> {
     ids
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(poisoned) => poisoned.into_inner(),
-    }
-}
-
 /// Parses `apt list --upgradable`: `name/suite[,suite] version arch [upgradable from: old]`.
 fn parse_apt_list(text: &str) -> Vec<Patch> {
     text.lines()
@@ -412,12 +402,8 @@ impl PackageBackend for AptBackend {
         Ok(patches)
     }
 
-    fn valid_name(&self, name: &str) -> bool {
-        valid_debian_name(name)
-    }
-
-    fn valid_version(&self, version: &str) -> bool {
-        valid_debian_version(version)
+    fn grammar(&self) -> &'static Grammar {
+        &DEBIAN
     }
 
     fn steps(&self, tx: &Transaction) -> Result<Vec<Step>, BackendError> {

@@ -6,7 +6,8 @@
 
 use super::rpm::{self, Rpm};
 use super::{
-    cached, clean_command, output_of, BackendError, Cached, PackageBackend, Step, Transaction,
+    cached, clean_command, output_of, BackendError, Cached, Grammar, PackageBackend, Step,
+    Transaction,
 };
 use shared::agent::{InstalledPackage, Patch};
 use std::collections::HashMap;
@@ -31,10 +32,7 @@ impl DnfBackend {
         root: Option<PathBuf>,
         config: Option<PathBuf>,
     ) -> Result<Self, BackendError> {
-        let cache_dir = root
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("/"))
-            .join("var/cache/dnf");
+        let cache_dir = super::under(root.as_deref(), "var/cache/dnf");
         // dnf5 (Fedora 41 and later) has other commands and output formats (no `shell`, five
         // columns in `advisory list`): refused by name rather than misread.
         let mut c = clean_command(program);
@@ -231,20 +229,8 @@ impl PackageBackend for DnfBackend {
         cached(&self.patches, key, || self.compute_patches())
     }
 
-    fn valid_name(&self, name: &str) -> bool {
-        rpm::valid_name(name)
-    }
-
-    fn valid_version(&self, version: &str) -> bool {
-        rpm::valid_version(version)
-    }
-
-    fn name_rule(&self) -> &'static str {
-        rpm::NAME_RULE
-    }
-
-    fn version_rule(&self) -> &'static str {
-        rpm::VERSION_RULE
+    fn grammar(&self) -> &'static Grammar {
+        &rpm::GRAMMAR
     }
 
     fn reboot_required(&self) -> bool {

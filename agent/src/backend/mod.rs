@@ -64,25 +64,22 @@ pub trait PackageBackend: Send + Sync + 'static {
     /// Available updates, security first. Cached until the package database or lists change.
     fn upgradable(&self) -> Result<Arc<Vec<Patch>>, BackendError>;
 
+    /// This package manager's name and version grammar.
+    fn grammar(&self) -> &'static Grammar;
+
     /// Whether `name` is a valid package name for this package manager.
-    fn valid_name(&self, name: &str) -> bool;
+    fn valid_name(&self, name: &str) -> bool {
+        (self.grammar().valid_name)(name)
+    }
 
     /// Whether `version` is a valid version string for this package manager.
-    fn valid_version(&self, version: &str) -> bool;
+    fn valid_version(&self, version: &str) -> bool {
+        (self.grammar().valid_version)(version)
+    }
 
     /// The commands that carry out `tx`, run in order until one fails (most package managers
     /// need one): no shell, fixed environment, user values after `--` where the tool has it.
     fn steps(&self, tx: &Transaction) -> Result<Vec<Step>, BackendError>;
-
-    /// The rule [`valid_name`](Self::valid_name) checks, for the 400 answer.
-    fn name_rule(&self) -> &'static str {
-        DEBIAN_NAME_RULE
-    }
-
-    /// The rule [`valid_version`](Self::valid_version) checks, for the 400 answer.
-    fn version_rule(&self) -> &'static str {
-        DEBIAN_VERSION_RULE
-    }
 
     /// Whether the host needs a reboot for installed updates to take effect.
     fn reboot_required(&self) -> bool {
@@ -207,6 +204,43 @@ pub fn output_of(mut c: std::process::Command, what: &str) -> Result<String, Bac
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// A family's package-name and version grammar, with the rules as the 400 answer states them.
+#[derive(Debug)]
+pub struct Grammar {
+    /// Whether a name is valid.
+    pub valid_name: fn(&str) -> bool,
+    /// Whether a version is valid.
+    pub valid_version: fn(&str) -> bool,
+    /// What `valid_name` accepts, in words.
+    pub name_rule: &'static str,
+    /// What `valid_version` accepts, in words.
+    pub version_rule: &'static str,
+}
+
+/// Debian's grammar (apt/dpkg).
+pub const DEBIAN: Grammar = Grammar {
+    valid_name: valid_debian_name,
+    valid_version: valid_debian_version,
+    name_rule: DEBIAN_NAME_RULE,
+    version_rule: DEBIAN_VERSION_RULE,
+};
+
+/// `[epoch:]rest` split at the epoch, which must be digits when present; `None` if it is not.
+pub(crate) fn split_epoch(v: &str) -> Option<(Option<&str>, &str)> {
+    match v.split_once(':') {
+        Some((e, rest)) if !e.is_empty() && e.bytes().all(|c| c.is_ascii_digit()) => {
+            Some((Some(e), rest))
+        }
+        Some(_) => None,
+        None => Some((None, v)),
+    }
+}
+
+/// `rel` under an isolated `root`, or under `/`.
+pub(crate) fn under(root: Option<&std::path::Path>, rel: &str) -> std::path::PathBuf {
+    root.unwrap_or(std::path::Path::new("/")).join(rel)
+}
+
 /// What the Debian name check accepts.
 pub const DEBIAN_NAME_RULE: &str =
     "2 to 128 characters of a-z, 0-9, '+', '-' and '.', starting with a letter or digit";
@@ -245,13 +279,9 @@ pub fn valid_debian_version(v: &str) -> bool {
     if v.is_empty() || v.len() > 128 {
         return false;
     }
-    let (epoch, rest) = match v.split_once(':') {
-        Some((e, r)) => (Some(e), r),
-        None => (None, v),
-    };
-    if epoch.is_some_and(|e| e.is_empty() || !e.bytes().all(|c| c.is_ascii_digit())) {
+    let Some((_, rest)) = split_epoch(v) else {
         return false;
-    }
+    };
     rest.as_bytes().first().is_some_and(u8::is_ascii_digit)
         && rest
             .bytes()

@@ -5,10 +5,20 @@
 //! flagged as security. A pinned version is installed from the package cache with `pacman -U`
 //! (which is how a rollback downgrades), or from the repositories when it is their version.
 
-use super::{cached, clean_command, BackendError, Cached, PackageBackend, Step, Transaction};
+use super::{
+    cached, clean_command, BackendError, Cached, Grammar, PackageBackend, Step, Transaction,
+};
 use shared::agent::{InstalledPackage, Patch};
 use std::path::PathBuf;
 use std::sync::Arc;
+
+/// The grammar of this family.
+pub const GRAMMAR: super::Grammar = super::Grammar {
+    valid_name,
+    valid_version,
+    name_rule: NAME_RULE,
+    version_rule: VERSION_RULE,
+};
 
 /// What [`valid_name`] accepts.
 pub const NAME_RULE: &str = "1 to 128 characters of a-z, 0-9, '@', '.', '_', '+' and '-', \
@@ -32,13 +42,9 @@ pub fn valid_version(v: &str) -> bool {
     if v.is_empty() || v.len() > 128 {
         return false;
     }
-    let (epoch, rest) = match v.split_once(':') {
-        Some((e, r)) => (Some(e), r),
-        None => (None, v),
-    };
-    if epoch.is_some_and(|e| e.is_empty() || !e.bytes().all(|c| c.is_ascii_digit())) {
+    let Some((_, rest)) = super::split_epoch(v) else {
         return false;
-    }
+    };
     let Some((pkgver, pkgrel)) = rest.rsplit_once('-') else {
         return false;
     };
@@ -135,10 +141,9 @@ impl PacmanBackend {
     /// The system's pacman, or one working on an isolated `root` (database, cache, log, keys
     /// and hooks all inside it) with its own `config` file.
     pub fn new(root: Option<PathBuf>, config: Option<PathBuf>) -> Result<Self, BackendError> {
-        let base = root.clone().unwrap_or_else(|| PathBuf::from("/"));
         Ok(Self {
-            db_dir: base.join("var/lib/pacman"),
-            cache_dir: base.join("var/cache/pacman/pkg"),
+            db_dir: super::under(root.as_deref(), "var/lib/pacman"),
+            cache_dir: super::under(root.as_deref(), "var/cache/pacman/pkg"),
             root,
             config,
             installed: Cached::default(),
@@ -332,32 +337,14 @@ impl PackageBackend for PacmanBackend {
         Ok(Arc::new(patches))
     }
 
-    fn valid_name(&self, name: &str) -> bool {
-        valid_name(name)
-    }
-
-    fn valid_version(&self, version: &str) -> bool {
-        valid_version(version)
-    }
-
-    fn name_rule(&self) -> &'static str {
-        NAME_RULE
-    }
-
-    fn version_rule(&self) -> &'static str {
-        VERSION_RULE
+    fn grammar(&self) -> &'static Grammar {
+        &GRAMMAR
     }
 
     /// Arch removes the old kernel's modules when a new kernel is installed: the running
     /// kernel's module directory missing means a reboot is due.
     fn reboot_required(&self) -> bool {
-        super::running_kernel_modules_gone(
-            &self
-                .root
-                .clone()
-                .unwrap_or_else(|| PathBuf::from("/"))
-                .join("usr/lib/modules"),
-        )
+        super::running_kernel_modules_gone(&super::under(self.root.as_deref(), "usr/lib/modules"))
     }
 
     fn steps(&self, tx: &Transaction) -> Result<Vec<Step>, BackendError> {

@@ -6,6 +6,14 @@ use super::{cached, clean_command, output_of, BackendError, Cached};
 use shared::agent::InstalledPackage;
 use std::path::{Path, PathBuf};
 
+/// The grammar of this family.
+pub const GRAMMAR: super::Grammar = super::Grammar {
+    valid_name,
+    valid_version,
+    name_rule: NAME_RULE,
+    version_rule: VERSION_RULE,
+};
+
 /// What [`valid_name`] accepts.
 pub const NAME_RULE: &str = "1 to 128 characters of A-Z, a-z, 0-9, '.', '_', '+' and '-', \
      starting with a letter, digit or '_', not ending in .rpm (no wildcards, paths or spaces)";

@@ -5,7 +5,9 @@
 //! downgrades (`--oldpackage`) and removals (`!name`) of one request run as one transaction.
 
 use super::rpm::{self, Rpm};
-use super::{cached, clean_command, BackendError, Cached, PackageBackend, Step, Transaction};
+use super::{
+    cached, clean_command, BackendError, Cached, Grammar, PackageBackend, Step, Transaction,
+};
 use shared::agent::{InstalledPackage, Patch};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -154,10 +156,7 @@ fn suse_kernel_reboot_required(kernels: &[(u64, String)], running: &str) -> bool
 impl ZypperBackend {
     /// The system's zypper, or one working on an isolated `root`.
     pub fn new(root: Option<PathBuf>) -> Result<Self, BackendError> {
-        let cache_dir = root
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("/"))
-            .join("var/cache/zypp");
+        let cache_dir = super::under(root.as_deref(), "var/cache/zypp");
         Ok(Self {
             rpm: Rpm::new(root)?,
             cache_dir,
@@ -309,20 +308,8 @@ impl PackageBackend for ZypperBackend {
         cached(&self.patches, key, || self.compute_patches())
     }
 
-    fn valid_name(&self, name: &str) -> bool {
-        rpm::valid_name(name)
-    }
-
-    fn valid_version(&self, version: &str) -> bool {
-        rpm::valid_version(version)
-    }
-
-    fn name_rule(&self) -> &'static str {
-        rpm::NAME_RULE
-    }
-
-    fn version_rule(&self) -> &'static str {
-        rpm::VERSION_RULE
+    fn grammar(&self) -> &'static Grammar {
+        &rpm::GRAMMAR
     }
 
     fn reboot_required(&self) -> bool {

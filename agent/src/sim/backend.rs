@@ -4,7 +4,7 @@
 //! Nothing on this machine is read or changed.
 
 use crate::backend::Transaction;
-use crate::backend::{valid_debian_name, valid_debian_version, BackendError, PackageBackend, Step};
+use crate::backend::{BackendError, Grammar, PackageBackend, Step, DEBIAN};
 use shared::agent::{InstalledPackage, Patch};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -444,12 +444,8 @@ impl PackageBackend for SimBackend {
         })
     }
 
-    fn valid_name(&self, name: &str) -> bool {
-        valid_debian_name(name)
-    }
-
-    fn valid_version(&self, version: &str) -> bool {
-        valid_debian_version(version)
+    fn grammar(&self) -> &'static Grammar {
+        &DEBIAN
     }
 
     /// A simulated transaction: at the job failure rate it runs `false` and changes nothing;
@@ -544,9 +540,12 @@ mod tests {
             .map(|p| p.name.clone())
             .collect();
         assert!(names.windows(2).all(|w| w[0] < w[1]), "sorted and unique");
-        assert!(names.iter().all(|n| valid_debian_name(n)), "{names:?}");
+        assert!(
+            names.iter().all(|n| crate::backend::valid_debian_name(n)),
+            "{names:?}"
+        );
         for p in a.upgradable().unwrap().iter() {
-            assert!(valid_debian_version(&p.candidate_version));
+            assert!(crate::backend::valid_debian_version(&p.candidate_version));
             assert_eq!(p.security, !p.cves.is_empty());
         }
     }
