@@ -10,7 +10,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 N="${1:-1000}"
 RUNS="${2:-30}"
-ensure_apt dnf rpm createrepo-c zypper pacman-package-manager libarchive-tools zstd
+ensure_apt dnf rpm createrepo-c zypper pacman-package-manager makepkg libarchive-tools zstd
 
 step "Building the read_paths benchmark (release)"
 cargo build --release -p agent --example read_paths --quiet

@@ -15,7 +15,7 @@
 # lpm-test-lib), lpm-test-secure 1.0-1 1.0-2, lpm-test-missing 1.0-1 (needs lpm-test-nowhere,
 # which no repository has). Each installs /usr/share/lpm-test/<name>/VERSION.
 # Needs rpmbuild (rpm), createrepo_c and modifyrepo_c (createrepo-c), repo-add
-# (pacman-package-manager), bsdtar (libarchive-tools) and zstd; installs nothing itself.
+# (pacman-package-manager; its helpers from makepkg), bsdtar (libarchive-tools) and zstd; installs nothing itself.
 
 set -euo pipefail
 umask 022

@@ -9,7 +9,8 @@ step "Prerequisites"
 ensure_build_deps
 ensure_apt chromium chromium-driver systemd dpkg-dev
 info "package managers for the agent's backend contract suite (run in isolated roots only)"
-ensure_apt dnf rpm createrepo-c zypper pacman-package-manager libarchive-tools zstd
+# makepkg: repo-add sources its helper scripts from /usr/share/makepkg.
+ensure_apt dnf rpm createrepo-c zypper pacman-package-manager makepkg libarchive-tools zstd
 ensure_postgres
 command -v node >/dev/null || ensure_apt nodejs npm
 info "test OpenID provider: npm ci in scripts/oidc-provider (panva/oidc-provider, from the npm registry)"

@@ -20,6 +20,10 @@ use std::time::Duration;
 /// clock past it rather than waiting, so it can be generous for the other cases.
 const CODE_TTL_SECS: i64 = 60;
 
+/// How long the provider may take to print where it listens (it takes well under a second here;
+/// a run once hung for 80 minutes at this point without a word, so the wait is bounded).
+const PROVIDER_START: Duration = Duration::from_secs(60);
+
 struct Provider {
     child: Child,
     issuer: String,
@@ -39,6 +43,8 @@ fn start_provider(redirect: &str) -> Provider {
         "the test OpenID provider is not installed: run `npm ci` in {} (scripts/test.sh does)",
         dir.display()
     );
+    // The provider's diagnostics go to a file, shown if it does not come up.
+    let log = tempfile::NamedTempFile::new().unwrap();
     let mut child = Command::new("node")
         .arg("server.mjs")
         .current_dir(&dir)
@@ -47,22 +53,41 @@ fn start_provider(redirect: &str) -> Provider {
         .env("CLIENT_SECRET", "s3cret-for-tests")
         .env("REDIRECT_URI", redirect)
         .env("CODE_TTL", CODE_TTL_SECS.to_string())
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(log.reopen().unwrap())
         .spawn()
         .expect("node (Node.js 20) is needed for the OpenID provider");
+    // The first line says where it listens. It is read on a thread so that a provider that never
+    // comes up fails this test within a bound instead of holding the whole run.
     let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    // Keep reading what the provider prints, or its next write fails on a closed pipe.
+    let (first_tx, first_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = out.read_line(&mut line);
+        let _ = first_tx.send(line);
+        // Keep reading what the provider prints, or its next write fails on a closed pipe.
         let mut sink = String::new();
         while out.read_line(&mut sink).is_ok_and(|n| n > 0) {
             sink.clear();
         }
     });
-    let v: Value =
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("provider said {line:?}: {e}"));
+    let line = match first_rx.recv_timeout(PROVIDER_START) {
+        Ok(line) => line,
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            String::new()
+        }
+    };
+    let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| {
+        let _ = child.kill();
+        let _ = child.wait();
+        let stderr = std::fs::read_to_string(log.path()).unwrap_or_default();
+        panic!(
+            "the OpenID provider did not come up within {PROVIDER_START:?} (first line {line:?}: {e}); its stderr:\n{stderr}"
+        )
+    });
     Provider {
         child,
         issuer: v["issuer"].as_str().unwrap().to_owned(),
