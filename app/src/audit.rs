@@ -586,3 +586,149 @@ impl AuditLog {
         });
     }
 }
+
+/// Longest filter value accepted (actor, action).
+const MAX_FILTER_LEN: usize = 200;
+
+/// `GET /api/v1/audit`: one page of the log, newest first, and the chain verified up to its newest
+/// record (incrementally: only what was appended since the last verification is read).
+pub async fn page(
+    state: &crate::state::AppState,
+    query: shared::audit::AuditQuery,
+) -> Result<shared::audit::AuditPage, crate::error::AppError> {
+    use crate::error::AppError;
+    use shared::audit::{AuditEntry, AuditPage, DEFAULT_PER_PAGE, MAX_PER_PAGE};
+    let per_page = query.per_page.unwrap_or(DEFAULT_PER_PAGE);
+    if !(1..=MAX_PER_PAGE).contains(&per_page) {
+        return Err(AppError::invalid(
+            "per_page",
+            format!("per_page is 1 to {MAX_PER_PAGE}"),
+        ));
+    }
+    let page = query.page.unwrap_or(1);
+    if page == 0 {
+        return Err(AppError::invalid("page", "pages count from 1"));
+    }
+    let text = |field: &str, v: Option<String>| -> Result<Option<String>, AppError> {
+        match v.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) {
+            Some(v) if v.len() > MAX_FILTER_LEN || v.chars().any(char::is_control) => {
+                Err(AppError::invalid(
+                    field,
+                    format!("{field} is at most {MAX_FILTER_LEN} printable characters"),
+                ))
+            }
+            other => Ok(other),
+        }
+    };
+    let actor = text("actor", query.actor)?;
+    let action = text("action", query.action)?;
+    let since = query
+        .since
+        .as_deref()
+        .map(|t| parse_time(t, false).ok_or_else(|| bad_time("since", t)))
+        .transpose()?;
+    let until = query
+        .until
+        .as_deref()
+        .map(|t| parse_time(t, true).ok_or_else(|| bad_time("until", t)))
+        .transpose()?;
+    let target = query.host.map(|h| format!("host:{h}"));
+    let offset = i64::from(page - 1) * i64::from(per_page);
+    let chain = match state.audit.verify_incremental().await {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(error = %e, "audit verification for the audit page failed");
+            state
+                .audit
+                .last_verdict()
+                .ok_or_else(|| AppError::Internal(e.to_string()))?
+        }
+    };
+    let (rows, total, records, names) = state
+        .db
+        .run(move |c| {
+            let names: std::collections::HashMap<String, String> = crate::db::users::list(c, None)?
+                .into_iter()
+                .map(|u| (format!("user:{}", u.id), u.username))
+                .collect();
+            // A user name stands for that user's `user:<id>` actor.
+            let actor = actor.map(|a| {
+                names
+                    .iter()
+                    .find(|(_, name)| **name == a)
+                    .map_or(a, |(id, _)| id.clone())
+            });
+            let filter = store::AuditFilter {
+                actor,
+                action,
+                target,
+                since,
+                until,
+            };
+            let (rows, total) = store::search(c, &filter, offset, i64::from(per_page))?;
+            Ok((rows, total, store::count(c)?, names))
+        })
+        .await?;
+    let entries = rows
+        .into_iter()
+        .map(|r| AuditEntry {
+            id: r.id,
+            at: crate::clock::rfc3339(r.ts),
+            actor_name: names.get(&r.actor).cloned(),
+            actor: r.actor,
+            action: r.action,
+            target: r.target,
+            outcome: r.outcome,
+            details: serde_json::from_str(&r.details_json).unwrap_or(serde_json::Value::Null),
+            source_ip: r.source_ip,
+            request_id: r.request_id,
+        })
+        .collect();
+    Ok(AuditPage {
+        entries,
+        total,
+        page,
+        per_page,
+        records,
+        chain,
+    })
+}
+
+fn bad_time(field: &str, value: &str) -> crate::error::AppError {
+    crate::error::AppError::invalid(
+        field,
+        format!("{field} \"{value}\" is neither a date (2026-11-30) nor an RFC 3339 time"),
+    )
+}
+
+/// An RFC 3339 time, or a date: its start, or with `end_of_day` the start of the next day.
+fn parse_time(text: &str, end_of_day: bool) -> Option<chrono::NaiveDateTime> {
+    let text = text.trim();
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Some(t.naive_utc());
+    }
+    let day = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?;
+    let day = if end_of_day { day.succ_opt()? } else { day };
+    day.and_hms_opt(0, 0, 0)
+}
+
+#[cfg(test)]
+mod page_tests {
+    use super::parse_time;
+
+    #[test]
+    fn dates_cover_whole_days() {
+        let from = parse_time("2026-11-30", false).unwrap();
+        let to = parse_time("2026-11-30", true).unwrap();
+        assert_eq!(from.to_string(), "2026-11-30 00:00:00");
+        assert_eq!(to.to_string(), "2026-12-01 00:00:00");
+        assert_eq!(
+            parse_time("2026-11-30T10:00:00+02:00", false)
+                .unwrap()
+                .to_string(),
+            "2026-11-30 08:00:00"
+        );
+        assert!(parse_time("yesterday", false).is_none());
+        assert!(parse_time("2026-13-01", true).is_none());
+    }
+}

@@ -171,6 +171,10 @@ pub struct ServerConfig {
     /// Names and addresses the web certificate is issued for (`tls = "internal"`), and that
     /// agents use to reach the manager.
     pub public_names: Vec<String>,
+    /// The address hosts and people use to reach the manager (`https://pm.example.com:8443`), as
+    /// the enrollment command shown for a new host names it. Empty: `https://` the first of
+    /// `public_names` and the listening port. Set it when the manager sits behind a proxy or NAT.
+    pub public_url: String,
     /// Reverse proxies (addresses or CIDR ranges) whose `X-Forwarded-For` names the client.
     /// Requests from them are throttled, audited and checked against the allow-list by the
     /// forwarded address; the header is ignored from everyone else. Empty: none trusted.
@@ -261,6 +265,7 @@ impl Default for ServerConfig {
             tls_cert: PathBuf::new(),
             tls_key: PathBuf::new(),
             public_names: vec!["localhost".into(), "127.0.0.1".into()],
+            public_url: String::new(),
             trusted_proxies: Vec::new(),
             public_writes_per_minute: crate::http::rate::PUBLIC_WRITES_PER_MINUTE,
         }
@@ -382,6 +387,10 @@ impl Config {
                 ));
             }
         }
+        if !self.server.public_url.is_empty() {
+            check_public_url(&self.server.public_url)
+                .map_err(|m| invalid("server.public_url", m))?;
+        }
         if self.data.dir.as_os_str().is_empty() {
             return Err(invalid("data.dir", "must not be empty".into()));
         }
@@ -464,6 +473,25 @@ impl Config {
         self.database_target()?;
         Ok(())
     }
+}
+
+/// `server.public_url`: an `https://` URL naming a host (and optionally a port), nothing else.
+fn check_public_url(text: &str) -> Result<(), String> {
+    let url = openidconnect::url::Url::parse(text)
+        .map_err(|e| format!("\"{text}\" is not a URL ({e})"))?;
+    if url.scheme() != "https" {
+        return Err(format!("\"{text}\" must start with https://"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("\"{text}\" names no host"));
+    }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        return Err(format!("\"{text}\" must be only scheme, host and port"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!("\"{text}\" must not carry credentials"));
+    }
+    Ok(())
 }
 
 fn parse_database_url(url: &str, data_dir: &Path) -> Result<DatabaseTarget, ConfigError> {

@@ -108,13 +108,14 @@ impl AppState {
                 Ok((counts, crate::db::audit::count(c)?, fleet))
             })
             .await?;
-        let audit_chain = match self.audit.last_verdict() {
-            Some(v) => v,
-            None => self
+        // Verified up to the newest record (incrementally: only what came since the last check
+        // is read), so the count and the verdict beside it agree.
+        let audit_chain = match self.audit.verify_incremental().await {
+            Ok(v) => v,
+            Err(e) => self
                 .audit
-                .verify()
-                .await
-                .map_err(|e| AppError::Internal(e.to_string()))?,
+                .last_verdict()
+                .ok_or_else(|| AppError::Internal(e.to_string()))?,
         };
         let active_jobs = crate::deploy::list(self, scope_for_jobs.clone())
             .await?

@@ -62,8 +62,12 @@ async fn health_page_and_errors_on_a_running_server() {
             rid
         );
 
-        // 404 with the envelope, request id in body and header agree.
-        let mut res = c.get(format!("{base}/no/such/thing")).send().await.unwrap();
+        // An unknown API path: 404 with the envelope, request id in body and header agree.
+        let mut res = c
+            .get(format!("{base}/api/v1/no/such/thing"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status(), 404);
         let hdr = res
             .headers()
@@ -87,9 +91,23 @@ async fn health_page_and_errors_on_a_running_server() {
         assert_eq!(env.error.code, "method_not_allowed");
         assert!(env.error.request_id.is_some());
 
-        // The server-rendered page: complete HTML shell, no data (pages load it through the
-        // API, signed in), not yet hydrated, loader present.
-        let mut res = c.get(format!("{base}/")).send().await.unwrap();
+        // Any other unknown path is the UI's "Page not found", a 404 with the request id too.
+        let mut res = c.get(format!("{base}/no/such/thing")).send().await.unwrap();
+        assert_eq!(res.status(), 404);
+        assert!(res.headers().contains_key("x-request-id"));
+        let page = res.body().await.unwrap();
+        assert!(String::from_utf8_lossy(&page).contains("Page not found"));
+
+        // A page for signed-in users, asked for without a session: a redirect, nothing else.
+        let no_redirects = awc::Client::builder().disable_redirects().finish();
+        // (No `Accept: text/html`: a script or a probe gets the redirect too.)
+        let res = no_redirects.get(format!("{base}/")).send().await.unwrap();
+        assert_eq!(res.status(), 302);
+        assert_eq!(res.headers().get("location").unwrap(), "/login");
+
+        // A public server-rendered page: complete HTML shell with the security headers, no data
+        // an anonymous visitor may not see, not yet hydrated, loader present.
+        let mut res = c.get(format!("{base}/setup")).send().await.unwrap();
         assert_eq!(res.status(), 200);
         for h in [
             "content-security-policy",
@@ -99,7 +117,7 @@ async fn health_page_and_errors_on_a_running_server() {
             assert!(res.headers().contains_key(h), "missing security header {h}");
         }
         let body = String::from_utf8(res.body().limit(4 << 20).await.unwrap().to_vec()).unwrap();
-        assert!(body.contains("Overview"), "{body}");
+        assert!(body.contains("First-run setup"), "{body}");
         assert!(
             !body.contains(expected.label()),
             "the server-rendered page must not carry data to anonymous visitors"
@@ -134,17 +152,12 @@ async fn health_page_and_errors_on_a_running_server() {
         );
         assert_eq!(o.users, 1);
         assert!(
-            body.contains("data-hydrated=\"false\""),
-            "SSR must render the unhydrated state"
+            body.contains("id=\"setup-submit\" type=\"submit\" disabled"),
+            "SSR must render the unhydrated state (submit disabled until the bundle runs)"
         );
         assert!(
             body.contains(&format!("/pkg/{}.js", frontend_leptos::OUTPUT_NAME)),
             "hydration loader missing from the page"
-        );
-
-        assert!(
-            body.contains("/api/v1/ca/root.crt"),
-            "the overview links the root CA download"
         );
 
         // The root CA download: PEM, fingerprint header matching the CA, audited.

@@ -76,6 +76,7 @@ const MATRIX: &[(&str, &str, [u16; 4])] = &[
     ("DELETE", "/api/v1/groups/{group_id}", [401, 403, 403, 404]),
     ("PUT", "/api/v1/hosts/{host_id}/groups", [401, 403, 403, 400]),
     ("GET", "/api/v1/users", [401, 403, 403, 200]),
+    ("GET", "/api/v1/audit", [401, 403, 403, 200]),
     ("POST", "/api/v1/users", [401, 403, 403, 400]),
     ("PATCH", "/api/v1/users/{user_id}", [401, 403, 403, 404]),
     ("DELETE", "/api/v1/users/{user_id}", [401, 403, 403, 404]),

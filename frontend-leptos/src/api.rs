@@ -9,15 +9,19 @@ use serde::de::DeserializeOwned;
 use shared::api::{Endpoint, Method, NoBody};
 use shared::ErrorEnvelope;
 
-/// A failed API call, ready to show.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A failed API call, ready to show. Serializable: a page rendered on the server sends the
+/// outcome of its reads to the browser with it, failures included.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ApiError {
     /// HTTP status (0: the request did not reach the manager).
     pub status: u16,
     /// Stable error code from the envelope.
     pub code: String,
-    /// Message for the user.
+    /// Message for the user: a sentence, capitalised, with a full stop.
     pub message: String,
+    /// The request field the refusal concerns (`details.field`), so the page can put the message
+    /// beside it.
+    pub field: Option<String>,
 }
 
 impl std::fmt::Display for ApiError {
@@ -29,10 +33,99 @@ impl std::fmt::Display for ApiError {
 impl ApiError {
     #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
     fn network(e: impl std::fmt::Display) -> Self {
+        Self::new(
+            0,
+            "network",
+            format!("The manager could not be reached ({e}). Check the connection and try again."),
+        )
+    }
+
+    /// An error the page itself found (a value it cannot send), about `field` if given.
+    pub fn local(message: impl Into<String>, field: Option<&str>) -> Self {
         Self {
-            status: 0,
-            code: "network".into(),
-            message: format!("the manager could not be reached: {e}"),
+            field: field.map(str::to_owned),
+            ..Self::new(0, "invalid_input", message)
+        }
+    }
+
+    fn new(status: u16, code: &str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code: code.to_owned(),
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    /// The session is missing or expired (a refresh is worth trying).
+    pub fn is_unauthorized(&self) -> bool {
+        self.status == 401
+    }
+}
+
+/// Turns a server message into a sentence for the page: no Markdown backticks, a capital first
+/// letter and a full stop; a refusal that says when to come back says it in words.
+pub fn tidy(message: &str, retry_after_secs: Option<i64>) -> String {
+    let mut text: String = message.replace('`', "\u{201c}");
+    // Backticks come in pairs: the first of each pair opens a quote, the second closes it.
+    let mut open = true;
+    text = text
+        .chars()
+        .map(|c| {
+            if c == '\u{201c}' {
+                let q = if open { '\u{201c}' } else { '\u{201d}' };
+                open = !open;
+                q
+            } else {
+                c
+            }
+        })
+        .collect();
+    let mut text = text.trim().to_owned();
+    if let Some(first) = text.chars().next() {
+        if first.is_lowercase() {
+            text = first.to_uppercase().chain(text.chars().skip(1)).collect();
+        }
+    }
+    if let Some(secs) = retry_after_secs.filter(|s| *s > 0) {
+        let later = [
+            "; try again later",
+            ", try again later",
+            " try again later",
+            "try again later",
+        ];
+        for l in later {
+            if let Some(i) = text.find(l) {
+                text.truncate(i);
+                break;
+            }
+        }
+        let text_end = text.trim_end_matches(['.', ' ']).len();
+        text.truncate(text_end);
+        text.push_str(&format!(". Try again in {}.", wait_words(secs)));
+        return text;
+    }
+    if !text.is_empty() && !text.ends_with(['.', '!', '?', ')', ':']) {
+        text.push('.');
+    }
+    text
+}
+
+/// `45` → "45 seconds", `60` → "1 minute", `900` → "15 minutes", `5400` → "1 h 30 min".
+pub fn wait_words(secs: i64) -> String {
+    match secs {
+        s if s < 60 => format!("{s} second{}", if s == 1 { "" } else { "s" }),
+        s if s < 3600 => {
+            let m = (s + 59) / 60;
+            format!("{m} minute{}", if m == 1 { "" } else { "s" })
+        }
+        s => {
+            let (h, m) = (s / 3600, (s % 3600 + 59) / 60);
+            if m == 0 {
+                format!("{h} h")
+            } else {
+                format!("{h} h {m} min")
+            }
         }
     }
 }
@@ -68,11 +161,7 @@ where
 }
 
 fn encode_error(e: serde_json::Error) -> ApiError {
-    ApiError {
-        status: 0,
-        code: "encode".into(),
-        message: e.to_string(),
-    }
+    ApiError::new(0, "encode", tidy(&e.to_string(), None))
 }
 
 fn decode<T: DeserializeOwned>(text: String) -> Result<T, ApiError> {
@@ -82,26 +171,32 @@ fn decode<T: DeserializeOwned>(text: String) -> Result<T, ApiError> {
     } else {
         text
     };
-    serde_json::from_str(&text).map_err(|e| ApiError {
-        status: 200,
-        code: "decode".into(),
-        message: format!("unexpected answer from the manager: {e}"),
+    serde_json::from_str(&text).map_err(|e| {
+        ApiError::new(
+            200,
+            "decode",
+            format!("Unexpected answer from the manager ({e})."),
+        )
     })
 }
 
-#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+#[cfg_attr(not(any(feature = "hydrate", feature = "ssr")), allow(dead_code))]
 fn envelope_error(status: u16, text: &str) -> ApiError {
     match serde_json::from_str::<ErrorEnvelope>(text) {
-        Ok(env) => ApiError {
+        Ok(env) => {
+            let details = &env.error.details;
+            ApiError {
+                status,
+                code: env.error.code,
+                message: tidy(&env.error.message, details["retry_after_secs"].as_i64()),
+                field: details["field"].as_str().map(str::to_owned),
+            }
+        }
+        Err(_) => ApiError::new(
             status,
-            code: env.error.code,
-            message: env.error.message,
-        },
-        Err(_) => ApiError {
-            status,
-            code: "http".into(),
-            message: format!("the manager answered {status}"),
-        },
+            "http",
+            format!("The manager answered with HTTP status {status}."),
+        ),
     }
 }
 
@@ -111,15 +206,37 @@ fn envelope_error(status: u16, text: &str) -> ApiError {
 async fn send(method: Method, path: &str, body: Option<String>) -> Result<String, ApiError> {
     let generation = REFRESH.with(|r| r.generation.get());
     let (status, text) = once(method, path, body.clone()).await?;
-    if status == 401
-        && !path.starts_with("/api/v1/auth/")
-        && !path.starts_with("/api/v1/setup")
-        && refresh_once(generation).await
-    {
+    if status == 401 && refreshable(path) && refresh_once(generation).await {
         let (status, text) = once(method, path, body).await?;
         return finish(status, text);
     }
     finish(status, text)
+}
+
+/// Whether a 401 from `path` means an expired access token (worth one refresh and a retry), rather
+/// than a refused sign-in step: every path but the sign-in steps, the refresh itself and setup.
+pub fn refreshable(path: &str) -> bool {
+    const SIGN_IN: [&str; 4] = [
+        "/api/v1/auth/login",
+        "/api/v1/auth/refresh",
+        "/api/v1/auth/oidc/",
+        "/api/v1/setup",
+    ];
+    !SIGN_IN.iter().any(|p| path.starts_with(p))
+}
+
+/// Refreshes the session now (the page found it expired on arrival); several callers at once share
+/// one refresh. Answers whether the session is usable.
+#[cfg(feature = "hydrate")]
+pub async fn refresh_session() -> bool {
+    let generation = REFRESH.with(|r| r.generation.get());
+    refresh_once(generation).await
+}
+
+/// On the server there is no refresh token to use (its cookie is scoped to the auth paths).
+#[cfg(not(feature = "hydrate"))]
+pub async fn refresh_session() -> bool {
+    false
 }
 
 /// One refresh at a time: a refresh token is single-use, and a second concurrent use would look
@@ -202,6 +319,38 @@ async fn once(method: Method, path: &str, body: Option<String>) -> Result<(u16, 
     Ok((status, text))
 }
 
+/// Whether this browser holds a session's readable CSRF cookie: its access token may have
+/// expired, but a refresh is worth trying before sending anyone to Sign in.
+pub fn has_session_cookie() -> bool {
+    #[cfg(feature = "hydrate")]
+    {
+        csrf_token().is_some()
+    }
+    #[cfg(all(feature = "ssr", not(feature = "hydrate")))]
+    {
+        leptos::prelude::use_context::<leptos_actix::Request>().is_some_and(|r| {
+            r.headers()
+                .get_all(actix_web::http::header::COOKIE)
+                .filter_map(|v| v.to_str().ok())
+                .any(|jar| cookie_value(jar, "lpm_csrf").is_some())
+        })
+    }
+    #[cfg(not(any(feature = "hydrate", feature = "ssr")))]
+    {
+        false
+    }
+}
+
+/// The non-empty value of cookie `name` in a `Cookie` header (or `document.cookie`).
+pub fn cookie_value<'a>(jar: &'a str, name: &str) -> Option<&'a str> {
+    jar.split(';').find_map(|c| {
+        c.trim()
+            .strip_prefix(name)
+            .and_then(|rest| rest.strip_prefix('='))
+            .filter(|v| !v.is_empty())
+    })
+}
+
 /// The readable CSRF cookie.
 #[cfg(feature = "hydrate")]
 fn csrf_token() -> Option<String> {
@@ -212,23 +361,71 @@ fn csrf_token() -> Option<String> {
         .ok()?
         .cookie()
         .ok()?;
-    cookies.split(';').find_map(|c| {
-        c.trim()
-            .strip_prefix("lpm_csrf=")
-            .map(str::to_owned)
-            .filter(|v| !v.is_empty())
-    })
+    cookie_value(&cookies, "lpm_csrf").map(str::to_owned)
 }
 
-/// On the server nothing calls the API through HTTP: pages load their data in the browser.
-#[cfg(not(feature = "hydrate"))]
-async fn send(_method: Method, _path: &str, _body: Option<String>) -> Result<String, ApiError> {
-    Err(ApiError {
-        status: 0,
-        code: "server_side".into(),
-        message: "loads in the browser".into(),
-    })
+/// On the server, a page's reads go to the manager's own API in-process ([`ServerApi`]) with the
+/// cookies of the request being rendered, so the same access rules apply as in the browser and
+/// the page arrives with its data. Only reads: anything else waits for the browser.
+#[cfg(all(feature = "ssr", not(feature = "hydrate")))]
+async fn send(method: Method, path: &str, _body: Option<String>) -> Result<String, ApiError> {
+    use leptos::prelude::use_context;
+    let (Some(api), Some(req)) = (
+        use_context::<ServerApi>(),
+        use_context::<leptos_actix::Request>(),
+    ) else {
+        return Err(ApiError::new(0, "server_side", "Loads in the browser."));
+    };
+    if method != Method::Get {
+        return Err(ApiError::new(0, "server_side", "Runs in the browser."));
+    }
+    let call = ServerCall {
+        path: path.to_owned(),
+        cookie: req
+            .headers()
+            .get(actix_web::http::header::COOKIE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        peer: req.peer_addr(),
+    };
+    let (status, text) = (api.0)(call).await;
+    if (200..300).contains(&status) {
+        Ok(text)
+    } else {
+        Err(envelope_error(status, &text))
+    }
 }
+
+/// Without either side (unit tests of the crate alone) nothing can be called.
+#[cfg(not(any(feature = "hydrate", feature = "ssr")))]
+async fn send(_method: Method, _path: &str, _body: Option<String>) -> Result<String, ApiError> {
+    Err(ApiError::new(0, "server_side", "Loads in the browser."))
+}
+
+/// A read the server-side renderer asks of the manager's API.
+#[cfg(feature = "ssr")]
+#[derive(Debug, Clone)]
+pub struct ServerCall {
+    /// Path and query string.
+    pub path: String,
+    /// The `Cookie` header of the page request.
+    pub cookie: Option<String>,
+    /// The client's address, as the page request came.
+    pub peer: Option<std::net::SocketAddr>,
+}
+
+/// How the server-side renderer reaches the manager's API without a network hop: the manager
+/// provides it (as Leptos context) for every page it renders. Answers status and body.
+#[cfg(feature = "ssr")]
+#[derive(Clone)]
+#[allow(clippy::type_complexity)]
+pub struct ServerApi(
+    pub  std::sync::Arc<
+        dyn Fn(ServerCall) -> std::pin::Pin<Box<dyn std::future::Future<Output = (u16, String)>>>
+            + Send
+            + Sync,
+    >,
+);
 
 #[cfg(test)]
 mod tests {
@@ -242,10 +439,46 @@ mod tests {
         );
         assert_eq!(
             (e.status, e.code.as_str(), e.message.as_str()),
-            (409, "conflict", "user bob exists")
+            (409, "conflict", "User bob exists.")
+        );
+        let e = envelope_error(
+            400,
+            r#"{"error":{"code":"validation_failed","message":"`not-an-ip` is not an address","details":{"field":"entries[0]"},"request_id":null}}"#,
+        );
+        assert_eq!(e.message, "\u{201c}not-an-ip\u{201d} is not an address.");
+        assert_eq!(e.field.as_deref(), Some("entries[0]"));
+        let e = envelope_error(
+            429,
+            r#"{"error":{"code":"too_many_requests","message":"too many failed sign-ins; try again later","details":{"retry_after_secs":840},"request_id":null}}"#,
+        );
+        assert_eq!(
+            e.message,
+            "Too many failed sign-ins. Try again in 14 minutes."
         );
         let e = envelope_error(502, "<html>");
         assert_eq!(e.code, "http");
         assert_eq!(decode::<()>(String::new()), Ok(()));
+    }
+
+    #[test]
+    fn waits_are_in_words() {
+        assert_eq!(wait_words(1), "1 second");
+        assert_eq!(wait_words(45), "45 seconds");
+        assert_eq!(wait_words(61), "2 minutes");
+        assert_eq!(wait_words(60), "1 minute");
+        assert_eq!(wait_words(5400), "1 h 30 min");
+        assert_eq!(wait_words(7200), "2 h");
+    }
+
+    #[test]
+    fn only_sign_in_steps_are_not_refreshed() {
+        assert!(refreshable("/api/v1/auth/me"));
+        assert!(refreshable("/api/v1/auth/mfa"));
+        assert!(refreshable("/api/v1/hosts?page=2"));
+        assert!(!refreshable("/api/v1/auth/login/mfa"));
+        assert!(!refreshable("/api/v1/auth/refresh"));
+        assert!(!refreshable("/api/v1/setup"));
+        assert_eq!(tidy("done", None), "Done.");
+        assert_eq!(tidy("Saved!", None), "Saved!");
     }
 }

@@ -9,6 +9,7 @@ use crate::api;
 use crate::pages::{
     account::AccountPage,
     admin::UsersPage,
+    audit::AuditPage,
     fleet::{CertificatesPage, HostPage, HostsPage},
     home::{HomePage, NotFound},
     jobs::{JobPage, JobsPage},
@@ -22,7 +23,7 @@ use leptos_meta::{provide_meta_context, Title};
 use leptos_router::{
     components::{Route, Router, Routes, A},
     hooks::{use_location, use_navigate},
-    path,
+    path, SsrMode,
 };
 use shared::api::{self as ep, NoBody};
 use shared::auth::Me;
@@ -55,6 +56,7 @@ pub fn shell(options: leptos::config::LeptosOptions) -> impl IntoView {
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
                 <meta name="color-scheme" content="light dark"/>
                 <link rel="stylesheet" href="/assets/style.css"/>
+                <link rel="icon" href="/favicon.ico" sizes="32x32"/>
                 <HydrationScripts options/>
                 <MetaTags/>
             </head>
@@ -65,30 +67,61 @@ pub fn shell(options: leptos::config::LeptosOptions) -> impl IntoView {
     }
 }
 
-/// Who is signed in, as far as the browser knows.
+/// Who is signed in: `GET /api/v1/auth/me` as a resource, so the server renders the navigation
+/// for the user's role and the browser starts from the same answer.
 #[derive(Debug, Clone, Copy)]
 pub struct Session {
-    /// The signed-in user; `None` before the check or when signed out.
-    pub me: RwSignal<Option<Me>>,
-    /// The check has answered.
-    pub checked: RwSignal<bool>,
+    /// The answer of `/auth/me` (`None` while it loads).
+    pub me: Resource<Result<Me, api::ApiError>>,
+    /// Bumped when the session is renewed after the page found it expired: every resource of the
+    /// page reads again.
+    pub epoch: RwSignal<u64>,
 }
 
 impl Session {
+    /// The signed-in user, once known.
+    pub fn user(&self) -> Option<Me> {
+        self.me.get().and_then(Result::ok)
+    }
+
     /// Whether the signed-in user is an Admin.
     pub fn is_admin(&self) -> bool {
-        self.me.with(|m| {
-            m.as_ref()
-                .is_some_and(|m| m.role == shared::vocab::Role::Admin)
-        })
+        self.me
+            .with(|m| matches!(m, Some(Ok(m)) if m.role == shared::vocab::Role::Admin))
     }
 
     /// Reads the session again (after sign-in or enrolment).
     pub async fn reload(&self) -> Option<Me> {
-        let me = api::fetch::<ep::GetMe>().await.ok();
-        self.me.set(me.clone());
-        self.checked.set(true);
-        me
+        let me = api::fetch::<ep::GetMe>().await;
+        let user = me.clone().ok();
+        self.me.set(Some(me));
+        user
+    }
+
+    /// Forgets the session here (signed out).
+    pub fn forget(&self) {
+        self.me
+            .set(Some(Err(api::ApiError::local("Signed out.", None))));
+    }
+}
+
+/// Answers the page request with a redirect to `to` (302 with `Location`), whatever the client
+/// accepts: the UI has no server functions, so every request here is a page load.
+/// (`leptos_actix::redirect` answers 200 when the request lacks `Accept: text/html`.)
+/// A path no page answers stays a 404: "Page not found" is the truer answer.
+#[cfg(feature = "ssr")]
+pub fn server_redirect(to: &'static str) {
+    use actix_web::http::{header, StatusCode};
+    if let Some(res) = use_context::<leptos_actix::ResponseOptions>() {
+        let not_found = res
+            .0
+            .read()
+            .is_ok_and(|p| p.status == Some(StatusCode::NOT_FOUND));
+        if not_found {
+            return;
+        }
+        res.insert_header(header::LOCATION, header::HeaderValue::from_static(to));
+        res.set_status(StatusCode::FOUND);
     }
 }
 
@@ -96,67 +129,113 @@ impl Session {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
-    provide_context(Session {
-        me: RwSignal::new(None),
-        checked: RwSignal::new(false),
-    });
+    let epoch = RwSignal::new(0u64);
+    let me = Resource::new(
+        move || epoch.get(),
+        |_| send_wrapper::SendWrapper::new(async move { api::fetch::<ep::GetMe>().await }),
+    );
+    provide_context(Session { me, epoch });
     view! {
         <Title text="Linux Patch Manager"/>
         <Router>
             <SessionGuard/>
             <header class="topbar">
                 <a class="brand" href="/">"Linux Patch Manager"</a>
-                <Nav/>
+                <Transition fallback=|| ()>
+                    <Nav/>
+                </Transition>
             </header>
             <main class="content">
+                // Every page renders on the server with its data before the HTML is sent: each
+                // read of a page (its role checks included) sits inside a Transition of that page,
+                // which the server waits for (the routes are Async) and the browser hydrates from.
+                // No boundary wraps the Routes themselves: the route listing renders the app
+                // without loading any resource and must reach the Routes to see them.
                 <Routes fallback=|| view! { <NotFound/> }>
-                    <Route path=path!("") view=HomePage/>
-                    <Route path=path!("setup") view=SetupPage/>
-                    <Route path=path!("login") view=LoginPage/>
-                    <Route path=path!("account") view=AccountPage/>
-                    <Route path=path!("hosts") view=HostsPage/>
-                    <Route path=path!("hosts/:id") view=HostPage/>
-                    <Route path=path!("jobs") view=JobsPage/>
-                    <Route path=path!("jobs/:id") view=JobPage/>
-                    <Route path=path!("windows") view=WindowsPage/>
-                    <Route path=path!("certificates") view=CertificatesPage/>
-                    <Route path=path!("users") view=UsersPage/>
-                    <Route path=path!("settings") view=SettingsPage/>
+                    <Route path=path!("") view=HomePage ssr=SsrMode::Async/>
+                    <Route path=path!("setup") view=SetupPage ssr=SsrMode::Async/>
+                    <Route path=path!("login") view=LoginPage ssr=SsrMode::Async/>
+                    <Route path=path!("account") view=AccountPage ssr=SsrMode::Async/>
+                    <Route path=path!("hosts") view=HostsPage ssr=SsrMode::Async/>
+                    <Route path=path!("hosts/:id") view=HostPage ssr=SsrMode::Async/>
+                    <Route path=path!("jobs") view=JobsPage ssr=SsrMode::Async/>
+                    <Route path=path!("jobs/:id") view=JobPage ssr=SsrMode::Async/>
+                    <Route path=path!("windows") view=WindowsPage ssr=SsrMode::Async/>
+                    <Route path=path!("certificates") view=CertificatesPage ssr=SsrMode::Async/>
+                    <Route path=path!("users") view=UsersPage ssr=SsrMode::Async/>
+                    <Route path=path!("settings") view=SettingsPage ssr=SsrMode::Async/>
+                    <Route path=path!("audit") view=AuditPage ssr=SsrMode::Async/>
                 </Routes>
             </main>
         </Router>
     }
 }
 
-/// Checks the session once the page is in the browser and sends the user where they must go.
+/// Sends the user where they must go once the session is known: to Sign in (or first-run setup)
+/// without one, after one refresh when the browser holds a session whose access token expired;
+/// to the account page while a second factor must be enrolled. On the server, a request with no
+/// session at all is redirected before any page is sent.
 #[component]
 fn SessionGuard() -> impl IntoView {
     let session = expect_context::<Session>();
-    let navigate = use_navigate();
     let location = use_location();
+    let public = move || {
+        let p = location.pathname.get_untracked();
+        p == "/login" || p == "/setup"
+    };
+    // Server: a page for signed-in users, asked for without a session cookie, is a redirect (the
+    // same empty boundary renders on both sides, so hydration finds what the server sent).
+    let redirect = move || {
+        let refused = matches!(session.me.get(), Some(Err(e)) if e.is_unauthorized());
+        #[cfg(feature = "ssr")]
+        if refused && !public() && !api::has_session_cookie() {
+            server_redirect("/login");
+        }
+        let _ = refused;
+    };
+    let navigate = use_navigate();
+    // The refresh tried for this epoch, so a session that stays refused goes to Sign in.
+    let tried = RwSignal::new(None::<u64>);
     Effect::new(move |_| {
+        let me = session.me.get();
         let navigate = navigate.clone();
         let path = location.pathname.get_untracked();
-        spawn_local(async move {
-            let me = session.reload().await;
-            let public = path == "/login" || path == "/setup";
-            match me {
-                None if !public => {
-                    let setup = api::fetch::<ep::GetSetup>().await.ok();
-                    let to = if setup.is_some_and(|s| s.required) {
-                        "/setup"
-                    } else {
-                        "/login"
-                    };
-                    navigate(to, Default::default());
+        match me {
+            Some(Err(e)) if e.is_unauthorized() && !public() => {
+                let epoch = session.epoch.get_untracked();
+                if api::has_session_cookie() && tried.get_untracked() != Some(epoch) {
+                    tried.set(Some(epoch));
+                    spawn_local(async move {
+                        if api::refresh_session().await {
+                            session.epoch.update(|e| *e += 1);
+                        } else {
+                            to_sign_in(navigate).await;
+                        }
+                    });
+                } else {
+                    spawn_local(to_sign_in(navigate));
                 }
-                Some(m) if m.mfa_enrolment_pending && path != "/account" => {
-                    navigate("/account", Default::default());
-                }
-                _ => {}
             }
-        });
+            Some(Ok(m)) if m.mfa_enrolment_pending && path != "/account" => {
+                navigate("/account", Default::default());
+            }
+            _ => {}
+        }
     });
+    view! {
+        <Transition fallback=|| ()>{redirect}</Transition>
+    }
+}
+
+/// Goes to first-run setup while no Admin exists, else to Sign in.
+async fn to_sign_in(navigate: impl Fn(&str, leptos_router::NavigateOptions)) {
+    let setup = api::fetch::<ep::GetSetup>().await.ok();
+    let to = if setup.is_some_and(|s| s.required) {
+        "/setup"
+    } else {
+        "/login"
+    };
+    navigate(to, Default::default());
 }
 
 /// Links for the signed-in user, by role, and sign-out.
@@ -169,28 +248,31 @@ fn Nav() -> impl IntoView {
         spawn_local(async move {
             // Even if the manager cannot be reached, forget the session here.
             let _ = api::call::<ep::Logout>((), &NoBody).await;
-            session.me.set(None);
+            session.forget();
             navigate("/login", Default::default());
         });
     };
-    view! {
-        <Show when=move || session.me.with(Option::is_some)>
-            <nav class="nav" aria-label="Main">
-                <A href="/">"Overview"</A>
-                <A href="/hosts">"Hosts"</A>
-                <A href="/jobs">"Patch deployment"</A>
-                <A href="/windows">"Maintenance windows"</A>
-                <Show when=move || session.is_admin()>
-                    <A href="/certificates">"Certificates"</A>
-                    <A href="/users">"Users"</A>
-                    <A href="/settings">"Settings"</A>
-                </Show>
-                <A href="/account">"Account"</A>
-                <span class="muted" id="signed-in-as">
-                    {move || session.me.with(|m| m.as_ref().map(|m| m.username.clone()).unwrap_or_default())}
-                </span>
-                <button id="sign-out" type="button" on:click=sign_out.clone()>"Sign out"</button>
-            </nav>
-        </Show>
+    move || {
+        let sign_out = sign_out.clone();
+        session.user().map(|me| {
+            let admin = me.role == shared::vocab::Role::Admin;
+            view! {
+                <nav class="nav" aria-label="Main">
+                    <A href="/">"Overview"</A>
+                    <A href="/hosts">"Hosts"</A>
+                    <A href="/jobs">"Patch deployment"</A>
+                    <A href="/windows">"Maintenance windows"</A>
+                    {admin.then(|| view! {
+                        <A href="/certificates">"Certificates"</A>
+                        <A href="/users">"Users"</A>
+                        <A href="/audit">"Audit log"</A>
+                        <A href="/settings">"Settings"</A>
+                    })}
+                    <A href="/account">"Account"</A>
+                    <span class="muted" id="signed-in-as" title=me.role.as_str()>{me.username.clone()}</span>
+                    <button id="sign-out" type="button" on:click=sign_out>"Sign out"</button>
+                </nav>
+            }
+        })
     }
 }

@@ -5,8 +5,10 @@
 //! compiled to WebAssembly and attach to that HTML in the browser, so the page is readable before
 //! any script runs and interactive once the bundle has loaded.
 //!
-//! Pages load their data in the browser from the manager's JSON API ([`api`]), so the API's
-//! access rules are the only ones: the server renders the page shells, never data.
+//! Pages read their data from the manager's JSON API ([`api`]) only, so the API's access rules are
+//! the only ones. On the server the reads go to the API in-process with the cookies of the page
+//! request ([`api::ServerApi`], provided by the manager), so a page arrives with its data and
+//! hydrates from it; in the browser they go over HTTP.
 
 pub mod api;
 pub mod app;

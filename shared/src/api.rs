@@ -4,6 +4,7 @@
 //! OpenAPI document is generated from them — so a path, a method or a body type cannot differ
 //! between the three, and pairing a request with the wrong answer type fails to compile.
 
+use crate::audit::AuditPage;
 use crate::auth::{
     LoginRequest, LoginResult, Me, MfaChallenge, MfaLoginRequest, MfaStatus, OidcSettings,
     OidcStatus, OidcTestResult, PasskeyLoginFinish, PasskeyLoginOptions, PasskeyLoginStart,
@@ -158,6 +159,27 @@ pub fn fill(template: &str, values: &[String]) -> String {
     out
 }
 
+/// Percent-encodes a query-string value (everything but unreserved characters).
+pub fn encode_component(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// `?a=1&b=2` from `["a=1", "b=2"]`; empty for none.
+pub fn join_query(parts: &[String]) -> String {
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", parts.join("&"))
+    }
+}
+
 /// Declares endpoints: a doc line (the summary), then `Name: METHOD "path" [as Content], Params,
 /// Request => Response;`.
 macro_rules! endpoints {
@@ -253,6 +275,9 @@ endpoints! {
     WebauthnRegisterFinish: Post "/api/v1/auth/mfa/webauthn/register/finish", (), PasskeyRegisterFinish => RecoveryCodes;
     /// Removes a second factor.
     RemoveFactor: Delete "/api/v1/auth/mfa/{credential_id}", CredentialId, NoBody => NoBody, 204;
+    /// The audit log, newest first, filtered and paged (`AuditQuery` in the query string), with
+    /// the hash chain verified up to its newest record.
+    ListAudit: Get "/api/v1/audit", (), NoBody => AuditPage;
     /// Hosts the caller may see, filtered, sorted and paged (`HostQuery` in the query string).
     ListHosts: Get "/api/v1/hosts", (), NoBody => HostPage;
     /// One host with its certificate.

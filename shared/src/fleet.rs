@@ -87,16 +87,7 @@ pub struct HostQuery {
 impl HostQuery {
     /// The query string (`?…`, empty when nothing is set), values percent-encoded.
     pub fn to_query_string(&self) -> String {
-        fn enc(v: &str) -> String {
-            v.bytes()
-                .map(|b| match b {
-                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                        (b as char).to_string()
-                    }
-                    _ => format!("%{b:02X}"),
-                })
-                .collect()
-        }
+        use crate::api::encode_component as enc;
         let mut parts = Vec::new();
         if let Some(q) = self.q.as_deref().filter(|q| !q.is_empty()) {
             parts.push(format!("q={}", enc(q)));
@@ -131,11 +122,7 @@ impl HostQuery {
         if let Some(p) = self.per_page {
             parts.push(format!("per_page={p}"));
         }
-        if parts.is_empty() {
-            String::new()
-        } else {
-            format!("?{}", parts.join("&"))
-        }
+        crate::api::join_query(&parts)
     }
 }
 
@@ -521,6 +508,10 @@ pub struct CreatedEnrollmentToken {
     pub token: String,
     /// The command to run on the host.
     pub command: String,
+    /// The command names the manager by a loopback name or address (`localhost`, `127.0.0.1`),
+    /// which only the manager's own machine can reach: `server.public_url` should be set.
+    #[serde(default)]
+    pub manager_url_is_local: bool,
     /// Expiry (RFC 3339).
     pub expires_at: String,
     /// The name the host must enroll under, when one was given.

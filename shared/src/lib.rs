@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod audit;
 pub mod auth;
 #[cfg(feature = "config")]
 pub mod config;

@@ -1,5 +1,6 @@
 //! The manager's JSON endpoints, one module per resource; handlers stay thin.
 
+pub mod audit;
 pub mod auth;
 pub mod ca;
 pub mod certificates;
@@ -127,6 +128,7 @@ pub static ROUTES: &[ApiRoute] = &[
     route!(ep::UpdateGroup, Admin, hosts::update_group),
     route!(ep::DeleteGroup, Admin, hosts::delete_group),
     route!(ep::SetHostGroups, Admin, hosts::set_groups),
+    route!(ep::ListAudit, Admin, audit::list),
     route!(ep::ListUsers, Admin, users::list),
     route!(ep::CreateUser, Admin, users::create),
     route!(ep::UpdateUser, Admin, users::update),

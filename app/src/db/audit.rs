@@ -371,6 +371,69 @@ pub fn count(conn: &mut DbConnection) -> Result<i64, DbError> {
     Ok(audit_log::table.count().get_result(conn)?)
 }
 
+/// Which records a search returns; every part optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// Exactly this actor.
+    pub actor: Option<String>,
+    /// Exactly this action, or every action starting with it when it ends in a dot.
+    pub action: Option<String>,
+    /// Exactly this target.
+    pub target: Option<String>,
+    /// At or after.
+    pub since: Option<NaiveDateTime>,
+    /// Before.
+    pub until: Option<NaiveDateTime>,
+}
+
+/// One page of matching records, newest first, and how many match in all.
+pub fn search(
+    conn: &mut DbConnection,
+    filter: &AuditFilter,
+    offset: i64,
+    limit: i64,
+) -> Result<(Vec<AuditRow>, i64), DbError> {
+    let build = || {
+        let mut q = audit_log::table.into_boxed();
+        if let Some(a) = &filter.actor {
+            q = q.filter(audit_log::actor.eq(a.clone()));
+        }
+        match filter.action.as_deref() {
+            Some(a) if a.ends_with('.') => {
+                // A family of actions: `user.` matches `user.login`, `user.created`, … (LIKE's
+                // own wildcards in the prefix are escaped).
+                let pattern = format!(
+                    "{}%",
+                    a.replace('\\', "\\\\")
+                        .replace('%', "\\%")
+                        .replace('_', "\\_")
+                );
+                q = q.filter(audit_log::action.like(pattern).escape('\\'));
+            }
+            Some(a) => q = q.filter(audit_log::action.eq(a.to_owned())),
+            None => {}
+        }
+        if let Some(t) = &filter.target {
+            q = q.filter(audit_log::target.eq(t.clone()));
+        }
+        if let Some(t) = filter.since {
+            q = q.filter(audit_log::ts.ge(t));
+        }
+        if let Some(t) = filter.until {
+            q = q.filter(audit_log::ts.lt(t));
+        }
+        q
+    };
+    let total: i64 = build().count().get_result(conn)?;
+    let rows = build()
+        .order(audit_log::id.desc())
+        .offset(offset)
+        .limit(limit)
+        .select(AuditRow::as_select())
+        .load(conn)?;
+    Ok((rows, total))
+}
+
 /// The most recent records, newest first.
 pub fn recent(conn: &mut DbConnection, limit: i64) -> Result<Vec<AuditRow>, DbError> {
     Ok(audit_log::table

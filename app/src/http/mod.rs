@@ -14,6 +14,7 @@ pub mod extract;
 pub mod gate;
 pub mod middleware;
 pub mod rate;
+pub mod ssr;
 
 use crate::api;
 use crate::state::AppState;
@@ -45,9 +46,17 @@ pub fn build_server(
     let assets_dir = server_cfg.assets_dir.clone();
     let body_limit = server_cfg.body_limit_bytes;
 
+    // Pages read their data through the API in-process while they render (see `ssr`).
+    let server_api = ssr::server_api(state.clone(), body_limit);
     let mut server = HttpServer::new(move || {
         let routes = generate_route_list(frontend_leptos::App);
+        let page_context = {
+            let server_api = server_api.clone();
+            move || leptos::prelude::provide_context(server_api.clone())
+        };
         let opts = leptos_options.clone();
+        let not_found_opts = leptos_options.clone();
+        let favicon = assets_dir.join("favicon.ico");
         App::new()
             .app_data(web::Data::new(state.clone()))
             .app_data(web::Data::new(leptos_options.clone()))
@@ -57,8 +66,24 @@ pub fn build_server(
             .configure(|cfg| api::configure(cfg, body_limit))
             .service(Files::new("/pkg", &pkg_dir).use_etag(true))
             .service(Files::new("/assets", &assets_dir).use_etag(true))
-            .leptos_routes(routes, move || frontend_leptos::shell(opts.clone()))
-            .default_service(web::to(api::not_found))
+            .route(
+                "/favicon.ico",
+                web::get().to(move || {
+                    let favicon = favicon.clone();
+                    async move { actix_files::NamedFile::open_async(favicon).await }
+                }),
+            )
+            .leptos_routes_with_context(routes, page_context.clone(), move || {
+                frontend_leptos::shell(opts.clone())
+            })
+            // An unknown API path is a JSON 404; any other unknown path is the UI's "Page not
+            // found" (also a 404).
+            .service(web::scope("/api").default_service(web::to(api::not_found)))
+            .default_service(leptos_actix::render_app_async_with_context(
+                page_context,
+                move || frontend_leptos::shell(not_found_opts.clone()),
+                leptos_router::Method::Get,
+            ))
     })
     .shutdown_timeout(10);
     server = match tls {

@@ -272,17 +272,50 @@ pub fn create_token(
     })
 }
 
-/// The command to run on the new host. It names the configured public name, never a request's
-/// Host header (which the client chooses).
-pub fn agent_command(config: &Config, token: &str) -> String {
+/// The manager's address as hosts reach it: `server.public_url`, else the first public name and
+/// the listening port. Never a request's Host header (which the client chooses).
+pub fn manager_url(config: &Config) -> String {
+    if !config.server.public_url.is_empty() {
+        return config.server.public_url.trim_end_matches('/').to_owned();
+    }
     let name = config
         .server
         .public_names
         .first()
         .map_or("MANAGER", String::as_str);
+    let name = if name.parse::<std::net::Ipv6Addr>().is_ok() {
+        format!("[{name}]")
+    } else {
+        name.to_owned()
+    };
+    format!("https://{name}:{}", config.server.listen.port())
+}
+
+/// Whether `url` names the manager by a loopback name or address, which only the manager's own
+/// machine can use.
+pub fn is_local_url(url: &str) -> bool {
+    let host = url
+        .trim_start_matches("https://")
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host.to_ascii_lowercase().ends_with(".localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified())
+}
+
+/// The command to run on the new host: the token on standard input (never on a command line,
+/// where `ps` shows it), the manager by its configured address.
+pub fn agent_command(config: &Config, token: &str) -> String {
     format!(
-        "echo {token} | patch-agent enroll --manager https://{name}:{} --token-file -",
-        config.server.listen.port()
+        "echo {token} | patch-agent enroll --manager {} --token-file -",
+        manager_url(config)
     )
 }
 
@@ -327,6 +360,7 @@ pub async fn issue(
     Ok(CreatedEnrollmentToken {
         id: created.token.id.into(),
         command: agent_command(&state.config, &encoded),
+        manager_url_is_local: is_local_url(&manager_url(&state.config)),
         token: encoded,
         expires_at: rfc3339(created.expires_at),
         hostname,
@@ -859,5 +893,30 @@ mod tests {
             agent_command(&config, "lpm1.x"),
             "echo lpm1.x | patch-agent enroll --manager https://pm.example:8443 --token-file -"
         );
+        // Behind a proxy: the configured URL, whatever the listener.
+        config.server.public_url = "https://patch.example.org/".into();
+        assert_eq!(
+            agent_command(&config, "lpm1.x"),
+            "echo lpm1.x | patch-agent enroll --manager https://patch.example.org --token-file -"
+        );
+        assert!(!is_local_url(&manager_url(&config)));
+        config.server.public_url.clear();
+        config.server.public_names = vec!["::1".into()];
+        assert_eq!(manager_url(&config), "https://[::1]:8443");
+        assert!(is_local_url(&manager_url(&config)));
+        for local in [
+            "https://localhost:8080",
+            "https://127.0.0.1:8443",
+            "https://app.localhost",
+        ] {
+            assert!(is_local_url(local), "{local}");
+        }
+        for remote in [
+            "https://pm.example:8443",
+            "https://10.0.0.1:8443",
+            "https://[2001:db8::1]:443",
+        ] {
+            assert!(!is_local_url(remote), "{remote}");
+        }
     }
 }

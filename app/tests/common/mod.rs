@@ -423,6 +423,21 @@ pub async fn crl_delivered(state: &patch_manager::state::AppState) -> shared::fl
 
 /// Registers a host row directly (no agent behind it; nothing listens on low ports such as 9),
 /// named `name` with FQDN `name.test`; answers its id.
+/// Two hosts, `web-1` and `db-1`, written straight into the database: (web, db) ids.
+pub async fn web_and_db_hosts(state: &patch_manager::state::AppState) -> (i64, i64) {
+    let now = state.clock.now();
+    state
+        .db
+        .run(move |c| {
+            Ok((
+                insert_host(c, "web-1", 9, now),
+                insert_host(c, "db-1", 10, now),
+            ))
+        })
+        .await
+        .unwrap()
+}
+
 pub fn insert_host(
     conn: &mut patch_manager::db::DbConnection,
     name: &str,

@@ -4,13 +4,16 @@
 use crate::api;
 use crate::app::Session;
 use crate::pages::signin::Field;
-use crate::ui::{load, loaded, maybe_time, short_time, ErrorLine, Submit};
+use crate::ui::{
+    load_on_mount, maybe_time, notice, report, short_time, Confirm, Empty, FieldError, Note,
+    NoticeLine, Submit,
+};
 use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use shared::api::{self as ep, NoBody};
 use shared::auth::{
-    MfaStatus, PasskeyRegisterFinish, PasskeyRegisterStart, TotpConfirmRequest, TotpEnrolRequest,
+    PasskeyRegisterFinish, PasskeyRegisterStart, TotpConfirmRequest, TotpEnrolRequest,
     TotpEnrolment,
 };
 use shared::ids::CredentialId;
@@ -20,16 +23,17 @@ use shared::vocab::FactorKind;
 #[component]
 pub fn AccountPage() -> impl IntoView {
     let session = expect_context::<Session>();
-    let status = loaded::<MfaStatus>();
-    let reload = move || load::<ep::GetMfa>((), status);
-    Effect::new(move |_| reload());
+    let status = load_on_mount::<ep::GetMfa>();
+    let reload = move || status.refetch();
 
     let name = RwSignal::new("Authenticator app".to_owned());
     let enrolment = RwSignal::new(None::<TotpEnrolment>);
     let code = RwSignal::new(String::new());
     let recovery = RwSignal::new(Vec::<String>::new());
-    let error = RwSignal::new(None::<String>);
-    let notice = RwSignal::new(None::<String>);
+    // One message per card, under its action.
+    let factors_note = notice();
+    let totp_note = notice();
+    let key_note = notice();
 
     let start = move |ev: SubmitEvent| {
         ev.prevent_default();
@@ -39,11 +43,11 @@ pub fn AccountPage() -> impl IntoView {
         spawn_local(async move {
             match api::call::<ep::TotpStart>((), &body).await {
                 Ok(e) => {
-                    error.set(None);
+                    totp_note.set(None);
                     code.set(String::new());
                     enrolment.set(Some(e));
                 }
-                Err(e) => error.set(Some(e.message)),
+                Err(e) => totp_note.set(Some(Note::Failed(e))),
             }
         });
     };
@@ -58,14 +62,15 @@ pub fn AccountPage() -> impl IntoView {
         spawn_local(async move {
             match api::call::<ep::TotpConfirm>(e.credential_id, &body).await {
                 Ok(r) => {
-                    error.set(None);
                     enrolment.set(None);
+                    code.set(String::new());
+                    name.set("Authenticator app".into());
                     recovery.set(r.recovery_codes);
-                    notice.set(Some("Authenticator app added.".into()));
+                    totp_note.set(Some(Note::Done("Authenticator app added.".into())));
                     reload();
                     session.reload().await;
                 }
-                Err(e) => error.set(Some(e.message)),
+                Err(e) => totp_note.set(Some(Note::Failed(e))),
             }
         });
     };
@@ -75,15 +80,15 @@ pub fn AccountPage() -> impl IntoView {
         let body = PasskeyRegisterStart {
             name: key_name.get_untracked(),
         };
-        notice.set(Some(
+        key_note.set(Some(Note::Done(
             "Touch your security key or confirm on your device…".into(),
-        ));
+        )));
         spawn_local(async move {
             let outcome = async {
-                let start = api::call::<ep::WebauthnRegisterStart>((), &body)
+                let start = api::call::<ep::WebauthnRegisterStart>((), &body).await?;
+                let credential = crate::webauthn::create(start.options)
                     .await
-                    .map_err(|e| e.message)?;
-                let credential = crate::webauthn::create(start.options).await?;
+                    .map_err(|e| api::ApiError::local(e, None))?;
                 api::call::<ep::WebauthnRegisterFinish>(
                     (),
                     &PasskeyRegisterFinish {
@@ -92,45 +97,38 @@ pub fn AccountPage() -> impl IntoView {
                     },
                 )
                 .await
-                .map_err(|e| e.message)
             }
             .await;
             match outcome {
                 Ok(r) => {
-                    error.set(None);
+                    key_name.set("Security key".into());
                     recovery.set(r.recovery_codes);
-                    notice.set(Some("Security key added.".into()));
+                    key_note.set(Some(Note::Done("Security key added.".into())));
                     reload();
                     session.reload().await;
                 }
-                Err(e) => {
-                    notice.set(None);
-                    error.set(Some(e));
-                }
+                Err(e) => key_note.set(Some(Note::Failed(e))),
             }
         });
     };
     let remove = move |id: CredentialId| {
         spawn_local(async move {
-            match api::call::<ep::RemoveFactor>(id, &NoBody).await {
-                Ok(NoBody) => {
-                    error.set(None);
-                    notice.set(Some("Removed.".into()));
-                    reload();
-                }
-                Err(e) => error.set(Some(e.message)),
+            let r = api::call::<ep::RemoveFactor>(id, &NoBody).await;
+            report(factors_note, &r, |_| "Removed.".into());
+            if r.is_ok() {
+                reload();
             }
         });
     };
-    let renew_codes = move |_| {
+    let renew_codes = move || {
         spawn_local(async move {
-            match api::call::<ep::RenewRecoveryCodes>((), &NoBody).await {
-                Ok(r) => {
-                    error.set(None);
-                    recovery.set(r.recovery_codes);
-                    reload();
-                }
-                Err(e) => error.set(Some(e.message)),
+            let r = api::call::<ep::RenewRecoveryCodes>((), &NoBody).await;
+            report(factors_note, &r, |_| {
+                "New recovery codes made; the old ones no longer work.".into()
+            });
+            if let Ok(r) = r {
+                recovery.set(r.recovery_codes);
+                reload();
             }
         });
     };
@@ -138,24 +136,31 @@ pub fn AccountPage() -> impl IntoView {
     view! {
         <section class="page">
             <h1>"Account"</h1>
-            <Show when=move || session.me.with(|m| m.as_ref().is_some_and(|m| m.mfa_enrolment_pending))>
-                <p class="card warn" id="mfa-required-notice" role="status">
-                    "Your administrator requires a second factor for your account. Add an "
-                    "authenticator app below to continue."
-                </p>
-            </Show>
+            <Transition fallback=|| ()>
+                <Show when=move || session.user().is_some_and(|m| m.mfa_enrolment_pending)>
+                    <p class="card warn" id="mfa-required-notice" role="status">
+                        "Your administrator requires a second factor for your account. Add an "
+                        "authenticator app below to continue."
+                    </p>
+                </Show>
+            </Transition>
             <section class="card">
                 <h2>"Second factors"</h2>
+                <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
                 {move || match status.get() {
                     None => view! { <p class="muted">"Loading…"</p> }.into_any(),
-                    Some(Err(e)) => view! { <p class="error">{e.message}</p> }.into_any(),
+                    Some(Err(e)) if e.is_unauthorized() => view! { <p class="muted">"Loading…"</p> }.into_any(),
+                    Some(Err(e)) => view! { <p class="error" role="alert">{e.message}</p> }.into_any(),
+                    Some(Ok(s)) if s.credentials.is_empty() => view! {
+                        <Empty text="No second factor yet. A second factor (an authenticator app or a security key) keeps the account safe when the password leaks; add one below."/>
+                    }.into_any(),
                     Some(Ok(s)) => view! {
                         <p class="muted">
                             {if s.required { "Required for this account. " } else { "" }}
                             "Unused recovery codes: " <span id="recovery-left">{s.recovery_codes_left}</span>
                         </p>
                         <table class="table" id="factors">
-                            <thead><tr><th>"Name"</th><th>"Kind"</th><th>"Added"</th><th>"Last used"</th><th></th></tr></thead>
+                            <thead><tr><th>"Name"</th><th>"Kind"</th><th>"Added"</th><th>"Last used"</th><th>"Actions"</th></tr></thead>
                             <tbody>
                                 {s.credentials.into_iter().map(|c| {
                                     let id = c.id;
@@ -165,7 +170,11 @@ pub fn AccountPage() -> impl IntoView {
                                             <td>{if c.kind == FactorKind::Totp { "Authenticator app" } else { "Security key / passkey" }}</td>
                                             <td>{short_time(&c.created_at)}</td>
                                             <td>{maybe_time(c.last_used_at.as_deref())}</td>
-                                            <td><button type="button" class="danger" on:click=move |_| remove(id)>"Remove"</button></td>
+                                            <td class="actions">
+                                                <Confirm action="remove-factor" label="Remove"
+                                                    question="Remove this second factor? It no longer signs you in."
+                                                    confirm="Remove" danger=true on_confirm=move || remove(id)/>
+                                            </td>
                                         </tr>
                                     }
                                 }).collect_view()}
@@ -173,7 +182,13 @@ pub fn AccountPage() -> impl IntoView {
                         </table>
                     }.into_any(),
                 }}
-                <button type="button" id="renew-recovery" on:click=renew_codes>"New recovery codes"</button>
+                </Transition>
+                <span id="renew-recovery">
+                    <Confirm action="renew-recovery" label="New recovery codes"
+                        question="Make new recovery codes? The current ones stop working."
+                        confirm="Make new codes" on_confirm=renew_codes/>
+                </span>
+                <NoticeLine notice=factors_note id="factors-notice"/>
             </section>
 
             <section class="card">
@@ -183,6 +198,7 @@ pub fn AccountPage() -> impl IntoView {
                     fallback=move || view! {
                         <form class="form" on:submit=start>
                             <Field id="totp-name" label="Name" value=name required=true/>
+                            <FieldError notice=totp_note field="name"/>
                             <Submit id="totp-start" label="Show QR code"/>
                         </form>
                     }
@@ -195,14 +211,17 @@ pub fn AccountPage() -> impl IntoView {
                         <Submit id="totp-confirm" label="Confirm"/>
                     </form>
                 </Show>
+                <NoticeLine notice=totp_note id="totp-notice" fields=&["name"]/>
             </section>
 
             <section class="card">
                 <h2>"Add a security key or passkey"</h2>
                 <form class="form" on:submit=add_key>
                     <Field id="key-name" label="Name" value=key_name required=true/>
+                    <FieldError notice=key_note field="name"/>
                     <Submit id="key-add" label="Add security key"/>
                 </form>
+                <NoticeLine notice=key_note id="key-notice" fields=&["name"]/>
             </section>
 
             <Show when=move || !recovery.with(Vec::is_empty)>
@@ -214,8 +233,7 @@ pub fn AccountPage() -> impl IntoView {
                     </ul>
                 </section>
             </Show>
-            <p class="ok" role="status">{move || notice.get().unwrap_or_default()}</p>
-            <ErrorLine error/>
         </section>
     }
+    .into_any()
 }

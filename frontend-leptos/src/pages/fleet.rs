@@ -3,17 +3,20 @@
 
 use crate::api;
 use crate::app::Session;
+use crate::pages::home::BadId;
 use crate::pages::signin::Field;
-use crate::ui::{load, loaded, maybe_time, short_time, ErrorLine, Submit};
+use crate::ui::{
+    data_if, data_with_query, maybe_time, notice, refuse, report, short_time, AdminOnly, Confirm,
+    Empty, FieldError, Note, Notice, NoticeLine, Submit,
+};
 use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use leptos_router::hooks::use_params_map;
 use shared::api::{self as ep, NoBody};
 use shared::fleet::{
-    AdoptRequest, CertificateInfo, CreatedEnrollmentToken, CrlStatus, DiscoveryRequest,
-    DiscoveryRun, DiscoveryState, EnrollmentTokenInfo, GroupInfo, HostDetail, HostGroups,
-    HostPackage, HostPage, HostPatch, HostQuery, HostSort, LiveEvent, NewEnrollmentToken,
+    AdoptRequest, CreatedEnrollmentToken, DiscoveryRequest, DiscoveryRun, DiscoveryState,
+    GroupInfo, HostGroups, HostPackage, HostQuery, HostSort, LiveEvent, NewEnrollmentToken,
     ProbeOutcome, RevokeRequest,
 };
 use shared::ids::{CertificateId, DiscoveryRunId, EnrollmentTokenId, GroupId, HostId};
@@ -23,23 +26,13 @@ use shared::vocab::{CertKind, CertState, HostStatus};
 #[component]
 pub fn HostsPage() -> impl IntoView {
     let session = expect_context::<Session>();
-    let hosts = loaded::<HostPage>();
     let query = RwSignal::new(HostQuery::default());
+    // Read again whenever a filter, the sort or the page changes.
+    let hosts = data_with_query::<ep::ListHosts>(|| (), move || query.get().to_query_string());
     let text = RwSignal::new(String::new());
     let os_text = RwSignal::new(String::new());
     let groups = crate::ui::load_on_mount::<ep::ListGroups>();
-    let reload = move || {
-        let q = query.get_untracked().to_query_string();
-        spawn_local(async move {
-            let r = api::call_with_query::<ep::ListHosts>((), &q).await;
-            let _ = hosts.try_set(Some(r));
-        });
-    };
-    // The page is read again whenever a filter, the sort or the page changes.
-    Effect::new(move |_| {
-        query.track();
-        reload();
-    });
+    let reload = move || hosts.refetch();
     // States change in place as the host actors see them; no reload needed.
     crate::live::subscribe(move |event| match event {
         LiveEvent::HostState(e) => hosts.update(|page| {
@@ -62,19 +55,28 @@ pub fn HostsPage() -> impl IntoView {
             q.page = None;
         });
     };
-    let error = RwSignal::new(None::<String>);
-    let notice = RwSignal::new(None::<String>);
-    let renew = move |id: HostId| renew_host(id, notice, error, || ());
+    let row_notice = notice();
+    let renew = move |id: HostId| renew_host(id, row_notice, || ());
+    let filtered = move || {
+        query.with(|q| {
+            *q != HostQuery {
+                page: q.page,
+                sort: q.sort,
+                desc: q.desc,
+                ..HostQuery::default()
+            }
+        })
+    };
     view! {
         <section class="page">
             <div class="row">
                 <h1>"Hosts"</h1>
-                <Show when=move || session.is_admin()>
-                    <a href="/certificates#add-host" id="add-host-link">"Add a host"</a>
-                </Show>
+                <Transition fallback=|| ()>
+                    <Show when=move || session.is_admin()>
+                        <a href="#add-host" id="add-host-link" class="button">"Add a host"</a>
+                    </Show>
+                </Transition>
             </div>
-            <p class="ok" role="status">{move || notice.get().unwrap_or_default()}</p>
-            <ErrorLine error/>
             <form class="form inline" id="host-filters" on:submit=search>
                 <input id="host-search" type="search" placeholder="Name or address" aria-label="Search hosts"
                     prop:value=move || text.get() on:input=move |ev| text.set(event_target_value(&ev))/>
@@ -93,10 +95,12 @@ pub fn HostsPage() -> impl IntoView {
                     query.update(|q| { q.group = v.parse::<i64>().ok().map(GroupId); q.page = None; });
                 }>
                     <option value="">"Any group"</option>
-                    {move || match groups.get() {
-                        Some(Ok(g)) => g.into_iter().map(|g| view! { <option value=g.id.to_string()>{g.name}</option> }).collect_view().into_any(),
-                        _ => ().into_any(),
-                    }}
+                    <Transition fallback=|| ()>
+                        {move || match groups.get() {
+                            Some(Ok(g)) => g.into_iter().map(|g| view! { <option value=g.id.to_string()>{g.name}</option> }).collect_view().into_any(),
+                            _ => ().into_any(),
+                        }}
+                    </Transition>
                 </select>
                 <input id="host-os" type="search" class="narrow" placeholder="OS (debian, rocky…)" aria-label="Operating system"
                     prop:value=move || os_text.get() on:input=move |ev| os_text.set(event_target_value(&ev))/>
@@ -127,12 +131,25 @@ pub fn HostsPage() -> impl IntoView {
                 </select>
                 <button type="submit">"Search"</button>
             </form>
+            <NoticeLine notice=row_notice id="hosts-notice"/>
+            <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || match hosts.get() {
                 None => view! { <p class="muted">"Loading…"</p> }.into_any(),
-                Some(Err(e)) => view! { <p class="error">{e.message}</p> }.into_any(),
-                Some(Ok(page)) if page.total == 0 => view! {
-                    <p class="muted">"No hosts to show. Admins add hosts with an enrollment token from the Certificates page."</p>
+                Some(Err(e)) if e.is_unauthorized() => view! { <p class="muted">"Loading…"</p> }.into_any(),
+                Some(Err(e)) => view! { <p class="error" role="alert">{e.message}</p> }.into_any(),
+                Some(Ok(page)) if page.total == 0 && filtered() => view! {
+                    <Empty text="No host matches these filters. Clear the search or choose another state, group or OS."/>
                 }.into_any(),
+                Some(Ok(page)) if page.total == 0 => if session.is_admin() {
+                    view! {
+                        <Empty text="No hosts yet. This list shows every managed host, its state and its pending updates; a host joins it when its patch agent enrolls with a one-time token."
+                            action=("#add-host", "Add a host")/>
+                    }.into_any()
+                } else {
+                    view! {
+                        <Empty text="None of your groups holds a host yet. This list shows the hosts of your groups; an Admin adds hosts and puts them into groups."/>
+                    }.into_any()
+                },
                 Some(Ok(page)) => {
                     let pages = (page.total + i64::from(page.per_page) - 1) / i64::from(page.per_page);
                     let current = page.page;
@@ -142,7 +159,7 @@ pub fn HostsPage() -> impl IntoView {
                     <table class="table" id="hosts">
                         <thead><tr>
                             <th>"Host"</th><th>"Address"</th><th>"Status"</th><th>"OS"</th>
-                            <th>"Updates"</th><th>"Groups"</th><th>"Last seen"</th><th>"Certificate"</th>
+                            <th>"Updates"</th><th>"Groups"</th><th>"Last seen"</th><th>"Actions"</th>
                         </tr></thead>
                         <tbody>
                         {list.into_iter().map(|h| {
@@ -167,7 +184,9 @@ pub fn HostsPage() -> impl IntoView {
                                     <td class="actions">
                                         <a href=format!("/api/v1/hosts/{id}/certificate-bundle") download="">"Bundle (public)"</a>
                                         <Show when=move || session.is_admin()>
-                                            <button type="button" on:click=move |_| renew(id)>"Renew"</button>
+                                            <Confirm action="renew" label="Renew certificate"
+                                                question="Issue this host a new certificate now? The agent switches to it and the old one is superseded."
+                                                confirm="Renew" on_confirm=move || renew(id)/>
                                         </Show>
                                     </td>
                                 </tr>
@@ -175,7 +194,7 @@ pub fn HostsPage() -> impl IntoView {
                         }).collect_view()}
                         </tbody>
                     </table>
-                    <p class="row">
+                    <p class="pager">
                         {(current > 1).then(|| view! {
                             <button type="button" id="page-prev" on:click=move |_| query.update(|q| q.page = Some(current - 1))>"← Previous"</button>
                         })}
@@ -186,11 +205,16 @@ pub fn HostsPage() -> impl IntoView {
                 }.into_any()
                 }
             }}
-            <Show when=move || session.is_admin()>
-                <Discovery on_adopted=reload/>
-            </Show>
+            </Transition>
+            <Transition fallback=|| ()>
+                <Show when=move || session.is_admin()>
+                    <AddHost groups on_created=reload/>
+                    <Discovery on_adopted=reload/>
+                </Show>
+            </Transition>
         </section>
     }
+    .into_any()
 }
 
 /// Admins: a range probed for agents, followed live, cancelled, and what was found adopted.
@@ -200,8 +224,7 @@ fn Discovery(on_adopted: impl Fn() + Copy + Send + Sync + 'static) -> impl IntoV
     let port = RwSignal::new(String::from("12443"));
     let run = RwSignal::new(None::<DiscoveryRun>);
     let chosen = RwSignal::new(Vec::<String>::new());
-    let error = RwSignal::new(None::<String>);
-    let notice = RwSignal::new(None::<String>);
+    let note = notice();
     // Follows a run until it ends (its progress is read twice a second).
     let follow = move |id: DiscoveryRunId| {
         spawn_local(async move {
@@ -215,7 +238,7 @@ fn Discovery(on_adopted: impl Fn() + Copy + Send + Sync + 'static) -> impl IntoV
                         }
                     }
                     Err(e) => {
-                        let _ = error.try_set(Some(e.message));
+                        let _ = note.try_set(Some(Note::Failed(e)));
                         break;
                     }
                 }
@@ -224,15 +247,14 @@ fn Discovery(on_adopted: impl Fn() + Copy + Send + Sync + 'static) -> impl IntoV
     };
     let start = move |ev: SubmitEvent| {
         ev.prevent_default();
-        error.set(None);
-        notice.set(None);
+        note.set(None);
         chosen.set(Vec::new());
         let port = match port.get_untracked().trim() {
             "" => None,
             p => match p.parse::<u16>() {
                 Ok(p) if p > 0 => Some(p),
                 _ => {
-                    error.set(Some("The port is a number from 1 to 65535.".into()));
+                    refuse(note, "The port is a number from 1 to 65535.", Some("port"));
                     return;
                 }
             },
@@ -248,14 +270,14 @@ fn Discovery(on_adopted: impl Fn() + Copy + Send + Sync + 'static) -> impl IntoV
                     run.set(Some(r));
                     follow(id);
                 }
-                Err(e) => error.set(Some(e.message)),
+                Err(e) => note.set(Some(Note::Failed(e))),
             }
         });
     };
     let cancel = move |id: DiscoveryRunId| {
         spawn_local(async move {
             if let Err(e) = api::call::<ep::CancelDiscovery>(id, &NoBody).await {
-                error.set(Some(e.message));
+                note.set(Some(Note::Failed(e)));
             }
         });
     };
@@ -272,7 +294,7 @@ fn Discovery(on_adopted: impl Fn() + Copy + Send + Sync + 'static) -> impl IntoV
                         .iter()
                         .map(|x| format!("{}: {}", x.address, x.reason))
                         .collect();
-                    notice.set(Some(format!(
+                    note.set(Some(Note::Done(format!(
                         "{} host(s) adopted.{}",
                         r.adopted.len(),
                         if refused.is_empty() {
@@ -280,14 +302,14 @@ fn Discovery(on_adopted: impl Fn() + Copy + Send + Sync + 'static) -> impl IntoV
                         } else {
                             format!(" Not adopted: {}", refused.join("; "))
                         }
-                    )));
+                    ))));
                     chosen.set(Vec::new());
                     on_adopted();
                     if let Ok(r) = api::call::<ep::GetDiscovery>(id, &NoBody).await {
                         run.set(Some(r));
                     }
                 }
-                Err(e) => error.set(Some(e.message)),
+                Err(e) => note.set(Some(Note::Failed(e))),
             }
         });
     };
@@ -302,8 +324,7 @@ fn Discovery(on_adopted: impl Fn() + Copy + Send + Sync + 'static) -> impl IntoV
                     prop:value=move || port.get() on:input=move |ev| port.set(event_target_value(&ev))/>
                 <Submit id="discovery-start" label="Probe"/>
             </form>
-            <ErrorLine error/>
-            <p class="ok" role="status">{move || notice.get().unwrap_or_default()}</p>
+            <NoticeLine notice=note id="discovery-notice"/>
             {move || run.get().map(|r| {
                 let id = r.id;
                 let running = r.state == DiscoveryState::Running;
@@ -362,6 +383,7 @@ fn Discovery(on_adopted: impl Fn() + Copy + Send + Sync + 'static) -> impl IntoV
             })}
         </div>
     }
+    .into_any()
 }
 
 /// `/hosts/:id`: one host, its certificate, the public bundle and (Admins) renewal.
@@ -369,52 +391,37 @@ fn Discovery(on_adopted: impl Fn() + Copy + Send + Sync + 'static) -> impl IntoV
 pub fn HostPage() -> impl IntoView {
     let session = expect_context::<Session>();
     let params = use_params_map();
+    let raw_id = move || params.with(|p| p.get("id").unwrap_or_default());
     let id = move || params.with(|p| p.get("id").and_then(|v| v.parse::<HostId>().ok()));
-    let host = loaded::<HostDetail>();
-    let packages = loaded::<Vec<HostPackage>>();
-    let patches = loaded::<Vec<HostPatch>>();
+    let host = data_if::<ep::GetHost>(id);
+    let packages = data_if::<ep::HostPackages>(id);
+    let patches = data_if::<ep::HostPatches>(id);
     let reload = move || {
-        if let Some(id) = id() {
-            load::<ep::GetHost>(id, host);
-            load::<ep::HostPackages>(id, packages);
-            load::<ep::HostPatches>(id, patches);
-        }
+        host.refetch();
+        packages.refetch();
+        patches.refetch();
     };
-    Effect::new(move |_| reload());
+    let this_host = move |h: HostId| {
+        Some(h) == params.with_untracked(|p| p.get("id").and_then(|v| v.parse::<HostId>().ok()))
+    };
     crate::live::subscribe(move |event| match event {
-        LiveEvent::HostState(e)
-            if Some(e.host_id)
-                == params
-                    .with_untracked(|p| p.get("id").and_then(|v| v.parse::<HostId>().ok())) =>
-        {
-            reload()
-        }
+        LiveEvent::HostState(e) if this_host(e.host_id) => reload(),
         LiveEvent::HostState(_) | LiveEvent::JobState(_) => {}
         // A job that ended on this host changed its packages: the inventory poll that follows
         // brings them; the page reloads with it.
-        LiveEvent::JobTarget(e)
-            if e.state.is_final()
-                && Some(e.host_id)
-                    == params
-                        .with_untracked(|p| p.get("id").and_then(|v| v.parse::<HostId>().ok())) =>
-        {
-            reload()
-        }
+        LiveEvent::JobTarget(e) if e.state.is_final() && this_host(e.host_id) => reload(),
         LiveEvent::JobTarget(_) => {}
         LiveEvent::Resync => reload(),
     });
-    let error = RwSignal::new(None::<String>);
-    let notice = RwSignal::new(None::<String>);
+    let note = notice();
+    let groups_note = notice();
+    let cert_note = notice();
     let search = RwSignal::new(String::new());
     let confirming = RwSignal::new(false);
     let removed = RwSignal::new(false);
-    // Membership (Admins): every group, with this host's ticked.
-    let all_groups = loaded::<Vec<GroupInfo>>();
-    Effect::new(move |_| {
-        if session.is_admin() {
-            load::<ep::ListGroups>((), all_groups);
-        }
-    });
+    // Membership (Admins): every group, with this host's ticked. (Read for everyone so the page
+    // reads the same things on the server and in the browser; an Operator's answer is unused.)
+    let all_groups = crate::ui::load_on_mount::<ep::ListGroups>();
     let member_of = RwSignal::new(Vec::<GroupId>::new());
     Effect::new(move |_| {
         if let (Some(Ok(h)), Some(Ok(g))) = (host.get(), all_groups.get()) {
@@ -431,13 +438,10 @@ pub fn HostPage() -> impl IntoView {
             group_ids: member_of.get_untracked(),
         };
         spawn_local(async move {
-            match api::call::<ep::SetHostGroups>(hid, &body).await {
-                Ok(_) => {
-                    error.set(None);
-                    notice.set(Some("Groups saved.".into()));
-                    reload();
-                }
-                Err(e) => error.set(Some(e.message)),
+            let r = api::call::<ep::SetHostGroups>(hid, &body).await;
+            report(groups_note, &r, |_| "Groups saved.".into());
+            if r.is_ok() {
+                reload();
             }
         });
     };
@@ -445,20 +449,19 @@ pub fn HostPage() -> impl IntoView {
         spawn_local(async move {
             match api::call::<ep::DeleteHost>(hid, &NoBody).await {
                 Ok(NoBody) => removed.set(true),
-                Err(e) => error.set(Some(e.message)),
+                Err(e) => note.set(Some(Note::Failed(e))),
             }
         });
     };
     let refresh = move |hid: HostId| {
         spawn_local(async move {
-            match api::call::<ep::RefreshHost>(hid, &NoBody).await {
-                Ok(NoBody) => {
-                    error.set(None);
-                    notice.set(Some("Asked the agent; the page follows its answer.".into()));
-                    // The inventory may take a moment longer than the health answer.
-                    set_timeout(reload, std::time::Duration::from_secs(3));
-                }
-                Err(e) => error.set(Some(e.message)),
+            let r = api::call::<ep::RefreshHost>(hid, &NoBody).await;
+            report(note, &r, |_| {
+                "Asked the agent; the page follows its answer.".into()
+            });
+            if r.is_ok() {
+                // The inventory may take a moment longer than the health answer.
+                set_timeout(reload, std::time::Duration::from_secs(3));
             }
         });
     };
@@ -466,11 +469,14 @@ pub fn HostPage() -> impl IntoView {
         <section class="page">
             <p><a href="/hosts">"← Hosts"</a></p>
             {move || removed.get().then(|| view! { <leptos_router::components::Redirect path="/hosts"/> })}
-            <p class="ok" role="status">{move || notice.get().unwrap_or_default()}</p>
-            <ErrorLine error/>
+            <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || match host.get() {
+                _ if id().is_none() => view! {
+                    <BadId what="host" given=raw_id() back=("/hosts", "Hosts")/>
+                }.into_any(),
                 None => view! { <p class="muted">"Loading…"</p> }.into_any(),
-                Some(Err(e)) => view! { <p class="error">{e.message}</p> }.into_any(),
+                Some(Err(e)) if e.is_unauthorized() => view! { <p class="muted">"Loading…"</p> }.into_any(),
+                Some(Err(e)) => view! { <p class="error" role="alert" id="host-error">{e.message}</p> }.into_any(),
                 Some(Ok(h)) => {
                     let hid = h.summary.id;
                     view! {
@@ -497,6 +503,7 @@ pub fn HostPage() -> impl IntoView {
                                     <dt>"Last seen"</dt><dd>{maybe_time(h.summary.last_seen_at.as_deref())}</dd>
                                 </dl>
                                 <button type="button" id="refresh" on:click=move |_| refresh(hid)>"Poll now"</button>
+                                <NoticeLine notice=note id="host-notice"/>
                                 <Show when=move || session.is_admin()>
                                     <fieldset class="groups" id="host-groups">
                                         <legend>"Groups"</legend>
@@ -514,9 +521,10 @@ pub fn HostPage() -> impl IntoView {
                                                     </label>
                                                 }
                                             }).collect_view().into_any(),
-                                            _ => view! { <span class="muted">"No groups yet (Users page)."</span> }.into_any(),
+                                            _ => view! { <span class="muted">"No groups yet: groups are made on the Users page."</span> }.into_any(),
                                         }}
                                         <button type="button" id="save-groups" on:click=move |_| save_groups(hid)>"Save groups"</button>
+                                        <NoticeLine notice=groups_note id="groups-notice"/>
                                     </fieldset>
                                 </Show>
                                 <Show when=move || session.is_admin()>
@@ -551,9 +559,12 @@ pub fn HostPage() -> impl IntoView {
                                     None => view! { <p class="warn">"No valid certificate."</p> }.into_any(),
                                 }}
                                 <Show when=move || session.is_admin()>
-                                    <button type="button" id="renew" on:click=move |_| renew_host(hid, notice, error, reload)>
-                                        "Renew certificate now"
-                                    </button>
+                                    <span id="renew">
+                                        <Confirm action="renew" label="Renew certificate now"
+                                            question="Issue this host a new certificate now? The agent switches to it and the current one is superseded."
+                                            confirm="Renew" on_confirm=move || renew_host(hid, cert_note, reload)/>
+                                    </span>
+                                    <NoticeLine notice=cert_note id="renew-notice"/>
                                 </Show>
                             </section>
                         </div>
@@ -614,33 +625,26 @@ pub fn HostPage() -> impl IntoView {
                     }.into_any()
                 }
             }}
+            </Transition>
         </section>
     }
+    .into_any()
 }
 
-/// Renews a host's certificate through its agent and reports the outcome.
-fn renew_host(
-    id: HostId,
-    notice: RwSignal<Option<String>>,
-    error: RwSignal<Option<String>>,
-    then: impl Fn() + 'static,
-) {
-    notice.set(Some("Renewing…".into()));
+/// Renews a host's certificate through its agent and reports the outcome in `notice`.
+fn renew_host(id: HostId, notice: Notice, then: impl Fn() + 'static) {
+    notice.set(Some(Note::Done("Renewing…".into())));
     spawn_local(async move {
-        match api::call::<ep::RenewHostCertificate>(id, &NoBody).await {
-            Ok(c) => {
-                error.set(None);
-                notice.set(Some(format!(
-                    "New certificate {} until {}",
-                    c.serial,
-                    short_time(&c.not_after)
-                )));
-                then();
-            }
-            Err(e) => {
-                notice.set(None);
-                error.set(Some(e.message));
-            }
+        let r = api::call::<ep::RenewHostCertificate>(id, &NoBody).await;
+        report(notice, &r, |c| {
+            format!(
+                "New certificate {} until {}.",
+                c.serial,
+                short_time(&c.not_after)
+            )
+        });
+        if r.is_ok() {
+            then();
         }
     });
 }
@@ -669,17 +673,12 @@ fn kind_label(kind: CertKind) -> &'static str {
 /// The certificates page.
 #[component]
 pub fn CertificatesPage() -> impl IntoView {
-    let certs = loaded::<Vec<CertificateInfo>>();
-    let tokens = loaded::<Vec<EnrollmentTokenInfo>>();
-    let groups = loaded::<Vec<GroupInfo>>();
-    let crl = loaded::<CrlStatus>();
+    let certs = crate::ui::load_on_mount::<ep::ListCertificates>();
+    let crl = crate::ui::load_on_mount::<ep::GetCrlStatus>();
     let reload = move || {
-        load::<ep::GetCrlStatus>((), crl);
-        load::<ep::ListCertificates>((), certs);
-        load::<ep::ListEnrollmentTokens>((), tokens);
-        load::<ep::ListGroups>((), groups);
+        crl.refetch();
+        certs.refetch();
     };
-    Effect::new(move |_| reload());
     // While agents still lack the CRL, look again every few seconds (the courier keeps trying).
     Effect::new(move |_| {
         if let Some(Ok(s)) = crl.get() {
@@ -696,8 +695,9 @@ pub fn CertificatesPage() -> impl IntoView {
             }
         }
     });
-    let error = RwSignal::new(None::<String>);
-    let notice = RwSignal::new(None::<String>);
+    let table_notice = notice();
+    let rotate_notice = notice();
+    let crl_notice = notice();
     let show_all = RwSignal::new(false);
     let revoking = RwSignal::new(None::<CertificateId>);
     let reason = RwSignal::new(String::new());
@@ -707,97 +707,49 @@ pub fn CertificatesPage() -> impl IntoView {
             reason: reason.get_untracked(),
         };
         spawn_local(async move {
-            match api::call::<ep::RevokeCertificate>(id, &body).await {
-                Ok(r) => {
-                    error.set(None);
-                    revoking.set(None);
-                    reason.set(String::new());
-                    notice.set(Some(format!(
-                        "Revoked. Revocation list #{} is on its way to {} agent(s); its delivery shows below.",
-                        r.number, r.agents
-                    )));
-                    reload();
-                }
-                Err(e) => error.set(Some(e.message)),
+            let r = api::call::<ep::RevokeCertificate>(id, &body).await;
+            report(table_notice, &r, |r| {
+                format!(
+                "Revoked. Revocation list #{} is on its way to {} agent(s); its delivery shows below.",
+                r.number, r.agents
+            )
+            });
+            if r.is_ok() {
+                revoking.set(None);
+                reason.set(String::new());
+                reload();
             }
         });
     };
-    let rotate = move |_| {
+    let rotate = move || {
         spawn_local(async move {
-            match api::call::<ep::RotateManagerClient>((), &NoBody).await {
-                Ok(r) => {
-                    error.set(None);
-                    notice.set(Some(format!("The manager's client certificate was replaced (serial {}); new agent connections use it, and the previous one is revoked.", r.serial)));
-                    reload();
-                }
-                Err(e) => error.set(Some(e.message)),
+            let r = api::call::<ep::RotateManagerClient>((), &NoBody).await;
+            report(rotate_notice, &r, |r| {
+                format!("The manager's client certificate was replaced (serial {}); new agent connections use it, and the previous one is revoked.", r.serial)
+            });
+            if r.is_ok() {
+                reload();
             }
         });
     };
-    let renew = move |host: HostId| renew_host(host, notice, error, reload);
+    let renew = move |host: HostId| renew_host(host, table_notice, reload);
     let retry_crl = move |_| {
         spawn_local(async move {
-            match api::call::<ep::RetryCrlDelivery>((), &NoBody).await {
-                Ok(s) => {
-                    error.set(None);
-                    crl.set(Some(Ok(s)));
-                }
-                Err(e) => error.set(Some(e.message)),
-            }
-        });
-    };
-
-    // Enrollment tokens.
-    let created = RwSignal::new(None::<CreatedEnrollmentToken>);
-    let minutes = RwSignal::new("60".to_owned());
-    let group = RwSignal::new(String::new());
-    let vouched = RwSignal::new(String::new());
-    let new_host = RwSignal::new(String::new());
-    let make_token = move |ev: SubmitEvent| {
-        ev.prevent_default();
-        let Ok(m) = minutes.get_untracked().trim().parse::<i64>() else {
-            error.set(Some("Minutes must be a whole number.".into()));
-            return;
-        };
-        let body = NewEnrollmentToken {
-            group_id: group.get_untracked().parse().ok(),
-            minutes: Some(m),
-            addresses: vouched
-                .get_untracked()
-                .split([',', ' '])
-                .filter(|a| !a.is_empty())
-                .map(str::to_owned)
-                .collect(),
-            host: Some(new_host.get_untracked()).filter(|h| !h.trim().is_empty()),
-        };
-        spawn_local(async move {
-            match api::call::<ep::CreateEnrollmentToken>((), &body).await {
-                Ok(t) => {
-                    error.set(None);
-                    created.set(Some(t));
-                    reload();
-                }
-                Err(e) => error.set(Some(e.message)),
-            }
-        });
-    };
-    let withdraw = move |id: EnrollmentTokenId| {
-        spawn_local(async move {
-            match api::call::<ep::DeleteEnrollmentToken>(id, &NoBody).await {
-                Ok(NoBody) => {
-                    error.set(None);
-                    reload();
-                }
-                Err(e) => error.set(Some(e.message)),
+            let r = api::call::<ep::RetryCrlDelivery>((), &NoBody).await;
+            report(crl_notice, &r, |_| "Delivery tried again now.".into());
+            if let Ok(s) = r {
+                crl.set(Some(Ok(s)));
             }
         });
     };
 
     view! {
+        <AdminOnly title="Certificates">
         <section class="page">
-            <h1>"Certificates"</h1>
-            <p class="ok" role="status">{move || notice.get().unwrap_or_default()}</p>
-            <ErrorLine error/>
+            <div class="row">
+                <h1>"Certificates"</h1>
+                <a href="/hosts#add-host" id="add-host-link">"Add a host (Hosts page)"</a>
+            </div>
             <section class="card">
                 <div class="row">
                     <h2>"Issued by the manager's CA"</h2>
@@ -805,13 +757,20 @@ pub fn CertificatesPage() -> impl IntoView {
                         <input type="checkbox" prop:checked=move || show_all.get() on:change=move |ev| show_all.set(event_target_checked(&ev))/>
                         "Show superseded and revoked"
                     </label>
-                    <button type="button" id="rotate-client" on:click=rotate>"Rotate manager client certificate"</button>
+                    <span id="rotate-client">
+                        <Confirm action="rotate" label="Rotate manager client certificate"
+                            question="Replace the manager's client certificate now? Agents accept the new one at once; the current one is revoked."
+                            confirm="Rotate" on_confirm=rotate/>
+                    </span>
                     <a href="/api/v1/ca/root.crt" download="patch-manager-web-root-ca.crt" title="The root to trust in browsers for this web UI">"Web root CA"</a>
                     <a href="/api/v1/ca/fleet.crt" download="patch-manager-fleet-ca.crt" title="Signs agents' certificates; not for browsers">"Fleet CA"</a>
                 </div>
+                <NoticeLine notice=rotate_notice id="rotate-notice"/>
+                <NoticeLine notice=table_notice id="certificates-notice"/>
+                <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
                 {move || match certs.get() {
                     None => view! { <p class="muted">"Loading…"</p> }.into_any(),
-                    Some(Err(e)) => view! { <p class="error">{e.message}</p> }.into_any(),
+                    Some(Err(e)) => view! { <p class="error" role="alert">{e.message}</p> }.into_any(),
                     Some(Ok(list)) => view! {
                         <table class="table" id="certificates">
                             <thead><tr>
@@ -840,17 +799,23 @@ pub fn CertificatesPage() -> impl IntoView {
                                         <td class=class>{c.state.as_str()}{c.revocation_reason.map(|r| format!(": {r}"))}</td>
                                         <td class="actions">
                                             {(c.kind == CertKind::Agent && c.state != CertState::Revoked).then(|| host.map(|h| view! {
-                                                <button type="button" on:click=move |_| renew(h)>"Renew"</button>
+                                                <Confirm action="renew" label="Renew"
+                                                    question="Issue this host a new certificate now? The agent switches to it and this one is superseded."
+                                                    confirm="Renew" on_confirm=move || renew(h)/>
                                             }))}
                                             {revocable.then(|| view! {
                                                 {move || if revoking.get() == Some(id) {
                                                     view! {
-                                                        <input class="reason" placeholder="Reason" aria-label="Reason for revocation"
-                                                            prop:value=move || reason.get() on:input=move |ev| reason.set(event_target_value(&ev))/>
-                                                        <button type="button" class="danger" on:click=move |_| revoke(id)>"Revoke now"</button>
+                                                        <span class="confirm" role="group">
+                                                            <span class="warn">"Revoke for good? Whoever holds it is refused from the next revocation list on."</span>
+                                                            <input class="reason" placeholder="Reason" aria-label="Reason for revocation"
+                                                                prop:value=move || reason.get() on:input=move |ev| reason.set(event_target_value(&ev))/>
+                                                            <button type="button" class="danger" data-action="revoke-confirm" on:click=move |_| revoke(id)>"Revoke now"</button>
+                                                            <button type="button" data-action="revoke-cancel" on:click=move |_| { revoking.set(None); reason.set(String::new()); }>"Cancel"</button>
+                                                        </span>
                                                     }.into_any()
                                                 } else {
-                                                    view! { <button type="button" class="danger" on:click=move |_| revoking.set(Some(id))>"Revoke…"</button> }.into_any()
+                                                    view! { <button type="button" class="danger" data-action="revoke" on:click=move |_| revoking.set(Some(id))>"Revoke…"</button> }.into_any()
                                                 }}
                                             })}
                                         </td>
@@ -861,6 +826,7 @@ pub fn CertificatesPage() -> impl IntoView {
                         </table>
                     }.into_any(),
                 }}
+                </Transition>
             </section>
 
             <section class="card" id="crl">
@@ -869,9 +835,11 @@ pub fn CertificatesPage() -> impl IntoView {
                     <button type="button" id="crl-retry" on:click=retry_crl>"Retry delivery now"</button>
                     <a href="/api/v1/ca/crl" download="patch-manager-fleet.crl">"Download CRL"</a>
                 </div>
+                <NoticeLine notice=crl_notice id="crl-notice"/>
+                <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
                 {move || match crl.get() {
                     None => view! { <p class="muted">"Loading…"</p> }.into_any(),
-                    Some(Err(e)) => view! { <p class="error">{e.message}</p> }.into_any(),
+                    Some(Err(e)) => view! { <p class="error" role="alert">{e.message}</p> }.into_any(),
                     Some(Ok(s)) => {
                         let complete = s.pending.is_empty();
                         view! {
@@ -899,50 +867,139 @@ pub fn CertificatesPage() -> impl IntoView {
                         }.into_any()
                     }
                 }}
+                </Transition>
             </section>
+        </section>
+        </AdminOnly>
+    }
+    .into_any()
+}
 
-            <section class="card" id="add-host">
-                <h2>"Add a host"</h2>
-                <p class="muted">"Make a one-time token, then run the command it shows on the new host as root. The token is shown once. Given a DNS name, the manager resolves it now and the host must enroll under that name; given an address, the host enrolls for that address."</p>
-                <form class="form inline" on:submit=make_token>
-                    <label for="token-group">"Group"</label>
+/// Admins: a one-time enrollment token for a new host, the command that enrolls it, and the tokens
+/// made so far.
+#[component]
+fn AddHost(
+    groups: crate::ui::Loaded<Vec<GroupInfo>>,
+    on_created: impl Fn() + Copy + Send + Sync + 'static,
+) -> impl IntoView {
+    let tokens = crate::ui::load_on_mount::<ep::ListEnrollmentTokens>();
+    let created = RwSignal::new(None::<CreatedEnrollmentToken>);
+    let minutes = RwSignal::new("60".to_owned());
+    let group = RwSignal::new(String::new());
+    let vouched = RwSignal::new(String::new());
+    let new_host = RwSignal::new(String::new());
+    let form = notice();
+    let list_notice = notice();
+    let make_token = move |ev: SubmitEvent| {
+        ev.prevent_default();
+        let Ok(m) = minutes.get_untracked().trim().parse::<i64>() else {
+            refuse(
+                form,
+                "Valid for: a whole number of minutes.",
+                Some("minutes"),
+            );
+            return;
+        };
+        let body = NewEnrollmentToken {
+            group_id: group.get_untracked().parse().ok(),
+            minutes: Some(m),
+            addresses: vouched
+                .get_untracked()
+                .split([',', ' '])
+                .filter(|a| !a.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            host: Some(new_host.get_untracked()).filter(|h| !h.trim().is_empty()),
+        };
+        spawn_local(async move {
+            let r = api::call::<ep::CreateEnrollmentToken>((), &body).await;
+            report(form, &r, |_| {
+                "Token made: run the command below on the new host.".into()
+            });
+            if let Ok(t) = r {
+                created.set(Some(t));
+                // A fresh form for the next host.
+                new_host.set(String::new());
+                vouched.set(String::new());
+                minutes.set("60".into());
+                tokens.refetch();
+                on_created();
+            }
+        });
+    };
+    let withdraw = move |id: EnrollmentTokenId| {
+        spawn_local(async move {
+            let r = api::call::<ep::DeleteEnrollmentToken>(id, &NoBody).await;
+            report(list_notice, &r, |_| format!("Token #{id} withdrawn."));
+            tokens.refetch();
+        });
+    };
+    view! {
+        <section class="card" id="add-host">
+            <h2>"Add a host"</h2>
+            <p class="muted">"Make a one-time token, then run the command it shows on the new host as root. The token is shown once. Given a DNS name, the manager resolves it now and the host must enroll under that name; given an address, the host enrolls for that address."</p>
+            <form class="form inline" on:submit=make_token>
+                <span>
+                    <label for="token-group">"Group"</label><br/>
                     <select id="token-group" on:change=move |ev| group.set(event_target_value(&ev))>
                         <option value="">"(none)"</option>
-                        {move || match groups.get() {
-                            Some(Ok(g)) => g.into_iter().map(|g| view! { <option value=g.id.to_string()>{g.name}</option> }).collect_view().into_any(),
-                            _ => ().into_any(),
-                        }}
+                        <Transition fallback=|| ()>
+                            {move || match groups.get() {
+                                Some(Ok(g)) => g.into_iter().map(|g| view! { <option value=g.id.to_string()>{g.name}</option> }).collect_view().into_any(),
+                                _ => ().into_any(),
+                            }}
+                        </Transition>
                     </select>
+                </span>
+                <span>
                     <Field id="token-host" label="Host name or address (optional)" value=new_host kind="text"/>
+                    <FieldError notice=form field="host"/>
+                </span>
+                <span>
                     <Field id="token-minutes" label="Valid for (minutes)" value=minutes kind="number"/>
+                    <FieldError notice=form field="minutes"/>
+                </span>
+                <span>
                     <Field id="token-addresses" label="Host addresses, if behind NAT" value=vouched kind="text"/>
-                    <Submit id="make-token" label="Make token"/>
-                </form>
-                {move || created.get().map(|t| view! {
-                    <div class="notice">
-                        {t.hostname.clone().map(|h| view! {
-                            <p id="token-resolved">{format!("For {h}, resolved to {}.", t.addresses.join(", "))}</p>
-                        })}
-                        <p>"Valid until " {short_time(&t.expires_at)} ", once:"</p>
-                        <pre id="enroll-command">{t.command}</pre>
-                    </div>
-                })}
+                    <FieldError notice=form field="addresses"/>
+                </span>
+                <Submit id="make-token" label="Make token"/>
+            </form>
+            <NoticeLine notice=form id="token-notice" fields=&["host", "minutes", "addresses"]/>
+            {move || created.get().map(|t| view! {
+                <div class="notice" id="token-created">
+                    {t.hostname.clone().map(|h| view! {
+                        <p id="token-resolved">{format!("For {h}, resolved to {}.", t.addresses.join(", "))}</p>
+                    })}
+                    <p>"Valid until " {short_time(&t.expires_at)} ", once. On the new host, as root:"</p>
+                    <pre id="enroll-command">{t.command.clone()}</pre>
+                    {t.manager_url_is_local.then(|| view! {
+                        <p class="warn" id="enroll-local-warning">"This command names the manager by a loopback address, which other hosts cannot reach. Set server.public_url (or server.public_names) in the manager's configuration to the address hosts use."</p>
+                    })}
+                </div>
+            })}
+            <NoticeLine notice=list_notice id="tokens-notice"/>
+            <Transition fallback=|| ()>
                 {move || match tokens.get() {
                     Some(Ok(list)) if !list.is_empty() => view! {
                         <table class="table" id="tokens">
-                            <thead><tr><th>"Token"</th><th>"Created"</th><th>"Expires"</th><th>"Addresses"</th><th>"Used"</th><th></th></tr></thead>
+                            <thead><tr><th>"Token"</th><th>"Created"</th><th>"Expires"</th><th>"Addresses"</th><th>"Used"</th><th>"Actions"</th></tr></thead>
                             <tbody>
                             {list.into_iter().map(|t| {
                                 let id = t.id;
                                 let unused = t.used_at.is_none();
                                 view! {
-                                    <tr>
+                                    <tr data-token=id.to_string()>
                                         <td>{format!("#{id}")}</td>
                                         <td>{short_time(&t.created_at)}</td>
                                         <td>{short_time(&t.expires_at)}</td>
                                         <td>{t.hostname.clone().map(|h| format!("{h}: ")).unwrap_or_default()}{if t.addresses.is_empty() { "from the host itself".to_owned() } else { t.addresses.join(", ") }}</td>
                                         <td>{t.used_at.as_deref().map_or_else(|| "unused".to_owned(), |u| match t.used_by_host_id { Some(h) => format!("{} (host {h})", short_time(u)), None => short_time(u) })}</td>
-                                        <td>{unused.then(|| view! { <button type="button" on:click=move |_| withdraw(id)>"Withdraw"</button> })}</td>
+                                        <td class="actions">{unused.then(|| view! {
+                                            <Confirm action="withdraw" label="Withdraw"
+                                                question="Withdraw this token? A host that has not enrolled with it yet cannot."
+                                                confirm="Withdraw" danger=true on_confirm=move || withdraw(id)/>
+                                        })}</td>
                                     </tr>
                                 }
                             }).collect_view()}
@@ -951,7 +1008,8 @@ pub fn CertificatesPage() -> impl IntoView {
                     }.into_any(),
                     _ => ().into_any(),
                 }}
-            </section>
+            </Transition>
         </section>
     }
+    .into_any()
 }

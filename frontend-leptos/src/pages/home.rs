@@ -1,18 +1,17 @@
-//! The overview: what the installation holds today (for the signed-in user's scope), and a
-//! counter that only counts once the WebAssembly bundle has attached (the browser test's proof
-//! of hydration).
+//! The overview: what the installation holds today (for the signed-in user's scope), live.
 
-use crate::ui::{load, loaded, ErrorLine};
+use crate::app::Session;
+use crate::ui::data;
 use leptos::prelude::*;
 use shared::api as ep;
 use shared::fleet::LiveEvent;
 use shared::status::{AuditChainState, FleetSummary, ServiceState, SystemOverview};
 
-/// Front page: installation status and an interactivity check.
+/// Front page: installation status, the fleet's compliance, deployments and the audit chain.
 #[component]
 pub fn HomePage() -> impl IntoView {
-    let overview = loaded::<SystemOverview>();
-    Effect::new(move |_| load::<ep::Overview>((), overview));
+    let session = expect_context::<Session>();
+    let overview = data::<ep::Overview>(|| ());
     // Host states change live; the summary is read again, at most once every few seconds.
     let pending = RwSignal::new(false);
     crate::live::subscribe(move |event| {
@@ -22,67 +21,53 @@ pub fn HomePage() -> impl IntoView {
             set_timeout(
                 move || {
                     pending.set(false);
-                    load::<ep::Overview>((), overview);
+                    overview.refetch();
                 },
                 std::time::Duration::from_secs(3),
             );
         }
     });
-    let (hydrated, set_hydrated) = signal(false);
-    // Effects run only in the browser, so this flips once the WASM bundle has hydrated the page.
-    Effect::new(move |_| set_hydrated.set(true));
-    let (clicks, set_clicks) = signal(0u32);
-    let error = RwSignal::new(None);
-    Effect::new(move |_| {
-        if let Some(Err(e)) = overview.get() {
-            error.set(Some(format!("Status unavailable: {e}")));
-        }
-    });
-
+    let hydrated = crate::ui::hydrated();
     view! {
         <section class="page" data-hydrated=move || hydrated.get().to_string()>
             <h1>"Overview"</h1>
-            {move || match overview.get() {
-                Some(Ok(o)) => view! { <OverviewCards overview=o/> }.into_any(),
-                Some(Err(_)) => view! { <ErrorLine error/> }.into_any(),
-                None => view! { <p class="muted">"Loading status…"</p> }.into_any(),
-            }}
+            <Transition fallback=|| view! { <p class="muted">"Loading status…"</p> }>
+                {move || {
+                    // Read here so the server waits for the role too before it sends the page.
+                    let admin = session.is_admin();
+                    overview.get().map(|o| match o {
+                    Ok(o) => view! { <OverviewCards overview=o admin/> }.into_any(),
+                    Err(e) if e.is_unauthorized() => view! { <p class="muted">"Loading status…"</p> }.into_any(),
+                    Err(e) => view! { <p class="error" role="alert">{format!("Status unavailable: {}", e.message)}</p> }.into_any(),
+                })}}
+            </Transition>
             <p>
                 <a id="root-ca-download" href="/api/v1/ca/root.crt" download="patch-manager-web-root-ca.crt">
                     "Download the web root certificate"
                 </a>
                 <span class="muted">" — trust it in your browser for this web UI (it signs nothing else)."</span>
             </p>
-            <section class="card" aria-labelledby="ui-check">
-                <h2 id="ui-check">"Browser check"</h2>
-                <p class="muted">
-                    {move || if hydrated.get() {
-                        "Interactive: the WebAssembly bundle is running."
-                    } else {
-                        "Server-rendered; waiting for the WebAssembly bundle."
-                    }}
-                </p>
-                <button id="click-check" type="button" on:click=move |_| set_clicks.update(|n| *n += 1)>
-                    "Clicked " <span id="click-count">{clicks}</span> " times"
-                </button>
-            </section>
         </section>
     }
+    .into_any()
 }
 
 #[component]
-fn OverviewCards(overview: SystemOverview) -> impl IntoView {
+fn OverviewCards(overview: SystemOverview, admin: bool) -> impl IntoView {
     let h = overview.health;
     let (state_class, state_text) = match h.status {
         ServiceState::Ok => ("ok", "Healthy"),
         ServiceState::Degraded => ("bad", "Degraded"),
     };
+    let total = u64::try_from(overview.audit_records).unwrap_or(0);
     let audit = match overview.audit_chain {
+        AuditChainState::Intact { records } if records >= total => view! {
+            <span class="ok">{format!("Intact: all {total} records verified")}</span>
+        }
+        .into_any(),
+        // Records written after the check began are checked at the next one.
         AuditChainState::Intact { records } => view! {
-            <span class="ok">
-                "Intact: " {records} {if records == 1 { " record" } else { " records" }}
-                " verified at the last check"
-            </span>
+            <span class="ok">{format!("Intact: records 1 to {records} verified; {} newer not yet checked", total - records)}</span>
         }
         .into_any(),
         AuditChainState::Broken { id, reason } => view! {
@@ -108,8 +93,16 @@ fn OverviewCards(overview: SystemOverview) -> impl IntoView {
                     <dt>"Groups"</dt><dd>{overview.groups}</dd>
                     <dt>"Users"</dt><dd>{overview.users}</dd>
                 </dl>
-                {(overview.hosts == 0).then(|| view! {
-                    <p class="muted">"No hosts are enrolled yet."</p>
+                {(overview.hosts == 0).then(|| if admin {
+                    view! {
+                        <crate::ui::Empty
+                            text="No hosts are enrolled yet. Each managed host runs the patch agent, enrolled with a one-time token."
+                            action=("/hosts#add-host", "Add a host")/>
+                    }.into_any()
+                } else {
+                    view! {
+                        <crate::ui::Empty text="None of your groups holds a host yet. An Admin puts hosts into groups; you see those of your groups."/>
+                    }.into_any()
                 })}
             </section>
             {(overview.hosts > 0).then(|| view! { <Compliance fleet=overview.fleet.clone() hosts=overview.hosts/> }.into_any())}
@@ -137,12 +130,14 @@ fn OverviewCards(overview: SystemOverview) -> impl IntoView {
             <section class="card">
                 <h2>"Audit log"</h2>
                 <dl>
-                    <dt>"Records"</dt><dd>{overview.audit_records}</dd>
+                    <dt>"Records"</dt><dd id="audit-records">{overview.audit_records}</dd>
                     <dt>"Chain"</dt><dd id="audit-chain">{audit}</dd>
                 </dl>
+                {admin.then(|| view! { <p><a href="/audit">"Open the audit log"</a></p> })}
             </section>
         </div>
     }
+    .into_any()
 }
 
 /// The dashboard: compliance, states and pending updates, overall and per group.
@@ -198,12 +193,41 @@ pub fn NotFound() -> impl IntoView {
     if let Some(resp) = use_context::<leptos_actix::ResponseOptions>() {
         resp.set_status(actix_web::http::StatusCode::NOT_FOUND);
     }
+    let path = leptos_router::hooks::use_location()
+        .pathname
+        .get_untracked();
     view! {
-        <section class="page">
+        <section class="page narrow" id="not-found">
             <h1>"Page not found"</h1>
-            <p><a href="/">"Back to the overview"</a></p>
+            <p>{format!("Nothing lives at {path}. The address may be mistyped, or the page was moved.")}</p>
+            <p><a href="/">"Back to the overview"</a>" · "<a href="/hosts">"Hosts"</a></p>
         </section>
     }
+    .into_any()
+}
+
+/// A page about one thing whose address names it with something that is not an id (`/hosts/abc`).
+#[component]
+pub fn BadId(
+    /// What the id names (`host`, `job`).
+    what: &'static str,
+    /// The text the address holds.
+    given: String,
+    /// The list to go back to, and its name.
+    back: (&'static str, &'static str),
+) -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    if let Some(resp) = use_context::<leptos_actix::ResponseOptions>() {
+        resp.set_status(actix_web::http::StatusCode::NOT_FOUND);
+    }
+    view! {
+        <section class="page narrow" id="bad-id">
+            <h1>"Page not found"</h1>
+            <p>{format!("\u{201c}{given}\u{201d} is not a {what} number: {what} pages are at addresses such as {}/12.", back.0)}</p>
+            <p><a href=back.0>{format!("Back to {}", back.1)}</a></p>
+        </section>
+    }
+    .into_any()
 }
 
 fn format_uptime(secs: u64) -> String {

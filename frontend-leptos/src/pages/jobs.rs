@@ -3,18 +3,18 @@
 //! followed live host by host (state, output, per-package results), cancelled or rolled back.
 
 use crate::api;
-use crate::ui::{load, loaded, maybe_time, short_time, ErrorLine, Submit};
+use crate::ui::{
+    data_if, data_with_query, load_on_mount, maybe_time, short_time, Empty, ErrorLine, Submit,
+};
 use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use leptos_router::hooks::{use_navigate, use_params_map};
 use shared::agent::{PackageOutcome, PatchSelection};
 use shared::api::{self as ep, NoBody};
-use shared::fleet::{GroupInfo, HostPage, HostPatch, HostQuery, LiveEvent};
+use shared::fleet::{HostPatch, HostQuery, LiveEvent};
 use shared::ids::{GroupId, HostId, JobId};
-use shared::jobs::{
-    JobDetail, JobMode, JobRollback, JobState, JobSummary, NewJob, TargetState, WavePlan,
-};
+use shared::jobs::{JobMode, JobRollback, JobState, NewJob, TargetState, WavePlan};
 
 /// A CSS class for a job's state.
 fn job_class(s: JobState) -> &'static str {
@@ -83,9 +83,8 @@ fn parse_percents(text: &str) -> Result<Vec<u8>, String> {
 /// `/jobs`: a new job, and the jobs so far.
 #[component]
 pub fn JobsPage() -> impl IntoView {
-    let jobs = loaded::<Vec<JobSummary>>();
-    let reload = move || load::<ep::ListJobs>((), jobs);
-    Effect::new(move |_| reload());
+    let jobs = load_on_mount::<ep::ListJobs>();
+    let reload = move || jobs.refetch();
     crate::live::subscribe(move |event| match event {
         LiveEvent::JobState(_) | LiveEvent::Resync => reload(),
         _ => {}
@@ -95,11 +94,15 @@ pub fn JobsPage() -> impl IntoView {
             <h1>"Patch deployment"</h1>
             <NewJobForm/>
             <h2>"Jobs"</h2>
+            <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || match jobs.get() {
                 None => view! { <p class="muted">"Loading…"</p> }.into_any(),
-                Some(Err(e)) => view! { <p class="error">{e.message}</p> }.into_any(),
+                Some(Err(e)) if e.is_unauthorized() => view! { <p class="muted">"Loading…"</p> }.into_any(),
+                Some(Err(e)) => view! { <p class="error" role="alert">{e.message}</p> }.into_any(),
                 Some(Ok(list)) if list.is_empty() => view! {
-                    <p class="muted" id="no-jobs">"No jobs yet."</p>
+                    <div id="no-jobs">
+                        <Empty text="No jobs yet. A job installs updates on hosts or groups, in waves that stop when too many hosts fail, and can be rolled back; the form above starts one."/>
+                    </div>
                 }.into_any(),
                 Some(Ok(list)) => view! {
                     <table class="table" id="jobs">
@@ -123,8 +126,10 @@ pub fn JobsPage() -> impl IntoView {
                     </table>
                 }.into_any(),
             }}
+            </Transition>
         </section>
     }
+    .into_any()
 }
 
 /// The new-job form: hosts or groups, which patches, waves; a review of the chosen hosts'
@@ -132,20 +137,17 @@ pub fn JobsPage() -> impl IntoView {
 #[component]
 fn NewJobForm() -> impl IntoView {
     let navigate = use_navigate();
-    let groups = loaded::<Vec<GroupInfo>>();
-    let hosts = loaded::<HostPage>();
-    Effect::new(move |_| {
-        load::<ep::ListGroups>((), groups);
-        let q = HostQuery {
-            per_page: Some(200),
-            ..HostQuery::default()
-        }
-        .to_query_string();
-        spawn_local(async move {
-            let r = api::call_with_query::<ep::ListHosts>((), &q).await;
-            let _ = hosts.try_set(Some(r));
-        });
-    });
+    let groups = load_on_mount::<ep::ListGroups>();
+    let hosts = data_with_query::<ep::ListHosts>(
+        || (),
+        || {
+            HostQuery {
+                per_page: Some(200),
+                ..HostQuery::default()
+            }
+            .to_query_string()
+        },
+    );
     let chosen_hosts = RwSignal::new(Vec::<HostId>::new());
     let chosen_groups = RwSignal::new(Vec::<GroupId>::new());
     let selection = RwSignal::new(String::from("security"));
@@ -276,6 +278,7 @@ fn NewJobForm() -> impl IntoView {
             <h2>"New job"</h2>
             <fieldset>
                 <legend>"Groups"</legend>
+                <Transition fallback=|| ()>
                 {move || match groups.get() {
                     Some(Ok(list)) if !list.is_empty() => list.into_iter().map(|g| {
                         let id = g.id;
@@ -291,9 +294,11 @@ fn NewJobForm() -> impl IntoView {
                     Some(Err(e)) => view! { <p class="error">{e.message}</p> }.into_any(),
                     _ => view! { <p class="muted">"No groups."</p> }.into_any(),
                 }}
+                </Transition>
             </fieldset>
             <fieldset>
                 <legend>"Hosts"</legend>
+                <Transition fallback=|| ()>
                 {move || match hosts.get() {
                     Some(Ok(page)) if !page.hosts.is_empty() => page.hosts.into_iter().map(|h| {
                         let id = h.id;
@@ -310,6 +315,7 @@ fn NewJobForm() -> impl IntoView {
                     Some(Ok(_)) => view! { <p class="muted">"No hosts."</p> }.into_any(),
                     None => view! { <p class="muted">"Loading…"</p> }.into_any(),
                 }}
+                </Transition>
             </fieldset>
             <label for="job-selection">"Patches"</label>
             <select id="job-selection" on:change=move |ev| selection.set(event_target_value(&ev))>
@@ -374,6 +380,7 @@ fn NewJobForm() -> impl IntoView {
             <Submit id="job-apply" label="Create the job" busy=Signal::derive(move || busy.get())/>
         </form>
     }
+    .into_any()
 }
 
 /// `/jobs/:id`: one job, followed live.
@@ -381,13 +388,8 @@ fn NewJobForm() -> impl IntoView {
 pub fn JobPage() -> impl IntoView {
     let params = use_params_map();
     let id = move || params.with(|p| p.get("id").and_then(|v| v.parse::<JobId>().ok()));
-    let job = loaded::<JobDetail>();
-    let reload = move || {
-        if let Some(id) = id() {
-            load::<ep::GetJob>(id, job);
-        }
-    };
-    Effect::new(move |_| reload());
+    let job = data_if::<ep::GetJob>(id);
+    let reload = move || job.refetch();
     // Live: a host's row changes in place (its output lines appended); the job's own state
     // brings a fresh read.
     crate::live::subscribe(move |event| {
@@ -443,9 +445,14 @@ pub fn JobPage() -> impl IntoView {
     view! {
         <section class="page">
             <p><a href="/jobs">"← Jobs"</a></p>
+            <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || match job.get() {
+                _ if id().is_none() => view! {
+                    <crate::pages::home::BadId what="job" given=params.with(|p| p.get("id").unwrap_or_default()) back=("/jobs", "Patch deployment")/>
+                }.into_any(),
                 None => view! { <p class="muted">"Loading…"</p> }.into_any(),
-                Some(Err(e)) => view! { <p class="error">{e.message}</p> }.into_any(),
+                Some(Err(e)) if e.is_unauthorized() => view! { <p class="muted">"Loading…"</p> }.into_any(),
+                Some(Err(e)) => view! { <p class="error" role="alert">{e.message}</p> }.into_any(),
                 Some(Ok(d)) => {
                     let j = d.job;
                     let running = !j.state.is_finished();
@@ -496,6 +503,7 @@ pub fn JobPage() -> impl IntoView {
                     }.into_any()
                 }
             }}
+            </Transition>
             {move || confirming.get().map(|what| view! {
                 <div class="card" role="dialog" aria-labelledby="confirm-title" id="job-confirm">
                     <h2 id="confirm-title">{if what == "cancel" { "Cancel this job?" } else { "Roll this job back?" }}</h2>
@@ -513,6 +521,7 @@ pub fn JobPage() -> impl IntoView {
             })}
         </section>
     }
+    .into_any()
 }
 
 #[cfg(test)]

@@ -2,7 +2,9 @@
 
 use crate::api;
 use crate::pages::signin::Field;
-use crate::ui::{load, loaded, ErrorLine, Submit};
+use crate::ui::{
+    load_on_mount, notice, refuse, report, AdminOnly, FieldError, Note, NoticeLine, Submit,
+};
 use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -25,13 +27,13 @@ fn parse_mappings(text: &str) -> Result<Vec<OidcMapping>, String> {
         .map(|l| {
             let (value, rest) = l
                 .split_once('=')
-                .ok_or_else(|| format!("`{l}`: write value = role [group ids]"))?;
+                .ok_or_else(|| format!("\u{201c}{l}\u{201d}: write value = role [group ids]."))?;
             let mut words = rest.split_whitespace();
             let role = words.next().unwrap_or_default().to_owned();
             let group_ids = words
                 .map(|w| {
                     w.parse::<i64>()
-                        .map_err(|_| format!("`{w}` is not a group id"))
+                        .map_err(|_| format!("\u{201c}{w}\u{201d} is not a group id."))
                 })
                 .collect::<Result<_, _>>()?;
             Ok(OidcMapping {
@@ -58,11 +60,12 @@ fn show_mappings(m: &[OidcMapping]) -> String {
 /// The settings page.
 #[component]
 pub fn SettingsPage() -> impl IntoView {
-    let error = RwSignal::new(None::<String>);
-    let notice = RwSignal::new(None::<String>);
+    let oidc_note = notice();
+    let allow_note = notice();
+    let poll_note = notice();
 
     // Single sign-on.
-    let oidc = loaded::<OidcSettings>();
+    let oidc = load_on_mount::<ep::GetOidcSettings>();
     let enabled = RwSignal::new(false);
     let tenant = RwSignal::new(String::new());
     let authority = RwSignal::new(String::new());
@@ -72,7 +75,6 @@ pub fn SettingsPage() -> impl IntoView {
     let claim = RwSignal::new("groups".to_owned());
     let mappings = RwSignal::new(String::new());
     let secret_set = RwSignal::new(false);
-    Effect::new(move |_| load::<ep::GetOidcSettings>((), oidc));
     // A stored value that cannot be read is said here, on its card, never shown as defaults.
     let oidc_unreadable = move || match oidc.get() {
         Some(Err(e)) => Some(e.message),
@@ -120,48 +122,38 @@ pub fn SettingsPage() -> impl IntoView {
         ev.prevent_default();
         let body = match collect() {
             Ok(b) => b,
-            Err(e) => return error.set(Some(e)),
+            Err(e) => return refuse(oidc_note, e, Some("mappings")),
         };
         spawn_local(async move {
-            match api::call::<ep::PutOidcSettings>((), &body).await {
-                Ok(s) => {
-                    error.set(None);
-                    secret.set(String::new());
-                    secret_set.set(s.secret_set);
-                    notice.set(Some("Single sign-on settings saved.".into()));
-                }
-                Err(e) => error.set(Some(e.message)),
+            let r = api::call::<ep::PutOidcSettings>((), &body).await;
+            report(oidc_note, &r, |_| "Single sign-on settings saved.".into());
+            if let Ok(s) = r {
+                secret.set(String::new());
+                secret_set.set(s.secret_set);
             }
         });
     };
     let test = move |_| {
         let body = match collect() {
             Ok(b) => b,
-            Err(e) => return error.set(Some(e)),
+            Err(e) => return refuse(oidc_note, e, Some("mappings")),
         };
-        notice.set(Some("Contacting the identity provider…".into()));
+        oidc_note.set(Some(Note::Done("Contacting the identity provider…".into())));
         spawn_local(async move {
-            match api::call::<ep::TestOidc>((), &body).await {
-                Ok(r) => {
-                    error.set(None);
-                    notice.set(Some(format!(
-                        "Reached {}: {} signing key(s). Nothing was saved or enabled.",
-                        r.issuer, r.keys
-                    )));
-                }
-                Err(e) => {
-                    notice.set(None);
-                    error.set(Some(e.message));
-                }
-            }
+            let r = api::call::<ep::TestOidc>((), &body).await;
+            report(oidc_note, &r, |r| {
+                format!(
+                    "Reached {}: {} signing key(s). Nothing was saved or enabled.",
+                    r.issuer, r.keys
+                )
+            });
         });
     };
 
     // Allow-list.
-    let allow = loaded::<AllowListSettings>();
+    let allow = load_on_mount::<ep::GetAllowList>();
     let allow_on = RwSignal::new(false);
     let allow_text = RwSignal::new(String::new());
-    Effect::new(move |_| load::<ep::GetAllowList>((), allow));
     let allow_unreadable = move || match allow.get() {
         Some(Err(e)) => Some(e.message),
         _ => None,
@@ -179,21 +171,15 @@ pub fn SettingsPage() -> impl IntoView {
             entries: lines(&allow_text.get_untracked()),
         };
         spawn_local(async move {
-            match api::call::<ep::PutAllowList>((), &body).await {
-                Ok(_) => {
-                    error.set(None);
-                    notice.set(Some("Allow-list saved.".into()));
-                }
-                Err(e) => error.set(Some(e.message)),
-            }
+            let r = api::call::<ep::PutAllowList>((), &body).await;
+            report(allow_note, &r, |_| "Allow-list saved.".into());
         });
     };
 
     // Poll intervals.
-    let polling = loaded::<PollingSettings>();
+    let polling = load_on_mount::<ep::GetPolling>();
     let health_secs = RwSignal::new(String::new());
     let inventory_secs = RwSignal::new(String::new());
-    Effect::new(move |_| load::<ep::GetPolling>((), polling));
     Effect::new(move |_| {
         if let Some(Ok(p)) = polling.get() {
             health_secs.set(p.health_interval_secs.to_string());
@@ -206,7 +192,7 @@ pub fn SettingsPage() -> impl IntoView {
             health_secs.get_untracked().trim().parse::<u64>(),
             inventory_secs.get_untracked().trim().parse::<u64>(),
         ) else {
-            error.set(Some("Intervals are whole numbers of seconds.".into()));
+            refuse(poll_note, "Intervals are whole numbers of seconds.", None);
             return;
         };
         let body = PollingSettings {
@@ -214,27 +200,23 @@ pub fn SettingsPage() -> impl IntoView {
             inventory_interval_secs: inventory,
         };
         spawn_local(async move {
-            match api::call::<ep::PutPolling>((), &body).await {
-                Ok(_) => {
-                    error.set(None);
-                    notice.set(Some(
-                        "Poll intervals saved; every host follows them now.".into(),
-                    ));
-                }
-                Err(e) => error.set(Some(e.message)),
-            }
+            let r = api::call::<ep::PutPolling>((), &body).await;
+            report(poll_note, &r, |_| {
+                "Poll intervals saved; every host follows them now.".into()
+            });
         });
     };
 
     view! {
+        <AdminOnly title="Settings">
         <section class="page">
             <h1>"Settings"</h1>
-            <p class="ok" role="status">{move || notice.get().unwrap_or_default()}</p>
-            <ErrorLine error/>
             <div class="grid">
                 <form class="card form" on:submit=save_oidc>
                     <h2>"Azure AD single sign-on"</h2>
-                    {move || oidc_unreadable().map(|m| view! { <p class="error" role="alert" data-testid="oidc-load-error">{m}</p> })}
+                    <Transition fallback=|| ()>
+                        {move || oidc_unreadable().map(|m| view! { <p class="error" role="alert" data-testid="oidc-load-error">{m}</p> })}
+                    </Transition>
                     <label class="check">
                         <input type="checkbox" id="oidc-enabled" prop:checked=move || enabled.get()
                             on:change=move |ev| enabled.set(event_target_checked(&ev))/>
@@ -257,15 +239,19 @@ pub fn SettingsPage() -> impl IntoView {
                     <label for="oidc-mappings">"Access: one per line, “value = admin” or “value = operator group-id …”. Users matching none get no access."</label>
                     <textarea id="oidc-mappings" rows="5" prop:value=move || mappings.get()
                         on:input=move |ev| mappings.set(event_target_value(&ev))></textarea>
+                    <FieldError notice=oidc_note field="mappings"/>
                     <div class="row">
                         <Submit id="oidc-save" label="Save"/>
                         <button type="button" id="oidc-test" on:click=test>"Test connection"</button>
                     </div>
+                    <NoticeLine notice=oidc_note id="oidc-notice" fields=&["mappings"]/>
                     <p class="muted">"Local accounts keep working when the identity provider is down."</p>
                 </form>
                 <form class="card form" on:submit=save_allow>
                     <h2>"Allowed source addresses"</h2>
-                    {move || allow_unreadable().map(|m| view! { <p class="error" role="alert" data-testid="allow-load-error">{m}</p> })}
+                    <Transition fallback=|| ()>
+                        {move || allow_unreadable().map(|m| view! { <p class="error" role="alert" data-testid="allow-load-error">{m}</p> })}
+                    </Transition>
                     <label class="check">
                         <input type="checkbox" id="allow-enabled" prop:checked=move || allow_on.get()
                             on:change=move |ev| allow_on.set(event_target_checked(&ev))/>
@@ -274,7 +260,9 @@ pub fn SettingsPage() -> impl IntoView {
                     <label for="allow-entries">"Addresses and ranges, one per line (10.0.0.0/8, 2001:db8::/32)"</label>
                     <textarea id="allow-entries" rows="6" prop:value=move || allow_text.get()
                         on:input=move |ev| allow_text.set(event_target_value(&ev))></textarea>
+                    <FieldError notice=allow_note field="entries"/>
                     <Submit id="allow-save" label="Save"/>
+                    <NoticeLine notice=allow_note id="allow-notice" fields=&["entries"]/>
                     <p class="muted">
                         "Your own address must be listed. Locked out anyway? On the server: "
                         <code>"patch-manager allow-list --disable"</code>
@@ -282,18 +270,23 @@ pub fn SettingsPage() -> impl IntoView {
                 </form>
                 <form class="card form" on:submit=save_polling>
                     <h2>"Polling"</h2>
-                    {move || match polling.get() {
-                        Some(Err(e)) => Some(view! { <p class="error" role="alert" data-testid="polling-load-error">{e.message}</p> }),
-                        _ => None,
-                    }}
+                    <Transition fallback=|| ()>
+                        {move || match polling.get() {
+                            Some(Err(e)) => Some(view! { <p class="error" role="alert" data-testid="polling-load-error">{e.message}</p> }),
+                            _ => None,
+                        }}
+                    </Transition>
                     <Field id="poll-health" label="Health check every (seconds, 10 to 86400)" value=health_secs kind="number"/>
                     <Field id="poll-inventory" label="Packages and updates every (seconds, 60 to 604800)" value=inventory_secs kind="number"/>
                     <Submit id="polling-save" label="Save"/>
+                    <NoticeLine notice=poll_note id="polling-notice"/>
                     <p class="muted">"Each host is polled at its own moment within the interval, so a large fleet is never polled all at once."</p>
                 </form>
             </div>
         </section>
+        </AdminOnly>
     }
+    .into_any()
 }
 
 /// `https://host:port` of the page, for the default redirect URI.

@@ -35,6 +35,7 @@ pub fn Field(
             on:input=move |ev| value.set(event_target_value(&ev))
         />
     }
+    .into_any()
 }
 
 /// `/setup`: creates the first Admin with the one-time token from the manager's data directory.
@@ -49,6 +50,7 @@ pub fn SetupPage() -> impl IntoView {
     let done = RwSignal::new(false);
     let busy = RwSignal::new(false);
     let navigate = use_navigate();
+    let status = crate::ui::load_on_mount::<ep::GetSetup>();
     let submit = move |ev: SubmitEvent| {
         ev.prevent_default();
         if password.get_untracked() != confirm.get_untracked() {
@@ -83,6 +85,36 @@ pub fn SetupPage() -> impl IntoView {
                 "and in the file " <code>"setup-token"</code> " in its data directory; it stops "
                 "working once the administrator exists."
             </p>
+            <Transition fallback=|| ()>
+            <Show
+                when=move || !done.get() && matches!(status.get(), Some(Ok(s)) if !s.required)
+                fallback=move || view! { <SetupForm submit=submit.clone() token username display password confirm busy error done/> }
+            >
+                <p class="card ok" id="setup-complete" role="status">
+                    "Setup is complete: an administrator exists. " <a href="/login">"Sign in"</a>
+                </p>
+            </Show>
+            </Transition>
+        </section>
+    }
+    .into_any()
+}
+
+/// The first-run form.
+#[component]
+#[allow(clippy::too_many_arguments)]
+fn SetupForm(
+    submit: impl Fn(SubmitEvent) + Clone + 'static,
+    token: RwSignal<String>,
+    username: RwSignal<String>,
+    display: RwSignal<String>,
+    password: RwSignal<String>,
+    confirm: RwSignal<String>,
+    busy: RwSignal<bool>,
+    error: RwSignal<Option<String>>,
+    done: RwSignal<bool>,
+) -> impl IntoView {
+    view! {
             <form class="card form" on:submit=submit>
                 <Field id="setup-token" label="Setup token" value=token autocomplete="off" required=true/>
                 <Field id="setup-username" label="User name" value=username autocomplete="username" required=true/>
@@ -95,8 +127,8 @@ pub fn SetupPage() -> impl IntoView {
                     <p class="ok" role="status">"Administrator created. " <a href="/login">"Sign in"</a></p>
                 </Show>
             </form>
-        </section>
     }
+    .into_any()
 }
 
 /// `/login`: password, then a code from the authenticator app or a recovery code.
@@ -110,6 +142,26 @@ pub fn LoginPage() -> impl IntoView {
     let challenge = RwSignal::new(None::<MfaChallenge>);
     let error = RwSignal::new(None::<String>);
     let sso = crate::ui::load_on_mount::<ep::OidcStatusGet>();
+    // A fresh installation has nobody to sign in: first-run setup comes first.
+    let setup = crate::ui::load_on_mount::<ep::GetSetup>();
+    let setup_required = move || matches!(setup.get(), Some(Ok(s)) if s.required);
+    // The server answers with a redirect; the browser (arriving here by a link) navigates.
+    let setup_first = move || {
+        #[cfg(feature = "ssr")]
+        if setup_required() {
+            crate::app::server_redirect("/setup");
+        }
+        #[cfg(not(feature = "ssr"))]
+        let _ = setup_required();
+    };
+    {
+        let navigate = use_navigate();
+        Effect::new(move |_| {
+            if setup_required() {
+                navigate("/setup", Default::default());
+            }
+        });
+    }
     let query = leptos_router::hooks::use_query_map();
     Effect::new(move |_| {
         if let Some(code) = query.with(|q| q.get("sso_error")) {
@@ -279,6 +331,7 @@ pub fn LoginPage() -> impl IntoView {
     view! {
         <section class="page narrow">
             <h1>"Sign in"</h1>
+            <Transition fallback=|| ()>{setup_first}</Transition>
             <Show
                 when=move || challenge.with(Option::is_some)
                 fallback=move || view! {
@@ -288,12 +341,14 @@ pub fn LoginPage() -> impl IntoView {
                         <Submit id="sign-in" label="Sign in" busy=busy/>
                         <ErrorLine error/>
                     </form>
-                    {move || match sso.get() {
-                        Some(Ok(s)) if s.enabled => view! {
-                            <p class="card"><a id="sso" class="button" href="/api/v1/auth/oidc/start" rel="external">{s.label}</a></p>
-                        }.into_any(),
-                        _ => ().into_any(),
-                    }}
+                    <Transition fallback=|| ()>
+                        {move || match sso.get() {
+                            Some(Ok(s)) if s.enabled => view! {
+                                <p class="card"><a id="sso" class="button" href="/api/v1/auth/oidc/start" rel="external">{s.label}</a></p>
+                            }.into_any(),
+                            _ => ().into_any(),
+                        }}
+                    </Transition>
                 }
             >
                 <div class="card form" style:display=move || if has_key() { "" } else { "none" }>
@@ -330,6 +385,7 @@ pub fn LoginPage() -> impl IntoView {
             </Show>
         </section>
     }
+    .into_any()
 }
 
 /// What to tell the user when single sign-on sent them back (`/login?sso_error=…`).

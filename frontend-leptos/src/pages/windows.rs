@@ -3,14 +3,14 @@
 //! zone).
 
 use crate::api;
-use crate::ui::{load, loaded, short_time, ErrorLine, Submit};
+use crate::ui::{data_with_query, load_on_mount, short_time, ErrorLine, Submit};
 use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use shared::api::{self as ep, NoBody};
-use shared::fleet::{GroupInfo, HostPage, HostQuery};
+use shared::fleet::HostQuery;
 use shared::ids::{GroupId, HostId, WindowId};
-use shared::windows::{NewWindow, Recurrence, WindowInfo, WindowSpec};
+use shared::windows::{NewWindow, Recurrence, WindowSpec};
 
 /// "Monday" … "Sunday" for 1 … 7.
 fn weekday_name(d: u8) -> &'static str {
@@ -45,23 +45,19 @@ fn describe(w: &WindowSpec) -> String {
 /// The maintenance windows page.
 #[component]
 pub fn WindowsPage() -> impl IntoView {
-    let windows = loaded::<Vec<WindowInfo>>();
-    let reload = move || load::<ep::ListWindows>((), windows);
-    Effect::new(move |_| reload());
-    let groups = loaded::<Vec<GroupInfo>>();
-    let hosts = loaded::<HostPage>();
-    Effect::new(move |_| {
-        load::<ep::ListGroups>((), groups);
-        let q = HostQuery {
-            per_page: Some(500),
-            ..HostQuery::default()
-        }
-        .to_query_string();
-        spawn_local(async move {
-            let r = api::call_with_query::<ep::ListHosts>((), &q).await;
-            let _ = hosts.try_set(Some(r));
-        });
-    });
+    let windows = load_on_mount::<ep::ListWindows>();
+    let reload = move || windows.refetch();
+    let groups = load_on_mount::<ep::ListGroups>();
+    let hosts = data_with_query::<ep::ListHosts>(
+        || (),
+        || {
+            HostQuery {
+                per_page: Some(500),
+                ..HostQuery::default()
+            }
+            .to_query_string()
+        },
+    );
     // "host:<id>" or "group:<id>".
     let target = RwSignal::new(String::new());
     let name = RwSignal::new(String::new());
@@ -150,6 +146,7 @@ pub fn WindowsPage() -> impl IntoView {
         <section class="page">
             <h1>"Maintenance windows"</h1>
             <p class="muted">"Jobs queued for maintenance windows start on each host only while one of its windows (its own or its groups') is open, and never after it closes."</p>
+            <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || match windows.get() {
                 None => view! { <p class="muted">"Loading…"</p> }.into_any(),
                 Some(Err(e)) => view! { <p class="error">{e.message}</p> }.into_any(),
@@ -182,6 +179,7 @@ pub fn WindowsPage() -> impl IntoView {
                     </table>
                 }.into_any(),
             }}
+            </Transition>
             {move || deleting.get().map(|id| view! {
                 <div class="card" role="dialog" aria-labelledby="window-confirm-title" id="window-confirm">
                     <h2 id="window-confirm-title">"Delete this window?"</h2>
@@ -198,12 +196,14 @@ pub fn WindowsPage() -> impl IntoView {
                 <label for="window-target">"For"</label>
                 <select id="window-target" on:change=move |ev| target.set(event_target_value(&ev))>
                     <option value="">"Choose a host or group…"</option>
+                    <Transition fallback=|| ()>
                     {move || groups.get().and_then(Result::ok).unwrap_or_default().into_iter().map(|g| view! {
                         <option value=format!("group:{}", g.id)>{format!("Group {}", g.name)}</option>
                     }).collect_view()}
                     {move || hosts.get().and_then(Result::ok).map(|p| p.hosts).unwrap_or_default().into_iter().map(|h| view! {
                         <option value=format!("host:{}", h.id)>{h.display_name}</option>
                     }).collect_view()}
+                    </Transition>
                 </select>
                 <label for="window-name">"Name"</label>
                 <input id="window-name" prop:value=move || name.get() on:input=move |ev| name.set(event_target_value(&ev))/>
@@ -244,6 +244,7 @@ pub fn WindowsPage() -> impl IntoView {
             </form>
         </section>
     }
+    .into_any()
 }
 
 #[cfg(test)]
