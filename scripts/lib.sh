@@ -67,17 +67,18 @@ ensure_build_deps() {
   ensure_wasm_bindgen
 }
 
-# build_wasm PROFILE: builds the hydrate bundle into $SITE_ROOT/pkg (dev or wasm-release).
+# build_wasm PROFILE [SITE]: builds the hydrate bundle into SITE/pkg (default $SITE_ROOT; profile
+# dev or wasm-release).
 build_wasm() {
-  local profile="${1:-dev}" dir
+  local profile="${1:-dev}" site="${2:-$SITE_ROOT}" dir
   step "Building the web UI to WebAssembly ($profile profile)"
   cargo rustc -p frontend-leptos --lib --crate-type cdylib --target "$WASM_TARGET" \
     --no-default-features --features hydrate --profile "$profile" --quiet
   case "$profile" in dev) dir=debug ;; *) dir="$profile" ;; esac
-  mkdir -p "$SITE_ROOT/pkg"
-  wasm-bindgen --target web --no-typescript --out-dir "$SITE_ROOT/pkg" --out-name patch_manager_ui \
+  mkdir -p "$site/pkg"
+  wasm-bindgen --target web --no-typescript --out-dir "$site/pkg" --out-name patch_manager_ui \
     "$CARGO_TARGET_DIR/$WASM_TARGET/$dir/frontend_leptos.wasm"
-  info "bundle: $(du -h "$SITE_ROOT/pkg/patch_manager_ui_bg.wasm" | cut -f1) in $SITE_ROOT/pkg"
+  info "bundle: $(du -h "$site/pkg/patch_manager_ui_bg.wasm" | cut -f1) in $site/pkg"
 }
 
 # ensure_postgres: the local server on 127.0.0.1:5432 the tests use; started if stopped.

@@ -31,4 +31,14 @@ pub const OUTPUT_NAME: &str = "patch_manager_ui";
 pub fn hydrate() {
     console_error_panic_hook::set_once();
     leptos::mount::hydrate_body(App);
+    // The page is interactive from here: say so where tools can see it (a `lpm-hydrated`
+    // performance mark for DevTools and scripts/bench-ui.sh, `data-hydrated` on <html>).
+    if let Some(w) = web_sys::window() {
+        if let Some(p) = w.performance() {
+            let _ = p.mark("lpm-hydrated");
+        }
+        if let Some(html) = w.document().and_then(|d| d.document_element()) {
+            let _ = html.set_attribute("data-hydrated", "true");
+        }
+    }
 }
