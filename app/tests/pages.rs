@@ -21,7 +21,7 @@ async fn browser_cookies(base: &str, user: &str, password: &str) -> String {
     )
     .await;
     assert_eq!(a.status, 200, "{}", a.body);
-    ["lpm_access", "lpm_csrf"]
+    ["lpm_csrf", "lpm_access"]
         .iter()
         .map(|n| format!("{n}={}", cookie_value(&a.cookies, n)))
         .collect::<Vec<_>>()
@@ -35,8 +35,10 @@ async fn page(url: &str, cookie: Option<&str>) -> (u16, Option<String>, String) 
         .timeout(std::time::Duration::from_secs(30))
         .finish();
     let mut req = c.get(url).insert_header(("accept", "text/html"));
-    if let Some(cookie) = cookie {
-        req = req.insert_header(("cookie", cookie));
+    // Each cookie in a header field of its own, as HTTP/2 clients may send them: the page's
+    // reads must still carry the whole session.
+    for crumb in cookie.into_iter().flat_map(|c| c.split("; ")) {
+        req = req.append_header(("cookie", crumb));
     }
     let mut res = req.send().await.unwrap();
     let location = res

@@ -379,14 +379,19 @@ async fn send(method: Method, path: &str, _body: Option<String>) -> Result<Strin
     if method != Method::Get {
         return Err(ApiError::new(0, "server_side", "Runs in the browser."));
     }
+    let joined = |name: &str, sep: &str| {
+        let fields: Vec<&str> = req
+            .headers()
+            .get_all(name)
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        (!fields.is_empty()).then(|| fields.join(sep))
+    };
     let call = ServerCall {
         path: path.to_owned(),
-        cookie: req
-            .headers()
-            .get(actix_web::http::header::COOKIE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
+        cookie: joined("cookie", "; "),
         peer: req.peer_addr(),
+        forwarded_for: joined("x-forwarded-for", ","),
     };
     let (status, text) = (api.0)(call).await;
     if (200..300).contains(&status) {
@@ -408,10 +413,14 @@ async fn send(_method: Method, _path: &str, _body: Option<String>) -> Result<Str
 pub struct ServerCall {
     /// Path and query string.
     pub path: String,
-    /// The `Cookie` header of the page request.
+    /// The `Cookie` headers of the page request, joined (HTTP/2 may send the cookies as
+    /// several header fields).
     pub cookie: Option<String>,
-    /// The client's address, as the page request came.
+    /// The socket peer of the page request.
     pub peer: Option<std::net::SocketAddr>,
+    /// The page request's `X-Forwarded-For` fields, joined: with the same peer, the API resolves
+    /// the same client address (trusted proxies only) for its throttles and records.
+    pub forwarded_for: Option<String>,
 }
 
 /// How the server-side renderer reaches the manager's API without a network hop: the manager

@@ -64,6 +64,9 @@ async fn dispatch(
     if let Some(cookie) = call.cookie {
         req = req.insert_header((header::COOKIE, cookie));
     }
+    if let Some(forwarded) = call.forwarded_for {
+        req = req.insert_header(("x-forwarded-for", forwarded));
+    }
     if let Some(peer) = call.peer {
         req = req.peer_addr(peer);
     }
