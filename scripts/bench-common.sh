@@ -43,8 +43,11 @@ start_manager() { # [health interval, default 60]
 }
 
 stop_all() {
-  [ -n "${sim:-}" ] && kill "$sim" 2>/dev/null; [ -n "${manager:-}" ] && kill "$manager" 2>/dev/null
-  wait 2>/dev/null || true
+  local pids=()
+  [ -n "${sim:-}" ] && kill "$sim" 2>/dev/null && pids+=("$sim")
+  [ -n "${manager:-}" ] && kill "$manager" 2>/dev/null && pids+=("$manager")
+  # Only these two: a caller's other background processes (a chromedriver) keep running.
+  [ ${#pids[@]} -eq 0 ] || wait "${pids[@]}" 2>/dev/null || true
   sim=""; manager=""
   [ -n "${DATA:-}" ] && rm -rf "$DATA"
   DATA=""

@@ -7,12 +7,17 @@ lines, from the browser's own clocks (milliseconds since the navigation started)
   fcp        first contentful paint (Paint Timing)
   hydrated   the `lpm-hydrated` mark the bundle sets when hydration ends: the page answers
              clicks and typing from here (this is what docs/benchmarks.md calls interactive)
+  wasm_bytes the WebAssembly's encoded size (as sent: compressed), wasm_transfer what crossed
+             the network for it (0 when the browser's cache answered without asking)
   rows       host rows in the table at that moment, and whether a "Loading…" was ever on screen
              before hydration (a MutationObserver cannot see the SSR paint itself; the rows in
              the HTML are checked by the caller)
 Each load is "cold" (the browser's HTTP cache cleared first, as a first visit) or "warm".
 
-usage: bench-ui.py CHROMEDRIVER_PORT BASE_URL PATH USER PASSWORD LOADS MODE(cold|warm) LABEL
+usage: bench-ui.py CHROMEDRIVER_PORT BASE_URL PATH USER PASSWORD LOADS MODE(cold|warm) LABEL SPKI
+SPKI: base64 SHA-256 of the manager's web certificate's public key, which Chromium is told to
+accept (--ignore-certificate-errors-spki-list): unlike --ignore-certificate-errors, the page
+then counts as securely loaded and its resources go into the HTTP cache.
 """
 import http.cookies, json, ssl, sys, time, urllib.request
 
@@ -63,6 +68,8 @@ const t0 = Date.now();
       loading_seen: !!window.__lpmLoadingSeen,
       wasm_bytes: performance.getEntriesByType('resource')
         .filter(r => r.name.endsWith('.wasm')).map(r => r.encodedBodySize)[0] || 0,
+      wasm_transfer: performance.getEntriesByType('resource')
+        .filter(r => r.name.endsWith('.wasm')).map(r => r.transferSize)[0] || 0,
     });
   } else {
     setTimeout(wait, 2);
@@ -82,14 +89,14 @@ new MutationObserver(() => {
 
 
 def main():
-    port, base, path, user, password, loads, mode, label = sys.argv[1:9]
+    port, base, path, user, password, loads, mode, label, spki = sys.argv[1:10]
     loads = int(loads)
     caps = {"capabilities": {"alwaysMatch": {"goog:chromeOptions": {
         "binary": "/usr/bin/chromium",
         "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--disable-dev-shm-usage", "--window-size=1280,900",
-                 "--ignore-certificate-errors"]}}}}
+                 f"--ignore-certificate-errors-spki-list={spki}"]}}}}
     sid = None
     try:
         sid = wd(port, "POST", "/session", caps)["sessionId"]

@@ -62,23 +62,74 @@ ensure_wasm_bindgen() {
 
 ensure_build_deps() {
   # pq-sys builds a static libpq and needs OpenSSL headers and pkg-config.
-  ensure_apt pkg-config libssl-dev
+  ensure_apt pkg-config libssl-dev brotli
   ensure_wasm_target
   ensure_wasm_bindgen
 }
 
+# wasm-opt from binaryen's npm package (the version scripts/wasm-opt/package-lock.json pins),
+# installed once into the cache. Sets WASM_OPT.
+ensure_wasm_opt() {
+  local dir="$LPM_CACHE/tools/binaryen"
+  WASM_OPT="$dir/node_modules/.bin/wasm-opt"
+  if [ -x "$WASM_OPT" ] && cmp -s "$ROOT/scripts/wasm-opt/package-lock.json" "$dir/package-lock.json"; then
+    return 0
+  fi
+  command -v npm >/dev/null || ensure_apt nodejs npm
+  info "installing wasm-opt (binaryen, npm registry) into $dir"
+  mkdir -p "$dir"
+  cp "$ROOT/scripts/wasm-opt/package.json" "$ROOT/scripts/wasm-opt/package-lock.json" "$dir/"
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+}
+
 # build_wasm PROFILE [SITE]: builds the hydrate bundle into SITE/pkg (default $SITE_ROOT; profile
-# dev or wasm-release).
+# dev or wasm-release) as the manager serves it: files named by their content's hash
+# (patch_manager_ui.<hash>.js and <…>_bg.wasm), precompressed beside them (release: brotli and
+# gzip -9 after wasm-opt -Oz; dev: gzip only), listed in SITE/pkg/bundle.json. When the
+# compiler's .wasm is the one the current bundle was made from, nothing is redone.
 build_wasm() {
-  local profile="${1:-dev}" site="${2:-$SITE_ROOT}" dir
+  local profile="${1:-dev}" site="${2:-$SITE_ROOT}" dir src source pkg stage name f encodings
   step "Building the web UI to WebAssembly ($profile profile)"
   cargo rustc -p frontend-leptos --lib --crate-type cdylib --target "$WASM_TARGET" \
     --no-default-features --features hydrate --profile "$profile" --quiet
   case "$profile" in dev) dir=debug ;; *) dir="$profile" ;; esac
-  mkdir -p "$site/pkg"
-  wasm-bindgen --target web --no-typescript --out-dir "$site/pkg" --out-name patch_manager_ui \
-    "$CARGO_TARGET_DIR/$WASM_TARGET/$dir/frontend_leptos.wasm"
-  info "bundle: $(du -h "$site/pkg/patch_manager_ui_bg.wasm" | cut -f1) in $site/pkg"
+  src="$CARGO_TARGET_DIR/$WASM_TARGET/$dir/frontend_leptos.wasm"
+  source=$(sha256sum "$src" | cut -d' ' -f1)
+  pkg="$site/pkg"
+  mkdir -p "$pkg"
+  if grep -qs "\"source\":\"$source\",\"profile\":\"$profile\"" "$pkg/bundle.json"; then
+    info "bundle unchanged: $(grep -o '"name":"[^"]*"' "$pkg/bundle.json" | cut -d'"' -f4) in $pkg"
+    return 0
+  fi
+  stage=$(mktemp -d "$site/.stage.XXXXXX")
+  wasm-bindgen --target web --no-typescript --out-dir "$stage" --out-name patch_manager_ui "$src"
+  if [ "$profile" != dev ]; then
+    ensure_wasm_opt
+    # The features rustc enables for wasm32-unknown-unknown today, so wasm-opt accepts them.
+    "$WASM_OPT" -Oz --strip-debug --enable-bulk-memory --enable-nontrapping-float-to-int \
+      --enable-sign-ext --enable-reference-types --enable-multivalue --enable-mutable-globals \
+      "$stage/patch_manager_ui_bg.wasm" -o "$stage/opt.wasm"
+    mv "$stage/opt.wasm" "$stage/patch_manager_ui_bg.wasm"
+  fi
+  name="patch_manager_ui.$(cat "$stage/patch_manager_ui.js" "$stage/patch_manager_ui_bg.wasm" | sha256sum | cut -c1-16)"
+  mv "$stage/patch_manager_ui.js" "$stage/$name.js"
+  mv "$stage/patch_manager_ui_bg.wasm" "$stage/${name}_bg.wasm"
+  for f in "$name.js" "${name}_bg.wasm"; do
+    if [ "$profile" = dev ]; then
+      gzip -6 -n -k "$stage/$f"
+    else
+      gzip -9 -n -k "$stage/$f"
+      brotli -q 11 -k -o "$stage/$f.br" "$stage/$f"
+    fi
+  done
+  if [ "$profile" = dev ]; then encodings='["gzip"]'; else encodings='["br","gzip"]'; fi
+  printf '{"source":"%s","profile":"%s","name":"%s","files":["%s.js","%s_bg.wasm"],"encodings":%s}\n' \
+    "$source" "$profile" "$name" "$name" "$name" "$encodings" > "$stage/bundle.json"
+  # The previous bundle goes: a manager reads bundle.json when it starts (restart it).
+  rm -f "$pkg"/patch_manager_ui* "$pkg/bundle.json"
+  mv "$stage"/* "$pkg/"
+  rmdir "$stage"
+  info "bundle $name ($profile) in $pkg: wasm $(( $(stat -c %s "$pkg/${name}_bg.wasm") / 1000 )) KB raw, $(( $(stat -c %s "$pkg/${name}_bg.wasm.gz") / 1000 )) KB gzip$([ -f "$pkg/${name}_bg.wasm.br" ] && echo ", $(( $(stat -c %s "$pkg/${name}_bg.wasm.br") / 1000 )) KB brotli")"
 }
 
 # ensure_postgres: the local server on 127.0.0.1:5432 the tests use; started if stopped.

@@ -5,8 +5,9 @@
 # With --demo-fleet N, N simulated agents join too (patch-fleet-sim: one process, each agent on its
 # own loopback address 127.20.x.y with its own certificate, the real agent TLS stack over a
 # simulated package manager).
-# Usage: scripts/run.sh [--release] [--demo-fleet N]
-#        (LPM_LISTEN=127.0.0.1:8080, LPM_AGENT_PORT=12443 by default)
+# Usage: scripts/run.sh [--release] [--demo-fleet N]   (--release: optimised binaries; the web
+#        bundle is always the release one)
+#        (LPM_LISTEN=127.0.0.1:8080, LPM_AGENT_PORT=12443, LPM_UI_BUNDLE=release by default)
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 profile=dev
@@ -29,7 +30,12 @@ step "Prerequisites"
 ensure_build_deps
 ensure_apt dpkg-dev curl
 
-if [ "$profile" = release ]; then build_wasm wasm-release; else build_wasm dev; fi
+# The browser always gets the size-optimised bundle (wasm-opt, precompressed, immutable names):
+# built once, then reused until the UI's code changes. LPM_UI_BUNDLE=dev serves the dev bundle.
+# Each bundle has its own site directory, so the tests' dev bundle never displaces it.
+ui_profile=$([ "${LPM_UI_BUNDLE:-release}" = dev ] && echo dev || echo wasm-release)
+ui_site="$CARGO_TARGET_DIR/site-$ui_profile"
+build_wasm "$ui_profile" "$ui_site"
 
 step "Building patch-manager and patch-agent ($profile profile)"
 cargo build --workspace --bins --profile "$profile" --quiet
@@ -38,7 +44,7 @@ case "$profile" in dev) bin="$CARGO_TARGET_DIR/debug" ;; *) bin="$CARGO_TARGET_D
 mkdir -p -m 700 "$DATA"
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT INT TERM
-manager_args=(--data-dir "$DATA" --listen "$listen" --set "server.site_root=$SITE_ROOT"
+manager_args=(--data-dir "$DATA" --listen "$listen" --set "server.site_root=$ui_site"
   --set "server.assets_dir=$ROOT/assets" --set log.format=text
   # The demo polls every minute (default 5), so the fleet's state shows soon after start.
   --set fleet.health_interval_secs=60)
@@ -123,7 +129,7 @@ cat <<MSG
                signs only the web UI's certificate; agents' come from the fleet CA.
 $accounts
     Fleet:     one demo agent (demo-agent-1.local), enrolled with a one-time token$fleet_note
-               More hosts: Certificates page, "Add a host" (or: patch-manager --data-dir $DATA
+               More hosts: Hosts page, "Add a host" (or: patch-manager --data-dir $DATA
                enrollment-token)
     Stop with Ctrl-C.
 MSG

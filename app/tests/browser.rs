@@ -196,12 +196,13 @@ async fn text_containing(
 #[actix_rt::test]
 #[ignore = "needs the wasm bundle and chromium; scripts/test.sh runs it"]
 async fn first_run_setup_totp_and_security_key_in_the_browser() {
-    let wasm = site_root()
-        .join("pkg")
-        .join(format!("{}_bg.wasm", frontend_leptos::OUTPUT_NAME));
+    let wasm = site_root().join("pkg").join(format!(
+        "{}_bg.wasm",
+        common::bundle_name().expect("no web bundle: scripts/test.sh builds it")
+    ));
     assert!(
         wasm.is_file(),
-        "{} missing: build it with scripts/build-wasm.sh",
+        "{} missing: scripts/test.sh builds it (lib.sh build_wasm)",
         wasm.display()
     );
 
@@ -476,9 +477,10 @@ async fn first_run_setup_totp_and_security_key_in_the_browser() {
 #[actix_rt::test]
 #[ignore = "needs the wasm bundle and chromium; scripts/test.sh runs it"]
 async fn a_group_is_patched_and_rolled_back_from_the_browser() {
-    let wasm = site_root()
-        .join("pkg")
-        .join(format!("{}_bg.wasm", frontend_leptos::OUTPUT_NAME));
+    let wasm = site_root().join("pkg").join(format!(
+        "{}_bg.wasm",
+        common::bundle_name().expect("no web bundle: scripts/test.sh builds it")
+    ));
     assert!(wasm.is_file(), "{} missing", wasm.display());
     let (apt, fleet, c, api_base, admin) =
         common::https::apt_fleet(&["lpm-test-secure=1.0-1"]).await;
@@ -696,9 +698,10 @@ async fn misaligned_actions(
 async fn the_ui_keeps_the_session_follows_the_role_and_puts_messages_where_the_eye_is() {
     use common::{bearer_for, call, setup_admin, web_and_db_hosts};
     use serde_json::json;
-    let wasm = site_root()
-        .join("pkg")
-        .join(format!("{}_bg.wasm", frontend_leptos::OUTPUT_NAME));
+    let wasm = site_root().join("pkg").join(format!(
+        "{}_bg.wasm",
+        common::bundle_name().expect("no web bundle: scripts/test.sh builds it")
+    ));
     assert!(wasm.is_file(), "{} missing", wasm.display());
     let db = TestDb::new(Engine::Sqlite);
     let mut config = test_config(&db);

@@ -156,7 +156,10 @@ async fn health_page_and_errors_on_a_running_server() {
             "SSR must render the unhydrated state (submit disabled until the bundle runs)"
         );
         assert!(
-            body.contains(&format!("/pkg/{}.js", frontend_leptos::OUTPUT_NAME)),
+            body.contains(&format!(
+                "/pkg/{}.js",
+                common::bundle_name().unwrap_or_else(|| frontend_leptos::OUTPUT_NAME.to_owned())
+            )),
             "hydration loader missing from the page"
         );
 

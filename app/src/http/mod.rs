@@ -8,6 +8,7 @@
 //! the one rate-limiter type.
 
 pub mod allow_list;
+pub mod bundle;
 pub mod client;
 pub mod errors;
 pub mod extract;
@@ -35,14 +36,24 @@ pub fn build_server(
     tls: Option<rustls::ServerConfig>,
 ) -> std::io::Result<actix_web::dev::Server> {
     let server_cfg = state.config.server.clone();
+    let pkg_dir = server_cfg.site_root.join("pkg");
+    let bundle = bundle::Bundle::load(&pkg_dir).map_err(std::io::Error::other)?;
+    match &bundle.manifest {
+        Some(m) => tracing::info!(bundle = %m.name, profile = %m.profile, "web UI bundle"),
+        None => tracing::warn!(
+            dir = %pkg_dir.display(),
+            "no web UI bundle (pkg/bundle.json): pages render but do not become interactive; \
+             build it with scripts/run.sh or scripts/lib.sh build_wasm"
+        ),
+    }
     let leptos_options = LeptosOptions::builder()
-        .output_name(frontend_leptos::OUTPUT_NAME)
+        .output_name(bundle.output_name().unwrap_or(frontend_leptos::OUTPUT_NAME))
         .site_root(server_cfg.site_root.to_string_lossy().into_owned())
         .site_pkg_dir("pkg")
         .env(Env::PROD)
         .site_addr(addr)
         .build();
-    let pkg_dir = server_cfg.site_root.join("pkg");
+    let bundle = web::Data::new(bundle);
     let assets_dir = server_cfg.assets_dir.clone();
     let body_limit = server_cfg.body_limit_bytes;
 
@@ -64,7 +75,8 @@ pub fn build_server(
             .wrap(Compress::default())
             .wrap(from_fn(request_context))
             .configure(|cfg| api::configure(cfg, body_limit))
-            .service(Files::new("/pkg", &pkg_dir).use_etag(true))
+            .app_data(bundle.clone())
+            .route("/pkg/{file}", web::get().to(bundle::serve))
             .service(Files::new("/assets", &assets_dir).use_etag(true))
             .route(
                 "/favicon.ico",

@@ -133,6 +133,14 @@ pub fn site_root() -> PathBuf {
         .unwrap_or_else(|| workspace().join("target/site"))
 }
 
+/// The base name of the built web bundle in [`site_root`] (its `pkg/bundle.json`), if built.
+pub fn bundle_name() -> Option<String> {
+    patch_manager::http::bundle::Bundle::load(&site_root().join("pkg"))
+        .unwrap()
+        .output_name()
+        .map(str::to_owned)
+}
+
 /// A configuration for a manager on 127.0.0.1:0 over `db`.
 pub fn test_config(db: &TestDb) -> Config {
     let mut c = Config::default();
