@@ -83,9 +83,12 @@ impl Bundle {
                     }
                 }
             }
+            let suffixes = [("", true), (".br", brotli), (".gz", gzip)];
             for f in &m.files {
-                if !dir.join(f).is_file() {
-                    return Err(format!("{}: {f} is missing", path.display()));
+                for (suffix, listed) in suffixes {
+                    if listed && !dir.join(format!("{f}{suffix}")).is_file() {
+                        return Err(format!("{}: {f}{suffix} is missing", path.display()));
+                    }
                 }
             }
             files = m.files.iter().cloned().collect();
@@ -226,6 +229,12 @@ mod tests {
         assert!(Bundle::load(dir.path())
             .unwrap_err()
             .contains("unknown encoding"));
+        write(
+            r#"{"name":"ui.1","profile":"dev","source":"x","files":["ui.1.js"],"encodings":["gzip"]}"#,
+        );
+        assert!(Bundle::load(dir.path())
+            .unwrap_err()
+            .contains("ui.1.js.gz is missing"));
         write(r#"{"name":"ui.1","profile":"dev","source":"x","files":["ui.1.js"]}"#);
         assert_eq!(
             Bundle::load(dir.path()).unwrap().output_name(),
