@@ -112,6 +112,17 @@ async fn finish(browser: &fantoccini::Client, failed: bool) {
     browser.clone().close().await.ok();
 }
 
+/// Opens `url` as a new page load and waits until the bundle has hydrated it: before that the
+/// server-rendered buttons are there but do nothing when clicked.
+async fn goto(browser: &fantoccini::Client, url: &str) -> Result<(), fantoccini::error::CmdError> {
+    browser.goto(url).await?;
+    wait_js(
+        browser,
+        "return document.documentElement.dataset.hydrated === 'true';",
+    )
+    .await
+}
+
 /// Follows the navigation link with this text.
 async fn click_link(
     browser: &fantoccini::Client,
@@ -221,7 +232,7 @@ async fn first_run_setup_totp_and_security_key_in_the_browser() {
 
     let result = async {
         // A fresh installation sends the first visitor to first-run setup.
-        browser.goto(&format!("{base}/")).await?;
+        goto(&browser, &format!("{base}/")).await?;
         wait_enabled(&browser, "setup-submit").await?;
         assert!(browser.current_url().await?.path().ends_with("/setup"));
         type_into(&browser, "setup-token", setup_token.trim()).await?;
@@ -524,7 +535,7 @@ async fn a_group_is_patched_and_rolled_back_from_the_browser() {
     let base = format!("https://localhost:{}", fleet.server.addr.port());
     let group_id = group["id"].as_i64().unwrap();
     let result = async {
-        browser.goto(&format!("{base}/login")).await?;
+        goto(&browser, &format!("{base}/login")).await?;
         wait_enabled(&browser, "sign-in").await?;
         type_into(&browser, "username", "admin").await?;
         type_into(&browser, "password", "tangerine-Orbit-42").await?;
@@ -730,14 +741,14 @@ async fn the_ui_keeps_the_session_follows_the_role_and_puts_messages_where_the_e
 
     let result = async {
         // Setup after setup: complete, with the way to sign in.
-        browser.goto(&format!("{base}/setup")).await?;
+        goto(&browser, &format!("{base}/setup")).await?;
         let done = text_of(&browser, "#setup-complete").await?;
         assert!(done.contains("Setup is complete"), "{done}");
         assert!(browser.find(Locator::Id("setup-submit")).await.is_err());
         browser.find(Locator::Css("#setup-complete a[href='/login']")).await?;
 
         // A locked account: the message says how long, as a sentence without Markdown.
-        browser.goto(&format!("{base}/login")).await?;
+        goto(&browser, &format!("{base}/login")).await?;
         let mut message = String::new();
         for _ in 0..7 {
             wait_enabled(&browser, "sign-in").await?;
@@ -775,7 +786,7 @@ async fn the_ui_keeps_the_session_follows_the_role_and_puts_messages_where_the_e
         // And a hard load after another quarter of an hour: the server finds the token expired,
         // the browser refreshes and reads again, nobody is sent to Sign in.
         clock.advance(16 * 60);
-        browser.goto(&format!("{base}/hosts")).await?;
+        goto(&browser, &format!("{base}/hosts")).await?;
         let hosts = text_containing(&browser, "#hosts", "web-1").await?;
         assert!(hosts.contains("db-1"), "{hosts}");
         assert!(browser.current_url().await?.path().ends_with("/hosts"));
@@ -797,7 +808,7 @@ async fn the_ui_keeps_the_session_follows_the_role_and_puts_messages_where_the_e
         assert_eq!(misaligned_actions(&browser, "hosts").await?, json!([]));
 
         // A hard load of a host page: no reactive-graph warning.
-        browser.goto(&format!("{base}/hosts/{web}")).await?;
+        goto(&browser, &format!("{base}/hosts/{web}")).await?;
         text_containing(&browser, "#host-name", "web-1").await?;
         wait_for(&browser, "#refresh").await?;
         let warnings = js(&browser, "return window.__warnings || [];").await?;
@@ -810,15 +821,15 @@ async fn the_ui_keeps_the_session_follows_the_role_and_puts_messages_where_the_e
         assert!(reactive.is_empty(), "{reactive:?}");
 
         // Malformed ids and unknown pages.
-        browser.goto(&format!("{base}/hosts/abc")).await?;
+        goto(&browser, &format!("{base}/hosts/abc")).await?;
         let bad = text_of(&browser, "#bad-id").await?;
         assert!(bad.contains("“abc” is not a host number"), "{bad}");
-        browser.goto(&format!("{base}/no/such/page")).await?;
+        goto(&browser, &format!("{base}/no/such/page")).await?;
         let missing = text_of(&browser, "#not-found").await?;
         assert!(missing.contains("Page not found"), "{missing}");
 
         // Certificates: revoking can be cancelled; rotating and renewing ask first.
-        browser.goto(&format!("{base}/certificates")).await?;
+        goto(&browser, &format!("{base}/certificates")).await?;
         browser.find(Locator::Css("a[href='/hosts#add-host']")).await?;
         assert!(browser.find(Locator::Id("make-token")).await.is_err());
         wait_for(&browser, "#certificates button[data-action='revoke']").await?.click().await?;
@@ -906,11 +917,10 @@ async fn the_ui_keeps_the_session_follows_the_role_and_puts_messages_where_the_e
         // 390 px wide: no page scrolls sideways.
         browser.set_window_size(390, 844).await?;
         for path in ["/", "/hosts", "/users", "/certificates", "/settings", "/audit", "/account", "/jobs", "/windows"] {
-            browser.goto(&format!("{base}{path}")).await?;
+            goto(&browser, &format!("{base}{path}")).await?;
             wait_for(&browser, "section.page h1").await?;
             assert!(!scrolls_sideways(&browser).await?, "{path} scrolls sideways at 390 px");
             // And the page hydrated from what the server sent, without a mismatch.
-            wait_js(&browser, "return document.querySelector('section.page') !== null;").await?;
             let console = js(&browser, "return window.__console || [];").await?;
             let errors: Vec<&serde_json::Value> = console
                 .as_array()
@@ -941,7 +951,7 @@ async fn the_ui_keeps_the_session_follows_the_role_and_puts_messages_where_the_e
         let nav = text_of(&browser, "nav.nav").await?;
         assert!(!nav.contains("Certificates") && !nav.contains("Settings") && !nav.contains("Audit log"), "{nav}");
         for path in ["/certificates", "/users", "/settings", "/audit"] {
-            browser.goto(&format!("{base}{path}")).await?;
+            goto(&browser, &format!("{base}{path}")).await?;
             let refusal = text_of(&browser, "#admins-only").await?;
             assert!(refusal.contains("This page is for Admins"), "{path}: {refusal}");
             browser.find(Locator::Css("#admins-only a[href='/']")).await?;

@@ -30,6 +30,10 @@ let clockOffsetMs = 0;
 const systemNow = Date.now.bind(Date);
 Date.now = () => systemNow() + clockOffsetMs;
 
+// Progress on stderr: the test shows it when the provider does not come up in time.
+const progress = (what) => console.error(`lpm-oidc ${new Date().toISOString()}: ${what}`);
+progress('modules loaded; generating the signing key');
+
 // A fresh signing key per run (the library's built-in development key is public).
 const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
 const signingKey = { ...privateKey.export({ format: 'jwk' }), kid: crypto.randomUUID(), use: 'sig', alg: 'RS256' };
@@ -37,9 +41,11 @@ const signingKey = { ...privateKey.export({ format: 'jwk' }), kid: crypto.random
 const accounts = new Map();
 let nextSub = null;
 
+progress('signing key ready; listening');
 const server = http.createServer();
 server.listen(Number(env('PORT', '0')), '127.0.0.1', () => {
   const issuer = `http://127.0.0.1:${server.address().port}`;
+  progress(`listening on ${issuer}; setting up the provider`);
   const provider = new Provider(issuer, {
     clients: [
       {
@@ -135,5 +141,6 @@ server.listen(Number(env('PORT', '0')), '127.0.0.1', () => {
       if (!res.headersSent) res.writeHead(500).end(String(err));
     }
   });
+  progress('ready');
   process.stdout.write(`${JSON.stringify({ issuer })}\n`);
 });
