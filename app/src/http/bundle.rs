@@ -5,9 +5,7 @@
 //! with `Vary: Accept-Encoding`. The manifest's `name` is the base name the pages load.
 
 use actix_files::NamedFile;
-use actix_web::http::header::{
-    self, AcceptEncoding, CacheControl, CacheDirective, ContentEncoding, Encoding, Header,
-};
+use actix_web::http::header::{self, AcceptEncoding, ContentEncoding, Encoding, Header};
 use actix_web::mime;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -172,15 +170,7 @@ pub async fn serve(
     let mut res = file.into_response(&req);
     res.headers_mut().insert(
         header::CACHE_CONTROL,
-        header::HeaderValue::from_str(
-            &CacheControl(vec![
-                CacheDirective::Public,
-                CacheDirective::MaxAge(31_536_000),
-                CacheDirective::Extension("immutable".into(), None),
-            ])
-            .to_string(),
-        )
-        .map_err(actix_web::error::ErrorInternalServerError)?,
+        header::HeaderValue::from_static("public, max-age=31536000, immutable"),
     );
     res.headers_mut().insert(
         header::VARY,
