@@ -27,7 +27,7 @@ percentile() { sort -n | awk -v q="$1" '{a[NR]=$1} END {i=int(NR*q/100); if (i<1
 
 start_manager() { # [health interval, default 60]
   DATA=$(mktemp -d /tmp/lpm-bench.XXXXXX)
-  "$bin/patch-manager" --data-dir "$DATA" --listen "$listen" --set log.format=text --set log.level=info \
+  "$bin/patch-manager" --data-dir "$DATA" --listen "$listen" --set log.format=text --set log.level=info --set metrics.listen= \
     --set fleet.health_interval_secs="${1:-60}" --set fleet.agent_connections="${policy:-per_poll}" --set server.site_root="$SITE_ROOT" --set server.assets_dir="$ROOT/assets" \
     serve > "$DATA/manager.log" 2>&1 &
   manager=$!

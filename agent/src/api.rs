@@ -43,6 +43,10 @@ pub struct AgentState {
     pub tls_files: crate::config::TlsConfig,
     /// The agent's state directory.
     pub state_dir: std::path::PathBuf,
+    /// The audit log's file (verified for `/metrics`).
+    pub audit_path: std::path::PathBuf,
+    /// What `/metrics` counts.
+    pub metrics: Arc<crate::metrics::AgentMetrics>,
 }
 
 /// Largest request body accepted.
@@ -148,6 +152,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         }
         .into()
     }))
+    .route("/metrics", web::get().to(crate::metrics::serve))
     .service(ROUTES.iter().fold(web::scope("/api/v1"), |scope, r| {
         scope.route(r.path, (r.route)())
     }));
@@ -829,14 +834,22 @@ pub async fn audited(
     let path = req.path().to_owned();
     let peer = req.peer_addr().map(|a| a.to_string());
     let client = req.conn_data::<ClientIdentity>().cloned();
-    let audit = req
-        .app_data::<web::Data<AgentState>>()
-        .map(|s| s.audit.clone());
+    let state = req.app_data::<web::Data<AgentState>>().cloned();
+    let audit = state.as_ref().map(|s| s.audit.clone());
     let mut res = REQUEST_ID
         .scope(id.clone(), next.call(req))
         .await?
         .map_into_boxed_body();
     let status = res.status();
+    if let Some(state) = &state {
+        let route = res.request().match_pattern();
+        state.metrics.http.observe(
+            &method,
+            route.as_deref().unwrap_or("unmatched"),
+            status.as_u16(),
+            started.elapsed(),
+        );
+    }
     if (status.is_client_error() || status.is_server_error())
         && !res
             .headers()

@@ -23,6 +23,7 @@ pub mod enroll;
 pub mod ipfilter;
 pub mod jobs;
 pub mod jobstore;
+pub mod metrics;
 pub mod openapi;
 pub mod refusals;
 pub mod reload;

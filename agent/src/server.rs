@@ -135,6 +135,8 @@ impl Endpoint {
             jobs,
             tls_files: config.tls.clone(),
             state_dir: config.jobs.state_dir.clone(),
+            audit_path: config.audit.path.clone(),
+            metrics: Arc::default(),
         };
         let refusals = Refusals::new(
             audit,

@@ -319,6 +319,35 @@ impl AgentClient {
         self.answer(res).await
     }
 
+    /// `GET /metrics`: the agent's Prometheus text exposition.
+    pub async fn metrics(&self) -> Result<String, AgentClientError> {
+        let err = |message: String| AgentClientError::Request {
+            addr: self.addr,
+            message,
+        };
+        let mut res = self
+            .client
+            .get(format!("https://{}/metrics", self.addr))
+            .send()
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        let status = res.status().as_u16();
+        let body = res
+            .body()
+            .limit(4 << 20)
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        let text = String::from_utf8_lossy(&body).into_owned();
+        if status != 200 {
+            return Err(AgentClientError::Refused {
+                addr: self.addr,
+                status,
+                message: text.chars().take(200).collect(),
+            });
+        }
+        Ok(text)
+    }
+
     /// `GET /health`, answered within [`HEALTH_TIMEOUT`] (connection, handshake and body): a
     /// host that does not answer in time is treated as not answering, which bounds how long a
     /// down host takes to be shown.

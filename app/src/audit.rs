@@ -121,6 +121,8 @@ pub struct AuditOptions {
     pub checkpoints: Option<Arc<Signer>>,
     /// A checkpoint after this many appended records.
     pub checkpoint_every_records: u64,
+    /// Where appended records are counted (sign-in outcomes for `/metrics`).
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl Default for AuditOptions {
@@ -128,6 +130,7 @@ impl Default for AuditOptions {
         Self {
             checkpoints: None,
             checkpoint_every_records: 100,
+            metrics: None,
         }
     }
 }
@@ -138,6 +141,7 @@ pub struct AuditWriter {
     clock: Arc<Clock>,
     signer: Option<Arc<Signer>>,
     every: u64,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
     since_checkpoint: u64,
     last_checkpointed: Option<ChainPoint>,
 }
@@ -166,7 +170,14 @@ impl Handler<Append> for AuditWriter {
 
     fn handle(&mut self, msg: Append, _: &mut Self::Context) -> Self::Result {
         let mut conn = self.db.conn()?;
+        let counted = self
+            .metrics
+            .as_ref()
+            .map(|m| (m.clone(), msg.0.action.clone(), msg.0.outcome));
         let row = store::append(&mut conn, msg.0, self.clock.now())?;
+        if let Some((metrics, action, outcome)) = counted {
+            metrics.audited(&action, outcome);
+        }
         tracing::debug!(audit_id = row.id, action = %row.action, "audit record appended");
         self.since_checkpoint += 1;
         if self.since_checkpoint >= self.every {
@@ -495,6 +506,7 @@ impl AuditLog {
             clock: clock.clone(),
             signer: options.checkpoints.clone(),
             every,
+            metrics: options.metrics.clone(),
             since_checkpoint: 0,
             last_checkpointed: None,
         });

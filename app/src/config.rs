@@ -36,6 +36,40 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Supervision of the managed hosts.
     pub fleet: FleetConfig,
+    /// The Prometheus metrics listener.
+    pub metrics: MetricsConfig,
+}
+
+/// Where Prometheus scrapes the manager without a token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Address of a plain-HTTP listener that serves only `GET /metrics`, without sign-in;
+    /// loopback by default, for a Prometheus on this machine (or a local exporter proxy). Empty:
+    /// no such listener; `/metrics` on the main listener still answers Admins.
+    pub listen: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9464".into(),
+        }
+    }
+}
+
+impl MetricsConfig {
+    /// The listener's address, `None` when it is turned off.
+    pub fn address(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        let text = self.listen.trim();
+        if text.is_empty() {
+            return Ok(None);
+        }
+        text.parse().map(Some).map_err(|_| ConfigError::Invalid {
+            key: "metrics.listen".into(),
+            message: format!("\"{text}\" is not an address:port (empty turns the listener off)"),
+        })
+    }
 }
 
 /// Allowed seconds between two health polls.
@@ -342,6 +376,7 @@ impl Config {
                 "must be between 1 and 300".into(),
             ));
         }
+        self.metrics.address()?;
         if !(1024..=64 * 1024 * 1024).contains(&self.server.body_limit_bytes) {
             return Err(invalid(
                 "server.body_limit_bytes",

@@ -20,6 +20,7 @@ pub mod deploy;
 pub mod error;
 pub mod fleet;
 pub mod http;
+pub mod metrics;
 pub mod pki;
 pub mod secrets;
 pub mod server;

@@ -59,9 +59,12 @@ pub enum StartupError {
 pub struct RunningServer {
     /// Address actually bound (useful with port 0).
     pub addr: SocketAddr,
+    /// Address of the metrics listener, when it runs.
+    pub metrics_addr: Option<SocketAddr>,
     /// Shared state, for tests and embedding.
     pub state: AppState,
     handle: ServerHandle,
+    metrics_handle: Option<ServerHandle>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
@@ -77,6 +80,9 @@ impl RunningServer {
     /// Stops accepting, lets running requests finish, checkpoints the audit chain, and returns
     /// when the server is down.
     pub async fn stop(self) {
+        if let Some(m) = &self.metrics_handle {
+            m.stop(true).await;
+        }
         self.handle.stop(true).await;
         drop(self.task.await);
         final_checkpoint(&self.state).await;
@@ -86,6 +92,9 @@ impl RunningServer {
     /// the audit chain.
     pub async fn wait(self) -> std::io::Result<()> {
         let served = self.task.await.map_err(std::io::Error::other);
+        if let Some(m) = &self.metrics_handle {
+            m.stop(true).await;
+        }
         final_checkpoint(&self.state).await;
         served?
     }
@@ -115,6 +124,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartupError> {
         .map_err(|e| DbError::Task(e.to_string()))??;
 
     let clock = Arc::new(crate::clock::Clock::default());
+    let metrics = Arc::new(crate::metrics::Metrics::default());
     let signer = crate::audit::checkpoint::Signer::load_or_create(&config.data.dir)
         .map_err(crate::audit::AuditError::from)?;
     let audit = AuditLog::start_with(
@@ -123,6 +133,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartupError> {
         crate::audit::AuditOptions {
             checkpoints: Some(Arc::new(signer)),
             checkpoint_every_records: config.audit.checkpoint_every_records,
+            metrics: Some(metrics.clone()),
         },
     );
     audit
@@ -166,6 +177,19 @@ pub async fn start(config: Config) -> Result<RunningServer, StartupError> {
         addr: config.server.listen,
         source,
     })?;
+
+    // Bound before anything serves, so a taken port stops the start with nothing running.
+    let metrics_socket = match config.metrics.address()? {
+        Some(at) => {
+            let listener =
+                TcpListener::bind(at).map_err(|source| StartupError::Bind { addr: at, source })?;
+            let bound = listener
+                .local_addr()
+                .map_err(|source| StartupError::Bind { addr: at, source })?;
+            Some((listener, bound))
+        }
+        None => None,
+    };
 
     let scheme = if tls.is_some() { "https" } else { "http" };
     // Intervals saved in Settings win over the file's; an unreadable saved value is reported
@@ -218,6 +242,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartupError> {
         ),
         login_failures: Arc::default(),
         sign_in_locks: Arc::default(),
+        metrics,
         config: Arc::new(config),
         started: Instant::now(),
     };
@@ -228,6 +253,26 @@ pub async fn start(config: Config) -> Result<RunningServer, StartupError> {
         .map_err(|source| StartupError::Bind { addr, source })?;
     let handle = server.handle();
     let task = actix_web::rt::spawn(server);
+    let metrics_listener = match metrics_socket {
+        Some((listener, bound)) => {
+            if !bound.ip().is_loopback() {
+                tracing::warn!(%bound, "the metrics listener is reachable from other machines; \
+                    it answers without sign-in");
+            }
+            let server =
+                crate::metrics::serve_listener(state.clone(), listener).map_err(|source| {
+                    StartupError::Bind {
+                        addr: bound,
+                        source,
+                    }
+                })?;
+            let handle = server.handle();
+            actix_web::rt::spawn(server);
+            tracing::info!(%bound, "metrics listening (GET /metrics, plain HTTP)");
+            Some((bound, handle))
+        }
+        None => None,
+    };
     crate::pki::renewal::spawn_renewal(state.clone());
     // The first CRL exists before the courier runs, so start-up writes the same records each time.
     crate::pki::crl::current(&state)
@@ -260,6 +305,8 @@ pub async fn start(config: Config) -> Result<RunningServer, StartupError> {
     tracing::info!(%addr, scheme, database = ?state.db.backend(), ca_sha256 = state.pki.ca.fingerprint(), "patch-manager listening");
     Ok(RunningServer {
         addr,
+        metrics_addr: metrics_listener.as_ref().map(|(a, _)| *a),
+        metrics_handle: metrics_listener.map(|(_, h)| h),
         state,
         handle,
         task,

@@ -54,6 +54,8 @@ pub struct AppState {
     pub netguard: Arc<crate::http::allow_list::NetGuard>,
     /// Reverse proxies whose `X-Forwarded-For` names the client ([`crate::http::client`]).
     pub trusted_proxies: Arc<shared::netfilter::AllowList>,
+    /// What `/metrics` counts.
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Clock of the sign-in code (tests move it).
     pub clock: Arc<crate::clock::Clock>,
     /// Configuration in force.

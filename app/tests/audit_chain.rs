@@ -172,6 +172,7 @@ fn with_checkpoints(db: &TestDb, every: u64) -> (patch_manager::db::Database, Au
         AuditOptions {
             checkpoints: Some(Arc::new(signer)),
             checkpoint_every_records: every,
+            metrics: None,
         },
     );
     (database, log)

@@ -29,6 +29,8 @@ async fn manager(data: &Path, port: u16, n: u32) -> (Proc, awc::Client) {
             "log.format=text",
             "--set",
             "log.level=info",
+            "--set",
+            "metrics.listen=",
             "serve",
         ])
         .stdout(Stdio::from(log.try_clone().unwrap()))

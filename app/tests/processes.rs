@@ -119,7 +119,13 @@ async fn manager_and_agent_processes_enroll_rotate_and_revoke() {
             // The agent here reads this machine's packages: its host actor must not poll it
             // during the test (its first poll falls hours into a day-long interval).
             .args(["--set", "fleet.health_interval_secs=86400"])
-            .args(["--set", "log.level=warn", "serve"])
+            .args([
+                "--set",
+                "metrics.listen=",
+                "--set",
+                "log.level=warn",
+                "serve",
+            ])
             .stdout(Stdio::null())
             .spawn()
             .unwrap(),

@@ -29,6 +29,7 @@ const MATRIX: &[(&str, &str, [u16; 4])] = &[
     ("GET", "/api/v1/ca/root.crt", [200, 200, 200, 200]),
     ("GET", "/api/v1/ca/fleet.crt", [200, 200, 200, 200]),
     ("GET", "/api/v1/ca/crl", [200, 200, 200, 200]),
+    ("GET", "/metrics", [401, 403, 403, 200]),
     ("GET", "/api/v1/overview", [401, 200, 200, 200]),
     ("GET", "/api/v1/openapi.json", [200, 200, 200, 200]),
     ("POST", "/api/v1/enroll", [400, 400, 400, 400]),

@@ -188,6 +188,8 @@ async fn a_burst_of_sign_ins_is_answered_within_a_memory_bound() {
                 "server.tls=off",
                 "--set",
                 "log.level=warn",
+                "--set",
+                "metrics.listen=",
                 "serve",
             ])
             .stdout(Stdio::from(

@@ -75,6 +75,8 @@ pub enum Content {
     Redirect,
     /// A WebSocket (`101 Switching Protocols`), JSON text messages.
     WebSocket,
+    /// Prometheus text exposition (`text/plain; version=0.0.4`).
+    Metrics,
 }
 
 /// Values for the `{…}` segments of a path, in order.
@@ -231,6 +233,10 @@ endpoints! {
     /// The CRL in force (PEM), signed by the fleet CA: an agent that was unreachable until its
     /// CRL expired is brought back by copying this into its `tls.crl` file.
     CurrentCrl: Get "/api/v1/ca/crl" as Pem, (), NoBody => NoBody;
+    /// Prometheus metrics (text exposition): requests and latency by route, sign-in outcomes,
+    /// the audit chain, certificate expiry, hosts and jobs by state, poll latency. Admins only;
+    /// a scraper without an Admin token reads the loopback listener (`metrics.listen`).
+    Metrics: Get "/metrics" as Metrics, (), NoBody => NoBody;
     /// What the front page shows: health, counts, the audit chain's state.
     Overview: Get "/api/v1/overview", (), NoBody => SystemOverview;
     /// A new host enrols with a one-time token and its CSR.
@@ -411,6 +417,7 @@ where
         Content::Json => op.media(Some(crate::openapi::JSON)),
         Content::Pem => op.media(Some("application/x-pem-file")),
         Content::Archive => op.media(Some("application/gzip")),
+        Content::Metrics => op.media(Some("text/plain")),
         Content::Redirect | Content::WebSocket => op.media(None),
     };
 }

@@ -186,6 +186,17 @@ pub enum JobState {
 }
 
 impl JobState {
+    /// Every state, in the order a job moves through them.
+    pub const ALL: &'static [Self] = &[
+        Self::Queued,
+        Self::Running,
+        Self::Succeeded,
+        Self::Partial,
+        Self::Failed,
+        Self::Halted,
+        Self::Cancelled,
+    ];
+
     /// Whether the job is over.
     pub fn is_finished(self) -> bool {
         !matches!(self, Self::Queued | Self::Running)

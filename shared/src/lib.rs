@@ -18,6 +18,8 @@ pub mod files;
 pub mod fleet;
 pub mod ids;
 pub mod jobs;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 pub mod netfilter;
 #[cfg(feature = "schema")]
 pub mod openapi;

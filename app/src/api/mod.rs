@@ -74,6 +74,7 @@ pub static ROUTES: &[ApiRoute] = &[
     route!(ep::RootCertificate, Public, ca::root_certificate),
     route!(ep::FleetCertificate, Public, ca::fleet_certificate),
     route!(ep::CurrentCrl, Public, ca::current_crl),
+    route!(ep::Metrics, Admin, crate::metrics::serve),
     route!(ep::Overview, Operator, status::overview),
     route!(ep::Enroll, Public, enroll::enroll),
     route!(ep::GetSetup, Public, setup::status),

@@ -65,3 +65,50 @@ pub fn group_lines(
     }
     Ok(q.load(conn)?)
 }
+
+/// What `/metrics` reads from the database at scrape time.
+#[derive(Debug, Clone, Default)]
+pub struct MetricCounts {
+    /// Hosts by state.
+    pub hosts: Vec<(String, i64)>,
+    /// Patch jobs by state.
+    pub jobs: Vec<(String, i64)>,
+    /// Expiry of each host's newest unrevoked certificate.
+    pub host_cert_expiry: Vec<chrono::NaiveDateTime>,
+}
+
+/// Reads the counts `/metrics` shows, in one transaction.
+pub fn metric_counts(conn: &mut DbConnection) -> Result<MetricCounts, DbError> {
+    use super::schema::{certificates, patch_jobs};
+    use diesel::dsl::count_star;
+    conn.transaction(|conn| {
+        let hosts = hosts::table
+            .group_by(hosts::status)
+            .select((hosts::status, count_star()))
+            .load(conn)?;
+        let jobs = patch_jobs::table
+            .group_by(patch_jobs::status)
+            .select((patch_jobs::status, count_star()))
+            .load(conn)?;
+        // A renewed host keeps its old certificate until it expires; the newest one counts.
+        let certs: Vec<(i64, chrono::NaiveDateTime)> = certificates::table
+            .inner_join(hosts::table.on(certificates::host_id.eq(hosts::id.nullable())))
+            .filter(certificates::revoked_at.is_null())
+            .select((hosts::id, certificates::not_after))
+            .order((hosts::id.asc(), certificates::created_at.desc()))
+            .load(conn)?;
+        let mut host_cert_expiry = Vec::new();
+        let mut last = None;
+        for (host, not_after) in certs {
+            if last != Some(host) {
+                host_cert_expiry.push(not_after);
+                last = Some(host);
+            }
+        }
+        Ok(MetricCounts {
+            hosts,
+            jobs,
+            host_cert_expiry,
+        })
+    })
+}

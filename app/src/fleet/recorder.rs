@@ -82,6 +82,9 @@ impl Health {
 /// Writes health polls in one transaction, then publishes the state changes.
 async fn record_health(state: &AppState, batch: Vec<Health>) -> Result<(), DbError> {
     let now = state.clock.now();
+    for h in &batch {
+        state.metrics.polled(h.latency, h.outcome.is_ok());
+    }
     let details = batch
         .iter()
         .map(|h| {

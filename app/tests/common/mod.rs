@@ -145,6 +145,7 @@ pub fn bundle_name() -> Option<String> {
 pub fn test_config(db: &TestDb) -> Config {
     let mut c = Config::default();
     c.server.listen = "127.0.0.1:0".parse().unwrap();
+    c.metrics.listen = "127.0.0.1:0".into();
     c.server.workers = 1;
     c.server.tls = patch_manager::config::TlsMode::Off;
     c.server.site_root = site_root();
