@@ -38,6 +38,42 @@ pub struct Config {
     pub fleet: FleetConfig,
     /// The Prometheus metrics listener.
     pub metrics: MetricsConfig,
+    /// Scheduled backups.
+    pub backup: BackupConfig,
+}
+
+/// Scheduled backups (`patch-manager backup` makes one at any time).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackupConfig {
+    /// Where scheduled backups go. Empty: `backups/` in the data directory (copy them to another
+    /// machine: a backup beside the data it protects does not survive the disk).
+    pub dir: PathBuf,
+    /// Hours between scheduled backups (0 turns them off; 1 .. 168 otherwise).
+    pub interval_hours: u64,
+    /// Scheduled backups kept; older ones are deleted (1 .. 1000).
+    pub keep: u32,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::new(),
+            interval_hours: 24,
+            keep: 7,
+        }
+    }
+}
+
+impl BackupConfig {
+    /// The backup directory for the data directory `data_dir`.
+    pub fn directory(&self, data_dir: &Path) -> PathBuf {
+        if self.dir.as_os_str().is_empty() {
+            data_dir.join("backups")
+        } else {
+            self.dir.clone()
+        }
+    }
 }
 
 /// Where Prometheus scrapes the manager without a token.
@@ -377,6 +413,15 @@ impl Config {
             ));
         }
         self.metrics.address()?;
+        if self.backup.interval_hours > 168 {
+            return Err(invalid(
+                "backup.interval_hours",
+                "must be between 0 (off) and 168".into(),
+            ));
+        }
+        if !(1..=1000).contains(&self.backup.keep) {
+            return Err(invalid("backup.keep", "must be between 1 and 1000".into()));
+        }
         if !(1024..=64 * 1024 * 1024).contains(&self.server.body_limit_bytes) {
             return Err(invalid(
                 "server.body_limit_bytes",

@@ -13,6 +13,7 @@ pub mod agent_client;
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod backup;
 pub mod clock;
 pub mod config;
 pub mod db;

@@ -75,6 +75,29 @@ enum Command {
     },
     /// Print the OpenAPI 3.1 document of the JSON API (also served at /api/v1/openapi.json).
     Openapi,
+    /// Write a backup: the database (a consistent copy, the manager may run), the CA and secrets
+    /// keys and the rest of the data directory, and the configuration file, in one archive
+    /// (mode 0600) with a manifest of checksums. It holds the CA keys: keep it safe.
+    Backup {
+        /// The archive to write (must not exist). Default: a time-stamped name in backup.dir.
+        #[arg(long, short = 'o')]
+        output: Option<PathBuf>,
+    },
+    /// Restore a backup into this configuration's data directory and database, with the manager
+    /// stopped. The whole archive is checked first; a corrupted, truncated or mismatched one is
+    /// refused and nothing changes.
+    Restore {
+        /// The archive.
+        archive: PathBuf,
+        /// Only check the archive (checksums, format, that it fits this configuration's
+        /// database engine) and print its manifest.
+        #[arg(long)]
+        check: bool,
+        /// Restore over existing data: the data directory is moved aside (kept as
+        /// `<dir>.replaced-<time>`) and a PostgreSQL database's tables are replaced.
+        #[arg(long)]
+        replace: bool,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -129,7 +152,13 @@ fn main() -> anyhow::Result<()> {
             count,
         } => enrollment_token(&config, group.as_deref(), minutes, addresses, count),
         Command::AllowList { disable } => allow_list(&config, disable),
-        Command::Serve => serve(config),
+        Command::Backup { output } => backup(&config, cli.config.as_deref(), output),
+        Command::Restore {
+            archive,
+            check,
+            replace,
+        } => restore(&config, cli.config.as_deref(), &archive, check, replace),
+        Command::Serve => serve(config, cli.config.clone()),
         Command::Openapi => Ok(()),
     }
 }
@@ -175,6 +204,87 @@ fn allow_list(config: &config::Config, disable: bool) -> anyhow::Result<()> {
             format!(": {}", current.entries.join(", "))
         }
     );
+    Ok(())
+}
+
+fn backup(
+    config: &config::Config,
+    config_file: Option<&std::path::Path>,
+    output: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    let output = match output {
+        Some(o) => o,
+        None => {
+            let dir = config.backup.directory(&config.data.dir);
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+                .with_context(|| format!("creating {}", dir.display()))?;
+            dir.join(patch_manager::backup::default_name(chrono::Utc::now()))
+        }
+    };
+    let written = patch_manager::backup::create(config, config_file, &output)?;
+    println!(
+        "backup written: {} ({} bytes, {} database, {} files, mode 0600)",
+        written.path.display(),
+        written.bytes,
+        written.manifest.database_engine,
+        written.manifest.files.len()
+    );
+    println!("it holds the CA and secrets keys: store it as carefully as the data directory");
+    Ok(())
+}
+
+fn restore(
+    config: &config::Config,
+    config_file: Option<&std::path::Path>,
+    archive: &std::path::Path,
+    check: bool,
+    replace: bool,
+) -> anyhow::Result<()> {
+    use patch_manager::backup;
+    if check {
+        let manifest = backup::verify(archive)?;
+        println!(
+            "archive intact: {} members, {} database (schema {}), written {} by manager {}; \
+             fleet CA {}",
+            manifest.files.len(),
+            manifest.database_engine,
+            manifest.schema_version,
+            manifest.created_at,
+            manifest.manager_version,
+            manifest.fleet_ca_fingerprint
+        );
+        return Ok(());
+    }
+    let done = backup::restore(
+        config,
+        config_file,
+        archive,
+        backup::RestoreOptions { replace },
+    )?;
+    println!(
+        "restored the backup of {} ({} database, {} members) into {}",
+        done.manifest.created_at,
+        done.manifest.database_engine,
+        done.manifest.files.len(),
+        config.data.dir.display()
+    );
+    if let Some(old) = done.replaced {
+        println!(
+            "the data directory it replaced is kept at {}",
+            old.display()
+        );
+    }
+    if let Some(c) = done.config_written {
+        println!(
+            "the backup's configuration file was written to {}",
+            c.display()
+        );
+    }
+    println!("start the manager; it verifies the audit chain at start (or run `patch-manager verify-audit`)");
     Ok(())
 }
 
@@ -309,10 +419,11 @@ fn enrollment_token(
 }
 
 #[actix_web::main]
-async fn serve(config: config::Config) -> anyhow::Result<()> {
+async fn serve(config: config::Config, config_file: Option<PathBuf>) -> anyhow::Result<()> {
     patch_manager::telemetry::init(&config.log);
     let server = patch_manager::server::start(config)
         .await
         .context("starting patch-manager")?;
+    patch_manager::backup::spawn_schedule(server.state.clone(), config_file);
     server.wait().await.context("serving")
 }

@@ -221,7 +221,12 @@ pub async fn fleet_of_one() -> Fleet {
 
 /// One manager and one agent over the apt configuration `apt`.
 pub async fn fleet_with(apt: Option<std::path::PathBuf>) -> Fleet {
-    let db = TestDb::new(Engine::Sqlite);
+    fleet_on(Engine::Sqlite, apt).await
+}
+
+/// [`fleet_with`] on the database engine `engine`.
+pub async fn fleet_on(engine: Engine, apt: Option<std::path::PathBuf>) -> Fleet {
+    let db = TestDb::new(engine);
     let mut config = test_config(&db);
     config.server.tls = patch_manager::config::TlsMode::Internal;
     config.server.public_names = vec!["localhost".into(), "127.0.0.1".into()];
