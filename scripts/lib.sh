@@ -132,6 +132,16 @@ build_wasm() {
   info "bundle $name ($profile) in $pkg: wasm $(( $(stat -c %s "$pkg/${name}_bg.wasm") / 1000 )) KB raw, $(( $(stat -c %s "$pkg/${name}_bg.wasm.gz") / 1000 )) KB gzip$([ -f "$pkg/${name}_bg.wasm.br" ] && echo ", $(( $(stat -c %s "$pkg/${name}_bg.wasm.br") / 1000 )) KB brotli")"
 }
 
+# cargo-deb (crates.io, at the version checked here), installed once into the cache.
+CARGO_DEB_VERSION=3.8.0
+ensure_cargo_deb() {
+  if command -v cargo-deb >/dev/null && [ "$(cargo-deb --version 2>/dev/null | awk '{print $2}')" = "$CARGO_DEB_VERSION" ]; then
+    return 0
+  fi
+  info "installing cargo-deb $CARGO_DEB_VERSION into $LPM_CACHE/tools (cargo install, a few minutes once)"
+  cargo install cargo-deb --version "$CARGO_DEB_VERSION" --locked --root "$LPM_CACHE/tools" --quiet
+}
+
 # ensure_postgres: the local server on 127.0.0.1:5432 the tests use; started if stopped.
 ensure_postgres() {
   ensure_apt postgresql-client

@@ -38,4 +38,7 @@ step "Tests (SQLite and PostgreSQL, browser included)"
 export LPM_SITE_ROOT="$SITE_ROOT"
 cargo nextest run --workspace --run-ignored all --no-fail-fast --failure-output final
 
+step "Debian packages in a Debian root (scripts/test-packages.sh)"
+bash scripts/test-packages.sh
+
 step "All checks passed in $(( $(date +%s) - started )) s"

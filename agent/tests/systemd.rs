@@ -24,7 +24,7 @@ fn unit_file_verifies_cleanly() {
     std::fs::write(
         &copy,
         text.replace(
-            "/usr/local/bin/patch-agent",
+            "/usr/bin/patch-agent",
             env!("CARGO_BIN_EXE_patch-agent"),
         ),
     )

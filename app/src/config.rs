@@ -252,6 +252,10 @@ pub struct ServerConfig {
     /// Requests a minute per source to the public endpoints that write an audit record (root CA
     /// download, enrollment attempts); more get 429 (1 .. 100000).
     pub public_writes_per_minute: usize,
+    /// The patch-agent Debian package served at `/downloads/patch-agent.deb`, for the one-line
+    /// install the "Add a host" page shows (with its SHA-256, which the command checks). The
+    /// patch-manager package ships it here; absent, only the enroll command is shown.
+    pub agent_package: PathBuf,
 }
 
 /// Web TLS strategy.
@@ -338,6 +342,7 @@ impl Default for ServerConfig {
             public_url: String::new(),
             trusted_proxies: Vec::new(),
             public_writes_per_minute: crate::http::rate::PUBLIC_WRITES_PER_MINUTE,
+            agent_package: PathBuf::from("/usr/share/patch-manager/agent/patch-agent.deb"),
         }
     }
 }

@@ -243,6 +243,8 @@ pub async fn start(config: Config) -> Result<RunningServer, StartupError> {
         login_failures: Arc::default(),
         sign_in_locks: Arc::default(),
         metrics,
+        agent_package: crate::http::downloads::AgentPackage::load(&config.server.agent_package)
+            .map(Arc::new),
         config: Arc::new(config),
         started: Instant::now(),
     };

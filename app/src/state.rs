@@ -54,6 +54,8 @@ pub struct AppState {
     pub netguard: Arc<crate::http::allow_list::NetGuard>,
     /// Reverse proxies whose `X-Forwarded-For` names the client ([`crate::http::client`]).
     pub trusted_proxies: Arc<shared::netfilter::AllowList>,
+    /// The agent package served for the one-line install, when there is one.
+    pub agent_package: Option<Arc<crate::http::downloads::AgentPackage>>,
     /// What `/metrics` counts.
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Clock of the sign-in code (tests move it).

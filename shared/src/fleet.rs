@@ -508,6 +508,11 @@ pub struct CreatedEnrollmentToken {
     pub token: String,
     /// The command to run on the host.
     pub command: String,
+    /// On a Debian-family host without the agent: one command that downloads the agent package
+    /// from the manager, checks its SHA-256, installs it, enrolls with the token and starts the
+    /// service. `None` when the manager has no agent package to serve.
+    #[serde(default)]
+    pub install_command: Option<String>,
     /// The command names the manager by a loopback name or address (`localhost`, `127.0.0.1`),
     /// which only the manager's own machine can reach: `server.public_url` should be set.
     #[serde(default)]

@@ -10,6 +10,7 @@
 pub mod allow_list;
 pub mod bundle;
 pub mod client;
+pub mod downloads;
 pub mod errors;
 pub mod extract;
 pub mod gate;
@@ -77,6 +78,10 @@ pub fn build_server(
             .configure(|cfg| api::configure(cfg, body_limit))
             .app_data(bundle.clone())
             .route("/pkg/{file}", web::get().to(bundle::serve))
+            .route(
+                downloads::AGENT_PACKAGE_PATH,
+                web::get().to(downloads::agent_package),
+            )
             .service(Files::new("/assets", &assets_dir).use_etag(true))
             .route(
                 "/favicon.ico",

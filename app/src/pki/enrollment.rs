@@ -319,6 +319,20 @@ pub fn agent_command(config: &Config, token: &str) -> String {
     )
 }
 
+/// The one-line install on a Debian-family host: download the agent package from the manager,
+/// check it against `sha256` (so `-k` on the download costs no integrity: the digest comes from
+/// this page, over the manager's own TLS), install it, enroll (token on standard input), start.
+pub fn install_command(config: &Config, token: &str, sha256: &str) -> String {
+    let url = manager_url(config);
+    format!(
+        "curl -fsSk -o /tmp/patch-agent.deb {url}/downloads/patch-agent.deb && \
+         echo '{sha256}  /tmp/patch-agent.deb' | sha256sum -c --quiet && \
+         apt-get install -y /tmp/patch-agent.deb && \
+         echo {token} | patch-agent enroll --manager {url} --token-file - && \
+         systemctl enable --now patch-agent"
+    )
+}
+
 /// Makes a token for a signed-in user and audits it.
 pub async fn issue(
     state: &AppState,
@@ -360,6 +374,10 @@ pub async fn issue(
     Ok(CreatedEnrollmentToken {
         id: created.token.id.into(),
         command: agent_command(&state.config, &encoded),
+        install_command: state
+            .agent_package
+            .as_ref()
+            .map(|p| install_command(&state.config, &encoded, &p.sha256)),
         manager_url_is_local: is_local_url(&manager_url(&state.config)),
         token: encoded,
         expires_at: rfc3339(created.expires_at),

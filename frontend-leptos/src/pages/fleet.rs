@@ -971,7 +971,12 @@ fn AddHost(
                     {t.hostname.clone().map(|h| view! {
                         <p id="token-resolved">{format!("For {h}, resolved to {}.", t.addresses.join(", "))}</p>
                     })}
-                    <p>"Valid until " {short_time(&t.expires_at)} ", once. On the new host, as root:"</p>
+                    <p>"Valid until " {short_time(&t.expires_at)} ", once."</p>
+                    {t.install_command.clone().map(|c| view! {
+                        <p>"On a Debian or Ubuntu host without the agent, as root: this installs the agent package from this manager (its checksum checked), enrolls and starts it."</p>
+                        <pre id="install-command">{c}</pre>
+                    })}
+                    <p>{if t.install_command.is_some() { "Where the agent is installed already, as root:" } else { "On the new host, with the agent installed, as root:" }}</p>
                     <pre id="enroll-command">{t.command.clone()}</pre>
                     {t.manager_url_is_local.then(|| view! {
                         <p class="warn" id="enroll-local-warning">"This command names the manager by a loopback address, which other hosts cannot reach. Set server.public_url (or server.public_names) in the manager's configuration to the address hosts use."</p>
