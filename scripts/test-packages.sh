@@ -26,12 +26,25 @@ cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   for m in "${mounts[@]}"; do umount -l "$m" 2>/dev/null || true; done
-  rm -rf "$WORK"
+  # Never delete through a mount that is still there.
+  if mount | grep -q " $WORK/"; then
+    echo "warning: mounts left under $WORK; not deleting it" >&2
+  else
+    rm -rf "$WORK"
+  fi
 }
 trap cleanup EXIT
 
 ok() { info "ok: $*"; }
-fail() { die "package test FAILED: $*"; }
+# The log of the program under test, shown when a check fails.
+SHOW_LOG=""
+fail() {
+  if [ -n "$SHOW_LOG" ] && [ -f "$SHOW_LOG" ]; then
+    echo "---- $SHOW_LOG (last 40 lines)" >&2
+    tail -n 40 "$SHOW_LOG" >&2
+  fi
+  die "package test FAILED: $*"
+}
 
 version=$(cargo metadata --no-deps --format-version 1 | python3 -c 'import json,sys; print(next(p["version"] for p in json.load(sys.stdin)["packages"] if p["name"]=="app"))')
 v1="$version-1"
@@ -50,22 +63,22 @@ if [ ! -f "$BASE" ]; then
   mv "$BASE.partial" "$BASE"
   rm -rf "$tmp"
 fi
-new_root() {
-  local r
-  r=$(mktemp -d "$WORK/root.XXXXXX")
-  tar -C "$r" --zstd -xf "$BASE"
-  mount -t proc proc "$r/proc"
-  mounts+=("$r/proc")
-  echo "$r"
+new_root() { # sets NEW_ROOT (not in a subshell: the mount must be remembered for the clean-up)
+  NEW_ROOT=$(mktemp -d "$WORK/root.XXXXXX")
+  tar -C "$NEW_ROOT" --zstd -xf "$BASE"
+  # mktemp made it 0700: the service users inside must be able to reach /.
+  chmod 755 "$NEW_ROOT"
+  mount -t proc proc "$NEW_ROOT/proc"
+  mounts+=("$NEW_ROOT/proc")
 }
 in_root() {
   local r=$1
   shift
   chroot "$r" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 "$@"
 }
-expect_stat() { # ROOT PATH "MODE USER:GROUP"
+expect_stat() { # ROOT PATH "MODE USER:GROUP" (names as the root's own passwd and group say)
   local got
-  got=$(stat -c '%a %U:%G' "$1$2" 2>/dev/null) || fail "$2 is missing"
+  got=$(in_root "$1" stat -c '%a %U:%G' "$2" 2>/dev/null) || fail "$2 is missing"
   [ "$got" = "$3" ] || fail "$2 is $got, expected $3"
   ok "$2 $3"
 }
@@ -74,13 +87,14 @@ json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 wait_for() { # SECONDS DESCRIPTION COMMAND...
   local deadline=$(( $(date +%s) + $1 )) what=$2
   shift 2
-  until "$@"; do
+  until "$@" 2>/dev/null; do
     [ "$(date +%s)" -lt "$deadline" ] || fail "$what: not within the deadline"
     sleep 0.5
   done
 }
 
-R=$(new_root)
+new_root
+R=$NEW_ROOT
 cp "$WORK/v1"/*.deb "$WORK/v2"/*.deb "$R/tmp/"
 
 step "1. Install both packages ($v1) into $R"
@@ -135,6 +149,7 @@ start_manager() { # ROOT PORT LOG: the packaged configuration, as the unit runs 
     --set fleet.health_interval_secs=10 --set metrics.listen= --set log.format=text" > "$3" 2>&1 &
   pids+=($!)
   MANAGER_PID=$!
+  SHOW_LOG=$3
   wait_for 120 "the packaged manager answering on 127.0.0.1:$2" \
     curl -fsS -o /dev/null --cacert "$1/var/lib/patch-manager/web-ca/ca.crt" "https://127.0.0.1:$2/status/health"
 }
@@ -161,7 +176,8 @@ ok "one-line install from Add a host:"
 info "    ${install_command//$'\n'/ }"
 
 step "The one-line install on a new host (a second root)"
-H=$(new_root)
+new_root
+H=$NEW_ROOT
 agent_port=$(free_port)
 # Operator's choice of port made before install (postinst keeps an existing agent.toml).
 mkdir -p "$H/etc/patch-agent"
@@ -185,6 +201,7 @@ host_healthy() {
   "${CURL[@]}" -H "authorization: Bearer $bearer" "$BASE_URL/api/v1/hosts" \
     | json '"yes" if any(h["status"]=="healthy" for h in d["hosts"]) else ""' | grep -q yes
 }
+SHOW_LOG="$H/var/log/unit-patch-agent.log"
 wait_for 120 "the new host shown healthy in the manager" host_healthy
 ok "the new host is healthy in the manager, nothing copied by hand"
 kill "$(cat "$H/run/unit-patch-agent.pid")" 2>/dev/null || true

@@ -23,10 +23,7 @@ fn unit_file_verifies_cleanly() {
     let copy = dir.path().join("patch-agent.service");
     std::fs::write(
         &copy,
-        text.replace(
-            "/usr/bin/patch-agent",
-            env!("CARGO_BIN_EXE_patch-agent"),
-        ),
+        text.replace("/usr/bin/patch-agent", env!("CARGO_BIN_EXE_patch-agent")),
     )
     .unwrap();
     let out = Command::new("systemd-analyze")
