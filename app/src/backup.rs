@@ -17,6 +17,7 @@
 
 use crate::config::{Config, DatabaseTarget};
 use crate::db::audit::{self as audit_store, NewAuditEntry, Outcome};
+use crate::db::backup as copy;
 use crate::db::{Database, DbError};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -96,7 +97,7 @@ pub struct Manifest {
     pub created_at: String,
     /// `sqlite` or `postgresql`.
     pub database_engine: String,
-    /// Newest applied migration (diesel version string) at backup time.
+    /// Newest applied migration (its version string) at backup time.
     pub schema_version: String,
     /// SHA-256 of the fleet CA certificate (the identity agents trust).
     pub fleet_ca_fingerprint: String,
@@ -263,41 +264,6 @@ fn run_tool(tool: &'static str, mut cmd: Command) -> Result<(), BackupError> {
     }
 }
 
-/// Newest applied migration of the open database.
-fn schema_version(db: &Database) -> Result<String, DbError> {
-    use diesel::prelude::*;
-    #[derive(QueryableByName)]
-    struct Row {
-        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
-        v: Option<String>,
-    }
-    let mut conn = db.conn()?;
-    let row: Row = diesel::sql_query("SELECT MAX(version) AS v FROM __diesel_schema_migrations")
-        .get_result(&mut *conn)?;
-    Ok(row.v.unwrap_or_default())
-}
-
-/// Newest migration this build carries for `engine`.
-fn newest_known(engine: &str) -> String {
-    use diesel::migration::MigrationSource;
-    let source = if engine == "postgresql" {
-        <diesel_migrations::EmbeddedMigrations as MigrationSource<diesel::pg::Pg>>::migrations(
-            &crate::db::POSTGRES_MIGRATIONS,
-        )
-        .map(|ms| ms.iter().map(|m| m.name().version().to_string()).collect())
-    } else {
-        <diesel_migrations::EmbeddedMigrations as MigrationSource<diesel::sqlite::Sqlite>>::migrations(
-            &crate::db::SQLITE_MIGRATIONS,
-        )
-        .map(|ms| ms.iter().map(|m| m.name().version().to_string()).collect())
-    };
-    source
-        .unwrap_or_else(|_| Vec::<String>::new())
-        .into_iter()
-        .max()
-        .unwrap_or_default()
-}
-
 /// The data directory's files that belong in a backup (relative paths), skipping the database,
 /// `skip_dirs` (the backup directory, staging) and anything that is not a regular file.
 fn data_files(dir: &Path, skip_dirs: &[PathBuf]) -> Result<Vec<PathBuf>, BackupError> {
@@ -358,13 +324,7 @@ pub fn create(
     let (db_member, db_file) = match &target {
         DatabaseTarget::Sqlite(_) => {
             let file = staging.0.join("db.sqlite");
-            let quoted = file.to_string_lossy().replace('\'', "''");
-            let mut conn = db.conn()?;
-            diesel::connection::SimpleConnection::batch_execute(
-                &mut *conn,
-                &format!("VACUUM INTO '{quoted}'"),
-            )
-            .map_err(DbError::from)?;
+            copy::sqlite_copy(&mut *db.conn()?, &file)?;
             (DB_SQLITE, file)
         }
         DatabaseTarget::Postgres(url) => {
@@ -381,7 +341,7 @@ pub fn create(
             (DB_PG, file)
         }
     };
-    let schema_version = schema_version(&db)?;
+    let schema_version = copy::schema_version(&mut *db.conn()?)?;
 
     // Members: (path in archive, file on disk).
     let mut members: Vec<(String, PathBuf)> = vec![(db_member.to_owned(), db_file)];
@@ -628,22 +588,6 @@ fn is_empty_dir(dir: &Path) -> Result<bool, BackupError> {
     }
 }
 
-fn pg_has_tables(url: &str) -> Result<bool, BackupError> {
-    use diesel::prelude::*;
-    #[derive(QueryableByName)]
-    struct Row {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
-    let mut conn = diesel::pg::PgConnection::establish(url).map_err(DbError::from)?;
-    let row: Row = diesel::sql_query(
-        "SELECT COUNT(*) AS n FROM information_schema.tables WHERE table_schema = 'public'",
-    )
-    .get_result(&mut conn)
-    .map_err(DbError::from)?;
-    Ok(row.n > 0)
-}
-
 /// Restores `archive` into the manager `config` describes. The manager must be stopped. Checks
 /// the whole archive and the target first; then the database, then the data directory, then the
 /// configuration file (written to `config_file` only when none is there; else beside it as
@@ -680,7 +624,7 @@ pub fn restore(
             manifest.database_engine
         )));
     }
-    let known = newest_known(engine);
+    let known = copy::newest_known_migration(&target);
     if manifest.schema_version > known {
         return Err(BackupError::Mismatch(format!(
             "its database schema ({}) is newer than this manager knows ({known}); restore it \
@@ -693,7 +637,7 @@ pub fn restore(
     let data_empty = is_empty_dir(data_dir)?;
     let db_present = match &target {
         DatabaseTarget::Sqlite(p) => p.exists() && !p.starts_with(data_dir),
-        DatabaseTarget::Postgres(url) => pg_has_tables(url)?,
+        DatabaseTarget::Postgres(url) => copy::postgres_has_tables(url)?,
     };
     if !options.replace && (!data_empty || db_present) {
         return Err(BackupError::Refused(format!(

@@ -717,6 +717,9 @@ async fn the_ui_keeps_the_session_follows_the_role_and_puts_messages_where_the_e
     let db = TestDb::new(Engine::Sqlite);
     let mut config = test_config(&db);
     config.server.public_url = "https://patch.example.test:8443".into();
+    // An agent package to serve, so Add a host shows the one-line install.
+    config.server.agent_package = db.dir.path().join("patch-agent.deb");
+    std::fs::write(&config.server.agent_package, b"a package").unwrap();
     let server = patch_manager::server::start(config.clone()).await.unwrap();
     let clock = server.state.clock.clone();
     let api_base = format!("http://{}", server.addr);
@@ -797,6 +800,12 @@ async fn the_ui_keeps_the_session_follows_the_role_and_puts_messages_where_the_e
         wait_enabled(&browser, "make-token").await?.click().await?;
         let command = text_of(&browser, "#enroll-command").await?;
         assert!(command.contains("--manager https://patch.example.test:8443 --token-file -"), "{command}");
+        let install = text_of(&browser, "#install-command").await?;
+        assert!(
+            install.starts_with("curl -fsSk -o /tmp/patch-agent.deb https://patch.example.test:8443/downloads/patch-agent.deb && ")
+                && install.ends_with("systemctl enable --now patch-agent"),
+            "{install}"
+        );
         assert!(browser.find(Locator::Id("enroll-local-warning")).await.is_err());
         let host_field = browser.find(Locator::Id("token-host")).await?.prop("value").await?;
         assert_eq!(host_field.as_deref(), Some(""), "the form is cleared after success");

@@ -21,6 +21,7 @@ macro_rules! insert_rows {
 }
 
 pub mod audit;
+pub mod backup;
 pub mod certificates;
 pub mod challenges;
 pub mod credentials;
