@@ -143,17 +143,23 @@ done
 start_manager() { # ROOT PORT LOG: the packaged configuration, as the unit runs it (its user, umask)
   local exec_start
   exec_start=$(sed -n 's/^ExecStart=//p' "$1$unit_dir/patch-manager.service")
-  # shellcheck disable=SC2086
-  in_root "$1" sh -c "umask 077; exec setpriv --reuid=patch-manager --regid=patch-manager --init-groups \
+  # One process from here to the manager (every step execs), so $! is the manager itself.
+  ( exec chroot "$1" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 sh -c \
+    "umask 077; exec setpriv --reuid=patch-manager --regid=patch-manager --init-groups \
     $exec_start --listen 127.0.0.1:$2 --set server.public_url=https://127.0.0.1:$2 \
-    --set fleet.health_interval_secs=10 --set metrics.listen= --set log.format=text" > "$3" 2>&1 &
+    --set fleet.health_interval_secs=10 --set metrics.listen= --set log.format=text" ) > "$3" 2>&1 &
   pids+=($!)
   MANAGER_PID=$!
   SHOW_LOG=$3
   wait_for 120 "the packaged manager answering on 127.0.0.1:$2" \
     curl -fsS -o /dev/null --cacert "$1/var/lib/patch-manager/web-ca/ca.crt" "https://127.0.0.1:$2/status/health"
 }
-stop_manager() { kill "$MANAGER_PID"; wait "$MANAGER_PID" 2>/dev/null || true; }
+stop_manager() {
+  kill "$MANAGER_PID"
+  wait "$MANAGER_PID" 2>/dev/null || true
+  ! pgrep -f "patch-manager --config /etc/patch-manager/manager.toml serve --listen 127.0.0.1:" >/dev/null \
+    || fail "a packaged manager is still running after it was stopped"
+}
 
 step "2. The packaged manager starts with no edits"
 port=$(free_port)
@@ -204,7 +210,10 @@ host_healthy() {
 SHOW_LOG="$H/var/log/unit-patch-agent.log"
 wait_for 120 "the new host shown healthy in the manager" host_healthy
 ok "the new host is healthy in the manager, nothing copied by hand"
-kill "$(cat "$H/run/unit-patch-agent.pid")" 2>/dev/null || true
+agent_pid=$(cat "$H/run/unit-patch-agent.pid")
+kill "$agent_pid"
+agent_gone() { ! kill -0 "$agent_pid" 2>/dev/null; }
+wait_for 30 "the new host's agent stopping" agent_gone
 stop_manager
 
 step "3. Upgrade to $v2 keeps the data and local edits"
