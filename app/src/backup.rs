@@ -704,7 +704,9 @@ pub fn restore(
                 .map_err(io(parent))?;
         }
         fs::rename(&from, &to).map_err(io(&to))?;
-        fs::set_permissions(&to, fs::Permissions::from_mode(m.mode)).map_err(io(&to))?;
+        // Owner bits only (the data directory is the service user's alone): an archive cannot
+        // plant a set-user-id or world-writable file.
+        fs::set_permissions(&to, fs::Permissions::from_mode(m.mode & 0o700)).map_err(io(&to))?;
     }
     if let DatabaseTarget::Sqlite(path) = &target {
         if let Some(parent) = path.parent() {

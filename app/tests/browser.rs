@@ -802,7 +802,7 @@ async fn the_ui_keeps_the_session_follows_the_role_and_puts_messages_where_the_e
         assert!(command.contains("--manager https://patch.example.test:8443 --token-file -"), "{command}");
         let install = text_of(&browser, "#install-command").await?;
         assert!(
-            install.starts_with("curl -fsSk -o /tmp/patch-agent.deb https://patch.example.test:8443/downloads/patch-agent.deb && ")
+            install.starts_with("d=$(mktemp -d) && curl -fsSk -o \"$d/patch-agent.deb\" https://patch.example.test:8443/downloads/patch-agent.deb && ")
                 && install.ends_with("systemctl enable --now patch-agent"),
             "{install}"
         );

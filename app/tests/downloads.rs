@@ -64,15 +64,17 @@ async fn the_install_command_names_the_served_package_by_its_digest() {
     let token = created["token"].as_str().unwrap();
     assert!(
         install.contains(&format!(
-            "echo '{sha}  /tmp/patch-agent.deb' | sha256sum -c"
+            "echo \"{sha}  $d/patch-agent.deb\" | sha256sum -c"
         )),
         "{install}"
     );
     // The manager as hosts reach it (server.public_url, else the first public name and the
     // configured port).
     assert!(
-        install.starts_with("curl -fsSk -o /tmp/patch-agent.deb https://localhost:")
-            && install.contains("/downloads/patch-agent.deb && "),
+        install.starts_with(
+            "d=$(mktemp -d) && curl -fsSk -o \"$d/patch-agent.deb\" https://localhost:"
+        ) && install.contains("/downloads/patch-agent.deb && ")
+            && !install.contains("/tmp/"),
         "{install}"
     );
     // The token goes on standard input, never as an argument of patch-agent.

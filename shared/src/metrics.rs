@@ -188,8 +188,17 @@ struct HttpInner {
 }
 
 impl HttpMetrics {
-    /// Counts one answered request.
+    /// Counts one answered request. Methods outside the standard set are counted as `other`:
+    /// a client may send any token as a method, and every label value is a series kept forever.
     pub fn observe(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        const KNOWN: [&str; 9] = [
+            "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE",
+        ];
+        let method = if KNOWN.contains(&method) {
+            method
+        } else {
+            "other"
+        };
         let Ok(mut inner) = self.inner.lock() else {
             return;
         };
@@ -285,6 +294,23 @@ mod tests {
         assert!(text.contains("y_seconds_bucket{m=\"GET\",le=\"+Inf\"} 3\n"));
         assert!(text.contains("y_seconds_count{m=\"GET\"} 3\n"));
         assert!(text.contains("y_seconds_sum{m=\"GET\"} 7.55\n"));
+    }
+
+    #[test]
+    fn made_up_methods_share_one_series() {
+        let m = HttpMetrics::default();
+        for method in ["GET", "FOO", "BAR", "x\"y"] {
+            m.observe(method, "/r", 200, Duration::from_millis(1));
+        }
+        let mut page = Exposition::new();
+        m.write("t", &mut page);
+        let text = page.finish();
+        assert!(
+            text.contains("t_http_requests_total{method=\"GET\",route=\"/r\",status=\"200\"} 1\n")
+        );
+        assert!(text
+            .contains("t_http_requests_total{method=\"other\",route=\"/r\",status=\"200\"} 3\n"));
+        assert!(!text.contains("FOO"));
     }
 
     #[test]

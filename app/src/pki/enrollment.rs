@@ -322,12 +322,16 @@ pub fn agent_command(config: &Config, token: &str) -> String {
 /// The one-line install on a Debian-family host: download the agent package from the manager,
 /// check it against `sha256` (so `-k` on the download costs no integrity: the digest comes from
 /// this page, over the manager's own TLS), install it, enroll (token on standard input), start.
+/// The package goes into a fresh private directory (`mktemp -d`, 0700), never a fixed name in
+/// /tmp, where another local user could plant a symbolic link or swap the file between the
+/// check and the install.
 pub fn install_command(config: &Config, token: &str, sha256: &str) -> String {
     let url = manager_url(config);
     format!(
-        "curl -fsSk -o /tmp/patch-agent.deb {url}/downloads/patch-agent.deb && \
-         echo '{sha256}  /tmp/patch-agent.deb' | sha256sum -c --quiet && \
-         apt-get install -y /tmp/patch-agent.deb && \
+        "d=$(mktemp -d) && \
+         curl -fsSk -o \"$d/patch-agent.deb\" {url}/downloads/patch-agent.deb && \
+         echo \"{sha256}  $d/patch-agent.deb\" | sha256sum -c --quiet && \
+         apt-get install -y \"$d/patch-agent.deb\" && \
          echo {token} | patch-agent enroll --manager {url} --token-file - && \
          systemctl enable --now patch-agent"
     )
