@@ -211,22 +211,8 @@ async fn round_trip(engine: Engine) {
     client.health().await.unwrap();
     // And the host actor reaches it: the host turns healthy.
     let mut events = state.fleet.events.subscribe();
-    assert!(state
-        .fleet
-        .supervisor
-        .send(patch_manager::fleet::supervisor::RefreshHost(host_id))
-        .await
-        .unwrap());
-    loop {
-        let e = tokio::time::timeout(std::time::Duration::from_secs(60), events.recv())
-            .await
-            .expect("no host state change within 60 s")
-            .unwrap();
-        if i64::from(e.host_id) == host_id {
-            assert_eq!(e.status, shared::vocab::HostStatus::Healthy, "{e:?}");
-            break;
-        }
-    }
+    let e = common::refresh_and_await(state, host_id, &mut events).await;
+    assert_eq!(e.status, shared::vocab::HostStatus::Healthy, "{e:?}");
     server.stop().await;
     drop(db);
 }

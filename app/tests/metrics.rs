@@ -113,21 +113,7 @@ async fn manager_and_agent_metrics_parse_and_count_what_happened() {
         .await
         .unwrap();
     if status == "unknown" {
-        assert!(state
-            .fleet
-            .supervisor
-            .send(patch_manager::fleet::supervisor::RefreshHost(host_id))
-            .await
-            .unwrap());
-        loop {
-            let event = tokio::time::timeout(std::time::Duration::from_secs(60), events.recv())
-                .await
-                .expect("no host state change within 60 s")
-                .unwrap();
-            if i64::from(event.host_id) == host_id {
-                break;
-            }
-        }
+        common::refresh_and_await(state, host_id, &mut events).await;
     }
 
     let (status, content_type, text) = get_text(&c, &format!("{base}/metrics"), Some(&admin)).await;

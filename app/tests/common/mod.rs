@@ -515,3 +515,27 @@ pub fn enrollment_tokens(server: &patch_manager::server::RunningServer, n: usize
         })
         .collect()
 }
+
+/// Asks the host's actor to poll now and answers the next state change announced for the host.
+/// `events` is subscribed by the caller beforehand, so the change cannot be missed.
+pub async fn refresh_and_await(
+    state: &patch_manager::state::AppState,
+    host_id: i64,
+    events: &mut tokio::sync::broadcast::Receiver<shared::fleet::HostStateEvent>,
+) -> shared::fleet::HostStateEvent {
+    assert!(state
+        .fleet
+        .supervisor
+        .send(patch_manager::fleet::supervisor::RefreshHost(host_id))
+        .await
+        .unwrap());
+    loop {
+        let e = tokio::time::timeout(Duration::from_secs(60), events.recv())
+            .await
+            .expect("no host state change within 60 s")
+            .unwrap();
+        if i64::from(e.host_id) == host_id {
+            return e;
+        }
+    }
+}
