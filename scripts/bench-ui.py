@@ -7,8 +7,9 @@ lines, from the browser's own clocks (milliseconds since the navigation started)
   fcp        first contentful paint (Paint Timing)
   hydrated   the `lpm-hydrated` mark the bundle sets when hydration ends: the page answers
              clicks and typing from here (this is what docs/benchmarks.md calls interactive)
-  wasm_bytes the WebAssembly's encoded size (as sent: compressed), wasm_transfer what crossed
-             the network for it (0 when the browser's cache answered without asking)
+  wasm_bytes the encoded size (as sent: compressed) of all WebAssembly the page fetched (the
+             main module and the route's chunks; wasm_modules how many), wasm_transfer what
+             crossed the network for them (0 when the browser's cache answered without asking)
   rows       host rows in the table at that moment, and whether a "Loading…" was ever on screen
              before hydration (a MutationObserver cannot see the SSR paint itself; the rows in
              the HTML are checked by the caller)
@@ -56,6 +57,8 @@ def sign_in(base, user, password):
 MEASURE = """
 const done = arguments[arguments.length - 1];
 const t0 = Date.now();
+// Every WebAssembly module the page fetched (the main module and the route's chunks).
+const wasm = () => performance.getEntriesByType('resource').filter(r => r.name.endsWith('.wasm'));
 (function wait() {
   const mark = performance.getEntriesByName('lpm-hydrated')[0];
   if (mark || Date.now() - t0 > 30000) {
@@ -66,10 +69,9 @@ const t0 = Date.now();
       fcp: fcp ? fcp.startTime : null, hydrated: mark ? mark.startTime : null,
       rows: document.querySelectorAll('#hosts tbody tr').length,
       loading_seen: !!window.__lpmLoadingSeen,
-      wasm_bytes: performance.getEntriesByType('resource')
-        .filter(r => r.name.endsWith('.wasm')).map(r => r.encodedBodySize)[0] || 0,
-      wasm_transfer: performance.getEntriesByType('resource')
-        .filter(r => r.name.endsWith('.wasm')).map(r => r.transferSize)[0] || 0,
+      wasm_modules: wasm().length,
+      wasm_bytes: wasm().reduce((n, r) => n + r.encodedBodySize, 0),
+      wasm_transfer: wasm().reduce((n, r) => n + r.transferSize, 0),
     });
   } else {
     setTimeout(wait, 2);

@@ -85,19 +85,18 @@ for bundle in dev release; do
   stop_all
 done
 
-wasm_sizes() { # bundle → "raw gzip brotli" in KB, from the files the build wrote
-  local pkg="${site[$1]}/pkg" name f
-  name=$(grep -o '"name":"[^"]*"' "$pkg/bundle.json" | cut -d'"' -f4)
-  f="$pkg/${name}_bg.wasm"
-  echo "$(( $(stat -c %s "$f") / 1000 )) $(( $(stat -c %s "$f.gz") / 1000 )) $([ -f "$f.br" ] && echo $(( $(stat -c %s "$f.br") / 1000 )) || echo –)"
+wasm_sizes() { # bundle → the sizes of its WebAssembly, from the files the build wrote
+  local pkg="${site[$1]}/pkg" dir
+  dir=$(grep -o '"dir":"[^"]*"' "$pkg/bundle.json" | cut -d'"' -f4)
+  bundle_sizes "$pkg/$dir"
 }
 
 step "Results (medians of $loads loads; milliseconds from the start of navigation)"
 echo "Machine: $machine; $(chromium --version 2>/dev/null | head -n1); $hosts hosts; $(date -u +%Y-%m-%d)"
 echo "Host rows in the server's HTML:$ssr_rows"
 echo
-echo "| bundle | cache | HTML received | first contentful paint | interactive (hydrated) | wasm as sent (KB) | wasm over the network (KB) | rows at hydration | \"Loading…\" seen |"
-echo "|---|---|---|---|---|---|---|---|---|"
+echo "| bundle | cache | HTML received | first contentful paint | interactive (hydrated) | wasm modules fetched | wasm as sent (KB) | wasm over the network (KB) | rows at hydration | \"Loading…\" seen |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
 python3 - "$results" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
@@ -109,8 +108,8 @@ for bundle in ("dev", "release"):
         med = lambda k: statistics.median(x[k] for x in r if x[k] is not None)
         seen = sum(1 for x in r if x["loading_seen"])
         print(f"| {bundle} | {mode} | {med('html'):.0f} | {med('fcp'):.0f} | {med('hydrated'):.0f} "
-              f"| {med('wasm_bytes') / 1000:.0f} | {med('wasm_transfer') / 1000:.0f} "
+              f"| {med('wasm_modules'):.0f} | {med('wasm_bytes') / 1000:.0f} | {med('wasm_transfer') / 1000:.0f} "
               f"| {min(x['rows'] for x in r)} | {seen} of {len(r)} |")
 PY
 echo
-for b in dev release; do read -r raw gz br < <(wasm_sizes "$b"); echo "$b bundle wasm: $raw KB raw, $gz KB gzip, $br KB brotli (precompressed files)"; done
+for b in dev release; do echo "$b bundle wasm (precompressed files):"; wasm_sizes "$b"; done

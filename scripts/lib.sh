@@ -82,54 +82,95 @@ ensure_wasm_opt() {
   (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 }
 
+# lpm-wasm-split (scripts/wasm-split: the splitter leptos' lazy routes are made for, from
+# crates.io), built once into the cache and again when its sources change.
+ensure_wasm_split() {
+  local dir="$ROOT/scripts/wasm-split" stamp want
+  stamp="$LPM_CACHE/tools/lpm-wasm-split.stamp"
+  want=$(cat "$dir/Cargo.toml" "$dir/Cargo.lock" "$dir/src/main.rs" | sha256sum | cut -d' ' -f1)
+  if command -v lpm-wasm-split >/dev/null && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+    return 0
+  fi
+  info "building lpm-wasm-split (scripts/wasm-split) into $LPM_CACHE/tools (cargo install, once)"
+  CARGO_TARGET_DIR="$LPM_CACHE/tools-target" cargo install --path "$dir" --locked --force \
+    --root "$LPM_CACHE/tools" --quiet
+  echo "$want" > "$stamp"
+}
+
 # build_wasm PROFILE [SITE]: builds the hydrate bundle into SITE/pkg (default $SITE_ROOT; profile
-# dev or wasm-release) as the manager serves it: files named by their content's hash
-# (patch_manager_ui.<hash>.js and <…>_bg.wasm), precompressed beside them (release: brotli and
-# gzip -9 after wasm-opt -Oz; dev: gzip only), listed in SITE/pkg/bundle.json. When the
-# compiler's .wasm is the one the current bundle was made from, nothing is redone.
+# dev or wasm-release) as the manager serves it. The compiler's module is split at the lazy
+# routes (lpm-wasm-split: a main module, one chunk per page and shared chunks, a loader and
+# __wasm_split_manifest.json), the main module goes through wasm-bindgen, and (release) every
+# module through wasm-opt -Oz. All of it lands in SITE/pkg/<hash of the files>/ (the loader finds
+# the chunks beside itself, so the directory carries the hash, not the names), each file
+# precompressed beside it (release: brotli and gzip -9; dev: gzip), and SITE/pkg/bundle.json
+# names the directory and its files. When the compiler's .wasm is the one the current bundle was
+# made from, nothing is redone.
 build_wasm() {
-  local profile="${1:-dev}" site="${2:-$SITE_ROOT}" dir src source pkg stage name f encodings
+  local profile="${1:-dev}" site="${2:-$SITE_ROOT}" dir src source pkg stage out hash f encodings files
   step "Building the web UI to WebAssembly ($profile profile)"
+  # --emit-relocs: the splitter needs the linker's relocations to move code between modules.
   cargo rustc -p frontend-leptos --lib --crate-type cdylib --target "$WASM_TARGET" \
-    --no-default-features --features hydrate --profile "$profile" --quiet
+    --no-default-features --features hydrate --profile "$profile" --quiet -- -C link-arg=--emit-relocs
   case "$profile" in dev) dir=debug ;; *) dir="$profile" ;; esac
   src="$CARGO_TARGET_DIR/$WASM_TARGET/$dir/frontend_leptos.wasm"
   source=$(sha256sum "$src" | cut -d' ' -f1)
   pkg="$site/pkg"
   mkdir -p "$pkg"
-  if grep -qs "\"source\":\"$source\",\"profile\":\"$profile\"" "$pkg/bundle.json"; then
-    info "bundle unchanged: $(grep -o '"name":"[^"]*"' "$pkg/bundle.json" | cut -d'"' -f4) in $pkg"
+  if grep -qs "\"source\":\"$source\",\"profile\":\"$profile\",\"dir\"" "$pkg/bundle.json"; then
+    info "bundle unchanged: $(grep -o '"dir":"[^"]*"' "$pkg/bundle.json" | cut -d'"' -f4) in $pkg"
     return 0
   fi
+  ensure_wasm_split
   stage=$(mktemp -d "$site/.stage.XXXXXX")
-  wasm-bindgen --target web --no-typescript --out-dir "$stage" --out-name patch_manager_ui "$src"
+  out="$stage/out"
+  lpm-wasm-split "$src" "$stage/split" "./patch_manager_ui.js" >/dev/null
+  # --keep-lld-exports: the chunks import the main module's table, memory and functions.
+  wasm-bindgen --target web --no-typescript --keep-lld-exports --no-demangle \
+    --out-dir "$out" --out-name patch_manager_ui "$stage/split/main.wasm"
+  rm "$stage/split/main.wasm"
+  mv "$stage/split"/* "$out/"
   if [ "$profile" != dev ]; then
     ensure_wasm_opt
-    # The features rustc enables for wasm32-unknown-unknown today, so wasm-opt accepts them.
-    "$WASM_OPT" -Oz --strip-debug --enable-bulk-memory --enable-nontrapping-float-to-int \
-      --enable-sign-ext --enable-reference-types --enable-multivalue --enable-mutable-globals \
-      "$stage/patch_manager_ui_bg.wasm" -o "$stage/opt.wasm"
-    mv "$stage/opt.wasm" "$stage/patch_manager_ui_bg.wasm"
+    # One wasm-opt per module, as many at once as there are cores. The --enable flags: the
+    # features rustc enables for wasm32-unknown-unknown today, so wasm-opt accepts them.
+    printf '%s\0' "$out"/*.wasm | xargs -0 -n 1 -P "$(nproc)" sh -c '
+      "$0" -Oz --strip-debug --enable-bulk-memory --enable-nontrapping-float-to-int \
+        --enable-sign-ext --enable-reference-types --enable-multivalue --enable-mutable-globals \
+        "$1" -o "$1.opt" 2>"$1.log" || { cat "$1.log" >&2; exit 1; }
+      rm "$1.log"; mv "$1.opt" "$1"' "$WASM_OPT"
   fi
-  name="patch_manager_ui.$(cat "$stage/patch_manager_ui.js" "$stage/patch_manager_ui_bg.wasm" | sha256sum | cut -c1-16)"
-  mv "$stage/patch_manager_ui.js" "$stage/$name.js"
-  mv "$stage/patch_manager_ui_bg.wasm" "$stage/${name}_bg.wasm"
-  for f in "$name.js" "${name}_bg.wasm"; do
+  hash=$(cd "$out" && find . -type f | LC_ALL=C sort | xargs cat | sha256sum | cut -c1-16)
+  files=""
+  for f in $(cd "$out" && ls *.js *.wasm | LC_ALL=C sort); do
     if [ "$profile" = dev ]; then
-      gzip -6 -n -k "$stage/$f"
+      gzip -6 -n -k "$out/$f"
     else
-      gzip -9 -n -k "$stage/$f"
-      brotli -q 11 -k -o "$stage/$f.br" "$stage/$f"
+      gzip -9 -n -k "$out/$f"
+      brotli -q 11 -k -o "$out/$f.br" "$out/$f"
     fi
+    files="$files${files:+,}\"$f\""
   done
   if [ "$profile" = dev ]; then encodings='["gzip"]'; else encodings='["br","gzip"]'; fi
-  printf '{"source":"%s","profile":"%s","name":"%s","files":["%s.js","%s_bg.wasm"],"encodings":%s}\n' \
-    "$source" "$profile" "$name" "$name" "$name" "$encodings" > "$stage/bundle.json"
   # The previous bundle goes: a manager reads bundle.json when it starts (restart it).
-  rm -f "$pkg"/patch_manager_ui* "$pkg/bundle.json"
-  mv "$stage"/* "$pkg/"
-  rmdir "$stage"
-  info "bundle $name ($profile) in $pkg: wasm $(( $(stat -c %s "$pkg/${name}_bg.wasm") / 1000 )) KB raw, $(( $(stat -c %s "$pkg/${name}_bg.wasm.gz") / 1000 )) KB gzip$([ -f "$pkg/${name}_bg.wasm.br" ] && echo ", $(( $(stat -c %s "$pkg/${name}_bg.wasm.br") / 1000 )) KB brotli")"
+  rm -rf "$pkg"/patch_manager_ui* "$pkg/bundle.json"
+  find "$pkg" -mindepth 1 -maxdepth 1 -type d -regex '.*/[0-9a-f]\{16\}' -exec rm -rf {} +
+  mv "$out" "$pkg/$hash"
+  rm -rf "$stage"
+  printf '{"source":"%s","profile":"%s","dir":"%s","name":"patch_manager_ui","files":[%s],"encodings":%s}\n' \
+    "$source" "$profile" "$hash" "$files" "$encodings" > "$pkg/bundle.json"
+  bundle_sizes "$pkg/$hash"
+}
+
+# bundle_sizes DIR: the WebAssembly of a built bundle, raw and compressed, the main module apart.
+bundle_sizes() {
+  local d="$1" f n=0 raw=0 gz=0 br=0
+  for f in "$d"/*.wasm; do
+    n=$((n + 1)); raw=$((raw + $(stat -c %s "$f"))); gz=$((gz + $(stat -c %s "$f.gz")))
+    [ -f "$f.br" ] && br=$((br + $(stat -c %s "$f.br")))
+  done
+  f="$d/patch_manager_ui_bg.wasm"
+  info "bundle $(basename "$d") in $(dirname "$d"): main module $(( $(stat -c %s "$f") / 1000 )) KB raw, $(( $(stat -c %s "$f.gz") / 1000 )) KB gzip$([ -f "$f.br" ] && echo ", $(( $(stat -c %s "$f.br") / 1000 )) KB brotli"); all $n modules $((raw / 1000)) KB raw, $((gz / 1000)) KB gzip$([ "$br" -gt 0 ] && echo ", $((br / 1000)) KB brotli")"
 }
 
 # cargo-deb (crates.io, at the version checked here), installed once into the cache.

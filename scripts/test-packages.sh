@@ -122,6 +122,14 @@ expect_stat "$R" /etc/patch-agent/tls "700 root:root"
 expect_stat "$R" /var/lib/patch-agent "700 root:root"
 expect_stat "$R" /var/log/patch-agent "700 root:root"
 [ -f "$R/usr/share/patch-manager/site/pkg/bundle.json" ] || fail "no web bundle in the package"
+# Every file the manifest lists, in the directory it names (the manager refuses to start otherwise).
+bundle_dir=$(grep -o '"dir":"[^"]*"' "$R/usr/share/patch-manager/site/pkg/bundle.json" | cut -d'"' -f4)
+for f in $(grep -o '"files":\[[^]]*\]' "$R/usr/share/patch-manager/site/pkg/bundle.json" | grep -o '"[^"]*"' | tail -n +2 | tr -d '"'); do
+  for v in "" .br .gz; do
+    [ -f "$R/usr/share/patch-manager/site/pkg/$bundle_dir/$f$v" ] || fail "the package lacks the bundle's $bundle_dir/$f$v"
+  done
+done
+[ -f "$R/usr/share/patch-manager/site/pkg/$bundle_dir/__wasm_split_manifest.json" ] || fail "the package lacks the bundle's split manifest"
 [ -f "$R/usr/share/patch-manager/assets/style.css" ] || fail "no assets in the package"
 [ -f "$R/usr/share/patch-manager/agent/patch-agent.deb" ] || fail "the manager does not carry the agent package"
 ok "web bundle, assets and the agent package under /usr/share/patch-manager"

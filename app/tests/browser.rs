@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::{site_root, test_config, Engine, TestDb};
+use common::{test_config, Engine, TestDb};
 use fantoccini::{ClientBuilder, Locator};
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -207,10 +207,7 @@ async fn text_containing(
 #[actix_rt::test]
 #[ignore = "needs the wasm bundle and chromium; scripts/test.sh runs it"]
 async fn first_run_setup_totp_and_security_key_in_the_browser() {
-    let wasm = site_root().join("pkg").join(format!(
-        "{}_bg.wasm",
-        common::bundle_name().expect("no web bundle: scripts/test.sh builds it")
-    ));
+    let (_, wasm) = common::bundle().expect("no web bundle: scripts/test.sh builds it");
     assert!(
         wasm.is_file(),
         "{} missing: scripts/test.sh builds it (lib.sh build_wasm)",
@@ -488,10 +485,7 @@ async fn first_run_setup_totp_and_security_key_in_the_browser() {
 #[actix_rt::test]
 #[ignore = "needs the wasm bundle and chromium; scripts/test.sh runs it"]
 async fn a_group_is_patched_and_rolled_back_from_the_browser() {
-    let wasm = site_root().join("pkg").join(format!(
-        "{}_bg.wasm",
-        common::bundle_name().expect("no web bundle: scripts/test.sh builds it")
-    ));
+    let (_, wasm) = common::bundle().expect("no web bundle: scripts/test.sh builds it");
     assert!(wasm.is_file(), "{} missing", wasm.display());
     let (apt, fleet, c, api_base, admin) =
         common::https::apt_fleet(&["lpm-test-secure=1.0-1"]).await;
@@ -709,10 +703,7 @@ async fn misaligned_actions(
 async fn the_ui_keeps_the_session_follows_the_role_and_puts_messages_where_the_eye_is() {
     use common::{bearer_for, call, setup_admin, web_and_db_hosts};
     use serde_json::json;
-    let wasm = site_root().join("pkg").join(format!(
-        "{}_bg.wasm",
-        common::bundle_name().expect("no web bundle: scripts/test.sh builds it")
-    ));
+    let (_, wasm) = common::bundle().expect("no web bundle: scripts/test.sh builds it");
     assert!(wasm.is_file(), "{} missing", wasm.display());
     let db = TestDb::new(Engine::Sqlite);
     let mut config = test_config(&db);

@@ -1,7 +1,8 @@
-//! The web bundle under `/pkg`: only the files `pkg/bundle.json` lists, each as the precompressed
-//! variant the client accepts (brotli, gzip, or as is), immutable for a year, and the pages load
-//! the bundle by its hashed name. The variants here are real brotli and gzip of the files; the
-//! browser tests load the real bundle the build script makes.
+//! The web bundle under `/pkg/<dir>`: only the files `pkg/bundle.json` lists, in the directory it
+//! names (the hash of their content), each as the precompressed variant the client accepts
+//! (brotli, gzip, or as is), immutable for a year, and the pages load the bundle from that
+//! directory. The variants here are real brotli and gzip of the files; the browser tests load the
+//! real (split) bundle the build script makes, and `http.rs` checks a page names its chunks.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -9,13 +10,14 @@ mod common;
 use common::{test_config, Engine, TestDb};
 use std::io::{Read, Write};
 
-const NAME: &str = "patch_manager_ui.0123456789abcdef";
+const NAME: &str = "patch_manager_ui";
+const DIR: &str = "0123456789abcdef";
 
-/// A site whose bundle is `NAME`: a JS file and a "wasm" of 64 KiB of varied bytes, each with
-/// its brotli and gzip variants.
+/// A site whose bundle is `NAME` in `pkg/DIR`: a JS file and a "wasm" of 64 KiB of varied bytes,
+/// each with its brotli and gzip variants.
 fn site() -> (tempfile::TempDir, Vec<u8>, Vec<u8>) {
     let dir = tempfile::tempdir().unwrap();
-    let pkg = dir.path().join("pkg");
+    let pkg = dir.path().join("pkg").join(DIR);
     std::fs::create_dir_all(&pkg).unwrap();
     let js = b"export default function init() {}\nexport function hydrate() {}\n".repeat(50);
     let wasm: Vec<u8> = (0..65_536u32)
@@ -41,9 +43,9 @@ fn site() -> (tempfile::TempDir, Vec<u8>, Vec<u8>) {
     // A file beside the bundle that is not part of it.
     std::fs::write(pkg.join("notes.txt"), "not served").unwrap();
     std::fs::write(
-        pkg.join("bundle.json"),
+        dir.path().join("pkg/bundle.json"),
         format!(
-            r#"{{"source":"00","profile":"wasm-release","name":"{NAME}","files":["{NAME}.js","{NAME}_bg.wasm"],"encodings":["br","gzip"]}}"#
+            r#"{{"source":"00","profile":"wasm-release","dir":"{DIR}","name":"{NAME}","files":["{NAME}.js","{NAME}_bg.wasm"],"encodings":["br","gzip"]}}"#
         ),
     )
     .unwrap();
@@ -87,7 +89,7 @@ async fn the_bundle_is_served_precompressed_immutable_and_by_its_hashed_name() {
 
     // Chromium's header: brotli.
     let mut res = get(
-        &format!("/pkg/{NAME}_bg.wasm"),
+        &format!("/pkg/{DIR}/{NAME}_bg.wasm"),
         Some("gzip, deflate, br, zstd"),
     )
     .await
@@ -113,7 +115,9 @@ async fn the_bundle_is_served_precompressed_immutable_and_by_its_hashed_name() {
 
     // gzip only, or brotli refused: gzip.
     for accept in ["gzip", "br;q=0, gzip;q=0.5"] {
-        let mut res = get(&format!("/pkg/{NAME}.js"), Some(accept)).await.unwrap();
+        let mut res = get(&format!("/pkg/{DIR}/{NAME}.js"), Some(accept))
+            .await
+            .unwrap();
         assert_eq!(
             res.headers().get("content-encoding").unwrap(),
             "gzip",
@@ -131,7 +135,9 @@ async fn the_bundle_is_served_precompressed_immutable_and_by_its_hashed_name() {
 
     // No encoding accepted (or none asked for): the file as it is.
     for accept in [Some("identity"), None] {
-        let mut res = get(&format!("/pkg/{NAME}_bg.wasm"), accept).await.unwrap();
+        let mut res = get(&format!("/pkg/{DIR}/{NAME}_bg.wasm"), accept)
+            .await
+            .unwrap();
         assert!(
             res.headers().get("content-encoding").is_none(),
             "{accept:?}"
@@ -140,20 +146,23 @@ async fn the_bundle_is_served_precompressed_immutable_and_by_its_hashed_name() {
     }
 
     // Nothing but the listed files: not the manifest, not a variant by its own name, not a file
-    // beside them, not a path out of the directory.
+    // beside them, not a path out of the directory, not a listed file in another directory.
     for path in [
         "/pkg/bundle.json".to_owned(),
-        format!("/pkg/{NAME}_bg.wasm.br"),
-        "/pkg/notes.txt".to_owned(),
-        "/pkg/..%2F..%2Fetc%2Fpasswd".to_owned(),
+        format!("/pkg/{DIR}/{NAME}_bg.wasm.br"),
+        format!("/pkg/{DIR}/notes.txt"),
+        format!("/pkg/{DIR}/..%2F..%2Fetc%2Fpasswd"),
+        format!("/pkg/{DIR}/%2e%2e/bundle.json"),
         "/pkg/%2e%2e/bundle.json".to_owned(),
-        "/pkg/patch_manager_ui.js".to_owned(),
+        format!("/pkg/{NAME}.js"),
+        format!("/pkg/fedcba9876543210/{NAME}.js"),
+        format!("/pkg/%2e%2e/{NAME}.js"),
     ] {
         let res = get(&path, Some("br")).await.unwrap();
         assert_eq!(res.status(), 404, "{path}");
     }
 
-    // The pages load the bundle by its hashed name.
+    // The pages load the bundle from its directory.
     let mut res = c
         .get(format!("{base}/setup"))
         .insert_header(("accept", "text/html"))
@@ -161,8 +170,11 @@ async fn the_bundle_is_served_precompressed_immutable_and_by_its_hashed_name() {
         .await
         .unwrap();
     let page = String::from_utf8_lossy(&res.body().limit(4 << 20).await.unwrap()).into_owned();
-    assert!(page.contains(&format!("/pkg/{NAME}.js")), "{page}");
-    assert!(page.contains(&format!("/pkg/{NAME}_bg.wasm")), "{page}");
+    assert!(page.contains(&format!("/pkg/{DIR}/{NAME}.js")), "{page}");
+    assert!(
+        page.contains(&format!("/pkg/{DIR}/{NAME}_bg.wasm")),
+        "{page}"
+    );
     server.stop().await;
 }
 
@@ -171,7 +183,7 @@ async fn a_manifest_naming_a_path_stops_the_manager_with_the_reason() {
     let (site, _, _) = site();
     std::fs::write(
         site.path().join("pkg/bundle.json"),
-        r#"{"source":"00","profile":"dev","name":"x","files":["../../secrets.key"]}"#,
+        r#"{"source":"00","profile":"dev","dir":"00","name":"x","files":["../../secrets.key"]}"#,
     )
     .unwrap();
     let db = TestDb::new(Engine::Sqlite);

@@ -156,12 +156,38 @@ async fn health_page_and_errors_on_a_running_server() {
             "SSR must render the unhydrated state (submit disabled until the bundle runs)"
         );
         assert!(
-            body.contains(&format!(
-                "/pkg/{}.js",
-                common::bundle_name().unwrap_or_else(|| frontend_leptos::OUTPUT_NAME.to_owned())
-            )),
+            body.contains(
+                &common::bundle()
+                    .map(|(js, _)| js)
+                    .unwrap_or_else(|| format!("/pkg/{}.js", frontend_leptos::OUTPUT_NAME))
+            ),
             "hydration loader missing from the page"
         );
+        // With a split bundle, the page names its route's WebAssembly modules for preloading:
+        // the route ids the server records must be the ones the browser build's split manifest
+        // uses, and every module named must be a file of the bundle.
+        if let Some((js, _)) = common::bundle() {
+            let dir = js.rsplit_once('/').unwrap().0.to_owned();
+            let main_wasm = js.replace(".js", "_bg.wasm");
+            let preloads: Vec<&str> = body
+                .split("<link ")
+                .skip(1)
+                .map(|tag| tag.split('>').next().unwrap())
+                .filter(|tag| tag.contains(r#"rel="preload""#) && tag.contains(".wasm"))
+                .filter_map(|tag| tag.split(r#"href=""#).nth(1)?.split('"').next())
+                .filter(|href| *href != main_wasm)
+                .collect();
+            assert!(!preloads.is_empty(), "no route module preloaded: {body}");
+            for href in preloads {
+                let file = href
+                    .strip_prefix(&format!("{dir}/"))
+                    .unwrap_or_else(|| panic!("{href} is not in {dir}"));
+                assert!(
+                    common::site_root().join(&dir[1..]).join(file).is_file(),
+                    "{href} is not a file of the bundle"
+                );
+            }
+        }
 
         // The root CA download: PEM, fingerprint header matching the CA, audited.
         let mut res = c

@@ -7,15 +7,8 @@
 
 use crate::api;
 use crate::pages::{
-    account::AccountPage,
-    admin::UsersPage,
-    audit::AuditPage,
-    fleet::{CertificatesPage, HostPage, HostsPage},
-    home::{HomePage, NotFound},
-    jobs::{JobPage, JobsPage},
-    settings::SettingsPage,
-    signin::{LoginPage, SetupPage},
-    windows::WindowsPage,
+    home::NotFound, AccountRoute, AuditRoute, CertificatesRoute, HomeRoute, HostRoute, HostsRoute,
+    JobRoute, JobsRoute, LoginRoute, SettingsRoute, SetupRoute, UsersRoute, WindowsRoute,
 };
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -23,7 +16,7 @@ use leptos_meta::{provide_meta_context, Title};
 use leptos_router::{
     components::{Route, Router, Routes, A},
     hooks::{use_location, use_navigate},
-    path, SsrMode,
+    path, Lazy, SsrMode,
 };
 use shared::api::{self as ep, NoBody};
 use shared::auth::Me;
@@ -152,19 +145,19 @@ pub fn App() -> impl IntoView {
                 // No boundary wraps the Routes themselves: the route listing renders the app
                 // without loading any resource and must reach the Routes to see them.
                 <Routes fallback=|| view! { <NotFound/> }>
-                    <Route path=path!("") view=HomePage ssr=SsrMode::Async/>
-                    <Route path=path!("setup") view=SetupPage ssr=SsrMode::Async/>
-                    <Route path=path!("login") view=LoginPage ssr=SsrMode::Async/>
-                    <Route path=path!("account") view=AccountPage ssr=SsrMode::Async/>
-                    <Route path=path!("hosts") view=HostsPage ssr=SsrMode::Async/>
-                    <Route path=path!("hosts/:id") view=HostPage ssr=SsrMode::Async/>
-                    <Route path=path!("jobs") view=JobsPage ssr=SsrMode::Async/>
-                    <Route path=path!("jobs/:id") view=JobPage ssr=SsrMode::Async/>
-                    <Route path=path!("windows") view=WindowsPage ssr=SsrMode::Async/>
-                    <Route path=path!("certificates") view=CertificatesPage ssr=SsrMode::Async/>
-                    <Route path=path!("users") view=UsersPage ssr=SsrMode::Async/>
-                    <Route path=path!("settings") view=SettingsPage ssr=SsrMode::Async/>
-                    <Route path=path!("audit") view=AuditPage ssr=SsrMode::Async/>
+                    <Route path=path!("") view={Lazy::<HomeRoute>::new()} ssr=SsrMode::Async/>
+                    <Route path=path!("setup") view={Lazy::<SetupRoute>::new()} ssr=SsrMode::Async/>
+                    <Route path=path!("login") view={Lazy::<LoginRoute>::new()} ssr=SsrMode::Async/>
+                    <Route path=path!("account") view={Lazy::<AccountRoute>::new()} ssr=SsrMode::Async/>
+                    <Route path=path!("hosts") view={Lazy::<HostsRoute>::new()} ssr=SsrMode::Async/>
+                    <Route path=path!("hosts/:id") view={Lazy::<HostRoute>::new()} ssr=SsrMode::Async/>
+                    <Route path=path!("jobs") view={Lazy::<JobsRoute>::new()} ssr=SsrMode::Async/>
+                    <Route path=path!("jobs/:id") view={Lazy::<JobRoute>::new()} ssr=SsrMode::Async/>
+                    <Route path=path!("windows") view={Lazy::<WindowsRoute>::new()} ssr=SsrMode::Async/>
+                    <Route path=path!("certificates") view={Lazy::<CertificatesRoute>::new()} ssr=SsrMode::Async/>
+                    <Route path=path!("users") view={Lazy::<UsersRoute>::new()} ssr=SsrMode::Async/>
+                    <Route path=path!("settings") view={Lazy::<SettingsRoute>::new()} ssr=SsrMode::Async/>
+                    <Route path=path!("audit") view={Lazy::<AuditRoute>::new()} ssr=SsrMode::Async/>
                 </Routes>
             </main>
         </Router>

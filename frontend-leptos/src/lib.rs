@@ -26,19 +26,30 @@ pub use app::App;
 pub const OUTPUT_NAME: &str = "patch_manager_ui";
 
 /// Entry point called by the hydration script in the browser.
+///
+/// Hydration is asynchronous: the routes are lazily loaded ([`pages`]), so the page's chunk must
+/// be in before the router can attach to the server's HTML (the server named it for preloading,
+/// so it is usually there already).
 #[cfg(feature = "hydrate")]
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
     console_error_panic_hook::set_once();
-    leptos::mount::hydrate_body(App);
-    // The page is interactive from here: say so where tools can see it (a `lpm-hydrated`
-    // performance mark for DevTools and scripts/bench-ui.sh, `data-hydrated` on <html>).
-    if let Some(w) = web_sys::window() {
-        if let Some(p) = w.performance() {
-            let _ = p.mark("lpm-hydrated");
+    // `hydrate_from_async` sets up leptos' executor (wasm-bindgen-futures) before it renders.
+    wasm_bindgen_futures::spawn_local(async {
+        let Some(body) = leptos::prelude::document().body() else {
+            return;
+        };
+        let owner = leptos::mount::hydrate_from_async(body, App).await;
+        owner.forget();
+        // The page is interactive from here: say so where tools can see it (a `lpm-hydrated`
+        // performance mark for DevTools and scripts/bench-ui.sh, `data-hydrated` on <html>).
+        if let Some(w) = web_sys::window() {
+            if let Some(p) = w.performance() {
+                let _ = p.mark("lpm-hydrated");
+            }
+            if let Some(html) = w.document().and_then(|d| d.document_element()) {
+                let _ = html.set_attribute("data-hydrated", "true");
+            }
         }
-        if let Some(html) = w.document().and_then(|d| d.document_element()) {
-            let _ = html.set_attribute("data-hydrated", "true");
-        }
-    }
+    });
 }

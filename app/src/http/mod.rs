@@ -40,7 +40,7 @@ pub fn build_server(
     let pkg_dir = server_cfg.site_root.join("pkg");
     let bundle = bundle::Bundle::load(&pkg_dir).map_err(std::io::Error::other)?;
     match &bundle.manifest {
-        Some(m) => tracing::info!(bundle = %m.name, profile = %m.profile, "web UI bundle"),
+        Some(m) => tracing::info!(bundle = %m.dir, profile = %m.profile, "web UI bundle"),
         None => tracing::warn!(
             dir = %pkg_dir.display(),
             "no web UI bundle (pkg/bundle.json): pages render but do not become interactive; \
@@ -50,10 +50,12 @@ pub fn build_server(
     let leptos_options = LeptosOptions::builder()
         .output_name(bundle.output_name().unwrap_or(frontend_leptos::OUTPUT_NAME))
         .site_root(server_cfg.site_root.to_string_lossy().into_owned())
-        .site_pkg_dir("pkg")
+        .site_pkg_dir(bundle.pkg_dir().unwrap_or_else(|| "pkg".to_owned()))
         .env(Env::PROD)
         .site_addr(addr)
         .build();
+    // Which modules each lazy route needs: a page names those of the routes it rendered.
+    let split_manifest = bundle.split_manifest();
     let bundle = web::Data::new(bundle);
     let assets_dir = server_cfg.assets_dir.clone();
     let body_limit = server_cfg.body_limit_bytes;
@@ -64,7 +66,15 @@ pub fn build_server(
         let routes = generate_route_list(frontend_leptos::App);
         let page_context = {
             let server_api = server_api.clone();
-            move || leptos::prelude::provide_context(server_api.clone())
+            let split_manifest = split_manifest.clone();
+            move || {
+                leptos::prelude::provide_context(server_api.clone());
+                if let Some(split) = split_manifest.clone() {
+                    leptos::prelude::provide_context(leptos::WasmSplitManifest(
+                        leptos::prelude::ArcStoredValue::new(split),
+                    ));
+                }
+            }
         };
         let opts = leptos_options.clone();
         let not_found_opts = leptos_options.clone();
@@ -77,7 +87,7 @@ pub fn build_server(
             .wrap(from_fn(request_context))
             .configure(|cfg| api::configure(cfg, body_limit))
             .app_data(bundle.clone())
-            .route("/pkg/{file}", web::get().to(bundle::serve))
+            .route("/pkg/{dir}/{file}", web::get().to(bundle::serve))
             .route(
                 downloads::AGENT_PACKAGE_PATH,
                 web::get().to(downloads::agent_package),

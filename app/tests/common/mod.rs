@@ -133,12 +133,15 @@ pub fn site_root() -> PathBuf {
         .unwrap_or_else(|| workspace().join("target/site"))
 }
 
-/// The base name of the built web bundle in [`site_root`] (its `pkg/bundle.json`), if built.
-pub fn bundle_name() -> Option<String> {
-    patch_manager::http::bundle::Bundle::load(&site_root().join("pkg"))
-        .unwrap()
-        .output_name()
-        .map(str::to_owned)
+/// The built web bundle in [`site_root`] (its `pkg/bundle.json`), if built: the URL path of its
+/// main JS (as the pages load it) and the file of its main WebAssembly module.
+pub fn bundle() -> Option<(String, PathBuf)> {
+    let bundle = patch_manager::http::bundle::Bundle::load(&site_root().join("pkg")).unwrap();
+    let (dir, name) = (bundle.pkg_dir()?, bundle.output_name()?);
+    Some((
+        format!("/{dir}/{name}.js"),
+        site_root().join(&dir).join(format!("{name}_bg.wasm")),
+    ))
 }
 
 /// A configuration for a manager on 127.0.0.1:0 over `db`.

@@ -1,6 +1,16 @@
 //! The pages. Each reads its data through [`crate::ui::data`] (resolved on the server while the
 //! page renders, so it arrives with the HTML) and changes data through [`crate::api`] once it is
 //! in the browser.
+//!
+//! Every page is a lazily loaded route ([`LazyRoute`]): in the browser its code is a WebAssembly
+//! chunk of its own (split off the main module by the build, `scripts/lib.sh` `build_wasm`),
+//! fetched when the page is first shown, so a page load downloads the shared runtime and that
+//! page, not the whole UI. The server names the chunks of the page it renders in the HTML's
+//! `<head>` (`<link rel="preload">`), so they download beside the main module. On the server the
+//! routes render directly.
+
+use leptos::prelude::*;
+use leptos_router::{lazy_route, LazyRoute};
 
 pub mod account;
 pub mod admin;
@@ -11,3 +21,132 @@ pub mod jobs;
 pub mod settings;
 pub mod signin;
 pub mod windows;
+
+/// Declares a page's lazily loaded route: `lazy_page!(Route, Page)` makes the unit struct `Route`
+/// whose view, in its own chunk, is the component `Page`. The pages start their reads themselves
+/// (in the chunk): the server has already sent their data with the HTML, and a page shown by
+/// client-side navigation reads it once its chunk is in (a chunk is small and loads once).
+macro_rules! lazy_page {
+    ($(#[$doc:meta])* $route:ident, $page:path) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy)]
+        pub struct $route;
+
+        #[lazy_route]
+        impl LazyRoute for $route {
+            fn data() -> Self {
+                Self
+            }
+
+            fn view(this: Self) -> AnyView {
+                let _ = this;
+                #[cfg(feature = "ssr")]
+                preload_chunks();
+                view! { <$page/> }.into_any()
+            }
+        }
+    };
+}
+
+/// On the server, while a lazy route renders: names the WebAssembly modules of the lazy routes
+/// the page has rendered so far (leptos records them in `PrefetchLazyFn`; the manager provides
+/// the split manifest as `WasmSplitManifest`) as `<link rel="preload">` in the `<head>`, so the
+/// browser fetches them beside the main module instead of after it. Without a split bundle it
+/// does nothing.
+#[cfg(feature = "ssr")]
+fn preload_chunks() {
+    use leptos_meta::Link;
+    let (Some(prefetches), Some(manifest)) = (
+        use_context::<leptos::PrefetchLazyFn>(),
+        use_context::<leptos::WasmSplitManifest>(),
+    ) else {
+        return;
+    };
+    let ids: Vec<&'static str> = prefetches
+        .0
+        .try_with_value(|ids| ids.iter().copied().collect())
+        .unwrap_or_default();
+    let Some((pkg, modules, loader)) = manifest.0.try_get_value() else {
+        return;
+    };
+    let mut named = std::collections::BTreeSet::new();
+    for module in ids.iter().filter_map(|id| modules.get(*id)).flatten() {
+        if named.insert(module.clone()) {
+            // Rendering a leptos_meta tag to HTML on the server registers it for the <head>.
+            let _ = view! {
+                <Link rel="preload" href=format!("{pkg}/{module}.wasm") as_="fetch"
+                    type_="application/wasm" crossorigin="anonymous"/>
+            }
+            .to_html();
+        }
+    }
+    if !named.is_empty() {
+        let _ = view! { <Link rel="modulepreload" href=format!("{pkg}/{loader}")/> }.to_html();
+    }
+}
+
+lazy_page!(
+    /// `/`: the overview.
+    HomeRoute,
+    home::HomePage
+);
+lazy_page!(
+    /// `/setup`: first-run setup.
+    SetupRoute,
+    signin::SetupPage
+);
+lazy_page!(
+    /// `/login`: sign-in.
+    LoginRoute,
+    signin::LoginPage
+);
+lazy_page!(
+    /// `/account`: the signed-in user's account.
+    AccountRoute,
+    account::AccountPage
+);
+lazy_page!(
+    /// `/hosts`: the fleet.
+    HostsRoute,
+    fleet::HostsPage
+);
+lazy_page!(
+    /// `/hosts/:id`: one host.
+    HostRoute,
+    fleet::HostPage
+);
+lazy_page!(
+    /// `/jobs`: patch deployment.
+    JobsRoute,
+    jobs::JobsPage
+);
+lazy_page!(
+    /// `/jobs/:id`: one deployment.
+    JobRoute,
+    jobs::JobPage
+);
+lazy_page!(
+    /// `/windows`: maintenance windows.
+    WindowsRoute,
+    windows::WindowsPage
+);
+lazy_page!(
+    /// `/certificates`: agent certificates.
+    CertificatesRoute,
+    fleet::CertificatesPage
+);
+lazy_page!(
+    /// `/users`: user administration.
+    UsersRoute,
+    admin::UsersPage
+);
+lazy_page!(
+    /// `/settings`: settings.
+    SettingsRoute,
+    settings::SettingsPage
+);
+lazy_page!(
+    /// `/audit`: the audit log.
+    AuditRoute,
+    audit::AuditPage
+);
