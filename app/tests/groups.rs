@@ -120,6 +120,7 @@ async fn groups_and_membership_decide_what_an_operator_sees() {
         .connect()
         .await
         .unwrap();
+    common::https::first_frame_is_resync(&mut socket).await;
     let a = call(
         "PATCH",
         &format!("{base}/api/v1/users/{op_id}"),

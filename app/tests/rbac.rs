@@ -327,6 +327,7 @@ async fn every_route_by_every_kind_of_caller() {
             .connect()
             .await
             .unwrap();
+        common::https::first_frame_is_resync(&mut socket).await;
         // The ticket opened one socket: used again, it is refused before any upgrade.
         let again = call(
             "GET",

@@ -14,7 +14,7 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use leptos_meta::{provide_meta_context, Title};
 use leptos_router::{
-    components::{Route, Router, Routes, A},
+    components::{FlatRoutes, Route, Router, A},
     hooks::{use_location, use_navigate},
     path, Lazy, SsrMode,
 };
@@ -144,7 +144,7 @@ pub fn App() -> impl IntoView {
                 // which the server waits for (the routes are Async) and the browser hydrates from.
                 // No boundary wraps the Routes themselves: the route listing renders the app
                 // without loading any resource and must reach the Routes to see them.
-                <Routes fallback=|| view! { <NotFound/> }>
+                <FlatRoutes fallback=|| view! { <NotFound/> }>
                     <Route path=path!("") view={Lazy::<HomeRoute>::new()} ssr=SsrMode::Async/>
                     <Route path=path!("setup") view={Lazy::<SetupRoute>::new()} ssr=SsrMode::Async/>
                     <Route path=path!("login") view={Lazy::<LoginRoute>::new()} ssr=SsrMode::Async/>
@@ -158,7 +158,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("users") view={Lazy::<UsersRoute>::new()} ssr=SsrMode::Async/>
                     <Route path=path!("settings") view={Lazy::<SettingsRoute>::new()} ssr=SsrMode::Async/>
                     <Route path=path!("audit") view={Lazy::<AuditRoute>::new()} ssr=SsrMode::Async/>
-                </Routes>
+                </FlatRoutes>
             </main>
         </Router>
     }

@@ -37,12 +37,31 @@ where
     E::Response: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
     let epoch = use_context::<Session>().map(|s| s.epoch);
-    Resource::new(
+    let resource = Resource::new(
         move || (epoch.map(|e| e.get()), params(), query()),
         // The future is not `Send` (browser fetch; the manager's in-process API on the server),
         // and needs not be: both sides poll it on the thread that made it.
         |(_, p, q)| SendWrapper::new(async move { api::call_with_query::<E>(p, &q).await }),
-    )
+    );
+    reread_if_renewed(resource, epoch);
+    resource
+}
+
+/// A resource made while the page hydrates starts from the server's answer, which the server
+/// read with the session the request carried. Pages are lazily loaded, so a page hydrates only
+/// once its code has arrived, and by then the session guard may already have renewed an expired
+/// session (the epoch moved on from the server's 0): such a resource would keep the server's
+/// "sign-in required" forever, as the epoch it follows will not change again. It reads again once
+/// hydration is over.
+fn reread_if_renewed<T>(resource: Resource<T>, epoch: Option<RwSignal<u64>>)
+where
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    let renewed = epoch.is_some_and(|e| e.get_untracked() > 0);
+    let hydrating = Owner::current_shared_context().is_some_and(|sc| sc.during_hydration());
+    if renewed && hydrating {
+        Effect::new(move |_| untrack(|| resource.refetch()));
+    }
 }
 
 /// [`data`] for a page whose address may not name anything (`/hosts/abc`): with no parameters
@@ -56,7 +75,7 @@ where
     E::Response: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
     let epoch = use_context::<Session>().map(|s| s.epoch);
-    Resource::new(
+    let resource = Resource::new(
         move || (epoch.map(|e| e.get()), params()),
         |(_, p)| {
             SendWrapper::new(async move {
@@ -66,7 +85,9 @@ where
                 }
             })
         },
-    )
+    );
+    reread_if_renewed(resource, epoch);
+    resource
 }
 
 /// Reads endpoint `E` (a read without parameters).

@@ -148,6 +148,12 @@ pub async fn forward(
         let _ = session.close(None).await;
         return;
     };
+    // The stream's subscriptions were taken before the handshake was answered, but the page read
+    // what it shows before it asked for the stream: a change in between is on neither. The first
+    // frame says so (a page reads again on a `Resync`), so nothing falls into that gap.
+    if !send(&mut session, &LiveEvent::Resync).await {
+        return;
+    }
     let ends = tokio::time::sleep(MAX_LIFETIME);
     tokio::pin!(ends);
     let mut refresh = tokio::time::interval(SCOPE_REFRESH);

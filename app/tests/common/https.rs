@@ -96,7 +96,25 @@ pub async fn open_stream(c: &awc::Client, base: &str, bearer: &str) -> impl Sock
         base.replace("https://", "wss://"),
         ticket["ticket"].as_str().unwrap()
     );
-    c.ws(url).connect().await.unwrap().1
+    let mut socket = c.ws(url).connect().await.unwrap().1;
+    first_frame_is_resync(&mut socket).await;
+    socket
+}
+
+/// Every event stream begins with a `Resync` (what changed between the client's read and its
+/// subscription is on no stream): reads it.
+pub async fn first_frame_is_resync(socket: &mut impl Socket) {
+    use futures_util::StreamExt;
+    let frame = tokio::time::timeout(std::time::Duration::from_secs(10), socket.next())
+        .await
+        .expect("no first frame")
+        .expect("stream closed")
+        .unwrap();
+    let awc::ws::Frame::Text(text) = frame else {
+        panic!("first frame {frame:?}")
+    };
+    let event: shared::fleet::LiveEvent = serde_json::from_slice(&text).unwrap();
+    assert_eq!(event, shared::fleet::LiveEvent::Resync);
 }
 
 /// First-run setup with the manager's setup token (in `data`): the Admin `admin` /

@@ -5,9 +5,10 @@
 //! Every page is a lazily loaded route ([`LazyRoute`]): in the browser its code is a WebAssembly
 //! chunk of its own (split off the main module by the build, `scripts/lib.sh` `build_wasm`),
 //! fetched when the page is first shown, so a page load downloads the shared runtime and that
-//! page, not the whole UI. The server names the chunks of the page it renders in the HTML's
-//! `<head>` (`<link rel="preload">`), so they download beside the main module. On the server the
-//! routes render directly.
+//! page, not the whole UI. On the server the routes render directly, and leptos names the modules
+//! of the lazy routes a page rendered in its `<head>` (`<link rel="preload">`, from the split
+//! manifest the manager provides as `WasmSplitManifest`), so they download beside the main
+//! module.
 
 use leptos::prelude::*;
 use leptos_router::{lazy_route, LazyRoute};
@@ -40,49 +41,10 @@ macro_rules! lazy_page {
 
             fn view(this: Self) -> AnyView {
                 let _ = this;
-                #[cfg(feature = "ssr")]
-                preload_chunks();
                 view! { <$page/> }.into_any()
             }
         }
     };
-}
-
-/// On the server, while a lazy route renders: names the WebAssembly modules of the lazy routes
-/// the page has rendered so far (leptos records them in `PrefetchLazyFn`; the manager provides
-/// the split manifest as `WasmSplitManifest`) as `<link rel="preload">` in the `<head>`, so the
-/// browser fetches them beside the main module instead of after it. Without a split bundle it
-/// does nothing.
-#[cfg(feature = "ssr")]
-fn preload_chunks() {
-    use leptos_meta::Link;
-    let (Some(prefetches), Some(manifest)) = (
-        use_context::<leptos::PrefetchLazyFn>(),
-        use_context::<leptos::WasmSplitManifest>(),
-    ) else {
-        return;
-    };
-    let ids: Vec<&'static str> = prefetches
-        .0
-        .try_with_value(|ids| ids.iter().copied().collect())
-        .unwrap_or_default();
-    let Some((pkg, modules, loader)) = manifest.0.try_get_value() else {
-        return;
-    };
-    let mut named = std::collections::BTreeSet::new();
-    for module in ids.iter().filter_map(|id| modules.get(*id)).flatten() {
-        if named.insert(module.clone()) {
-            // Rendering a leptos_meta tag to HTML on the server registers it for the <head>.
-            let _ = view! {
-                <Link rel="preload" href=format!("{pkg}/{module}.wasm") as_="fetch"
-                    type_="application/wasm" crossorigin="anonymous"/>
-            }
-            .to_html();
-        }
-    }
-    if !named.is_empty() {
-        let _ = view! { <Link rel="modulepreload" href=format!("{pkg}/{loader}")/> }.to_html();
-    }
 }
 
 lazy_page!(
