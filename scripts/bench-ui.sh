@@ -113,3 +113,7 @@ for bundle in ("dev", "release"):
 PY
 echo
 for b in dev release; do echo "$b bundle wasm (precompressed files):"; wasm_sizes "$b"; done
+echo
+echo "What each page load fetches (release bundle: the main module and the page's modules):"
+python3 "$ROOT/scripts/bundle-pages.py" \
+  "${site[release]}/pkg/$(grep -o '"dir":"[^"]*"' "${site[release]}/pkg/bundle.json" | cut -d'"' -f4)"

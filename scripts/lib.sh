@@ -82,12 +82,18 @@ ensure_wasm_opt() {
   (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 }
 
+# The hash of lpm-wasm-split's sources (its vendored, patched splitter included).
+wasm_split_stamp() {
+  (cd "$ROOT/scripts/wasm-split" && find . -type f -not -path './target/*' | LC_ALL=C sort \
+    | xargs cat | sha256sum | cut -d' ' -f1)
+}
+
 # lpm-wasm-split (scripts/wasm-split: the splitter leptos' lazy routes are made for, from
-# crates.io), built once into the cache and again when its sources change.
+# crates.io, with one patch), built once into the cache and again when its sources change.
 ensure_wasm_split() {
   local dir="$ROOT/scripts/wasm-split" stamp want
   stamp="$LPM_CACHE/tools/lpm-wasm-split.stamp"
-  want=$(cat "$dir/Cargo.toml" "$dir/Cargo.lock" "$dir/src/main.rs" | sha256sum | cut -d' ' -f1)
+  want=$(wasm_split_stamp)
   if command -v lpm-wasm-split >/dev/null && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
     return 0
   fi
@@ -114,7 +120,8 @@ build_wasm() {
     --no-default-features --features hydrate --profile "$profile" --quiet -- -C link-arg=--emit-relocs
   case "$profile" in dev) dir=debug ;; *) dir="$profile" ;; esac
   src="$CARGO_TARGET_DIR/$WASM_TARGET/$dir/frontend_leptos.wasm"
-  source=$(sha256sum "$src" | cut -d' ' -f1)
+  # The bundle depends on the compiler's module and on the splitter.
+  source=$( (sha256sum "$src"; wasm_split_stamp) | sha256sum | cut -d' ' -f1)
   pkg="$site/pkg"
   mkdir -p "$pkg"
   if grep -qs "\"source\":\"$source\",\"profile\":\"$profile\",\"dir\"" "$pkg/bundle.json"; then

@@ -36,7 +36,7 @@ pub struct Manifest {
     pub name: String,
     /// The cargo profile it was built with (`dev`, `wasm-release`).
     pub profile: String,
-    /// SHA-256 of the compiler's `.wasm` the bundle was made from (lets the build skip
+    /// SHA-256 over the compiler's `.wasm` and the splitter's sources (lets the build skip
     /// splitting, wasm-bindgen, wasm-opt and compression when nothing changed).
     pub source: String,
     /// Every file the bundle consists of (without the compressed variants).

@@ -12,6 +12,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+/// Code needed by at least this many of the 13 pages goes into the main module rather than a
+/// shared chunk. Measured (docs/benchmarks.md, Hosts page, release): off, 184 modules, 375 KB
+/// brotli, interactive 469 ms; 5: 56 modules, 321 KB, 297 ms; 3: 13 modules, 308 KB, 279 ms.
+const MAIN_SHARE_THRESHOLD: usize = 3;
+
 /// The loader's file name: the one leptos' `HydrationScripts` names in its modulepreload link.
 const LINK_NAME: &str = "./__wasm_split.______________________.js";
 const MANIFEST: &str = "__wasm_split_manifest.json";
@@ -25,6 +30,7 @@ fn run(input: &Path, out_dir: &Path, main_js: &str) -> Result<(), String> {
     opts.main_out_path = &main_out;
     opts.main_module = main_js;
     opts.link_name = LINK_NAME;
+    opts.main_share_threshold = MAIN_SHARE_THRESHOLD;
     let split = wasm_split_cli_support::transform(opts)
         .map_err(|e| format!("splitting {}: {e:#}", input.display()))?;
     // Sorted, so the same input gives the same bytes (the bundle is named by its content).
