@@ -303,7 +303,8 @@ endpoints! {
     /// A single-use ticket (30 s) that opens the live event stream.
     IssueEventTicket: Post "/api/v1/events/ticket", (), NoBody => EventTicket, 201;
     /// Live events (`?ticket=`): host state changes, filtered to the hosts the ticket's user may
-    /// see. Each message is a `LiveEvent` in JSON.
+    /// see. Each message is a `LiveEvent` in JSON; the first is always a `Resync` (what changed
+    /// between the client's last read and its subscription is on no stream: read again).
     EventStream: Get "/api/v1/events/ws" as WebSocket, (), NoBody => NoBody, 101;
     /// Starts probing a range for agents (TCP, then TLS with the manager's client certificate).
     StartDiscovery: Post "/api/v1/discovery", (), DiscoveryRequest => DiscoveryRun, 202;

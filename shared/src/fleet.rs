@@ -374,7 +374,8 @@ pub enum LiveEvent {
     JobTarget(crate::jobs::JobTargetEvent),
     /// A patch job's state changed.
     JobState(crate::jobs::JobStateEvent),
-    /// Events were missed (the client fell behind): reload what is shown.
+    /// Events may have been missed (the stream's first message, or the client fell behind):
+    /// reload what is shown.
     Resync,
 }
 

@@ -54,8 +54,11 @@ pub fn build_server(
         .env(Env::PROD)
         .site_addr(addr)
         .build();
-    // Which modules each lazy route needs: a page names those of the routes it rendered.
-    let split_manifest = bundle.split_manifest();
+    // Which modules each lazy route needs: a page names those of the routes it rendered. Built
+    // once; each page gets a handle to it.
+    let split_manifest = bundle
+        .split_manifest()
+        .map(|split| leptos::WasmSplitManifest(leptos::prelude::ArcStoredValue::new(split)));
     let bundle = web::Data::new(bundle);
     let assets_dir = server_cfg.assets_dir.clone();
     let body_limit = server_cfg.body_limit_bytes;
@@ -70,9 +73,7 @@ pub fn build_server(
             move || {
                 leptos::prelude::provide_context(server_api.clone());
                 if let Some(split) = split_manifest.clone() {
-                    leptos::prelude::provide_context(leptos::WasmSplitManifest(
-                        leptos::prelude::ArcStoredValue::new(split),
-                    ));
+                    leptos::prelude::provide_context(split);
                 }
             }
         };
