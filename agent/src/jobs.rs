@@ -459,6 +459,9 @@ impl Jobs {
             j.started_at = Some(now());
             j.progress = 5;
         });
+        // On disk before the package manager starts: an agent that dies while it runs finds the job
+        // in its file when it starts again and reports it interrupted (never silently lost).
+        self.inner.writer.flush().await;
         self.emit(JobEvent::Started { job_id: id.clone() });
         let _pkg = self.inner.package_lock.lock().await;
         self.update(&id, false, |j| j.progress = 10);

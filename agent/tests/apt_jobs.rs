@@ -463,23 +463,11 @@ async fn timeout_kills_the_process_group_and_restart_reports_interrupted() {
             Some(&install_body(&[("lpm-test-hang", None)])),
         )
         .await;
-    // While it runs, a second job manager over the same state dir (an agent restarting) sees it
-    // as interrupted.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while e.api.get(&format!("/jobs/{id}")).await["status"] != "running" {
         assert!(std::time::Instant::now() < deadline);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let restarted = patch_agent::jobs::Jobs::new(
-        e.root.backend(),
-        e.audit.clone(),
-        e.files.config.jobs.state_dir.clone(),
-        5,
-        Duration::from_secs(60),
-    )
-    .unwrap();
-    assert_eq!(restarted.interrupted(), std::slice::from_ref(&id));
-
     // The maintainer script hangs: find the process it started, before the timeout ends it.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let hung = loop {
@@ -498,6 +486,18 @@ async fn timeout_kills_the_process_group_and_restart_reports_interrupted() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
+
+    // A second job manager over the same state dir (an agent restarting while the package manager
+    // runs) sees the job as interrupted: its running state was on disk before dpkg started.
+    let restarted = patch_agent::jobs::Jobs::new(
+        e.root.backend(),
+        e.audit.clone(),
+        e.files.config.jobs.state_dir.clone(),
+        5,
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    assert_eq!(restarted.interrupted(), std::slice::from_ref(&id));
 
     let job = e.api.wait(&id).await;
     assert_eq!(job.status, JobStatus::TimedOut, "{job:?}");
