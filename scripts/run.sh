@@ -129,7 +129,7 @@ cat <<MSG
                signs only the web UI's certificate; agents' come from the fleet CA.
 $accounts
     Fleet:     one demo agent (demo-agent-1.local), enrolled with a one-time token$fleet_note
-               More hosts: Hosts page, "Add a host" (or: patch-manager --data-dir $DATA
+               More hosts: Hosts → "Add hosts" (or: patch-manager --data-dir $DATA
                enrollment-token)
     Stop with Ctrl-C.
 MSG

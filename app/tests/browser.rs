@@ -785,8 +785,19 @@ async fn the_ui_keeps_the_session_follows_the_role_and_puts_messages_where_the_e
         assert!(hosts.contains("db-1"), "{hosts}");
         assert!(browser.current_url().await?.path().ends_with("/hosts"));
 
-        // "Add a host" is on Hosts; the command names the configured address; the form clears.
-        browser.find(Locator::Css("#add-host #make-token")).await?;
+        // Renewing asks first, and Cancel leaves things as they were.
+        let row = format!("#hosts tr[data-host='{web}']");
+        browser.find(Locator::Css(&format!("{row} button[data-action='renew']"))).await?.click().await?;
+        browser.find(Locator::Css(&format!("{row} button[data-action='renew-cancel']"))).await?.click().await?;
+        browser.find(Locator::Css(&format!("{row} button[data-action='renew']"))).await?;
+        assert_eq!(misaligned_actions(&browser, "hosts").await?, json!([]));
+
+        // Hosts links to "Add hosts" (its own page, whose code the browser fetches now); the
+        // command names the configured address; the form clears.
+        browser.find(Locator::Id("add-host-link")).await?.click().await?;
+        wait_for(&browser, "#add-host #make-token").await?;
+        assert!(browser.current_url().await?.path().ends_with("/hosts/add"));
+        wait_for(&browser, "#discovery #discovery-start").await?;
         type_into(&browser, "token-host", "10.0.8.20").await?;
         wait_enabled(&browser, "make-token").await?.click().await?;
         let command = text_of(&browser, "#enroll-command").await?;
@@ -800,13 +811,6 @@ async fn the_ui_keeps_the_session_follows_the_role_and_puts_messages_where_the_e
         assert!(browser.find(Locator::Id("enroll-local-warning")).await.is_err());
         let host_field = browser.find(Locator::Id("token-host")).await?.prop("value").await?;
         assert_eq!(host_field.as_deref(), Some(""), "the form is cleared after success");
-        // Renewing asks first, and Cancel leaves things as they were.
-        let row = format!("#hosts tr[data-host='{web}']");
-        browser.find(Locator::Css(&format!("{row} button[data-action='renew']"))).await?.click().await?;
-        browser.find(Locator::Css(&format!("{row} button[data-action='renew-cancel']"))).await?.click().await?;
-        browser.find(Locator::Css(&format!("{row} button[data-action='renew']"))).await?;
-        assert_eq!(misaligned_actions(&browser, "hosts").await?, json!([]));
-
         // A hard load of a host page: no reactive-graph warning.
         goto(&browser, &format!("{base}/hosts/{web}")).await?;
         text_containing(&browser, "#host-name", "web-1").await?;
@@ -830,7 +834,7 @@ async fn the_ui_keeps_the_session_follows_the_role_and_puts_messages_where_the_e
 
         // Certificates: revoking can be cancelled; rotating and renewing ask first.
         goto(&browser, &format!("{base}/certificates")).await?;
-        browser.find(Locator::Css("a[href='/hosts#add-host']")).await?;
+        browser.find(Locator::Css("a[href='/hosts/add']")).await?;
         assert!(browser.find(Locator::Id("make-token")).await.is_err());
         wait_for(&browser, "#certificates button[data-action='revoke']").await?.click().await?;
         browser.find(Locator::Css("#certificates button[data-action='revoke-cancel']")).await?.click().await?;
@@ -950,7 +954,7 @@ async fn the_ui_keeps_the_session_follows_the_role_and_puts_messages_where_the_e
         assert!(!overview.contains("No hosts are enrolled yet"), "{overview}");
         let nav = text_of(&browser, "nav.nav").await?;
         assert!(!nav.contains("Certificates") && !nav.contains("Settings") && !nav.contains("Audit log"), "{nav}");
-        for path in ["/certificates", "/users", "/settings", "/audit"] {
+        for path in ["/hosts/add", "/certificates", "/users", "/settings", "/audit"] {
             goto(&browser, &format!("{base}{path}")).await?;
             let refusal = text_of(&browser, "#admins-only").await?;
             assert!(refusal.contains("This page is for Admins"), "{path}: {refusal}");

@@ -148,9 +148,13 @@ async fn pages_arrive_with_their_data_for_the_role_that_may_see_them() {
         !text.contains("Loading…"),
         "nothing waits for the browser: {text}"
     );
-    // The navigation follows the role, and the host form lives on the Hosts page.
+    // The navigation follows the role; Hosts links to the page that adds hosts, which carries the
+    // token form and discovery.
     assert!(text.contains("Audit log") && text.contains("Certificates"));
-    assert!(html.contains("id=\"add-host\""));
+    assert!(html.contains("href=\"/hosts/add\""));
+    let (status, _, add) = page(&format!("{base}/hosts/add"), Some(&cookie)).await;
+    assert_eq!(status, 200);
+    assert!(add.contains("id=\"add-host\"") && add.contains("id=\"discovery\""));
     // A host page, the overview and the audit log carry theirs too.
     let (_, _, html) = page(&format!("{base}/hosts/{db_host}"), Some(&cookie)).await;
     assert!(visible_text(&html).contains("db-1.test"), "host page data");
@@ -178,7 +182,17 @@ async fn pages_arrive_with_their_data_for_the_role_that_may_see_them() {
         !text.contains("Certificates") && !text.contains("Audit log"),
         "{text}"
     );
-    for admin_page in ["/certificates", "/users", "/settings", "/audit"] {
+    assert!(
+        !html.contains("href=\"/hosts/add\""),
+        "no way to add hosts for an Operator"
+    );
+    for admin_page in [
+        "/hosts/add",
+        "/certificates",
+        "/users",
+        "/settings",
+        "/audit",
+    ] {
         let (status, _, html) = page(&format!("{base}{admin_page}"), Some(&olga)).await;
         let text = visible_text(&html);
         assert_eq!(status, 200, "{admin_page}");
@@ -186,7 +200,12 @@ async fn pages_arrive_with_their_data_for_the_role_that_may_see_them() {
             text.contains("This page is for Admins") && text.contains("Back to the overview"),
             "{admin_page}: {text}"
         );
-        assert!(!html.contains("id=\"certificates\"") && !html.contains("id=\"users\""));
+        assert!(
+            !html.contains("id=\"certificates\"")
+                && !html.contains("id=\"users\"")
+                && !html.contains("id=\"add-host\""),
+            "{admin_page}"
+        );
     }
     // An Operator whose groups hold no host is told so, not that the fleet is empty.
     let otto = browser_cookies(&base, "otto", "plum-Heron-2025!").await;

@@ -7,8 +7,9 @@
 
 use crate::api;
 use crate::pages::{
-    home::NotFound, AccountRoute, AuditRoute, CertificatesRoute, HomeRoute, HostRoute, HostsRoute,
-    JobRoute, JobsRoute, LoginRoute, SettingsRoute, SetupRoute, UsersRoute, WindowsRoute,
+    home::NotFound, AccountRoute, AddHostsRoute, AuditRoute, CertificatesRoute, HomeRoute,
+    HostRoute, HostsRoute, JobRoute, JobsRoute, LoginRoute, SettingsRoute, SetupRoute, UsersRoute,
+    WindowsRoute,
 };
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -150,6 +151,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("login") view={Lazy::<LoginRoute>::new()} ssr=SsrMode::Async/>
                     <Route path=path!("account") view={Lazy::<AccountRoute>::new()} ssr=SsrMode::Async/>
                     <Route path=path!("hosts") view={Lazy::<HostsRoute>::new()} ssr=SsrMode::Async/>
+                    <Route path=path!("hosts/add") view={Lazy::<AddHostsRoute>::new()} ssr=SsrMode::Async/>
                     <Route path=path!("hosts/:id") view={Lazy::<HostRoute>::new()} ssr=SsrMode::Async/>
                     <Route path=path!("jobs") view={Lazy::<JobsRoute>::new()} ssr=SsrMode::Async/>
                     <Route path=path!("jobs/:id") view={Lazy::<JobRoute>::new()} ssr=SsrMode::Async/>

@@ -304,6 +304,20 @@ pub fn AdminOnly(
     }
 }
 
+/// The `<option>`s of a group `<select>`, one per group, once the groups are read (the select's
+/// own first option, "none" or "any", stays the caller's).
+#[component]
+pub fn GroupOptions(groups: Loaded<Vec<shared::fleet::GroupInfo>>) -> impl IntoView {
+    view! {
+        <Transition fallback=|| ()>
+            {move || match groups.get() {
+                Some(Ok(g)) => g.into_iter().map(|g| view! { <option value=g.id.to_string()>{g.name}</option> }).collect_view().into_any(),
+                _ => ().into_any(),
+            }}
+        </Transition>
+    }
+}
+
 /// What an empty list is for, and the one action that fills it (when the user may take it).
 #[component]
 pub fn Empty(

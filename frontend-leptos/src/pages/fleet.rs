@@ -1,25 +1,20 @@
-//! `/hosts` (everyone, within their groups) and `/certificates` (Admins): the fleet, its
-//! certificates with expiry, renewal, rotation and revocation, and enrollment tokens for new hosts.
+//! `/hosts` (everyone, within their groups), `/hosts/:id` and `/certificates` (Admins): the fleet,
+//! its certificates with expiry, renewal, rotation and revocation. Adding hosts: `enroll`.
 
 use crate::api;
 use crate::app::Session;
 use crate::pages::home::BadId;
-use crate::pages::signin::Field;
 use crate::ui::{
-    data_if, data_with_query, maybe_time, notice, refuse, report, short_time, AdminOnly, Confirm,
-    Empty, FieldError, Note, Notice, NoticeLine, Submit,
+    data_if, data_with_query, maybe_time, notice, report, short_time, AdminOnly, Confirm, Empty,
+    GroupOptions, Note, Notice, NoticeLine,
 };
 use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use leptos_router::hooks::use_params_map;
 use shared::api::{self as ep, NoBody};
-use shared::fleet::{
-    AdoptRequest, CreatedEnrollmentToken, DiscoveryRequest, DiscoveryRun, DiscoveryState,
-    GroupInfo, HostGroups, HostPackage, HostQuery, HostSort, LiveEvent, NewEnrollmentToken,
-    ProbeOutcome, RevokeRequest,
-};
-use shared::ids::{CertificateId, DiscoveryRunId, EnrollmentTokenId, GroupId, HostId};
+use shared::fleet::{HostGroups, HostPackage, HostQuery, HostSort, LiveEvent, RevokeRequest};
+use shared::ids::{CertificateId, GroupId, HostId};
 use shared::vocab::{CertKind, CertState, HostStatus};
 
 /// The hosts page.
@@ -73,7 +68,7 @@ pub fn HostsPage() -> impl IntoView {
                 <h1>"Hosts"</h1>
                 <Transition fallback=|| ()>
                     <Show when=move || session.is_admin()>
-                        <a href="#add-host" id="add-host-link" class="button">"Add a host"</a>
+                        <a href="/hosts/add" id="add-host-link" class="button">"Add hosts"</a>
                     </Show>
                 </Transition>
             </div>
@@ -95,12 +90,7 @@ pub fn HostsPage() -> impl IntoView {
                     query.update(|q| { q.group = v.parse::<i64>().ok().map(GroupId); q.page = None; });
                 }>
                     <option value="">"Any group"</option>
-                    <Transition fallback=|| ()>
-                        {move || match groups.get() {
-                            Some(Ok(g)) => g.into_iter().map(|g| view! { <option value=g.id.to_string()>{g.name}</option> }).collect_view().into_any(),
-                            _ => ().into_any(),
-                        }}
-                    </Transition>
+                    <GroupOptions groups/>
                 </select>
                 <input id="host-os" type="search" class="narrow" placeholder="OS (debian, rocky…)" aria-label="Operating system"
                     prop:value=move || os_text.get() on:input=move |ev| os_text.set(event_target_value(&ev))/>
@@ -143,7 +133,7 @@ pub fn HostsPage() -> impl IntoView {
                 Some(Ok(page)) if page.total == 0 => if session.is_admin() {
                     view! {
                         <Empty text="No hosts yet. This list shows every managed host, its state and its pending updates; a host joins it when its patch agent enrolls with a one-time token."
-                            action=("#add-host", "Add a host")/>
+                            action=("/hosts/add", "Add a host")/>
                     }.into_any()
                 } else {
                     view! {
@@ -206,182 +196,7 @@ pub fn HostsPage() -> impl IntoView {
                 }
             }}
             </Transition>
-            <Transition fallback=|| ()>
-                <Show when=move || session.is_admin()>
-                    <AddHost groups on_created=reload/>
-                    <Discovery on_adopted=reload/>
-                </Show>
-            </Transition>
         </section>
-    }
-    .into_any()
-}
-
-/// Admins: a range probed for agents, followed live, cancelled, and what was found adopted.
-#[component]
-fn Discovery(on_adopted: impl Fn() + Copy + Send + Sync + 'static) -> impl IntoView {
-    let cidr = RwSignal::new(String::new());
-    let port = RwSignal::new(String::from("12443"));
-    let run = RwSignal::new(None::<DiscoveryRun>);
-    let chosen = RwSignal::new(Vec::<String>::new());
-    let note = notice();
-    // Follows a run until it ends (its progress is read twice a second).
-    let follow = move |id: DiscoveryRunId| {
-        spawn_local(async move {
-            loop {
-                crate::live::pause(500).await;
-                match api::call::<ep::GetDiscovery>(id, &NoBody).await {
-                    Ok(r) => {
-                        let running = r.state == DiscoveryState::Running;
-                        if run.try_set(Some(r)).is_some() || !running {
-                            break;
-                        }
-                    }
-                    Err(e) => {
-                        let _ = note.try_set(Some(Note::Failed(e)));
-                        break;
-                    }
-                }
-            }
-        });
-    };
-    let start = move |ev: SubmitEvent| {
-        ev.prevent_default();
-        note.set(None);
-        chosen.set(Vec::new());
-        let port = match port.get_untracked().trim() {
-            "" => None,
-            p => match p.parse::<u16>() {
-                Ok(p) if p > 0 => Some(p),
-                _ => {
-                    refuse(note, "The port is a number from 1 to 65535.", Some("port"));
-                    return;
-                }
-            },
-        };
-        let body = DiscoveryRequest {
-            cidr: cidr.get_untracked(),
-            port,
-        };
-        spawn_local(async move {
-            match api::call::<ep::StartDiscovery>((), &body).await {
-                Ok(r) => {
-                    let id = r.id;
-                    run.set(Some(r));
-                    follow(id);
-                }
-                Err(e) => note.set(Some(Note::Failed(e))),
-            }
-        });
-    };
-    let cancel = move |id: DiscoveryRunId| {
-        spawn_local(async move {
-            if let Err(e) = api::call::<ep::CancelDiscovery>(id, &NoBody).await {
-                note.set(Some(Note::Failed(e)));
-            }
-        });
-    };
-    let adopt = move |id: DiscoveryRunId| {
-        let body = AdoptRequest {
-            addresses: chosen.get_untracked(),
-            group_id: None,
-        };
-        spawn_local(async move {
-            match api::call::<ep::AdoptDiscovered>(id, &body).await {
-                Ok(r) => {
-                    let refused: Vec<String> = r
-                        .refused
-                        .iter()
-                        .map(|x| format!("{}: {}", x.address, x.reason))
-                        .collect();
-                    note.set(Some(Note::Done(format!(
-                        "{} host(s) adopted.{}",
-                        r.adopted.len(),
-                        if refused.is_empty() {
-                            String::new()
-                        } else {
-                            format!(" Not adopted: {}", refused.join("; "))
-                        }
-                    ))));
-                    chosen.set(Vec::new());
-                    on_adopted();
-                    if let Ok(r) = api::call::<ep::GetDiscovery>(id, &NoBody).await {
-                        run.set(Some(r));
-                    }
-                }
-                Err(e) => note.set(Some(Note::Failed(e))),
-            }
-        });
-    };
-    view! {
-        <div class="card" id="discovery">
-            <h2>"Discover agents"</h2>
-            <p class="muted">"Probes a range for agents on their port (TCP, then TLS with the manager's certificate). Agents certified by this fleet's CA but registered to no host (enrolled after the backup a database was restored from) can be adopted."</p>
-            <form class="form inline" on:submit=start>
-                <input id="discovery-cidr" placeholder="10.0.8.0/22" aria-label="Range (CIDR)"
-                    prop:value=move || cidr.get() on:input=move |ev| cidr.set(event_target_value(&ev))/>
-                <input id="discovery-port" class="narrow" aria-label="Port" inputmode="numeric"
-                    prop:value=move || port.get() on:input=move |ev| port.set(event_target_value(&ev))/>
-                <Submit id="discovery-start" label="Probe"/>
-            </form>
-            <NoticeLine notice=note id="discovery-notice"/>
-            {move || run.get().map(|r| {
-                let id = r.id;
-                let running = r.state == DiscoveryState::Running;
-                let any_adoptable = r.found.iter().any(|f| f.adoptable);
-                view! {
-                    <p id="discovery-progress" data-state=format!("{:?}", r.state).to_lowercase()>
-                        {format!("{}: {} of {} addresses probed, {} answered, {:.1} s — {}",
-                            r.cidr, r.probed, r.total, r.found.len(), r.elapsed_ms as f64 / 1000.0,
-                            match r.state {
-                                DiscoveryState::Running => "running",
-                                DiscoveryState::Done => "done",
-                                DiscoveryState::Cancelled => "cancelled",
-                                DiscoveryState::Interrupted => "interrupted",
-                            })}
-                        {running.then(|| view! { " " <button type="button" id="discovery-cancel" on:click=move |_| cancel(id)>"Cancel"</button> })}
-                    </p>
-                    <table class="table" id="discovery-results">
-                        <thead><tr><th></th><th>"Address"</th><th>"What answered"</th><th>"Certificate"</th><th>"Note"</th></tr></thead>
-                        <tbody>
-                        {r.found.into_iter().map(|f| {
-                            let address = f.address.clone();
-                            let a2 = f.address.clone();
-                            view! {
-                                <tr data-address=f.address.clone()>
-                                    <td>{f.adoptable.then(|| view! {
-                                        <input type="checkbox" aria-label="Adopt"
-                                            prop:checked=move || chosen.get().contains(&a2)
-                                            on:change=move |ev| {
-                                                let on = event_target_checked(&ev);
-                                                let a = address.clone();
-                                                chosen.update(|c| { c.retain(|x| *x != a); if on { c.push(a); } });
-                                            }/>
-                                    })}</td>
-                                    <td>{format!("{}:{}", f.address, f.port)}</td>
-                                    <td>{match f.outcome {
-                                        ProbeOutcome::Agent => "agent of this fleet",
-                                        ProbeOutcome::Foreign => "TLS, another CA",
-                                        ProbeOutcome::NoHandshake => "open port, no handshake",
-                                    }}</td>
-                                    <td>{f.subject.unwrap_or_else(|| "—".into())}<br/>
-                                        <span class="muted mono">{f.fingerprint.map(|x| x.chars().take(16).collect::<String>()).unwrap_or_default()}</span></td>
-                                    <td>{match f.host_id {
-                                        Some(h) => view! { <a href=format!("/hosts/{h}")>{f.note}</a> }.into_any(),
-                                        None => view! { <span>{f.note}</span> }.into_any(),
-                                    }}</td>
-                                </tr>
-                            }
-                        }).collect_view()}
-                        </tbody>
-                    </table>
-                    {any_adoptable.then(|| view! {
-                        <button type="button" id="discovery-adopt" disabled=move || chosen.get().is_empty()
-                            on:click=move |_| adopt(id)>"Adopt selected"</button>
-                    })}
-                }.into_any()
-            })}
-        </div>
     }
     .into_any()
 }
@@ -748,7 +563,7 @@ pub fn CertificatesPage() -> impl IntoView {
         <section class="page">
             <div class="row">
                 <h1>"Certificates"</h1>
-                <a href="/hosts#add-host" id="add-host-link">"Add a host (Hosts page)"</a>
+                <a href="/hosts/add" id="add-host-link">"Add a host"</a>
             </div>
             <section class="card">
                 <div class="row">
@@ -871,150 +686,6 @@ pub fn CertificatesPage() -> impl IntoView {
             </section>
         </section>
         </AdminOnly>
-    }
-    .into_any()
-}
-
-/// Admins: a one-time enrollment token for a new host, the command that enrolls it, and the tokens
-/// made so far.
-#[component]
-fn AddHost(
-    groups: crate::ui::Loaded<Vec<GroupInfo>>,
-    on_created: impl Fn() + Copy + Send + Sync + 'static,
-) -> impl IntoView {
-    let tokens = crate::ui::load_on_mount::<ep::ListEnrollmentTokens>();
-    let created = RwSignal::new(None::<CreatedEnrollmentToken>);
-    let minutes = RwSignal::new("60".to_owned());
-    let group = RwSignal::new(String::new());
-    let vouched = RwSignal::new(String::new());
-    let new_host = RwSignal::new(String::new());
-    let form = notice();
-    let list_notice = notice();
-    let make_token = move |ev: SubmitEvent| {
-        ev.prevent_default();
-        let Ok(m) = minutes.get_untracked().trim().parse::<i64>() else {
-            refuse(
-                form,
-                "Valid for: a whole number of minutes.",
-                Some("minutes"),
-            );
-            return;
-        };
-        let body = NewEnrollmentToken {
-            group_id: group.get_untracked().parse().ok(),
-            minutes: Some(m),
-            addresses: vouched
-                .get_untracked()
-                .split([',', ' '])
-                .filter(|a| !a.is_empty())
-                .map(str::to_owned)
-                .collect(),
-            host: Some(new_host.get_untracked()).filter(|h| !h.trim().is_empty()),
-        };
-        spawn_local(async move {
-            let r = api::call::<ep::CreateEnrollmentToken>((), &body).await;
-            report(form, &r, |_| {
-                "Token made: run the command below on the new host.".into()
-            });
-            if let Ok(t) = r {
-                created.set(Some(t));
-                // A fresh form for the next host.
-                new_host.set(String::new());
-                vouched.set(String::new());
-                minutes.set("60".into());
-                tokens.refetch();
-                on_created();
-            }
-        });
-    };
-    let withdraw = move |id: EnrollmentTokenId| {
-        spawn_local(async move {
-            let r = api::call::<ep::DeleteEnrollmentToken>(id, &NoBody).await;
-            report(list_notice, &r, |_| format!("Token #{id} withdrawn."));
-            tokens.refetch();
-        });
-    };
-    view! {
-        <section class="card" id="add-host">
-            <h2>"Add a host"</h2>
-            <p class="muted">"Make a one-time token, then run the command it shows on the new host as root. The token is shown once. Given a DNS name, the manager resolves it now and the host must enroll under that name; given an address, the host enrolls for that address."</p>
-            <form class="form inline" on:submit=make_token>
-                <span>
-                    <label for="token-group">"Group"</label><br/>
-                    <select id="token-group" on:change=move |ev| group.set(event_target_value(&ev))>
-                        <option value="">"(none)"</option>
-                        <Transition fallback=|| ()>
-                            {move || match groups.get() {
-                                Some(Ok(g)) => g.into_iter().map(|g| view! { <option value=g.id.to_string()>{g.name}</option> }).collect_view().into_any(),
-                                _ => ().into_any(),
-                            }}
-                        </Transition>
-                    </select>
-                </span>
-                <span>
-                    <Field id="token-host" label="Host name or address (optional)" value=new_host kind="text"/>
-                    <FieldError notice=form field="host"/>
-                </span>
-                <span>
-                    <Field id="token-minutes" label="Valid for (minutes)" value=minutes kind="number"/>
-                    <FieldError notice=form field="minutes"/>
-                </span>
-                <span>
-                    <Field id="token-addresses" label="Host addresses, if behind NAT" value=vouched kind="text"/>
-                    <FieldError notice=form field="addresses"/>
-                </span>
-                <Submit id="make-token" label="Make token"/>
-            </form>
-            <NoticeLine notice=form id="token-notice" fields=&["host", "minutes", "addresses"]/>
-            {move || created.get().map(|t| view! {
-                <div class="notice" id="token-created">
-                    {t.hostname.clone().map(|h| view! {
-                        <p id="token-resolved">{format!("For {h}, resolved to {}.", t.addresses.join(", "))}</p>
-                    })}
-                    <p>"Valid until " {short_time(&t.expires_at)} ", once."</p>
-                    {t.install_command.clone().map(|c| view! {
-                        <p>"On a Debian or Ubuntu host without the agent, as root: this installs the agent package from this manager (its checksum checked), enrolls and starts it."</p>
-                        <pre id="install-command">{c}</pre>
-                    })}
-                    <p>{if t.install_command.is_some() { "Where the agent is installed already, as root:" } else { "On the new host, with the agent installed, as root:" }}</p>
-                    <pre id="enroll-command">{t.command.clone()}</pre>
-                    {t.manager_url_is_local.then(|| view! {
-                        <p class="warn" id="enroll-local-warning">"This command names the manager by a loopback address, which other hosts cannot reach. Set server.public_url (or server.public_names) in the manager's configuration to the address hosts use."</p>
-                    })}
-                </div>
-            })}
-            <NoticeLine notice=list_notice id="tokens-notice"/>
-            <Transition fallback=|| ()>
-                {move || match tokens.get() {
-                    Some(Ok(list)) if !list.is_empty() => view! {
-                        <table class="table" id="tokens">
-                            <thead><tr><th>"Token"</th><th>"Created"</th><th>"Expires"</th><th>"Addresses"</th><th>"Used"</th><th>"Actions"</th></tr></thead>
-                            <tbody>
-                            {list.into_iter().map(|t| {
-                                let id = t.id;
-                                let unused = t.used_at.is_none();
-                                view! {
-                                    <tr data-token=id.to_string()>
-                                        <td>{format!("#{id}")}</td>
-                                        <td>{short_time(&t.created_at)}</td>
-                                        <td>{short_time(&t.expires_at)}</td>
-                                        <td>{t.hostname.clone().map(|h| format!("{h}: ")).unwrap_or_default()}{if t.addresses.is_empty() { "from the host itself".to_owned() } else { t.addresses.join(", ") }}</td>
-                                        <td>{t.used_at.as_deref().map_or_else(|| "unused".to_owned(), |u| match t.used_by_host_id { Some(h) => format!("{} (host {h})", short_time(u)), None => short_time(u) })}</td>
-                                        <td class="actions">{unused.then(|| view! {
-                                            <Confirm action="withdraw" label="Withdraw"
-                                                question="Withdraw this token? A host that has not enrolled with it yet cannot."
-                                                confirm="Withdraw" danger=true on_confirm=move || withdraw(id)/>
-                                        })}</td>
-                                    </tr>
-                                }
-                            }).collect_view()}
-                            </tbody>
-                        </table>
-                    }.into_any(),
-                    _ => ().into_any(),
-                }}
-            </Transition>
-        </section>
     }
     .into_any()
 }

@@ -97,7 +97,7 @@ fn OverviewCards(overview: SystemOverview, admin: bool) -> impl IntoView {
                     view! {
                         <crate::ui::Empty
                             text="No hosts are enrolled yet. Each managed host runs the patch agent, enrolled with a one-time token."
-                            action=("/hosts#add-host", "Add a host")/>
+                            action=("/hosts/add", "Add a host")/>
                     }.into_any()
                 } else {
                     view! {

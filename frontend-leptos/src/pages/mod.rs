@@ -16,6 +16,7 @@ use leptos_router::{lazy_route, LazyRoute};
 pub mod account;
 pub mod admin;
 pub mod audit;
+pub mod enroll;
 pub mod fleet;
 pub mod home;
 pub mod jobs;
@@ -71,6 +72,11 @@ lazy_page!(
     /// `/hosts`: the fleet.
     HostsRoute,
     fleet::HostsPage
+);
+lazy_page!(
+    /// `/hosts/add`: enrollment tokens and discovery (Admins).
+    AddHostsRoute,
+    enroll::AddHostsPage
 );
 lazy_page!(
     /// `/hosts/:id`: one host.
