@@ -12,9 +12,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-/// Code needed by at least this many of the 13 pages goes into the main module rather than a
-/// shared chunk. Measured (docs/benchmarks.md, Hosts page, release): off, 184 modules, 375 KB
-/// brotli, interactive 469 ms; 5: 56 modules, 321 KB, 297 ms; 3: 13 modules, 308 KB, 279 ms.
+/// Code needed by at least this many of the pages goes into the main module rather than a
+/// shared chunk. Measured with 13 pages (docs/benchmarks.md, Hosts page, release): off, 184
+/// modules, 375 KB brotli, interactive 469 ms; 5: 56 modules, 321 KB, 297 ms; 3: 13 modules,
+/// 308 KB, 279 ms.
 const MAIN_SHARE_THRESHOLD: usize = 3;
 
 /// The loader's file name: the one leptos' `HydrationScripts` names in its modulepreload link.
